@@ -1,0 +1,78 @@
+"""s3pool-plugins: an operations pool for the S3 code you already have.
+
+The public API of the core::
+
+    from s3pool_plugins import OperationsPool, priority_scope
+
+    with OperationsPool(concurrency=8, retries=3) as pool:
+        futures = [pool.submit(work, item) for item in items]
+"""
+
+from .core.batch import BatchCallbackError, BatchItemError, BatchResult
+from .core.cancellation import CancellationToken, current_token
+from .core.config import PoolConfig
+from .core.context import priority_scope, scope_priority
+from .core.events import EVENT_SIGNATURES
+from .core.pool import BoundPool, OperationsPool, Slot
+from .core.queue import PriorityTaskQueue, QueueHandle
+from .core.retry import (
+    DEFAULT_RETRYABLE_ERRORS,
+    NOT_RETRYABLE,
+    THROTTLING,
+    THROTTLING_ERROR_NAMES,
+    TRANSIENT,
+    ErrorClassification,
+    RetryBudget,
+    RetryPolicy,
+)
+from .core.stats import PoolStats
+from .core.task import Task
+from .errors import (
+    AttemptCancelled,
+    ConfigurationError,
+    PoolStopped,
+    QueueFull,
+    QueueWaitTimeout,
+    S3PoolError,
+    TaskTimeout,
+)
+from .hooks import hookimpl, hookspec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_RETRYABLE_ERRORS",
+    "EVENT_SIGNATURES",
+    "NOT_RETRYABLE",
+    "THROTTLING",
+    "THROTTLING_ERROR_NAMES",
+    "TRANSIENT",
+    "AttemptCancelled",
+    "BatchCallbackError",
+    "BatchItemError",
+    "BatchResult",
+    "BoundPool",
+    "CancellationToken",
+    "ConfigurationError",
+    "ErrorClassification",
+    "OperationsPool",
+    "PoolConfig",
+    "PoolStats",
+    "PoolStopped",
+    "PriorityTaskQueue",
+    "QueueFull",
+    "QueueHandle",
+    "QueueWaitTimeout",
+    "RetryBudget",
+    "RetryPolicy",
+    "S3PoolError",
+    "Slot",
+    "Task",
+    "TaskTimeout",
+    "__version__",
+    "current_token",
+    "hookimpl",
+    "hookspec",
+    "priority_scope",
+    "scope_priority",
+]

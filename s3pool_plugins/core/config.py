@@ -1,0 +1,178 @@
+"""Pool options: one frozen, validated :class:`PoolConfig`.
+
+Every option is checked when the config is built, and a bad value raises
+:class:`~s3pool_plugins.errors.ConfigurationError` naming the option and the
+accepted values. Times are seconds (floats).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigurationError
+from .context import validate_priority
+from .retry import DEFAULT_RETRYABLE_ERRORS, ErrorMatcher, RetryBudget, RetryPolicy
+
+QUEUE_FULL_MODES = ("block", "raise")
+
+
+def _positive_int(option: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(option, f"an int >= {minimum}", value)
+    return value
+
+
+def _seconds(option: str, value: object, *, allow_none: bool, allow_zero: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value > 0 or (allow_zero and value == 0)):  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    bound = ">= 0" if allow_zero else "> 0"
+    accepted = f"a number of seconds {bound}" + (" or None" if allow_none else "")
+    raise ConfigurationError(option, accepted, value)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The options of an :class:`~s3pool_plugins.OperationsPool`.
+
+    - ``enabled``: False makes the pool a pass-through (no limit, queue,
+      retries, timeouts or hooks), the seed's ``operationsPool: false``.
+    - ``concurrency``: the most attempts running at once (int >= 1).
+    - ``retries``: retries after the first attempt (int >= 0).
+    - ``retry_delay``: backoff base in seconds; retry ``n`` waits a random time
+      in ``[0, min(max_retry_delay, retry_delay * 2**n)]``.
+    - ``max_retry_delay``: cap of the backoff window, seconds.
+    - ``retryable_errors``: error names/codes and exception types that may be
+      retried (None: :data:`~s3pool_plugins.DEFAULT_RETRYABLE_ERRORS`).
+    - ``retry_policy``: a full :class:`RetryPolicy`, instead of the four
+      options above (giving both is an error).
+    - ``retry_budget``: True for the default :class:`RetryBudget`, False to
+      disable it, or a budget object (it may be shared by several pools).
+    - ``timeout``: per-attempt time limit in seconds, or None for no limit.
+    - ``queue_timeout``: the longest a task may wait for a slot, or None.
+    - ``priority``: the default priority (higher runs first).
+    - ``aging_rate``: priority points a waiting task gains per second.
+    - ``max_queue``: the most tasks waiting for a slot, or None (unbounded).
+    - ``queue_full``: what a new task does when the queue is full:
+      ``"block"`` (wait for room) or ``"raise"`` (:class:`QueueFull`).
+    - ``plugins``: plugin objects to register with this pool's hooks.
+    - ``load_entrypoints``: load plugins from the ``s3pool`` entry points.
+    - ``name``: a label for logs and threads.
+    - ``seed``: seeds the backoff jitter for reproducible runs.
+    - ``clock``: monotonic clock in seconds used for aging and task times
+      (tests inject a fake one).
+    """
+
+    enabled: bool = True
+    concurrency: int = 10
+    retries: int | None = None
+    retry_delay: float | None = None
+    max_retry_delay: float | None = None
+    retryable_errors: Iterable[ErrorMatcher] | None = None
+    retry_policy: RetryPolicy | None = None
+    retry_budget: RetryBudget | bool = True
+    timeout: float | None = 30.0
+    queue_timeout: float | None = None
+    priority: float = 0
+    aging_rate: float = 1.0
+    max_queue: int | None = None
+    queue_full: str = "block"
+    plugins: Sequence[object] = ()
+    load_entrypoints: bool = True
+    name: str = "s3pool"
+    seed: int | None = None
+    clock: Callable[[], float] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigurationError("enabled", "True or False", self.enabled)
+        concurrency: object = self.concurrency
+        if concurrency == "auto":
+            raise ConfigurationError(
+                "concurrency",
+                "an int >= 1 (the adaptive 'auto' limit is not available in this version)",
+                self.concurrency,
+            )
+        _positive_int("concurrency", self.concurrency)
+        policy_options = {
+            "retries": self.retries,
+            "retry_delay": self.retry_delay,
+            "max_retry_delay": self.max_retry_delay,
+            "retryable_errors": self.retryable_errors,
+        }
+        given = {k: v for k, v in policy_options.items() if v is not None}
+        if self.retry_policy is not None:
+            if not isinstance(self.retry_policy, RetryPolicy):
+                raise ConfigurationError("retry_policy", "a RetryPolicy or None", self.retry_policy)
+            if given:
+                raise ConfigurationError(
+                    "retry_policy",
+                    f"a RetryPolicy given alone, without {', '.join(sorted(given))} (put those in the policy)",
+                    self.retry_policy,
+                )
+            policy = self.retry_policy
+        else:
+            policy = RetryPolicy(
+                retries=3 if self.retries is None else self.retries,
+                retry_delay=1.0 if self.retry_delay is None else self.retry_delay,
+                max_retry_delay=20.0 if self.max_retry_delay is None else self.max_retry_delay,
+                retryable_errors=(
+                    DEFAULT_RETRYABLE_ERRORS if self.retryable_errors is None else self.retryable_errors  # type: ignore[arg-type]
+                ),
+            )
+        object.__setattr__(self, "retry_policy", policy)
+        if not isinstance(self.retry_budget, (bool, RetryBudget)):
+            raise ConfigurationError("retry_budget", "True, False or a RetryBudget", self.retry_budget)
+        object.__setattr__(self, "timeout", _seconds("timeout", self.timeout, allow_none=True))
+        object.__setattr__(self, "queue_timeout", _seconds("queue_timeout", self.queue_timeout, allow_none=True))
+        validate_priority(self.priority, "priority")
+        if (
+            isinstance(self.aging_rate, bool)
+            or not isinstance(self.aging_rate, (int, float))
+            or not (math.isfinite(self.aging_rate) and self.aging_rate >= 0)
+        ):
+            accepted = "a number >= 0 (priority points per second of waiting)"
+            raise ConfigurationError("aging_rate", accepted, self.aging_rate)
+        if self.max_queue is not None:
+            _positive_int("max_queue", self.max_queue)
+        if self.queue_full not in QUEUE_FULL_MODES:
+            raise ConfigurationError("queue_full", " or ".join(repr(m) for m in QUEUE_FULL_MODES), self.queue_full)
+        if isinstance(self.plugins, (str, bytes)) or not isinstance(self.plugins, Iterable):
+            raise ConfigurationError("plugins", "a sequence of plugin objects or modules", self.plugins)
+        object.__setattr__(self, "plugins", tuple(self.plugins))
+        if not isinstance(self.load_entrypoints, bool):
+            raise ConfigurationError("load_entrypoints", "True or False", self.load_entrypoints)
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigurationError("name", "a non-empty str", self.name)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigurationError("seed", "an int or None", self.seed)
+        if self.clock is not None and not callable(self.clock):
+            raise ConfigurationError("clock", "a callable returning monotonic seconds, or None", self.clock)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The effective retry policy."""
+        assert self.retry_policy is not None
+        return self.retry_policy
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as a plain dict (for logs and reports)."""
+        return {
+            "enabled": self.enabled,
+            "concurrency": self.concurrency,
+            "retries": self.policy.retries,
+            "retry_delay": self.policy.retry_delay,
+            "max_retry_delay": self.policy.max_retry_delay,
+            "timeout": self.timeout,
+            "queue_timeout": self.queue_timeout,
+            "priority": self.priority,
+            "aging_rate": self.aging_rate,
+            "max_queue": self.max_queue,
+            "queue_full": self.queue_full,
+            "name": self.name,
+        }

@@ -1,0 +1,66 @@
+"""Per-task options, kept apart from the callable's own arguments.
+
+``pool.submit(fn, *args, **kwargs)`` passes every keyword to ``fn``, exactly
+as ``concurrent.futures.Executor`` does. Options for the pool travel on a
+bound view instead: ``pool.options(priority=10, timeout=5).submit(fn, key=1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigurationError
+from .config import _positive_int, _seconds
+from .context import validate_priority
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Marks an option that was not given (``None`` means "no limit" for timeouts)."""
+
+
+class TaskOptions:
+    """Validated per-task options; any option left UNSET uses the pool's."""
+
+    __slots__ = ("priority", "timeout", "queue_timeout", "retries", "metadata", "name")
+
+    def __init__(
+        self,
+        priority: float | None = None,
+        timeout: float | None = UNSET,
+        queue_timeout: float | None = UNSET,
+        retries: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.priority = None if priority is None else validate_priority(priority)
+        self.timeout = timeout if timeout is UNSET else _seconds("timeout", timeout, allow_none=True)
+        self.queue_timeout = (
+            queue_timeout if queue_timeout is UNSET else _seconds("queue_timeout", queue_timeout, allow_none=True)
+        )
+        self.retries = None if retries is None else _positive_int("retries", retries, 0)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ConfigurationError("metadata", "a mapping (dict) or None", metadata)
+        self.metadata = metadata
+        if name is not None and not isinstance(name, str):
+            raise ConfigurationError("name", "a str or None", name)
+        self.name = name
+
+    def merged(self, other: TaskOptions) -> TaskOptions:
+        """These options with every option set in ``other`` taking precedence."""
+        merged = TaskOptions()
+        for slot in TaskOptions.__slots__:
+            value = getattr(other, slot)
+            keep = value is UNSET if slot in ("timeout", "queue_timeout") else value is None
+            setattr(merged, slot, getattr(self, slot) if keep else value)
+        return merged
+
+
+DEFAULT_OPTIONS = TaskOptions()

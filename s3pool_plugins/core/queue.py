@@ -1,0 +1,142 @@
+"""PriorityTaskQueue: a binary heap with exact linear aging.
+
+The effective priority of a waiting item at time ``t`` is::
+
+    priority + aging_rate * (t - enqueued_at)
+
+Every item ages at the same rate, so the order of two items never depends on
+``t``: ``a`` ranks above ``b`` at every instant exactly when
+``a.priority - rate * a.enqueued_at > b.priority - rate * b.enqueued_at``.
+The heap is therefore keyed on that constant and aging costs nothing: push,
+pop and remove stay O(log n) (remove is lazy, amortised O(log n)). Among
+equal keys the item pushed first comes out first (FIFO).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from heapq import heapify, heappop, heappush
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_KEY, _SEQ, _ITEM, _ALIVE = 0, 1, 2, 3
+
+
+class QueueHandle:
+    """Opaque reference to one queued item, used to remove it early."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: list[object]) -> None:
+        self._entry = entry
+
+    @property
+    def queued(self) -> bool:
+        """True while the item is still waiting in the queue."""
+        return bool(self._entry[_ALIVE])
+
+
+class PriorityTaskQueue(Generic[T]):
+    """Highest effective priority first; FIFO among equals.
+
+    ``aging_rate`` is in priority points per second of waiting (0 disables
+    aging). ``clock`` returns seconds and must be monotonic. The queue is not
+    thread-safe: the scheduler serialises access with its own lock.
+    """
+
+    __slots__ = ("_heap", "_len", "_dead", "_rate", "_clock", "_counter")
+
+    def __init__(self, aging_rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if aging_rate < 0:
+            raise ValueError("aging_rate must be >= 0")
+        self._heap: list[list[object]] = []
+        self._len = 0
+        self._dead = 0
+        self._rate = float(aging_rate)
+        self._clock = clock
+        self._counter = itertools.count()
+
+    @property
+    def aging_rate(self) -> float:
+        """Priority points gained per second of waiting."""
+        return self._rate
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def push(self, item: T, priority: float = 0.0, enqueued_at: float | None = None) -> QueueHandle:
+        """Add ``item``; ``enqueued_at`` (clock seconds) defaults to now.
+
+        Passing an earlier ``enqueued_at`` re-enters an item with the age it
+        already had, as a retried task does.
+        """
+        if enqueued_at is None:
+            enqueued_at = self._clock()
+        entry: list[object] = [-(priority - self._rate * enqueued_at), next(self._counter), item, True]
+        heappush(self._heap, entry)
+        self._len += 1
+        return QueueHandle(entry)
+
+    def pop(self) -> T:
+        """Remove and return the item of highest effective priority.
+
+        Raises ``IndexError`` when the queue is empty.
+        """
+        heap = self._heap
+        while heap:
+            entry = heappop(heap)
+            if entry[_ALIVE]:
+                entry[_ALIVE] = False
+                self._len -= 1
+                return entry[_ITEM]  # type: ignore[return-value]
+            self._dead -= 1
+        raise IndexError("pop from an empty PriorityTaskQueue")
+
+    def peek(self) -> T:
+        """Return the next item without removing it (``IndexError`` if empty)."""
+        heap = self._heap
+        while heap and not heap[0][_ALIVE]:
+            heappop(heap)
+            self._dead -= 1
+        if not heap:
+            raise IndexError("peek into an empty PriorityTaskQueue")
+        return heap[0][_ITEM]  # type: ignore[return-value]
+
+    def remove(self, handle: QueueHandle) -> bool:
+        """Withdraw a queued item; returns False if it already left the queue."""
+        entry = handle._entry
+        if not entry[_ALIVE]:
+            return False
+        entry[_ALIVE] = False
+        entry[_ITEM] = None
+        self._len -= 1
+        self._dead += 1
+        if self._dead > 64 and self._dead > self._len:
+            self._compact()
+        return True
+
+    def effective_priority(self, handle: QueueHandle, now: float | None = None) -> float:
+        """The aged priority of a queued item at ``now`` (default: the clock)."""
+        if now is None:
+            now = self._clock()
+        return -float(handle._entry[_KEY]) + self._rate * now  # type: ignore[arg-type]
+
+    def drain_items(self) -> list[T]:
+        """Remove every item and return them in dequeue order."""
+        items: list[T] = []
+        while self._len:
+            items.append(self.pop())
+        self._heap.clear()
+        self._dead = 0
+        return items
+
+    def _compact(self) -> None:
+        self._heap = [entry for entry in self._heap if entry[_ALIVE]]
+        heapify(self._heap)
+        self._dead = 0

@@ -1,0 +1,356 @@
+"""The admission core: one limit, one queue, shared by threads and event loops.
+
+A :class:`Scheduler` counts active slots against a limit and keeps waiters in
+a :class:`PriorityTaskQueue`. Everything is serialised by one
+``threading.Lock``; waking a waiter happens after the lock is released, on
+the waiter's own terms: a thread waiter unblocks its thread, an async waiter
+is resolved on its own event loop (``call_soon_threadsafe`` from another
+thread). The scheduler knows nothing of tasks, retries or hooks.
+
+Invariants (checked by the property tests):
+
+- a slot is counted in ``active`` from the moment it is granted until
+  :meth:`release` is called once for it;
+- a waiter is granted only while ``active < limit`` and the scheduler is
+  not paused, so ``active`` never exceeds the limit through new grants;
+- a queued waiter leaves the queue exactly once: granted, withdrawn or
+  rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import PoolStopped, QueueFull
+from .queue import PriorityTaskQueue, QueueHandle
+
+WAITING, GRANTED, GONE = 0, 1, 2
+
+
+class Waiter:
+    """Something waiting in the queue for a slot."""
+
+    __slots__ = ("state", "handle")
+
+    def __init__(self) -> None:
+        self.state = WAITING
+        self.handle: QueueHandle | None = None
+
+    def on_grant(self) -> None:
+        """Called without the lock once a slot is counted for this waiter."""
+        raise NotImplementedError
+
+    def on_reject(self, error: BaseException) -> None:
+        """Called without the lock after the waiter was removed with ``error``."""
+        raise NotImplementedError
+
+
+class ThreadWaiter(Waiter):
+    """Blocks one thread until granted or rejected."""
+
+    __slots__ = ("_gate", "error")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gate = threading.Lock()
+        self._gate.acquire()
+        self.error: BaseException | None = None
+
+    def on_grant(self) -> None:
+        self._gate.release()
+
+    def on_reject(self, error: BaseException) -> None:
+        self.error = error
+        self._gate.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until woken; False if ``timeout`` seconds passed first."""
+        return self._gate.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class LoopWaiter(Waiter):
+    """Resolves a future on the event loop that is waiting for it."""
+
+    __slots__ = ("loop", "future", "thread_id")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.thread_id = threading.get_ident()
+
+    def _deliver(self, error: BaseException | None) -> None:
+        if threading.get_ident() == self.thread_id:
+            _resolve(self.future, error)
+        else:
+            self.loop.call_soon_threadsafe(_resolve, self.future, error)
+
+    def on_grant(self) -> None:
+        self._deliver(None)
+
+    def on_reject(self, error: BaseException) -> None:
+        self._deliver(error)
+
+
+class Scheduler:
+    """Counts slots against ``limit`` and wakes waiters by priority."""
+
+    def __init__(
+        self,
+        limit: int,
+        queue: PriorityTaskQueue[Waiter],
+        *,
+        max_queue: int | None = None,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.limit = limit
+        self.active = 0
+        self.peak_active = 0
+        self.queue = queue
+        self.max_queue = max_queue
+        self.paused = False
+        self.stopped = False
+        self.pending = 0
+        self._idle_callbacks: list[Callable[[], None]] = []
+        self._room_waiters: list[Waiter] = []
+
+    # -- admission -------------------------------------------------------
+
+    def acquire_or_enqueue(
+        self,
+        waiter: Waiter,
+        priority: float,
+        enqueued_at: float | None,
+        *,
+        new_work: bool,
+    ) -> bool:
+        """Grant a slot now (True) or queue ``waiter`` (False).
+
+        ``new_work`` marks a first attempt: only those are refused by
+        ``stopped`` callers earlier and by a full bounded queue (a retry
+        always gets back in). Raises :class:`PoolStopped` after ``stop``,
+        :class:`QueueFull` when the queue is full (the caller decides whether
+        to wait for room).
+        """
+        with self.lock:
+            if self.stopped:
+                raise PoolStopped("the pool is stopped; it accepts no more work")
+            if not self.paused and self.active < self.limit and not self.queue:
+                self.active += 1
+                if self.active > self.peak_active:
+                    self.peak_active = self.active
+                waiter.state = GRANTED
+                return True
+            if new_work and self.max_queue is not None and len(self.queue) >= self.max_queue:
+                raise QueueFull(f"the queue holds max_queue={self.max_queue} tasks")
+            waiter.state = WAITING
+            waiter.handle = self.queue.push(waiter, priority, enqueued_at)
+            return False
+
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free and nobody is queued (no waiter object)."""
+        with self.lock:
+            if self.stopped or self.paused or self.active >= self.limit or self.queue:
+                return False
+            self.active += 1
+            if self.active > self.peak_active:
+                self.peak_active = self.active
+            return True
+
+    def withdraw(self, waiter: Waiter) -> bool:
+        """Take a waiting ``waiter`` out of the queue.
+
+        Returns True if it was still waiting (it will never be granted), False
+        if it was already granted (the caller now owns a slot and must
+        :meth:`release` it) or already rejected.
+        """
+        with self.lock:
+            if waiter.state != WAITING:
+                return False
+            waiter.state = GONE
+            if waiter.handle is not None:
+                self.queue.remove(waiter.handle)
+            room = self._take_room_waiters_locked()
+        self._wake_room(room)
+        return True
+
+    def release(self) -> None:
+        """Give back one slot and grant it to the next waiter, if any."""
+        with self.lock:
+            self.active -= 1
+            if self.active < 0:
+                self.active = 0
+                raise RuntimeError("s3pool: a slot was released twice")
+            granted = self._dispatch_locked()
+            idle = self._take_idle_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
+        for callback in idle:
+            callback()
+
+    # -- units of work (for drain) ---------------------------------------
+
+    def begin_unit(self) -> None:
+        """Count one unit of work that has not settled yet."""
+        with self.lock:
+            self.pending += 1
+
+    def end_unit(self) -> None:
+        """One unit settled; wakes drainers when nothing is left."""
+        with self.lock:
+            self.pending -= 1
+            idle = self._take_idle_locked()
+        for callback in idle:
+            callback()
+
+    def when_idle(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (without the lock) once nothing is pending or active.
+
+        Returns True if already idle (then ``callback`` is not stored).
+        """
+        with self.lock:
+            if self.pending == 0 and self.active == 0:
+                return True
+            self._idle_callbacks.append(callback)
+            return False
+
+    def forget_idle(self, callback: Callable[[], None]) -> None:
+        """Drop a callback registered by :meth:`when_idle` (after a timeout)."""
+        with self.lock:
+            try:
+                self._idle_callbacks.remove(callback)
+            except ValueError:
+                pass
+
+    # -- bounded queue ---------------------------------------------------
+
+    def wait_for_room(self, waiter: Waiter) -> bool:
+        """Register ``waiter`` to be woken when the queue has room.
+
+        Returns True if there is room now (``waiter`` is not stored).
+        """
+        with self.lock:
+            if self.stopped:
+                raise PoolStopped("the pool is stopped; it accepts no more work")
+            if self.max_queue is None or len(self.queue) < self.max_queue:
+                return True
+            waiter.state = WAITING
+            self._room_waiters.append(waiter)
+            return False
+
+    def forget_room_waiter(self, waiter: Waiter) -> None:
+        """Drop a room waiter that gave up."""
+        with self.lock:
+            waiter.state = GONE
+            try:
+                self._room_waiters.remove(waiter)
+            except ValueError:
+                pass
+
+    # -- control ---------------------------------------------------------
+
+    def set_limit(self, limit: int) -> int:
+        """Change the limit; returns the old one. Active work is never cancelled."""
+        with self.lock:
+            old, self.limit = self.limit, limit
+            granted = self._dispatch_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
+        return old
+
+    def set_paused(self, paused: bool) -> bool:
+        """Pause or resume; returns True if the state changed."""
+        with self.lock:
+            if self.paused == paused:
+                return False
+            self.paused = paused
+            granted = [] if paused else self._dispatch_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
+        return True
+
+    def stop(self, error_factory: Callable[[], BaseException]) -> list[Waiter]:
+        """Refuse all further admission and reject every queued waiter.
+
+        Returns the rejected waiters (already told via ``on_reject``).
+        """
+        with self.lock:
+            self.stopped = True
+            rejected = self.queue.drain_items()
+            for waiter in rejected:
+                waiter.state = GONE
+            room = self._room_waiters
+            self._room_waiters = []
+        for waiter in rejected + room:
+            waiter.on_reject(error_factory())
+        return rejected
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters read under the lock, consistent with each other."""
+        with self.lock:
+            return {
+                "queued": len(self.queue),
+                "active": self.active,
+                "limit": self.limit,
+                "paused": self.paused,
+                "pending": self.pending,
+                "peak_active": self.peak_active,
+            }
+
+    # -- internals -------------------------------------------------------
+
+    def _dispatch_locked(self) -> list[Waiter]:
+        granted: list[Waiter] = []
+        queue = self.queue
+        while queue and not self.paused and self.active < self.limit:
+            waiter = queue.pop()
+            waiter.state = GRANTED
+            self.active += 1
+            granted.append(waiter)
+        if self.active > self.peak_active:
+            self.peak_active = self.active
+        return granted
+
+    def _wake(self, granted: list[Waiter]) -> None:
+        for waiter in granted:
+            try:
+                waiter.on_grant()
+            except Exception:
+                # The waiter can no longer take its slot (its loop is closed).
+                waiter.state = GONE
+                self.release()
+
+    def _take_idle_locked(self) -> list[Callable[[], None]]:
+        if self.pending == 0 and self.active == 0 and self._idle_callbacks:
+            callbacks, self._idle_callbacks = self._idle_callbacks, []
+            return callbacks
+        return []
+
+    def _take_room_waiters_locked(self) -> list[Waiter] | None:
+        if not self._room_waiters:
+            return None
+        if self.max_queue is not None and len(self.queue) >= self.max_queue:
+            return None
+        waiters, self._room_waiters = self._room_waiters, []
+        return waiters
+
+    def _wake_room(self, waiters: list[Waiter] | None) -> None:
+        if waiters:
+            for waiter in waiters:
+                waiter.state = GRANTED
+                waiter.on_grant()

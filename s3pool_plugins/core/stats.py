@@ -1,0 +1,47 @@
+"""The pool's live counters, as one consistent snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """What ``OperationsPool.stats()`` returns (the seed's ``getQueueStats``).
+
+    - ``queued``: waiting for a slot; ``active``: holding a slot now (thread
+      work that timed out stays active until it really returns);
+      ``backing_off``: waiting out a retry delay (holding no slot);
+      ``pending``: submitted and not settled yet.
+    - ``processed`` = ``succeeded`` + ``errors`` (``errors`` counts tasks that
+      failed for good, cancelled ones included; ``cancelled`` counts those
+      separately). ``retries``: retry attempts scheduled; ``throttled``:
+      failed attempts classified as throttling; ``nested``: work that ran
+      under a slot its caller already held.
+    - ``hook_errors``: plugin and callback exceptions caught and logged.
+    """
+
+    enabled: bool
+    limit: int
+    queued: int
+    active: int
+    backing_off: int
+    pending: int
+    processed: int
+    succeeded: int
+    errors: int
+    cancelled: int
+    retries: int
+    throttled: int
+    nested: int
+    hook_errors: int
+    peak_active: int
+    retry_budget_tokens: int | None
+    paused: bool
+    stopped: bool
+    closed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The snapshot as a plain dict."""
+        return asdict(self)

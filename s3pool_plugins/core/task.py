@@ -1,0 +1,106 @@
+"""The record of one unit of work, as hooks, callbacks and metrics see it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+_ids = itertools.count(1)
+
+QUEUED = "queued"
+RUNNING = "running"
+BACKOFF = "backoff"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+
+class Task:
+    """What the pool knows about one task. Hooks receive it; treat it as read-only.
+
+    Times are ``time.monotonic()`` seconds (``created_at``, ``started_at``,
+    ``finished_at``) or durations in seconds (``queue_wait``, ``run_time``,
+    ``backoff_time``: totals over all attempts). ``attempt`` is the number of
+    the current or last attempt, starting at 1. ``kind`` is ``"task"`` for
+    work the pool runs and ``"admission"`` for work run by the caller under a
+    slot (``pool.admit``). ``metadata`` is the caller's mapping, as given.
+    """
+
+    __slots__ = (
+        "id",
+        "name",
+        "kind",
+        "priority",
+        "metadata",
+        "attempt",
+        "max_attempts",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "queue_wait",
+        "run_time",
+        "backoff_time",
+        "last_error",
+        "limit_at_start",
+        "budget_spent",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        priority: float,
+        metadata: Mapping[str, Any] | None,
+        max_attempts: int,
+        created_at: float,
+    ) -> None:
+        self.id: int = next(_ids)
+        self.name = name
+        self.kind = kind
+        self.priority = priority
+        self.metadata: Mapping[str, Any] = metadata if metadata is not None else {}
+        self.attempt = 0
+        self.max_attempts = max_attempts
+        self.status = QUEUED
+        self.created_at = created_at
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.queue_wait = 0.0
+        self.run_time = 0.0
+        self.backoff_time = 0.0
+        self.last_error: BaseException | None = None
+        self.limit_at_start: int | None = None
+        self.budget_spent = 0
+
+    @property
+    def retries(self) -> int:
+        """Retries made so far (attempts after the first)."""
+        return max(0, self.attempt - 1)
+
+    @property
+    def done(self) -> bool:
+        """True once the task succeeded, failed or was cancelled."""
+        return self.status in (SUCCEEDED, FAILED, CANCELLED)
+
+    def metrics(self) -> dict[str, Any]:
+        """A plain dict of this task's figures (what ``pool:taskMetrics`` carries)."""
+        total = None if self.finished_at is None else self.finished_at - self.created_at
+        return {
+            "task_id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "priority": self.priority,
+            "status": self.status,
+            "attempts": self.attempt,
+            "queue_wait": self.queue_wait,
+            "execution": self.run_time,
+            "backoff": self.backoff_time,
+            "total": total,
+            "limit_at_start": self.limit_at_start,
+            "error": None if self.last_error is None else type(self.last_error).__name__,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.name!r} {self.status} attempt={self.attempt} priority={self.priority}>"
