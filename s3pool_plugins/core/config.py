@@ -112,8 +112,8 @@ class PoolConfig:
             if given:
                 raise ConfigurationError(
                     "retry_policy",
-                    f"a RetryPolicy given alone, without {', '.join(sorted(given))} (put those in the policy)",
-                    self.retry_policy,
+                    "a RetryPolicy alone (put retries, retry_delay, max_retry_delay, retryable_errors in it)",
+                    f"a RetryPolicy together with {', '.join(sorted(given))}",
                 )
             policy = self.retry_policy
         else:

@@ -10,6 +10,7 @@ spends tokens, each success returns some.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -112,8 +113,8 @@ def _validate_matchers(value: object) -> frozenset[ErrorMatcher]:
 
 def _check_number(option: str, value: object, minimum: float, *, integer: bool = False) -> None:
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum or value != value:
-        kind = "an int" if integer else "a number (seconds)"
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < minimum:
+        kind = "an int" if integer else "a finite number (seconds)"
         raise ConfigurationError(option, f"{kind} >= {minimum}", value)
 
 

@@ -1,0 +1,57 @@
+"""Shared fixtures: pools that are always shut down, and a gate to hold a slot."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from s3pool_plugins import OperationsPool
+
+
+@pytest.fixture
+def make_pool() -> Iterator[Callable[..., OperationsPool]]:
+    """Build pools (plugin autoload off, no jitter surprises) and stop them after the test."""
+    pools: list[OperationsPool] = []
+
+    def factory(**options: Any) -> OperationsPool:
+        options.setdefault("load_entrypoints", False)
+        if "retry_policy" not in options:
+            options.setdefault("retry_delay", 0.001)
+        options.setdefault("seed", 7)
+        pool = OperationsPool(**options)
+        pools.append(pool)
+        return pool
+
+    yield factory
+    for pool in pools:
+        pool.stop()
+        pool.resume()
+        pool.drain(timeout=10)
+        pool.shutdown(wait=True)
+        assert pool.stats().active == 0
+
+
+class Gate:
+    """A task body that blocks until opened, to hold a slot deterministically."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self) -> str:
+        self.entered.set()
+        assert self._open.wait(10), "gate never opened"
+        return "gate"
+
+    def open(self) -> None:
+        self._open.set()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    g = Gate()
+    yield g
+    g.open()
