@@ -1093,18 +1093,7 @@ class OperationsPool(concurrent.futures.Executor):
     @contextmanager
     def _admit(self, options: TaskOptions) -> Iterator[Slot]:
         slot = self._acquire(options)
-        yield from self._hold(slot)
-
-    @asynccontextmanager
-    async def _admit_async(self, options: TaskOptions) -> AsyncIterator[Slot]:
-        slot = await self._acquire_async_slot(options)
-        for value in self._hold(slot):
-            yield value
-
-    def _hold(self, slot: Slot) -> Iterator[Slot]:
-        """Run the caller's block under ``slot``; release it exactly once."""
-        slot_token = None if slot.nested or slot.task is None else enter_slot(self)
-        wrappers = self._enter_wrappers(slot.task) if slot.task is not None else []
+        held = self._enter_hold(slot)
         error: BaseException | None = None
         try:
             yield slot
@@ -1112,11 +1101,35 @@ class OperationsPool(concurrent.futures.Executor):
             error = caught
             raise
         finally:
-            if wrappers:
-                self._exit_wrappers(wrappers, error)
-            if slot_token is not None:
-                exit_slot(slot_token)
-            slot.release(error)
+            self._exit_hold(slot, held, error)
+
+    @asynccontextmanager
+    async def _admit_async(self, options: TaskOptions) -> AsyncIterator[Slot]:
+        slot = await self._acquire_async_slot(options)
+        held = self._enter_hold(slot)
+        error: BaseException | None = None
+        try:
+            yield slot
+        except BaseException as caught:
+            error = caught
+            raise
+        finally:
+            self._exit_hold(slot, held, error)
+
+    def _enter_hold(self, slot: Slot) -> tuple[object | None, list[Any]]:
+        """Mark the context as holding ``slot`` and enter the attempt wrappers."""
+        if slot.nested or slot.task is None:
+            return None, []
+        return enter_slot(self), self._enter_wrappers(slot.task)
+
+    def _exit_hold(self, slot: Slot, held: tuple[object | None, list[Any]], error: BaseException | None) -> None:
+        """Undo :meth:`_enter_hold` and release ``slot`` exactly once."""
+        slot_token, wrappers = held
+        if wrappers:
+            self._exit_wrappers(wrappers, error)
+        if slot_token is not None:
+            exit_slot(slot_token)
+        slot.release(error)
 
     # --------------------------------------------------------- retry logic
 
