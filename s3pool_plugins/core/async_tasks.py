@@ -1,0 +1,227 @@
+"""Async work: ``run`` and ``enqueue_async``, awaited on the caller's event loop.
+
+Each attempt waits for a slot on the running loop (resolved there even when
+another thread releases the slot), runs under ``asyncio.timeout`` when a
+timeout is set, and waits out its backoff holding no slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
+from .base import _callable_name
+from .context import enter_slot, exit_slot, holds_slot
+from .options import DEFAULT_OPTIONS, TaskOptions
+from .outcomes import OutcomesMixin
+from .retry import RetryPolicy
+from .scheduler import GRANTED, LoopWaiter, _resolve
+from .task import BACKOFF, QUEUED, RUNNING, Task
+
+T = TypeVar("T")
+
+
+class AsyncTasksMixin(OutcomesMixin):
+    """The pool's async-task API."""
+
+    async def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)`` under the pool, with retries and timeout.
+
+        ``fn`` is called anew for each attempt, on the caller's event loop. A
+        timed-out attempt is cancelled. Cancelling the caller cancels the
+        task and releases its slot.
+        """
+        result: T = await self._run_async(fn, args, kwargs, DEFAULT_OPTIONS)
+        return result
+
+    async def enqueue_async(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> T:
+        """The seed's ``enqueue`` for coroutine functions: ``run`` with task options."""
+        result: T = await self._run_async(fn, tuple(args), dict(kwargs or {}), TaskOptions(**options))
+        return result
+
+    async def _run_async(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any], options: TaskOptions
+    ) -> Any:
+        if not callable(fn):
+            raise TypeError(f"run() needs a coroutine function, got {type(fn).__name__}")
+        if not self._enabled:
+            return await self._call_awaitable(fn, args, kwargs)
+        self._check_open()
+        nested = holds_slot(self)
+        policy, timeout, queue_timeout = self._task_settings(options)
+        task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
+        if nested:
+            self._count("_nested")
+        scheduler = self._scheduler
+        scheduler.begin_unit()
+        settled = False
+        try:
+            self._notify("s3pool_task_queued", task=task)
+            queued_since = task.created_at
+            first = True
+            while True:
+                if not nested:
+                    await self._acquire_slot_async(task, task.created_at, queue_timeout, new_work=first)
+                first = False
+                start = self._clock()
+                task.queue_wait += start - queued_since
+                task.attempt += 1
+                task.status = RUNNING
+                task.started_at = start
+                task.limit_at_start = scheduler.limit
+                slot_token = None if nested else enter_slot(self)
+                wrappers = self._enter_wrappers(task)
+                error: BaseException | None = None
+                result: Any = None
+                try:
+                    self._notify("s3pool_task_started", task=task)
+                    result = await self._attempt_async(task, fn, args, kwargs, timeout, policy)
+                except BaseException as caught:
+                    error = caught
+                finally:
+                    if wrappers:
+                        self._exit_wrappers(wrappers, error)
+                    if slot_token is not None:
+                        exit_slot(slot_token)
+                    if not nested:
+                        scheduler.release()
+                    task.run_time += self._clock() - start
+                if error is None:
+                    settled = True
+                    self._settle_success(task, result)
+                    return result
+                if isinstance(error, asyncio.CancelledError):
+                    raise error
+                delay = self._retry_delay(task, error, policy)
+                if delay is None:
+                    settled = True
+                    self._settle_failure(task, error)
+                    raise error
+                task.status = BACKOFF
+                await self._backoff_async(delay)
+                task.backoff_time += delay
+                task.status = QUEUED
+                queued_since = self._clock()
+        except BaseException as error:
+            if not settled:
+                settled = True
+                self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
+            raise
+        finally:
+            scheduler.end_unit()
+
+    async def _attempt_async(
+        self,
+        task: Task,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        policy: RetryPolicy,
+    ) -> Any:
+        if timeout is None:
+            return await self._call_awaitable(fn, args, kwargs)
+        message = (
+            f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} timed out after {timeout:g} s"
+        )
+        if sys.version_info >= (3, 11):
+            cm = asyncio.timeout(timeout)
+            try:
+                async with cm:
+                    return await self._call_awaitable(fn, args, kwargs)
+            except TimeoutError:
+                if cm.expired():
+                    raise TaskTimeout(message) from None
+                raise
+        else:  # pragma: no cover - Python 3.10
+            try:
+                return await asyncio.wait_for(self._call_awaitable(fn, args, kwargs), timeout)
+            except asyncio.TimeoutError:
+                raise TaskTimeout(message) from None
+
+    @staticmethod
+    async def _call_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        awaitable = fn(*args, **kwargs)
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(
+                f"{_callable_name(fn)} returned {type(awaitable).__name__}, not an awaitable: "
+                "run() takes coroutine functions; use submit() for plain callables"
+            )
+        return await awaitable
+
+    async def _acquire_slot_async(
+        self, task: Task | None, enqueued_at: float | None, queue_timeout: float | None, *, new_work: bool
+    ) -> None:
+        scheduler = self._scheduler
+        priority = task.priority if task is not None else self.config.priority
+        if scheduler.try_acquire():
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter = LoopWaiter(loop)
+            try:
+                granted = scheduler.acquire_or_enqueue(waiter, priority, enqueued_at, new_work=new_work)
+            except QueueFull:
+                if self.config.queue_full == "raise" or not new_work:
+                    raise
+                await self._wait_room_async(loop)
+                continue
+            break
+        if granted:
+            return
+        timer = None
+        if queue_timeout is not None:
+            timer = loop.call_later(queue_timeout, self._expire_loop_waiter, waiter, task, queue_timeout)
+        try:
+            await waiter.future
+        except BaseException:
+            if not scheduler.withdraw(waiter) and waiter.state == GRANTED:
+                scheduler.release()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire_loop_waiter(self, waiter: LoopWaiter, task: Task | None, queue_timeout: float) -> None:
+        if self._scheduler.withdraw(waiter):
+            what = "work" if task is None else f"task {task.id} ({task.name})"
+            _resolve(
+                waiter.future, QueueWaitTimeout(f"{what} waited more than queue_timeout={queue_timeout:g} s for a slot")
+            )
+
+    async def _wait_room_async(self, loop: asyncio.AbstractEventLoop) -> None:
+        room = LoopWaiter(loop)
+        if self._scheduler.wait_for_room(room):
+            return
+        try:
+            await room.future
+        except BaseException:
+            self._scheduler.forget_room_waiter(room)
+            raise
+
+    async def _backoff_async(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        key = (loop, future)
+        with self._backoff_lock:
+            if self._scheduler.stopped:
+                raise PoolStopped("the pool was stopped while the task waited to retry")
+            self._async_backoff.add(key)
+        handle = loop.call_later(delay, _resolve, future, None)
+        try:
+            await future
+        finally:
+            handle.cancel()
+            with self._backoff_lock:
+                self._async_backoff.discard(key)

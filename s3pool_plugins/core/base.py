@@ -1,0 +1,254 @@
+"""The pool's state and the helpers every part of it shares.
+
+:class:`PoolBase` builds the scheduler, queue, workers, timers, retry policy,
+budget and plugin manager from a :class:`PoolConfig`, and offers task
+creation, counters, stats and hook dispatch to the mixins that implement
+the pool's APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import ConfigurationError, PoolStopped
+from ..hooks.manager import PoolPluginManager, create_plugin_manager
+from .config import PoolConfig
+from .context import scope_priority, validate_priority
+from .events import EventBridge
+from .options import UNSET, TaskOptions
+from .queue import PriorityTaskQueue
+from .retry import RetryBudget, RetryPolicy
+from .scheduler import Scheduler, Waiter
+from .stats import PoolStats
+from .task import Task
+from .timers import TimerHandle, TimerService
+from .workers import WorkerThreads
+
+if TYPE_CHECKING:
+    from .thread_tasks import _SyncTask
+
+T = TypeVar("T")
+
+_live_pools: weakref.WeakSet[PoolBase] = weakref.WeakSet()
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    add_note = getattr(error, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+
+
+def _callable_name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        inner = getattr(fn, "func", None)
+        if inner is not None:
+            return _callable_name(inner)
+        return type(fn).__name__
+    return str(name)
+
+
+class PoolBase:
+    """State shared by the pool's parts; see :class:`OperationsPool` for the API."""
+
+    def __init__(self, config: PoolConfig | None = None, **options: Any) -> None:
+        if config is not None:
+            if options:
+                raise ConfigurationError("config", "a PoolConfig or keyword options, not both", sorted(options))
+            if not isinstance(config, PoolConfig):
+                raise ConfigurationError("config", "a PoolConfig", config)
+        else:
+            unknown = sorted(set(options) - set(PoolConfig.__dataclass_fields__))
+            if unknown:
+                raise ConfigurationError(
+                    unknown[0], f"one of the options {', '.join(PoolConfig.__dataclass_fields__)}", options[unknown[0]]
+                )
+            config = PoolConfig(**options)
+        self.config = config
+        self._enabled = config.enabled
+        self._clock: Callable[[], float] = config.clock or time.monotonic
+        self._policy = config.policy
+        budget = config.retry_budget
+        self._budget: RetryBudget | None = RetryBudget() if budget is True else (budget or None)
+        self._rng = random.Random(config.seed)
+        self._queue: PriorityTaskQueue[Waiter] = PriorityTaskQueue(config.aging_rate, self._clock)
+        self._scheduler = Scheduler(config.concurrency, self._queue, max_queue=config.max_queue)
+        self._timers_lock = threading.Lock()
+        self._timers: TimerService | None = None
+        self._workers = WorkerThreads(config.name)
+        self.plugin_manager: PoolPluginManager = create_plugin_manager(config.plugins, config.load_entrypoints)
+        self._events: EventBridge | None = None
+        self._closed = False
+        self._stop_announced = False
+        self._counts_lock = threading.Lock()
+        self._succeeded = 0
+        self._failed = 0
+        self._cancelled = 0
+        self._retries = 0
+        self._throttled = 0
+        self._nested = 0
+        self._backoff_lock = threading.Lock()
+        self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
+        self._async_backoff: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        _live_pools.add(self)
+
+    @property
+    def enabled(self) -> bool:
+        """False for a pass-through pool (``enabled=False``)."""
+        return self._enabled
+
+    @property
+    def concurrency(self) -> int:
+        """The current concurrency limit."""
+        return self._scheduler.limit
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The pool's default retry policy."""
+        return self._policy
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The shared retry budget, or None when disabled."""
+        return self._budget
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
+        return self._scheduler.paused
+
+    def stats(self) -> PoolStats:
+        """A consistent snapshot of the pool's counters (the seed's getQueueStats)."""
+        snap = self._scheduler.snapshot()
+        with self._backoff_lock:
+            backing_off = len(self._sync_backoff) + len(self._async_backoff)
+        with self._counts_lock:
+            succeeded, failed = self._succeeded, self._failed
+            cancelled, retries, throttled, nested = self._cancelled, self._retries, self._throttled, self._nested
+        return PoolStats(
+            enabled=self._enabled,
+            limit=snap["limit"],
+            queued=snap["queued"],
+            active=snap["active"],
+            backing_off=backing_off,
+            pending=snap["pending"],
+            processed=succeeded + failed,
+            succeeded=succeeded,
+            errors=failed,
+            cancelled=cancelled,
+            retries=retries,
+            throttled=throttled,
+            nested=nested,
+            hook_errors=self.plugin_manager.hook_errors,
+            peak_active=snap["peak_active"],
+            retry_budget_tokens=None if self._budget is None else self._budget.tokens,
+            paused=snap["paused"],
+            stopped=self._scheduler.stopped,
+            closed=self._closed,
+        )
+
+    def __repr__(self) -> str:
+        snap = self._scheduler.snapshot()
+        return (
+            f"<OperationsPool {self.config.name!r} limit={snap['limit']} active={snap['active']} "
+            f"queued={snap['queued']}{' paused' if snap['paused'] else ''}{' closed' if self._closed else ''}>"
+        )
+
+    def _task_settings(self, options: TaskOptions) -> tuple[RetryPolicy, float | None, float | None]:
+        policy = self._policy if options.retries is None else self._policy.replace(retries=options.retries)
+        timeout = self.config.timeout if options.timeout is UNSET else options.timeout
+        queue_timeout = self.config.queue_timeout if options.queue_timeout is UNSET else options.queue_timeout
+        return policy, timeout, queue_timeout
+
+    def _new_task(self, name: str, kind: str, options: TaskOptions, max_attempts: int) -> Task:
+        explicit = options.priority
+        if explicit is not None:
+            priority = explicit
+        else:
+            scoped = scope_priority()
+            priority = self.config.priority if scoped is None else scoped
+        task = Task(options.name or name, kind, priority, options.metadata, max_attempts, self._clock())
+        if explicit is None and self.plugin_manager.has_impls("s3pool_task_priority"):
+            chosen = self.plugin_manager.first_result("s3pool_task_priority", pool=self, task=task)
+            if chosen is not None:
+                try:
+                    task.priority = validate_priority(chosen, "s3pool_task_priority result")
+                except ConfigurationError:
+                    self.plugin_manager.record_error("s3pool_task_priority", "returned an invalid priority")
+        return task
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolStopped("the pool is shut down; it accepts no more work")
+
+    def _count(self, name: str) -> None:
+        with self._counts_lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def _timer_service(self) -> TimerService:
+        timers = self._timers
+        if timers is None:
+            with self._timers_lock:
+                if self._timers is None:
+                    self._timers = TimerService(f"{self.config.name}-timers")
+                timers = self._timers
+        return timers
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> None:
+        manager = self.plugin_manager
+        if manager.has_impls(hook_name):
+            manager.notify(hook_name, pool=self, **kwargs)
+
+    def _enter_wrappers(self, task: Task) -> list[Any]:
+        manager = self.plugin_manager
+        if not manager.has_impls("s3pool_wrap_attempt"):
+            return []
+        entered = []
+        for cm in manager.collect("s3pool_wrap_attempt", pool=self, task=task):
+            try:
+                cm.__enter__()
+            except Exception:
+                manager.record_error("s3pool_wrap_attempt.__enter__", repr(cm))
+                continue
+            entered.append(cm)
+        return entered
+
+    def _exit_wrappers(self, entered: list[Any], error: BaseException | None) -> None:
+        exc_info = (None, None, None) if error is None else (type(error), error, error.__traceback__)
+        for cm in reversed(entered):
+            try:
+                cm.__exit__(*exc_info)
+            except Exception:
+                self.plugin_manager.record_error("s3pool_wrap_attempt.__exit__", repr(cm))
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
+        """Call ``callback`` on a seed event such as ``"pool:taskStarted"``.
+
+        The accepted names and callback arguments are in
+        :data:`~s3pool_plugins.EVENT_SIGNATURES`. Returns a function that
+        unsubscribes. A callback that raises is logged and counted in
+        ``stats().hook_errors``; the pool carries on.
+        """
+        if self._events is None:
+            with self._counts_lock:
+                if self._events is None:
+                    bridge = EventBridge(self, self.plugin_manager)
+                    self.plugin_manager.register(bridge, f"s3pool-events-{id(self)}")
+                    self._events = bridge
+        self._events.add(event, callback)
+        bridge = self._events
+
+        def unsubscribe() -> None:
+            bridge.remove(event, callback)
+
+        return unsubscribe
+
+    def off(self, event: str, callback: Callable[..., Any]) -> bool:
+        """Unsubscribe ``callback`` from ``event``; False if it was not subscribed."""
+        return self._events is not None and self._events.remove(event, callback)

@@ -1,0 +1,169 @@
+"""Pause, resume, limit changes, drain, stop and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TypeVar
+
+from ..errors import PoolStopped
+from .async_tasks import AsyncTasksMixin
+from .config import _positive_int
+from .context import holds_slot
+from .scheduler import LoopWaiter, Waiter, _resolve
+from .thread_tasks import ThreadTasksMixin, _SyncTask
+
+_Pool = TypeVar("_Pool", bound="LifecycleMixin")
+
+
+class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
+    """Controls that apply to the whole pool."""
+
+    def set_concurrency(self, limit: int, reason: str = "set_concurrency") -> None:
+        """Change the limit now. Lowering it never cancels running work; no new
+        attempt starts until ``active`` is below the new limit."""
+        _positive_int("concurrency", limit)
+        old = self._scheduler.set_limit(limit)
+        if old != limit:
+            self._notify("s3pool_concurrency_changed", old=old, new=limit, reason=reason)
+
+    def pause(self) -> None:
+        """Stop starting new attempts; running work continues, queued work waits."""
+        if self._scheduler.set_paused(True):
+            self._notify("s3pool_pool_paused")
+
+    def resume(self) -> None:
+        """Start queued work again after :meth:`pause`."""
+        if self._scheduler.set_paused(False):
+            self._notify("s3pool_pool_resumed")
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Block until nothing is queued, running or waiting to retry.
+
+        Work submitted while draining is waited for too. On a paused pool with
+        queued work, ``drain`` sleeps (it does not spin) until the pool is
+        resumed and the work is done, so pass a ``timeout`` or resume from
+        another thread; ``TimeoutError`` is raised when ``timeout`` seconds
+        pass first. Calling it from inside a pool task raises ``RuntimeError``
+        (it would wait for itself).
+        """
+        if holds_slot(self):
+            raise RuntimeError("drain() was called from work that holds a slot of this pool: it would wait for itself")
+        done = threading.Event()
+        if not self._scheduler.when_idle(done.set) and not done.wait(timeout):
+            self._scheduler.forget_idle(done.set)
+            raise TimeoutError(self._drain_timeout_message(timeout))
+        self._notify("s3pool_pool_drained")
+
+    async def drain_async(self, timeout: float | None = None) -> None:
+        """:meth:`drain` for async code: awaits without blocking the loop."""
+        if holds_slot(self):
+            raise RuntimeError("drain_async() was called from work that holds a slot of this pool")
+        loop = asyncio.get_running_loop()
+        waiter = LoopWaiter(loop)
+        if not self._scheduler.when_idle(waiter.on_grant):
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+            except asyncio.TimeoutError:
+                self._scheduler.forget_idle(waiter.on_grant)
+                raise TimeoutError(self._drain_timeout_message(timeout)) from None
+        self._notify("s3pool_pool_drained")
+
+    def _drain_timeout_message(self, timeout: float | None) -> str:
+        stats = self.stats()
+        paused = " (the pool is paused)" if stats.paused else ""
+        return (
+            f"drain() timed out after {timeout:g} s with {stats.queued} queued, {stats.active} active "
+            f"and {stats.backing_off} waiting to retry{paused}"
+        )
+
+    def stop(self) -> None:
+        """Reject all queued work with :class:`PoolStopped`; let running attempts finish.
+
+        New work is refused at once; tasks waiting to retry are rejected too.
+        Idempotent. Use :meth:`drain` afterwards to wait for running work.
+        """
+        self._stop(cancel_futures=False)
+
+    def _stop(self, cancel_futures: bool) -> None:
+        self._closed = True
+        if cancel_futures:
+            with self._scheduler.lock:
+                for waiter in self._queue_items():
+                    if isinstance(waiter, _SyncTask):
+                        waiter.cancel_future = True
+        with self._backoff_lock:
+            self._scheduler.stopped = True
+            sync_backoff = list(self._sync_backoff.items())
+            self._sync_backoff.clear()
+            async_backoff = list(self._async_backoff)
+        self._scheduler.stop(lambda: PoolStopped("the pool was stopped before this work started"))
+        for entry, handle in sync_backoff:
+            if handle is not None:
+                handle.cancel()
+            self._reject_sync(entry, PoolStopped("the pool was stopped while the task waited to retry"))
+        for loop, future in async_backoff:
+            error = PoolStopped("the pool was stopped while the task waited to retry")
+            try:
+                loop.call_soon_threadsafe(_resolve, future, error)
+            except RuntimeError:
+                pass
+        self._announce_stop()
+        self._release_resources_when_idle()
+
+    def _queue_items(self) -> list[Waiter]:
+        return [entry[2] for entry in self._queue._heap if entry[3]]  # type: ignore[misc]
+
+    def _announce_stop(self) -> None:
+        with self._counts_lock:
+            if self._stop_announced:
+                return
+            self._stop_announced = True
+        self._notify("s3pool_pool_stopped")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``Executor.shutdown``: refuse new work, let queued work run, then free threads.
+
+        ``cancel_futures=True`` cancels the futures of tasks that have not
+        started (like ``stop()``, but they end cancelled rather than with
+        :class:`PoolStopped`). ``wait=True`` blocks until everything is done
+        (on a paused pool that means until it is resumed).
+        """
+        self._closed = True
+        if cancel_futures:
+            self._stop(cancel_futures=True)
+        else:
+            self._announce_stop()
+        if wait:
+            self.drain()
+        self._release_resources_when_idle()
+
+    def close(self) -> None:
+        """``shutdown(wait=True)``."""
+        self.shutdown(wait=True)
+
+    def _release_resources_when_idle(self) -> None:
+        if self._scheduler.when_idle(self._release_resources):
+            self._release_resources()
+
+    def _release_resources(self) -> None:
+        self._workers.close()
+        with self._timers_lock:
+            timers, self._timers = self._timers, None
+        if timers is not None:
+            timers.close()
+
+    def __enter__(self: _Pool) -> _Pool:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.shutdown(wait=True)
+
+    async def __aenter__(self: _Pool) -> _Pool:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._closed = True
+        self._announce_stop()
+        await self.drain_async()
+        self._release_resources_when_idle()

@@ -1,0 +1,85 @@
+"""What happens after an attempt: classification, retry decisions, settling."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+from ..errors import PoolStopped
+from .base import PoolBase, _add_note
+from .retry import ErrorClassification, RetryPolicy
+from .task import CANCELLED, FAILED, SUCCEEDED, Task
+
+log = logging.getLogger("s3pool_plugins.pool")
+
+
+class OutcomesMixin(PoolBase):
+    """Decides whether a failed attempt is retried, and settles tasks with hooks and counters."""
+
+    def classify(self, task: Task, error: BaseException, policy: RetryPolicy | None = None) -> ErrorClassification:
+        """The verdict on ``error``: plugins first (``s3pool_classify_error``), then the policy."""
+        policy = policy or self._policy
+        if self.plugin_manager.has_impls("s3pool_classify_error"):
+            verdict = self.plugin_manager.first_result("s3pool_classify_error", pool=self, task=task, error=error)
+            if isinstance(verdict, ErrorClassification):
+                return verdict
+        try:
+            return policy.classify(error)
+        except Exception:
+            log.exception("retry policy classifier raised for %r; using the default rules", error)
+            return policy.default_classify(error)
+
+    def _retry_delay(self, task: Task, error: BaseException, policy: RetryPolicy) -> float | None:
+        """Seconds until the next attempt, or None if the task fails now."""
+        task.last_error = error
+        if isinstance(error, (PoolStopped, asyncio.CancelledError, concurrent.futures.CancelledError)):
+            return None
+        verdict = self.classify(task, error, policy)
+        if verdict.throttling:
+            self._count("_throttled")
+        if not verdict.retryable:
+            return None
+        if not policy.is_retry(task.attempt, verdict):
+            _add_note(error, f"s3pool: gave up after {task.attempt} attempts ({policy.retries} retries allowed)")
+            return None
+        if self._scheduler.stopped:
+            _add_note(error, "s3pool: not retried because the pool was stopped")
+            return None
+        if self._budget is not None:
+            cost = self._budget.try_acquire(error)
+            if cost is None:
+                _add_note(
+                    error,
+                    f"s3pool: not retried after attempt {task.attempt}: the retry budget is exhausted "
+                    f"({self._budget.tokens} of {self._budget.capacity} tokens left)",
+                )
+                return None
+            task.budget_spent += cost
+        delay = policy.delay_for(task.attempt - 1, verdict, self._rng)
+        self._count("_retries")
+        self._notify("s3pool_task_retry", task=task, error=error, delay=delay, classification=verdict)
+        return delay
+
+    def _settle_success(self, task: Task, result: Any) -> None:
+        task.status = SUCCEEDED
+        task.finished_at = self._clock()
+        if self._budget is not None and task.kind == "task":
+            self._budget.on_success(task.budget_spent)
+        self._count("_succeeded")
+        self._notify("s3pool_task_completed", task=task, result=result)
+        if self.plugin_manager.has_impls("s3pool_task_metrics"):
+            self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())
+
+    def _settle_failure(self, task: Task, error: BaseException, cancelled: bool = False) -> None:
+        task.status = CANCELLED if cancelled else FAILED
+        task.finished_at = self._clock()
+        task.last_error = error
+        with self._counts_lock:
+            self._failed += 1
+            if cancelled:
+                self._cancelled += 1
+        self._notify("s3pool_task_error", task=task, error=error)
+        if self.plugin_manager.has_impls("s3pool_task_metrics"):
+            self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())

@@ -1,0 +1,400 @@
+"""Thread work: ``submit``, ``map``, ``enqueue``; one worker thread per running attempt.
+
+A thread task is queued as a :class:`_SyncTask` waiter; when granted a slot it
+runs one attempt on a worker thread; a failed attempt releases its slot and
+re-enters the queue after its backoff through the timer thread. A timed-out
+attempt is abandoned (its token is cancelled) but keeps its slot until the
+thread really returns.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
+from .base import _callable_name
+from .cancellation import CancellationToken, current_token_var
+from .context import enter_slot, exit_slot, holds_slot
+from .options import DEFAULT_OPTIONS, TaskOptions
+from .outcomes import OutcomesMixin
+from .retry import RetryPolicy
+from .scheduler import ThreadWaiter, Waiter
+from .task import BACKOFF, QUEUED, RUNNING, Task
+from .timers import TimerHandle
+
+log = logging.getLogger("s3pool_plugins.pool")
+
+T = TypeVar("T")
+
+
+class _SyncTask(Waiter):
+    """A thread task: queued, run on a worker per attempt, retried via timers."""
+
+    __slots__ = (
+        "pool",
+        "task",
+        "fn",
+        "args",
+        "kwargs",
+        "future",
+        "context",
+        "policy",
+        "timeout",
+        "queue_timeout",
+        "enqueued_at",
+        "queued_since",
+        "nested",
+        "started",
+        "queue_timer",
+        "cancel_future",
+    )
+
+    def __init__(
+        self,
+        pool: ThreadTasksMixin,
+        task: Task,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        policy: RetryPolicy,
+        timeout: float | None,
+        queue_timeout: float | None,
+        nested: bool,
+    ) -> None:
+        super().__init__()
+        self.pool = pool
+        self.task = task
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.context = contextvars.copy_context()
+        self.policy = policy
+        self.timeout = timeout
+        self.queue_timeout = queue_timeout
+        self.enqueued_at = task.created_at
+        self.queued_since = task.created_at
+        self.nested = nested
+        self.started = False
+        self.queue_timer: TimerHandle | None = None
+        self.cancel_future = False
+
+    def on_grant(self) -> None:
+        timer = self.queue_timer
+        if timer is not None:
+            self.queue_timer = None
+            timer.cancel()
+        self.pool._workers.run(self.run_attempt)
+
+    def on_reject(self, error: BaseException) -> None:
+        timer = self.queue_timer
+        if timer is not None:
+            self.queue_timer = None
+            timer.cancel()
+        self.pool._reject_sync(self, error)
+
+    def run_attempt(self) -> None:
+        self.pool._run_sync_attempt(self)
+
+
+class _AttemptGate:
+    """Decides once whether an attempt ends by returning or by timing out."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+
+def _iterate_results(futures: list[concurrent.futures.Future[T]], timeout: float | None) -> Iterator[T]:
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def generate() -> Iterator[T]:
+        try:
+            futures.reverse()
+            while futures:
+                future = futures.pop()
+                if deadline is None:
+                    yield future.result()
+                else:
+                    yield future.result(deadline - time.monotonic())
+        finally:
+            for future in futures:
+                future.cancel()
+
+    return generate()
+
+
+class ThreadTasksMixin(OutcomesMixin):
+    """The pool's thread-task API."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        """Run ``fn(*args, **kwargs)`` on a pool thread; returns its Future.
+
+        Raises :class:`PoolStopped` after ``stop()``/``shutdown()`` and
+        :class:`QueueFull` when the queue is full and ``queue_full="raise"``.
+        With ``queue_full="block"`` it waits for room in the queue.
+        """
+        return self._submit(fn, args, kwargs, DEFAULT_OPTIONS)
+
+    def enqueue(
+        self,
+        fn: Callable[..., T],
+        *,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> concurrent.futures.Future[T]:
+        """The seed's ``enqueue(fn, options)``: ``submit`` with per-task options.
+
+        ``args``/``kwargs`` are passed to ``fn``; the other keywords are task
+        options (see :meth:`options`).
+        """
+        return self._submit(fn, tuple(args), dict(kwargs or {}), TaskOptions(**options))
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[T]:
+        """``Executor.map``: results in input order; ``chunksize`` is ignored."""
+        futures = [self._submit(fn, args, {}, DEFAULT_OPTIONS) for args in zip(*iterables)]
+        return _iterate_results(futures, timeout)
+
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: TaskOptions
+    ) -> concurrent.futures.Future[Any]:
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(f"{_callable_name(fn)} is a coroutine function: use 'await pool.run(...)' for async work")
+        if not self._enabled:
+            return self._passthrough_submit(fn, args, kwargs)
+        self._check_open()
+        nested = holds_slot(self)
+        policy, timeout, queue_timeout = self._task_settings(options)
+        task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
+        entry = _SyncTask(self, task, fn, args, kwargs, policy, timeout, queue_timeout, nested)
+        if nested:
+            self._count("_nested")
+            self._scheduler.begin_unit()
+            self._notify("s3pool_task_queued", task=task)
+            self._workers.run(entry.run_attempt)
+            return entry.future
+        self._admit_new(entry, task.priority, entry.enqueued_at)
+        self._scheduler.begin_unit()
+        self._notify("s3pool_task_queued", task=task)
+        self._dispatch_sync(entry)
+        return entry.future
+
+    def _admit_new(self, waiter: Waiter, priority: float, enqueued_at: float | None) -> None:
+        """Wait for room in a bounded queue (or raise QueueFull), for a first attempt."""
+        scheduler = self._scheduler
+        if scheduler.max_queue is None:
+            return
+        while True:
+            room = ThreadWaiter()
+            if scheduler.wait_for_room(room):
+                return
+            if self.config.queue_full == "raise":
+                scheduler.forget_room_waiter(room)
+                raise QueueFull(f"the queue holds max_queue={scheduler.max_queue} tasks (queue_full='raise')")
+            room.wait(None)
+            if room.error is not None:
+                raise room.error
+
+    def _dispatch_sync(self, entry: _SyncTask) -> None:
+        """Queue one attempt of ``entry`` (or start it at once if a slot is free)."""
+        scheduler = self._scheduler
+        first = not entry.started
+        while True:
+            try:
+                granted = scheduler.acquire_or_enqueue(entry, entry.task.priority, entry.enqueued_at, new_work=first)
+            except QueueFull:
+                if self.config.queue_full == "raise":
+                    self._reject_sync(entry, QueueFull(f"the queue holds max_queue={scheduler.max_queue} tasks"))
+                    return
+                self._admit_new(entry, entry.task.priority, entry.enqueued_at)
+                continue
+            except PoolStopped as error:
+                self._reject_sync(entry, error)
+                return
+            break
+        if granted:
+            self._workers.run(entry.run_attempt)
+        elif entry.queue_timeout is not None:
+            entry.queue_timer = self._timer_service().call_later(entry.queue_timeout, self._expire_queued_sync, entry)
+            if entry.state != 0:  # granted before the timer was stored
+                timer, entry.queue_timer = entry.queue_timer, None
+                if timer is not None:
+                    timer.cancel()
+
+    def _expire_queued_sync(self, entry: _SyncTask) -> None:
+        if self._scheduler.withdraw(entry):
+            entry.queue_timer = None
+            task = entry.task
+            error = QueueWaitTimeout(
+                f"task {task.id} ({task.name}) waited more than queue_timeout={entry.queue_timeout:g} s for a slot"
+            )
+            self._reject_sync(entry, error)
+
+    def _run_sync_attempt(self, entry: _SyncTask) -> None:
+        task = entry.task
+        scheduler = self._scheduler
+        nested = entry.nested
+        if not entry.started:
+            entry.started = True
+            if not entry.future.set_running_or_notify_cancel():
+                if not nested:
+                    scheduler.release()
+                self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
+                scheduler.end_unit()
+                return
+        start = self._clock()
+        task.queue_wait += start - entry.queued_since
+        task.attempt += 1
+        task.status = RUNNING
+        task.started_at = start
+        task.limit_at_start = scheduler.limit
+        timeout = entry.timeout
+        gate = _AttemptGate()
+        token: CancellationToken | None = None
+        handle: TimerHandle | None = None
+        if timeout is not None:
+            token = CancellationToken()
+            handle = self._timer_service().call_later(timeout, self._expire_sync_attempt, entry, gate, token, start)
+        context = entry.context.copy()
+        ok, value = context.run(self._call_sync, entry, token, nested)
+        if handle is not None:
+            handle.cancel()
+        if not nested:
+            scheduler.release()
+        if gate.claim():
+            task.run_time += self._clock() - start
+            context.run(self._settle_sync_attempt, entry, ok, value)
+        else:
+            log.debug("task %s: attempt %s returned after its timeout; result discarded", task.id, task.attempt)
+
+    def _call_sync(self, entry: _SyncTask, token: CancellationToken | None, nested: bool) -> tuple[bool, Any]:
+        slot_token = None if nested else enter_slot(self)
+        cancel_token = None if token is None else current_token_var.set(token)
+        task = entry.task
+        wrappers = self._enter_wrappers(task)
+        error: BaseException | None = None
+        try:
+            self._notify("s3pool_task_started", task=task)
+            return True, entry.fn(*entry.args, **entry.kwargs)
+        except BaseException as caught:
+            error = caught
+            return False, caught
+        finally:
+            if wrappers:
+                self._exit_wrappers(wrappers, error)
+            if cancel_token is not None:
+                current_token_var.reset(cancel_token)
+            if slot_token is not None:
+                exit_slot(slot_token)
+
+    def _expire_sync_attempt(
+        self, entry: _SyncTask, gate: _AttemptGate, token: CancellationToken, start: float
+    ) -> None:
+        if not gate.claim():
+            return
+        task = entry.task
+        token.cancel("timeout")
+        task.run_time += self._clock() - start
+        error = TaskTimeout(
+            f"task {task.id} ({task.name}) attempt {task.attempt} of {entry.policy.attempts} "
+            f"timed out after {entry.timeout:g} s"
+        )
+        entry.context.copy().run(self._settle_sync_attempt, entry, False, error)
+
+    def _settle_sync_attempt(self, entry: _SyncTask, ok: bool, value: Any) -> None:
+        task = entry.task
+        if ok:
+            self._settle_success(task, value)
+            entry.future.set_result(value)
+            self._scheduler.end_unit()
+            return
+        delay = self._retry_delay(task, value, entry.policy)
+        if delay is None:
+            self._settle_failure(task, value)
+            entry.future.set_exception(value)
+            self._scheduler.end_unit()
+            return
+        task.status = BACKOFF
+        with self._backoff_lock:
+            if self._scheduler.stopped:
+                stopped = True
+            else:
+                stopped = False
+                self._sync_backoff[entry] = None
+        if stopped:
+            self._reject_sync(entry, PoolStopped("the pool was stopped while the task waited to retry"))
+            return
+        task.backoff_time += delay
+        if delay <= 0:
+            self._retry_sync(entry)
+            return
+        handle = self._timer_service().call_later(delay, self._retry_sync, entry)
+        with self._backoff_lock:
+            if entry in self._sync_backoff:
+                self._sync_backoff[entry] = handle
+
+    def _retry_sync(self, entry: _SyncTask) -> None:
+        with self._backoff_lock:
+            if entry not in self._sync_backoff:
+                return
+            del self._sync_backoff[entry]
+        entry.task.status = QUEUED
+        entry.queued_since = self._clock()
+        entry.context.copy().run(self._dispatch_sync, entry)
+
+    def _reject_sync(self, entry: _SyncTask, error: BaseException) -> None:
+        """Settle a thread task that will never run (again) with ``error``."""
+        task = entry.task
+        future = entry.future
+        if entry.cancel_future and not entry.started and future.cancel():
+            self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
+        else:
+            if not entry.started:
+                entry.started = True
+                if not future.set_running_or_notify_cancel():
+                    self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
+                    self._scheduler.end_unit()
+                    return
+            self._settle_failure(task, error)
+            future.set_exception(error)
+        self._scheduler.end_unit()
+
+    def _passthrough_submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> concurrent.futures.Future[Any]:
+        self._check_open()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        context = contextvars.copy_context()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = context.run(fn, *args, **kwargs)
+            except BaseException as error:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        self._workers.run(job)
+        return future
