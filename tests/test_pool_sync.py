@@ -666,3 +666,21 @@ def test_invalid_concurrency_does_not_change_the_limit(make_pool) -> None:
     with pytest.raises(ConfigurationError):
         pool.set_concurrency(0)
     assert pool.concurrency == 3
+
+
+def test_nested_task_retries_without_queuing(make_pool) -> None:
+    """A nested child's retry runs under the parent's slot too: no deadlock at concurrency 1."""
+    pool = make_pool(concurrency=1, retries=2)
+    calls = []
+
+    def child() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("retry me")
+        return "child-ok"
+
+    def parent() -> str:
+        return pool.submit(child).result(5)
+
+    assert pool.submit(parent).result(10) == "child-ok"
+    assert len(calls) == 3

@@ -189,11 +189,8 @@ class ThreadTasksMixin(OutcomesMixin):
         entry = _SyncTask(self, task, fn, args, kwargs, policy, timeout, queue_timeout, nested)
         if nested:
             self._count("_nested")
-            self._scheduler.begin_unit()
-            self._notify("s3pool_task_queued", task=task)
-            self._workers.run(entry.run_attempt)
-            return entry.future
-        self._admit_new(entry, task.priority, entry.enqueued_at)
+        else:
+            self._admit_new(entry, task.priority, entry.enqueued_at)
         self._scheduler.begin_unit()
         self._notify("s3pool_task_queued", task=task)
         self._dispatch_sync(entry)
@@ -216,7 +213,14 @@ class ThreadTasksMixin(OutcomesMixin):
                 raise room.error
 
     def _dispatch_sync(self, entry: _SyncTask) -> None:
-        """Queue one attempt of ``entry`` (or start it at once if a slot is free)."""
+        """Queue one attempt of ``entry`` (or start it at once if a slot is free).
+
+        Nested work (started under a slot its submitter holds) never queues:
+        each of its attempts runs under that slot.
+        """
+        if entry.nested:
+            self._workers.run(entry.run_attempt)
+            return
         scheduler = self._scheduler
         first = not entry.started
         while True:
