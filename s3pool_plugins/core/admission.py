@@ -122,7 +122,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
             self._acquire_slot_sync(task, queue_timeout)
         except BaseException as error:
             self._settle_failure(task, error)
-            self._scheduler.end_unit()
+            self._scheduler.end_unit(task.status)
             raise
         self._start_admission(task)
         return Slot(self, task, nested=False)
@@ -136,7 +136,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
             await self._acquire_slot_async(task, None, queue_timeout, new_work=True)
         except BaseException as error:
             self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
-            self._scheduler.end_unit()
+            self._scheduler.end_unit(task.status)
             raise
         self._start_admission(task)
         return Slot(self, task, nested=False)
@@ -179,7 +179,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
             self._settle_success(task, None)
         else:
             self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
-        self._scheduler.end_unit()
+        self._scheduler.end_unit(task.status)
 
     @contextmanager
     def _admit(self, options: TaskOptions) -> Iterator[Slot]:

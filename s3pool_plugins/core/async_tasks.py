@@ -1,7 +1,7 @@
 """Async work: ``run`` and ``enqueue_async``, awaited on the caller's event loop.
 
 Each attempt waits for a slot on the running loop (resolved there even when
-another thread releases the slot), runs under ``asyncio.timeout`` when a
+another thread releases the slot), is cancelled at its deadline when a
 timeout is set, and waits out its backoff holding no slot.
 """
 
@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
 from .context import enter_slot, exit_slot, holds_slot
+from .deadlines import Deadline, loop_deadlines
 from .options import DEFAULT_OPTIONS, TaskOptions
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
@@ -25,30 +27,77 @@ from .task import BACKOFF, QUEUED, RUNNING, Task
 T = TypeVar("T")
 
 
+def _call_for_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    awaitable = fn(*args, **kwargs)
+    if type(awaitable) is not CoroutineType and not inspect.isawaitable(awaitable):
+        raise TypeError(
+            f"{_callable_name(fn)} returned {type(awaitable).__name__}, not an awaitable: "
+            "run() takes coroutine functions; use submit() for plain callables"
+        )
+    return awaitable
+
+
+async def _checked_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return await _call_for_awaitable(fn, args, kwargs)
+
+
+async def _await_within(awaitable: Awaitable[Any], timeout: float, task: Task, policy: RetryPolicy) -> Any:
+    """Await ``awaitable``, cancelling it after ``timeout`` seconds with :class:`TaskTimeout`.
+
+    Like ``asyncio.timeout``, it cancels the current asyncio task at the
+    deadline and turns that cancellation back into a timeout, but the
+    deadline is an O(1) entry in the loop's shared tracker.
+    """
+    current = asyncio.current_task()
+    if current is None:  # pragma: no cover - awaited outside a task
+        return await awaitable
+    loop = asyncio.get_running_loop()
+    deadline = Deadline(loop.time() + timeout, current.cancel)
+    tracker = loop_deadlines(loop)
+    cancelling = 0
+    if sys.version_info >= (3, 11):
+        cancelling = current.cancelling()
+    tracker.add(deadline)
+    handled = False
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if deadline.expired:
+            handled = True
+            if sys.version_info < (3, 11) or current.uncancel() <= cancelling:
+                raise TaskTimeout(
+                    f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} "
+                    f"timed out after {timeout:g} s"
+                ) from None
+        raise
+    finally:
+        tracker.discard(deadline)
+        if sys.version_info >= (3, 11) and deadline.expired and not handled:
+            current.uncancel()
+
+
 class AsyncTasksMixin(OutcomesMixin):
     """The pool's async-task API."""
 
-    async def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-        """Await ``fn(*args, **kwargs)`` under the pool, with retries and timeout.
+    def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
+        """Await ``fn(*args, **kwargs)`` under the pool, with retries and timeout: ``await pool.run(fn)``.
 
         ``fn`` is called anew for each attempt, on the caller's event loop. A
         timed-out attempt is cancelled. Cancelling the caller cancels the
         task and releases its slot.
         """
-        result: T = await self._run_async(fn, args, kwargs, DEFAULT_OPTIONS)
-        return result
+        return self._run_async(fn, args, kwargs, DEFAULT_OPTIONS)
 
-    async def enqueue_async(
+    def enqueue_async(
         self,
         fn: Callable[..., Awaitable[T]],
         *,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> T:
+    ) -> Coroutine[Any, Any, T]:
         """The seed's ``enqueue`` for coroutine functions: ``run`` with task options."""
-        result: T = await self._run_async(fn, tuple(args), dict(kwargs or {}), TaskOptions(**options))
-        return result
+        return self._run_async(fn, tuple(args), dict(kwargs or {}), TaskOptions(**options))
 
     async def _run_async(
         self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any], options: TaskOptions
@@ -56,10 +105,13 @@ class AsyncTasksMixin(OutcomesMixin):
         if not callable(fn):
             raise TypeError(f"run() needs a coroutine function, got {type(fn).__name__}")
         if not self._enabled:
-            return await self._call_awaitable(fn, args, kwargs)
+            return await _checked_awaitable(fn, args, kwargs)
         self._check_open()
         nested = holds_slot(self)
-        policy, timeout, queue_timeout = self._task_settings(options)
+        if options is DEFAULT_OPTIONS:
+            policy, timeout, queue_timeout = self._default_settings
+        else:
+            policy, timeout, queue_timeout = self._task_settings(options)
         task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
         if nested:
             self._count("_nested")
@@ -67,11 +119,12 @@ class AsyncTasksMixin(OutcomesMixin):
         scheduler.begin_unit()
         settled = False
         try:
-            self._notify("s3pool_task_queued", task=task)
+            if "s3pool_task_queued" in self.plugin_manager.implemented:
+                self._notify("s3pool_task_queued", task=task)
             queued_since = task.created_at
             first = True
             while True:
-                if not nested:
+                if not nested and not scheduler.try_acquire():
                     await self._acquire_slot_async(task, task.created_at, queue_timeout, new_work=first)
                 first = False
                 start = self._clock()
@@ -80,13 +133,19 @@ class AsyncTasksMixin(OutcomesMixin):
                 task.status = RUNNING
                 task.started_at = start
                 task.limit_at_start = scheduler.limit
+                hooks = self.plugin_manager.implemented
                 slot_token = None if nested else enter_slot(self)
-                wrappers = self._enter_wrappers(task)
+                wrappers = self._enter_wrappers(task) if "s3pool_wrap_attempt" in hooks else None
                 error: BaseException | None = None
                 result: Any = None
                 try:
-                    self._notify("s3pool_task_started", task=task)
-                    result = await self._attempt_async(task, fn, args, kwargs, timeout, policy)
+                    if "s3pool_task_started" in hooks:
+                        self._notify("s3pool_task_started", task=task)
+                    awaitable = _call_for_awaitable(fn, args, kwargs)
+                    if timeout is None:
+                        result = await awaitable
+                    else:
+                        result = await _await_within(awaitable, timeout, task, policy)
                 except BaseException as caught:
                     error = caught
                 finally:
@@ -119,46 +178,7 @@ class AsyncTasksMixin(OutcomesMixin):
                 self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
             raise
         finally:
-            scheduler.end_unit()
-
-    async def _attempt_async(
-        self,
-        task: Task,
-        fn: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-        policy: RetryPolicy,
-    ) -> Any:
-        if timeout is None:
-            return await self._call_awaitable(fn, args, kwargs)
-        message = (
-            f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} timed out after {timeout:g} s"
-        )
-        if sys.version_info >= (3, 11):
-            cm = asyncio.timeout(timeout)
-            try:
-                async with cm:
-                    return await self._call_awaitable(fn, args, kwargs)
-            except TimeoutError:
-                if cm.expired():
-                    raise TaskTimeout(message) from None
-                raise
-        else:  # pragma: no cover - Python 3.10
-            try:
-                return await asyncio.wait_for(self._call_awaitable(fn, args, kwargs), timeout)
-            except asyncio.TimeoutError:
-                raise TaskTimeout(message) from None
-
-    @staticmethod
-    async def _call_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        awaitable = fn(*args, **kwargs)
-        if not inspect.isawaitable(awaitable):
-            raise TypeError(
-                f"{_callable_name(fn)} returned {type(awaitable).__name__}, not an awaitable: "
-                "run() takes coroutine functions; use submit() for plain callables"
-            )
-        return await awaitable
+            scheduler.end_unit(task.status)
 
     async def _acquire_slot_async(
         self, task: Task | None, enqueued_at: float | None, queue_timeout: float | None, *, new_work: bool

@@ -20,8 +20,9 @@ from ..errors import ConfigurationError, PoolStopped
 from ..hooks.manager import PoolPluginManager, create_plugin_manager
 from .config import PoolConfig
 from .context import scope_priority, validate_priority
+from .deadlines import ThreadDeadlines
 from .events import EventBridge
-from .options import UNSET, TaskOptions
+from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
 from .queue import PriorityTaskQueue
 from .retry import RetryBudget, RetryPolicy
 from .scheduler import Scheduler, Waiter
@@ -82,20 +83,19 @@ class PoolBase:
         self._timers_lock = threading.Lock()
         self._timers: TimerService | None = None
         self._workers = WorkerThreads(config.name)
+        self._deadlines = ThreadDeadlines(f"{config.name}-deadlines")
         self.plugin_manager: PoolPluginManager = create_plugin_manager(config.plugins, config.load_entrypoints)
         self._events: EventBridge | None = None
         self._closed = False
         self._stop_announced = False
         self._counts_lock = threading.Lock()
-        self._succeeded = 0
-        self._failed = 0
-        self._cancelled = 0
         self._retries = 0
         self._throttled = 0
         self._nested = 0
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
         self._async_backoff: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._default_settings = self._task_settings(DEFAULT_OPTIONS)
         _live_pools.add(self)
 
     @property
@@ -129,8 +129,8 @@ class PoolBase:
         with self._backoff_lock:
             backing_off = len(self._sync_backoff) + len(self._async_backoff)
         with self._counts_lock:
-            succeeded, failed = self._succeeded, self._failed
-            cancelled, retries, throttled, nested = self._cancelled, self._retries, self._throttled, self._nested
+            retries, throttled, nested = self._retries, self._throttled, self._nested
+        succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
         return PoolStats(
             enabled=self._enabled,
             limit=snap["limit"],

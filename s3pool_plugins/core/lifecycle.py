@@ -10,7 +10,7 @@ from ..errors import PoolStopped
 from .async_tasks import AsyncTasksMixin
 from .config import _positive_int
 from .context import holds_slot
-from .scheduler import LoopWaiter, Waiter, _resolve
+from .scheduler import LoopWaiter, _resolve
 from .thread_tasks import ThreadTasksMixin, _SyncTask
 
 _Pool = TypeVar("_Pool", bound="LifecycleMixin")
@@ -88,10 +88,9 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
     def _stop(self, cancel_futures: bool) -> None:
         self._closed = True
         if cancel_futures:
-            with self._scheduler.lock:
-                for waiter in self._queue_items():
-                    if isinstance(waiter, _SyncTask):
-                        waiter.cancel_future = True
+            for waiter in self._scheduler.queued_waiters():
+                if isinstance(waiter, _SyncTask):
+                    waiter.cancel_future = True
         with self._backoff_lock:
             self._scheduler.stopped = True
             sync_backoff = list(self._sync_backoff.items())
@@ -110,9 +109,6 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
                 pass
         self._announce_stop()
         self._release_resources_when_idle()
-
-    def _queue_items(self) -> list[Waiter]:
-        return [entry[2] for entry in self._queue._heap if entry[3]]  # type: ignore[misc]
 
     def _announce_stop(self) -> None:
         with self._counts_lock:
@@ -148,6 +144,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
 
     def _release_resources(self) -> None:
         self._workers.close()
+        self._deadlines.close()
         with self._timers_lock:
             timers, self._timers = self._timers, None
         if timers is not None:

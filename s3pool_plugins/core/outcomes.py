@@ -67,19 +67,16 @@ class OutcomesMixin(PoolBase):
         task.finished_at = self._clock()
         if self._budget is not None and task.kind == "task":
             self._budget.on_success(task.budget_spent)
-        self._count("_succeeded")
-        self._notify("s3pool_task_completed", task=task, result=result)
-        if self.plugin_manager.has_impls("s3pool_task_metrics"):
+        hooks = self.plugin_manager.implemented
+        if "s3pool_task_completed" in hooks:
+            self._notify("s3pool_task_completed", task=task, result=result)
+        if "s3pool_task_metrics" in hooks:
             self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())
 
     def _settle_failure(self, task: Task, error: BaseException, cancelled: bool = False) -> None:
         task.status = CANCELLED if cancelled else FAILED
         task.finished_at = self._clock()
         task.last_error = error
-        with self._counts_lock:
-            self._failed += 1
-            if cancelled:
-                self._cancelled += 1
         self._notify("s3pool_task_error", task=task, error=error)
         if self.plugin_manager.has_impls("s3pool_task_metrics"):
             self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())

@@ -60,7 +60,7 @@ class OperationsPool(LifecycleMixin, BatchMixin, AdmissionMixin, concurrent.futu
 def _shutdown_live_pools() -> None:
     """At interpreter exit, let every pool finish its queued work (a paused one is stopped)."""
     for pool in list(_live_pools):
-        if not isinstance(pool, OperationsPool):
+        if not isinstance(pool, OperationsPool) or (pool.stats().closed and pool.stats().pending == 0):
             continue
         try:
             if pool.paused:

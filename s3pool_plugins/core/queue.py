@@ -94,7 +94,9 @@ class PriorityTaskQueue(Generic[T]):
             if entry[_ALIVE]:
                 entry[_ALIVE] = False
                 self._len -= 1
-                return entry[_ITEM]  # type: ignore[return-value]
+                item = entry[_ITEM]
+                entry[_ITEM] = None  # the item may hold its handle: break the cycle
+                return item  # type: ignore[return-value]
             self._dead -= 1
         raise IndexError("pop from an empty PriorityTaskQueue")
 
@@ -126,6 +128,10 @@ class PriorityTaskQueue(Generic[T]):
         if now is None:
             now = self._clock()
         return -float(handle._entry[_KEY]) + self._rate * now  # type: ignore[arg-type]
+
+    def items(self) -> list[T]:
+        """The queued items, in heap (not dequeue) order."""
+        return [entry[_ITEM] for entry in self._heap if entry[_ALIVE]]  # type: ignore[misc]
 
     def drain_items(self) -> list[T]:
         """Remove every item and return them in dequeue order."""

@@ -255,6 +255,8 @@ class RetryBudget:
 
     def on_success(self, spent: int) -> None:
         """Refund what a now-successful task spent, or reward a first-try success."""
+        if spent == 0 and self._tokens >= self.capacity:
+            return
         amount = spent if spent > 0 else self.success_reward
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + amount)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import PoolStopped, QueueFull
+from .locks import YieldingLock
 from .queue import PriorityTaskQueue, QueueHandle
 
 WAITING, GRANTED, GONE = 0, 1, 2
@@ -34,6 +36,9 @@ class Waiter:
     """Something waiting in the queue for a slot."""
 
     __slots__ = ("state", "handle")
+
+    runs_inline = False
+    """True if a releasing worker thread may run this waiter's work itself."""
 
     def __init__(self) -> None:
         self.state = WAITING
@@ -114,7 +119,8 @@ class Scheduler:
         *,
         max_queue: int | None = None,
     ) -> None:
-        self.lock = threading.Lock()
+        self.lock = YieldingLock()
+        self._inbox: deque[tuple[Waiter, float, float | None]] = deque()
         self.limit = limit
         self.active = 0
         self.peak_active = 0
@@ -123,6 +129,9 @@ class Scheduler:
         self.paused = False
         self.stopped = False
         self.pending = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.cancelled = 0
         self._idle_callbacks: list[Callable[[], None]] = []
         self._room_waiters: list[Waiter] = []
 
@@ -135,18 +144,26 @@ class Scheduler:
         enqueued_at: float | None,
         *,
         new_work: bool,
+        count_unit: bool = False,
     ) -> bool:
         """Grant a slot now (True) or queue ``waiter`` (False).
 
-        ``new_work`` marks a first attempt: only those are refused by
-        ``stopped`` callers earlier and by a full bounded queue (a retry
-        always gets back in). Raises :class:`PoolStopped` after ``stop``,
-        :class:`QueueFull` when the queue is full (the caller decides whether
-        to wait for room).
+        ``new_work`` marks a first attempt: only those are refused by a full
+        bounded queue (a retry always gets back in). ``count_unit`` also
+        counts a new pending unit (what :meth:`begin_unit` does) in the same
+        critical section, when the call does not raise. Raises
+        :class:`PoolStopped` after ``stop``, :class:`QueueFull` when the queue
+        is full (the caller decides whether to wait for room).
         """
         with self.lock:
             if self.stopped:
                 raise PoolStopped("the pool is stopped; it accepts no more work")
+            if self._inbox:
+                self._drain_inbox_locked()
+            if count_unit:
+                if new_work and self.max_queue is not None and len(self.queue) >= self.max_queue:
+                    raise QueueFull(f"the queue holds max_queue={self.max_queue} tasks")
+                self.pending += 1
             if not self.paused and self.active < self.limit and not self.queue:
                 self.active += 1
                 if self.active > self.peak_active:
@@ -159,10 +176,46 @@ class Scheduler:
             waiter.handle = self.queue.push(waiter, priority, enqueued_at)
             return False
 
+    def enqueue_saturated(self, waiter: Waiter, priority: float, enqueued_at: float | None) -> bool:
+        """Queue a new unit without taking the lock, when no slot is free.
+
+        Returns False (doing nothing) unless the pool is saturated or paused
+        and the queue is unbounded; then the caller uses
+        :meth:`acquire_or_enqueue`. A waiter queued here is counted as pending
+        and moved into the heap by the next critical section (every one of
+        them drains the inbox first, so order and aging are exact). After
+        appending it re-checks the state, so a slot freed meanwhile, a resume
+        or a stop is never missed.
+        """
+        if self.max_queue is not None or self.stopped or (not self.paused and self.active < self.limit):
+            return False
+        waiter.state = WAITING
+        self._inbox.append((waiter, priority, enqueued_at))
+        if self._stopped_now():  # another thread may have stopped the pool meanwhile
+            self._reject_inbox()
+        elif not self.paused and self.active < self.limit:
+            with self.lock:
+                granted = self._dispatch_locked()
+            if granted:
+                self._wake(granted)
+        return True
+
+    def _stopped_now(self) -> bool:
+        return self.stopped
+
+    def _reject_inbox(self) -> None:
+        with self.lock:
+            self._drain_inbox_locked()
+            rejected = self.queue.drain_items()
+            for waiter in rejected:
+                waiter.state = GONE
+        for waiter in rejected:
+            waiter.on_reject(PoolStopped("the pool was stopped before this work started"))
+
     def try_acquire(self) -> bool:
         """Take a slot only if one is free and nobody is queued (no waiter object)."""
         with self.lock:
-            if self.stopped or self.paused or self.active >= self.limit or self.queue:
+            if self.stopped or self.paused or self.active >= self.limit or self.queue or self._inbox:
                 return False
             self.active += 1
             if self.active > self.peak_active:
@@ -177,6 +230,8 @@ class Scheduler:
         :meth:`release` it) or already rejected.
         """
         with self.lock:
+            if self._inbox:
+                self._drain_inbox_locked()
             if waiter.state != WAITING:
                 return False
             waiter.state = GONE
@@ -186,8 +241,17 @@ class Scheduler:
         self._wake_room(room)
         return True
 
-    def release(self) -> None:
-        """Give back one slot and grant it to the next waiter, if any."""
+    def release(self, handoff: bool = False) -> Waiter | None:
+        """Give back one slot and grant it to the next waiter, if any.
+
+        The slot is counted free before queued waiters are looked at, so a
+        waiter appended by :meth:`enqueue_saturated` meanwhile is seen either
+        here or by its submitter's re-check.
+
+        With ``handoff``, the first granted waiter that ``runs_inline`` is not
+        woken but returned: the caller (a worker thread that just finished)
+        runs it itself, saving a thread hand-off.
+        """
         with self.lock:
             self.active -= 1
             if self.active < 0:
@@ -196,10 +260,50 @@ class Scheduler:
             granted = self._dispatch_locked()
             idle = self._take_idle_locked()
             room = self._take_room_waiters_locked() if granted else None
-        self._wake(granted)
-        self._wake_room(room)
+        return self._after_release(granted, idle, room, handoff)
+
+    def _after_release(
+        self,
+        granted: list[Waiter],
+        idle: list[Callable[[], None]],
+        room: list[Waiter] | None,
+        handoff: bool,
+    ) -> Waiter | None:
+        inline = None
+        if handoff and granted:
+            for index, waiter in enumerate(granted):
+                if waiter.runs_inline:
+                    inline = granted.pop(index)
+                    break
+        if granted:
+            self._wake(granted)
+        if room:
+            self._wake_room(room)
         for callback in idle:
             callback()
+        return inline
+
+    def release_and_end(self, outcome: str, handoff: bool = False) -> Waiter | None:
+        """:meth:`release` and :meth:`end_unit` in one critical section.
+
+        For a unit that settled while holding its slot.
+        """
+        with self.lock:
+            self.active -= 1
+            if self.active < 0:
+                self.active = 0
+                raise RuntimeError("s3pool: a slot was released twice")
+            self.pending -= 1
+            if outcome == "succeeded":
+                self.succeeded += 1
+            else:
+                self.failed += 1
+                if outcome == "cancelled":
+                    self.cancelled += 1
+            granted = self._dispatch_locked()
+            idle = self._take_idle_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        return self._after_release(granted, idle, room, handoff)
 
     # -- units of work (for drain) ---------------------------------------
 
@@ -208,10 +312,20 @@ class Scheduler:
         with self.lock:
             self.pending += 1
 
-    def end_unit(self) -> None:
-        """One unit settled; wakes drainers when nothing is left."""
+    def end_unit(self, outcome: str) -> None:
+        """One unit settled with ``outcome`` ("succeeded", "failed" or "cancelled").
+
+        Counts it and wakes drainers when nothing is left. A cancelled unit
+        counts as failed too.
+        """
         with self.lock:
             self.pending -= 1
+            if outcome == "succeeded":
+                self.succeeded += 1
+            else:
+                self.failed += 1
+                if outcome == "cancelled":
+                    self.cancelled += 1
             idle = self._take_idle_locked()
         for callback in idle:
             callback()
@@ -222,6 +336,8 @@ class Scheduler:
         Returns True if already idle (then ``callback`` is not stored).
         """
         with self.lock:
+            if self._inbox:
+                self._drain_inbox_locked()
             if self.pending == 0 and self.active == 0:
                 return True
             self._idle_callbacks.append(callback)
@@ -245,6 +361,8 @@ class Scheduler:
         with self.lock:
             if self.stopped:
                 raise PoolStopped("the pool is stopped; it accepts no more work")
+            if self._inbox:
+                self._drain_inbox_locked()
             if self.max_queue is None or len(self.queue) < self.max_queue:
                 return True
             waiter.state = WAITING
@@ -291,6 +409,8 @@ class Scheduler:
         """
         with self.lock:
             self.stopped = True
+            if self._inbox:
+                self._drain_inbox_locked()
             rejected = self.queue.drain_items()
             for waiter in rejected:
                 waiter.state = GONE
@@ -300,9 +420,18 @@ class Scheduler:
             waiter.on_reject(error_factory())
         return rejected
 
+    def queued_waiters(self) -> list[Waiter]:
+        """The waiters queued now, in no particular order."""
+        with self.lock:
+            if self._inbox:
+                self._drain_inbox_locked()
+            return self.queue.items()
+
     def snapshot(self) -> dict[str, Any]:
         """Counters read under the lock, consistent with each other."""
         with self.lock:
+            if self._inbox:
+                self._drain_inbox_locked()
             return {
                 "queued": len(self.queue),
                 "active": self.active,
@@ -310,15 +439,21 @@ class Scheduler:
                 "paused": self.paused,
                 "pending": self.pending,
                 "peak_active": self.peak_active,
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "cancelled": self.cancelled,
             }
 
     # -- internals -------------------------------------------------------
 
     def _dispatch_locked(self) -> list[Waiter]:
+        if self._inbox:
+            self._drain_inbox_locked()
         granted: list[Waiter] = []
         queue = self.queue
         while queue and not self.paused and self.active < self.limit:
             waiter = queue.pop()
+            waiter.handle = None
             waiter.state = GRANTED
             self.active += 1
             granted.append(waiter)
@@ -335,8 +470,17 @@ class Scheduler:
                 waiter.state = GONE
                 self.release()
 
+    def _drain_inbox_locked(self) -> None:
+        """Move waiters queued without the lock into the heap (counting their units)."""
+        inbox = self._inbox
+        push = self.queue.push
+        while inbox:
+            waiter, priority, enqueued_at = inbox.popleft()
+            self.pending += 1
+            waiter.handle = push(waiter, priority, enqueued_at)
+
     def _take_idle_locked(self) -> list[Callable[[], None]]:
-        if self.pending == 0 and self.active == 0 and self._idle_callbacks:
+        if self.pending == 0 and self.active == 0 and self._idle_callbacks and not self._inbox:
             callbacks, self._idle_callbacks = self._idle_callbacks, []
             return callbacks
         return []

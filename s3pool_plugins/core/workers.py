@@ -13,6 +13,10 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
+
+Job = Callable[[], Any]
+"""A unit of work for a worker; it may return another job to run next on the same thread."""
 
 log = logging.getLogger("s3pool_plugins.workers")
 
@@ -25,9 +29,9 @@ class WorkerThreads:
     def __init__(self, name: str, idle_timeout: float = 30.0) -> None:
         self._name = name
         self._idle_timeout = idle_timeout
-        self._work: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        self._work: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._idle = 0
         self._threads = 0
         self._counter = 0
 
@@ -36,12 +40,17 @@ class WorkerThreads:
         """Threads alive now."""
         return self._threads
 
-    def run(self, job: Callable[[], None]) -> None:
-        """Run ``job()`` on an idle thread, or on a new one if none is idle."""
+    def run(self, job: Job) -> None:
+        """Run ``job()`` on an idle thread, or on a new one if none is idle.
+
+        If ``job`` returns a callable, the same thread runs that next (and so
+        on), before it looks for queued work again.
+        """
         self._work.put(job)
-        if self._idle.acquire(blocking=False):
-            return
         with self._lock:
+            if self._idle:
+                self._idle -= 1
+                return
             self._threads += 1
             self._counter += 1
             number = self._counter
@@ -62,18 +71,21 @@ class WorkerThreads:
                 try:
                     job = work.get(timeout=self._idle_timeout)
                 except queue.Empty:
-                    if self._idle.acquire(blocking=False):
-                        return
+                    with self._lock:
+                        if self._idle:
+                            self._idle -= 1
+                            return
                     continue
                 if job is None:
                     return
-                try:
-                    job()
-                except BaseException:
-                    log.exception("s3pool worker job failed")
-                finally:
-                    del job
-                self._idle.release()
+                while job is not None:
+                    try:
+                        job = job()
+                    except BaseException:
+                        log.exception("s3pool worker job failed")
+                        job = None
+                with self._lock:
+                    self._idle += 1
         finally:
             with self._lock:
                 self._threads -= 1

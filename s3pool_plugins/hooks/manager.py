@@ -71,18 +71,29 @@ class PoolPluginManager(pluggy.PluginManager):
         self._impl_cache: dict[str, tuple[_Impl, ...]] = {}
         self._error_lock = threading.Lock()
         self.hook_errors = 0
+        self.implemented: frozenset[str] = frozenset()
+        """Names of the hooks at least one registered plugin implements (rebuilt on (un)register)."""
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (see ``pluggy.PluginManager.register``)."""
         result = super().register(plugin, name)
-        self._impl_cache.clear()
+        self._plugins_changed()
         return result
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         """Unregister a plugin by object or name."""
         result = super().unregister(plugin, name)
-        self._impl_cache.clear()
+        self._plugins_changed()
         return result
+
+    def _plugins_changed(self) -> None:
+        self._impl_cache.clear()
+        self.implemented = frozenset(
+            name
+            for name in dir(self.hook)
+            if name.startswith("s3pool_")
+            and any(not (impl.wrapper or impl.hookwrapper) for impl in getattr(self.hook, name).get_hookimpls())
+        )
 
     def load_entrypoint_plugins(self) -> int:
         """Register the ``s3pool`` entry-point plugins; returns how many."""
@@ -95,8 +106,8 @@ class PoolPluginManager(pluggy.PluginManager):
         return count
 
     def has_impls(self, hook_name: str) -> bool:
-        """True if any plugin implements ``hook_name`` (cheap, cached)."""
-        return bool(self._impls(hook_name))
+        """True if any plugin implements ``hook_name`` (a set lookup)."""
+        return hook_name in self.implemented
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of ``hook_name``; errors are logged and counted."""

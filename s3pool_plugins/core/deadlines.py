@@ -1,0 +1,188 @@
+"""Per-attempt time limits that cost O(1) to set and to clear.
+
+Most attempts finish long before their timeout, so a deadline is a small
+object put in a dict when the attempt starts and taken out when it ends; one
+timer (a daemon thread for thread work, one ``call_at`` handle per event loop
+for async work) is armed for the earliest live deadline and, when it fires,
+expires what is due and re-arms for the next. Live deadlines are bounded by
+the attempts running, so each firing scans only a few entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+log = logging.getLogger("s3pool_plugins.deadlines")
+
+_MISSING = object()
+
+
+class Expirable(Protocol):
+    """What the trackers need of a deadline: a time, a flag and a callback."""
+
+    when: float
+    expired: bool
+
+    def on_expire(self) -> object:
+        """Called once, on the tracker's thread or loop, when ``when`` passes."""
+
+
+class Deadline:
+    """``callback()`` is called once if ``when`` passes before the deadline is discarded."""
+
+    __slots__ = ("when", "callback", "expired")
+
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.expired = False
+
+    def on_expire(self) -> object:
+        """Run the callback."""
+        return self.callback()
+
+
+def _expire_due(active: dict[Expirable, None], now: float) -> tuple[list[Expirable], float]:
+    """Remove and return the due deadlines, and the earliest remaining ``when``."""
+    due: list[Expirable] = []
+    earliest = math.inf
+    for deadline in list(active):
+        if deadline.when <= now:
+            # pop() is atomic: whoever removes the deadline (here, or discard()) owns its outcome
+            if active.pop(deadline, _MISSING) is not _MISSING:
+                due.append(deadline)
+        elif deadline.when < earliest:
+            earliest = deadline.when
+    return due, earliest
+
+
+def _fire(due: list[Expirable]) -> None:
+    for deadline in due:
+        deadline.expired = True
+        try:
+            deadline.on_expire()
+        except Exception:
+            log.exception("deadline callback of %r failed", deadline)
+
+
+class ThreadDeadlines:
+    """Deadlines in ``time.monotonic()`` seconds, expired on a daemon thread.
+
+    :meth:`add` takes a lock only to re-arm the timer; :meth:`discard` takes
+    none. Callbacks run on the timer thread and must be quick.
+    """
+
+    def __init__(self, name: str = "s3pool-deadlines") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._active: dict[Expirable, None] = {}
+        self._armed_at = math.inf
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, deadline: Expirable) -> None:
+        """Start watching ``deadline``."""
+        with self._lock:
+            self._active[deadline] = None
+            if deadline.when < self._armed_at:
+                self._armed_at = deadline.when
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                    self._thread.start()
+                else:
+                    self._cond.notify()
+
+    def discard(self, deadline: Expirable) -> bool:
+        """Stop watching ``deadline``.
+
+        Returns True if it was still live, False if it has expired (or is
+        expiring right now on the timer thread): exactly one of this call and
+        the expiry wins, so an attempt is settled once.
+        """
+        return self._active.pop(deadline, _MISSING) is not _MISSING
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def close(self) -> None:
+        """Stop the thread; live deadlines never fire."""
+        with self._cond:
+            self._closed = True
+            self._active.clear()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    if self._armed_at <= now:
+                        due, self._armed_at = _expire_due(self._active, now)
+                        break
+                    cond.wait(None if self._armed_at == math.inf else self._armed_at - now)
+            _fire(due)
+
+
+class LoopDeadlines:
+    """Deadlines in ``loop.time()`` seconds for one event loop; use only on that loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._active: dict[Expirable, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+
+    def add(self, deadline: Expirable) -> None:
+        """Start watching ``deadline``."""
+        self._active[deadline] = None
+        if deadline.when < self._armed_at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._armed_at = deadline.when
+            self._handle = self._loop.call_at(deadline.when, self._on_timer)
+
+    def discard(self, deadline: Expirable) -> bool:
+        """Stop watching ``deadline``; False if it already expired."""
+        return self._active.pop(deadline, _MISSING) is not _MISSING
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        due, earliest = _expire_due(self._active, self._loop.time())
+        self._armed_at = math.inf
+        if earliest != math.inf:
+            self._armed_at = earliest
+            self._handle = self._loop.call_at(earliest, self._on_timer)
+        _fire(due)
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDeadlines] = weakref.WeakKeyDictionary()
+_per_loop_lock = threading.Lock()
+_last: tuple[asyncio.AbstractEventLoop, LoopDeadlines] | None = None
+
+
+def loop_deadlines(loop: asyncio.AbstractEventLoop) -> LoopDeadlines:
+    """The deadline tracker of ``loop`` (one per loop, shared by all pools)."""
+    global _last
+    last = _last
+    if last is not None and last[0] is loop:
+        return last[1]
+    with _per_loop_lock:
+        tracker = _per_loop.get(loop)
+        if tracker is None:
+            tracker = _per_loop[loop] = LoopDeadlines(loop)
+    _last = (loop, tracker)
+    return tracker
