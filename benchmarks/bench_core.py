@@ -10,9 +10,13 @@ What it measures, each against a baseline measured in the same run:
 
 1. async no-op throughput: N ``await pool.run(noop)`` gathered, concurrency C,
    with ``timeout=None`` and with the default timeout, versus
-   ``asyncio.Semaphore(C)`` + ``asyncio.gather`` of the same N coroutines;
+   ``asyncio.Semaphore(C)`` + ``asyncio.gather`` of the same N coroutines.
+   A no-op never suspends, so no task waits for a slot there; an
+   informational run (1b) makes each task yield once to time the queue path;
 2. sync no-op throughput: N ``pool.submit(noop)`` then waiting for every
-   future, versus ``concurrent.futures.ThreadPoolExecutor(max_workers=C)``;
+   future, versus ``concurrent.futures.ThreadPoolExecutor(max_workers=C)``
+   (both warmed up first); the ``threads`` column is the most worker
+   threads alive after a run;
 3. memory per queued task (tracemalloc) on a paused pool: ``submit``, async
    ``run`` and async admission (``admit_async``), next to baselines
    (a ThreadPoolExecutor whose only worker is blocked, asyncio tasks awaiting
@@ -23,6 +27,12 @@ from one round to the next so that slow phases of a noisy machine hit every
 variant. The figure reported for each variant is its best round (noise only
 ever makes a run slower); the median and the median of the per-round paired
 ratios are shown as well. Targets are judged on the ratio of the best rounds.
+
+Memory figures are tracemalloc's (Python allocations, not RSS). The size of a
+bare ``concurrent.futures.Future`` (most of it its ``threading.Condition``)
+varies by about 200 bytes with the process's history (CPython's key-sharing
+instance dicts), so compare each figure with the baselines of the same run;
+"over a bare Future" is the stable measure of the pool's own cost.
 
 Plugin autoloading is disabled (``load_entrypoints=False``): the figures are
 those of the core alone. This is a benchmark script, not a test: it never
@@ -94,8 +104,19 @@ def check_pool(pool: Any, n: int, label: str) -> dict[str, Any]:
     return {"peak_active": stats.peak_active}
 
 
-def settle() -> None:
-    """Start every measurement from the same state: no garbage, a short pause."""
+_BASE_THREADS = threading.active_count()
+
+
+def settle(max_wait: float = 20.0) -> None:
+    """Start every measurement from the same state.
+
+    Waits until the threads of earlier pools and executors have exited (a
+    pool's idle workers exit after shutdown; thousands of them exiting would
+    otherwise slow down the next measurement), then collects garbage.
+    """
+    deadline = time.monotonic() + max_wait
+    while threading.active_count() > _BASE_THREADS and time.monotonic() < deadline:
+        time.sleep(0.01)
     gc.collect()
     time.sleep(0.02)
 
@@ -103,23 +124,28 @@ def settle() -> None:
 # --------------------------------------------------------------------- async
 
 
-async def _async_baseline(n: int) -> float:
+async def ayield() -> None:
+    """A no-op that suspends once, so that tasks really wait in the pool's queue."""
+    await asyncio.sleep(0)
+
+
+async def _async_baseline(n: int, work: Callable[[], Any]) -> float:
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def one() -> None:
         async with semaphore:
-            await anoop()
+            await work()
 
     start = time.perf_counter()
     await asyncio.gather(*[one() for _ in range(n)])
     return time.perf_counter() - start
 
 
-async def _async_pool(n: int, timeout: object, info: dict[str, Any]) -> float:
+async def _async_pool(n: int, timeout: object, info: dict[str, Any], work: Callable[[], Any]) -> float:
     pool = make_pool(timeout)
     run = pool.run
     start = time.perf_counter()
-    await asyncio.gather(*[run(anoop) for _ in range(n)])
+    await asyncio.gather(*[run(work) for _ in range(n)])
     elapsed = time.perf_counter() - start
     info.update(check_pool(pool, n, "async pool"))
     pool.shutdown(wait=True)
@@ -128,17 +154,32 @@ async def _async_pool(n: int, timeout: object, info: dict[str, Any]) -> float:
 
 def async_baseline(n: int, info: dict[str, Any]) -> float:
     settle()
-    return asyncio.run(_async_baseline(n))
+    return asyncio.run(_async_baseline(n, anoop))
 
 
 def async_pool_no_timeout(n: int, info: dict[str, Any]) -> float:
     settle()
-    return asyncio.run(_async_pool(n, None, info))
+    return asyncio.run(_async_pool(n, None, info, anoop))
 
 
 def async_pool_default_timeout(n: int, info: dict[str, Any]) -> float:
     settle()
-    return asyncio.run(_async_pool(n, DEFAULT_TIMEOUT, info))
+    return asyncio.run(_async_pool(n, DEFAULT_TIMEOUT, info, anoop))
+
+
+def async_yield_baseline(n: int, info: dict[str, Any]) -> float:
+    settle()
+    return asyncio.run(_async_baseline(n, ayield))
+
+
+def async_yield_pool_no_timeout(n: int, info: dict[str, Any]) -> float:
+    settle()
+    return asyncio.run(_async_pool(n, None, info, ayield))
+
+
+def async_yield_pool_default_timeout(n: int, info: dict[str, Any]) -> float:
+    settle()
+    return asyncio.run(_async_pool(n, DEFAULT_TIMEOUT, info, ayield))
 
 
 # ---------------------------------------------------------------------- sync
@@ -215,7 +256,7 @@ def run_rounds(variants: list[Variant], n: int, rounds: int) -> dict[str, dict[s
     return results
 
 
-def add_ratios(results: dict[str, dict[str, Any]], baseline: str, target: float) -> None:
+def add_ratios(results: dict[str, dict[str, Any]], baseline: str, target: float | None) -> None:
     base = results[baseline]
     base_times = base["seconds"]
     for name, result in results.items():
@@ -224,8 +265,9 @@ def add_ratios(results: dict[str, dict[str, Any]], baseline: str, target: float)
         paired = [b / p for b, p in zip(base_times, result["seconds"])]
         result["ratio_best"] = result["best_tasks_per_s"] / base["best_tasks_per_s"]
         result["ratio_median_paired"] = statistics.median(paired)
-        result["target"] = target
-        result["target_met"] = result["ratio_best"] >= target
+        if target is not None:
+            result["target"] = target
+            result["target_met"] = result["ratio_best"] >= target
         result["overhead_us_per_task"] = (1 / result["best_tasks_per_s"] - 1 / base["best_tasks_per_s"]) * 1e6
 
 
@@ -255,6 +297,19 @@ def memory_submit(n: int) -> dict[str, Any]:
     pool.shutdown(wait=True)
     if queued != n or rejected != n:
         raise RuntimeError(f"memory submit: {queued} queued, {rejected} rejected, expected {n}")
+    return {"n": n, "bytes_total": after - before, "bytes_per_task": (after - before) / n}
+
+
+def memory_future_baseline(n: int) -> dict[str, Any]:
+    """A bare concurrent.futures.Future per task: what any submit() must return."""
+    futures: list[concurrent.futures.Future[Any]] = []
+    tracemalloc.start()
+    try:
+        before = _traced()
+        futures.extend(concurrent.futures.Future() for _ in range(n))
+        after = _traced()
+    finally:
+        tracemalloc.stop()
     return {"n": n, "bytes_total": after - before, "bytes_per_task": (after - before) / n}
 
 
@@ -331,18 +386,36 @@ def memory_async(n: int, kind: str) -> dict[str, Any]:
 
 
 def run_memory(n: int) -> dict[str, dict[str, Any]]:
+    # The automatic collector is off here: with 100,000 live tasks its full
+    # collections dominate the run time. Every figure is taken after an
+    # explicit gc.collect(), so the numbers do not change.
     settle()
+    gc.disable()
+    try:
+        return _run_memory(n)
+    finally:
+        gc.enable()
+
+
+def _run_memory(n: int) -> dict[str, dict[str, Any]]:
+    # Baselines hold plain stdlib objects whose size per task does not depend
+    # on how many there are: a smaller count keeps the run short.
+    base_n = min(n, 20_000)
     results = {
         "pool.submit (paused)": memory_submit(n),
-        "ThreadPoolExecutor queued (baseline)": memory_executor_baseline(n),
+        "ThreadPoolExecutor queued (baseline)": memory_executor_baseline(base_n),
+        "concurrent.futures.Future alone (baseline)": memory_future_baseline(base_n),
         "pool.run task (paused)": memory_async(n, "run"),
         "pool.admit_async task (paused)": memory_async(n, "admit_async"),
-        "asyncio task awaiting Event (baseline)": memory_async(n, "event"),
-        "asyncio task awaiting shared future (baseline)": memory_async(n, "shared_future"),
+        "asyncio task awaiting Event (baseline)": memory_async(base_n, "event"),
+        "asyncio task awaiting shared future (baseline)": memory_async(base_n, "shared_future"),
     }
     submit = results["pool.submit (paused)"]
     submit["target"] = MEMORY_TARGET
     submit["target_met"] = submit["bytes_per_task"] <= MEMORY_TARGET
+    submit["bytes_over_future_baseline"] = (
+        submit["bytes_per_task"] - results["concurrent.futures.Future alone (baseline)"]["bytes_per_task"]
+    )
     event = results["asyncio task awaiting Event (baseline)"]["bytes_per_task"]
     for key in ("pool.run task (paused)", "pool.admit_async task (paused)"):
         results[key]["bytes_over_event_baseline"] = results[key]["bytes_per_task"] - event
@@ -380,18 +453,18 @@ def print_throughput(title: str, results: dict[str, dict[str, Any]]) -> None:
 
 
 def print_memory(results: dict[str, dict[str, Any]]) -> None:
-    n = next(iter(results.values()))["n"]
-    print(f"\nMemory per queued task (tracemalloc, {n:,} queued, pool paused)")
-    header = f"  {'what':<48} {'bytes/task':>10} {'total KiB':>10}  note"
+    print("\nMemory per queued task (tracemalloc, pool paused)")
+    header = f"  {'what':<48} {'queued':>8} {'bytes/task':>10} {'total KiB':>10}  note"
     print(header)
     print("  " + "-" * (len(header) - 2))
     for name, r in results.items():
         note = ""
         if "target" in r:
             note = f"{'MET' if r['target_met'] else 'MISSED'} (<= {r['target']} B)"
+            note += f"; {r['bytes_over_future_baseline']:+.0f} B over a bare Future"
         if "bytes_over_event_baseline" in r:
             note = f"{r['bytes_over_event_baseline']:+.0f} B vs the Event baseline"
-        print(f"  {name:<48} {r['bytes_per_task']:>10.0f} {r['bytes_total'] / 1024:>10.0f}  {note}")
+        print(f"  {name:<48} {r['n']:>8,} {r['bytes_per_task']:>10.0f} {r['bytes_total'] / 1024:>10.0f}  {note}")
     print("  (sync admission, pool.acquire/admit, blocks one thread per waiter: not measured at this scale)")
 
 
@@ -427,7 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  python {env['python']} ({env['implementation']}), {env['platform']}, "
         f"cpu_count={env['cpu_count']} usable={env['usable_cpus']}, loadavg={env['loadavg']}"
     )
-    print(f"  concurrency C={CONCURRENCY}, N={n:,}, rounds={rounds}, memory N={memory_n:,}{' (quick)' if args.quick else ''}")
+    print(
+        f"  concurrency C={CONCURRENCY}, N={n:,}, rounds={rounds}, memory N={memory_n:,}{' (quick)' if args.quick else ''}"
+    )
     started = time.perf_counter()
 
     async_results = run_rounds(
@@ -441,6 +516,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_ratios(async_results, "asyncio.Semaphore + gather (baseline)", ASYNC_TARGET)
     print_throughput(f"1. Async no-op throughput (N={n:,}, C={CONCURRENCY})", async_results)
+
+    # A no-op never suspends, so no pool.run ever waits for a slot above; this
+    # informational run makes every task yield once so that the queue path
+    # (LoopWaiter, grant on release) is exercised too. No target.
+    yield_n = max(1, n // 2)
+    yield_results = run_rounds(
+        [
+            ("Semaphore + gather, yield once (baseline)", async_yield_baseline),
+            ("pool.run, yield once, timeout=None", async_yield_pool_no_timeout),
+            ("pool.run, yield once, default timeout", async_yield_pool_default_timeout),
+        ],
+        yield_n,
+        max(1, min(rounds, 3)),
+    )
+    add_ratios(yield_results, "Semaphore + gather, yield once (baseline)", None)
+    print_throughput(
+        f"1b. Async, each task yields once: queue path (informational, N={yield_n:,}, C={CONCURRENCY})",
+        yield_results,
+    )
 
     sync_results = run_rounds(
         [
@@ -480,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": CONCURRENCY,
             },
             "async": async_results,
+            "async_yield_once": yield_results,
             "sync": sync_results,
             "memory": memory_results,
             "targets": targets,

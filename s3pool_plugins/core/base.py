@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import ConfigurationError, PoolStopped
 from ..hooks.manager import PoolPluginManager, create_plugin_manager
 from .config import PoolConfig
-from .context import scope_priority, validate_priority
+from .context import _scope_priority, validate_priority
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
@@ -96,6 +96,7 @@ class PoolBase:
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
         self._async_backoff: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         self._default_settings = self._task_settings(DEFAULT_OPTIONS)
+        self._default_priority = config.priority
         _live_pools.add(self)
 
     @property
@@ -171,10 +172,10 @@ class PoolBase:
         if explicit is not None:
             priority = explicit
         else:
-            scoped = scope_priority()
-            priority = self.config.priority if scoped is None else scoped
+            scoped = _scope_priority.get()
+            priority = self._default_priority if scoped is None else scoped
         task = Task(options.name or name, kind, priority, options.metadata, max_attempts, self._clock())
-        if explicit is None and self.plugin_manager.has_impls("s3pool_task_priority"):
+        if explicit is None and "s3pool_task_priority" in self.plugin_manager.implemented:
             chosen = self.plugin_manager.first_result("s3pool_task_priority", pool=self, task=task)
             if chosen is not None:
                 try:

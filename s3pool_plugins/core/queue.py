@@ -24,13 +24,15 @@ T = TypeVar("T")
 
 _KEY, _SEQ, _ITEM, _ALIVE = 0, 1, 2, 3
 
+QueueEntry = list[object]  # [key, seq, item, alive]: opaque outside this module
+
 
 class QueueHandle:
     """Opaque reference to one queued item, used to remove it early."""
 
     __slots__ = ("_entry",)
 
-    def __init__(self, entry: list[object]) -> None:
+    def __init__(self, entry: QueueEntry) -> None:
         self._entry = entry
 
     @property
@@ -76,12 +78,19 @@ class PriorityTaskQueue(Generic[T]):
         Passing an earlier ``enqueued_at`` re-enters an item with the age it
         already had, as a retried task does.
         """
+        return QueueHandle(self.push_entry(item, priority, enqueued_at))
+
+    def push_entry(self, item: T, priority: float = 0.0, enqueued_at: float | None = None) -> QueueEntry:
+        """:meth:`push` without the handle object: returns the raw entry, for :meth:`remove_entry`.
+
+        For callers that keep one reference per item anyway (the scheduler).
+        """
         if enqueued_at is None:
             enqueued_at = self._clock()
         entry: list[object] = [-(priority - self._rate * enqueued_at), next(self._counter), item, True]
         heappush(self._heap, entry)
         self._len += 1
-        return QueueHandle(entry)
+        return entry
 
     def pop(self) -> T:
         """Remove and return the item of highest effective priority.
@@ -112,7 +121,10 @@ class PriorityTaskQueue(Generic[T]):
 
     def remove(self, handle: QueueHandle) -> bool:
         """Withdraw a queued item; returns False if it already left the queue."""
-        entry = handle._entry
+        return self.remove_entry(handle._entry)
+
+    def remove_entry(self, entry: QueueEntry) -> bool:
+        """:meth:`remove` for an entry returned by :meth:`push_entry`."""
         if not entry[_ALIVE]:
             return False
         entry[_ALIVE] = False

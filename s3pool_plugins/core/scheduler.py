@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import PoolStopped, QueueFull
 from .locks import YieldingLock
-from .queue import PriorityTaskQueue, QueueHandle
+from .queue import PriorityTaskQueue, QueueEntry
 
 WAITING, GRANTED, GONE = 0, 1, 2
 
@@ -42,7 +42,7 @@ class Waiter:
 
     def __init__(self) -> None:
         self.state = WAITING
-        self.handle: QueueHandle | None = None
+        self.handle: QueueEntry | None = None
 
     def on_grant(self) -> None:
         """Called without the lock once a slot is counted for this waiter."""
@@ -173,7 +173,7 @@ class Scheduler:
             if new_work and self.max_queue is not None and len(self.queue) >= self.max_queue:
                 raise QueueFull(f"the queue holds max_queue={self.max_queue} tasks")
             waiter.state = WAITING
-            waiter.handle = self.queue.push(waiter, priority, enqueued_at)
+            waiter.handle = self.queue.push_entry(waiter, priority, enqueued_at)
             return False
 
     def enqueue_saturated(self, waiter: Waiter, priority: float, enqueued_at: float | None) -> bool:
@@ -236,7 +236,7 @@ class Scheduler:
                 return False
             waiter.state = GONE
             if waiter.handle is not None:
-                self.queue.remove(waiter.handle)
+                self.queue.remove_entry(waiter.handle)
             room = self._take_room_waiters_locked()
         self._wake_room(room)
         return True
@@ -288,7 +288,7 @@ class Scheduler:
 
         For a unit that settled while holding its slot.
         """
-        with self.lock:
+        with self.lock:  # the hottest critical section: one per finished thread task
             self.active -= 1
             if self.active < 0:
                 self.active = 0
@@ -473,7 +473,7 @@ class Scheduler:
     def _drain_inbox_locked(self) -> None:
         """Move waiters queued without the lock into the heap (counting their units)."""
         inbox = self._inbox
-        push = self.queue.push
+        push = self.queue.push_entry
         while inbox:
             waiter, priority, enqueued_at = inbox.popleft()
             self.pending += 1

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 _ids = itertools.count(1)
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -60,7 +62,7 @@ class Task:
         self.name = name
         self.kind = kind
         self.priority = priority
-        self.metadata: Mapping[str, Any] = metadata if metadata is not None else {}
+        self.metadata: Mapping[str, Any] = metadata if metadata is not None else _NO_METADATA
         self.attempt = 0
         self.max_attempts = max_attempts
         self.status = QUEUED

@@ -122,7 +122,9 @@ class _AttemptDeadline(CancellationToken):
     __slots__ = ("when", "expired", "pool", "entry", "start", "attempt")
 
     def __init__(self, when: float, pool: ThreadTasksMixin, entry: _SyncTask, start: float, attempt: int) -> None:
-        super().__init__()
+        self._cancelled = False
+        self._event = None
+        self.reason = None
         self.when = when
         self.expired = False
         self.pool = pool
@@ -231,7 +233,7 @@ class ThreadTasksMixin(OutcomesMixin):
         if nested:
             self._count("_nested")
             self._scheduler.begin_unit()
-        else:
+        elif self._scheduler.max_queue is not None:
             self._admit_new(entry, task.priority, entry.enqueued_at)
         if "s3pool_task_queued" in self.plugin_manager.implemented:
             self._notify("s3pool_task_queued", task=task)
@@ -332,7 +334,8 @@ class ThreadTasksMixin(OutcomesMixin):
         timeout = entry.timeout
         deadline: _AttemptDeadline | None = None
         if timeout is not None:
-            deadline = _AttemptDeadline(time.monotonic() + timeout, self, entry, start, task.attempt)
+            now = start if self._clock is time.monotonic else time.monotonic()
+            deadline = _AttemptDeadline(now + timeout, self, entry, start, task.attempt)
             self._deadlines.add(deadline)
         # The first attempt runs in the submitter's context copy; a retry may overlap
         # with a timed-out attempt still inside it, so it gets a copy of its own.
@@ -342,7 +345,9 @@ class ThreadTasksMixin(OutcomesMixin):
             log.debug("task %s: an attempt returned after its timeout; result discarded", task.id)
             return None if nested else _run_next(scheduler.release(handoff=True))
         task.run_time += self._clock() - start
-        return _run_next(context.run(self._settle_sync_attempt, entry, ok, value, not nested))
+        if self.plugin_manager.implemented:  # hooks run in the task's context
+            return _run_next(context.run(self._settle_sync_attempt, entry, ok, value, not nested))
+        return _run_next(self._settle_sync_attempt(entry, ok, value, not nested))
 
     def _call_sync(self, entry: _SyncTask, token: CancellationToken | None, nested: bool) -> tuple[bool, Any]:
         slot_token = None if nested else enter_slot(self)
