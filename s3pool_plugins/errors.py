@@ -44,4 +44,4 @@ class TaskTimeout(S3PoolError, TimeoutError):
 
 
 class AttemptCancelled(S3PoolError):
-    """Raised by :meth:`CancellationToken.raise_if_cancelled` after a timeout or stop."""
+    """Raised by :meth:`CancellationToken.raise_if_cancelled` once the attempt timed out."""

@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
-from .context import enter_slot, exit_slot, holds_slot
+from .context import SlotHolder, enter_slot, exit_slot, held_slot
 from .deadlines import Deadline, loop_deadlines
-from .options import DEFAULT_OPTIONS, TaskOptions
+from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
 from .scheduler import GRANTED, LoopWaiter, _resolve
-from .task import BACKOFF, QUEUED, RUNNING, Task
+from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class AsyncTasksMixin(OutcomesMixin):
         **options: Any,
     ) -> Coroutine[Any, Any, T]:
         """The seed's ``enqueue`` for coroutine functions: ``run`` with task options."""
-        return self._run_async(fn, tuple(args), dict(kwargs or {}), TaskOptions(**options))
+        return self._run_async(fn, tuple(args), dict(kwargs or {}), task_options(options))
 
     async def _run_async(
         self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any], options: TaskOptions
@@ -106,8 +106,13 @@ class AsyncTasksMixin(OutcomesMixin):
             raise TypeError(f"run() needs a coroutine function, got {type(fn).__name__}")
         if not self._enabled:
             return await _checked_awaitable(fn, args, kwargs)
-        self._check_open()
-        nested = holds_slot(self)
+        scheduler = self._scheduler
+        parent = held_slot(self)
+        if parent is not None and not scheduler.retain(parent):
+            parent = None
+        nested = parent is not None
+        if not nested:
+            self._check_open()
         if options is DEFAULT_OPTIONS:
             policy, timeout, queue_timeout = self._default_settings
         else:
@@ -115,7 +120,6 @@ class AsyncTasksMixin(OutcomesMixin):
         task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
         if nested:
             self._count("_nested")
-        scheduler = self._scheduler
         scheduler.begin_unit()
         settled = False
         try:
@@ -134,11 +138,14 @@ class AsyncTasksMixin(OutcomesMixin):
                 task.started_at = start
                 task.limit_at_start = scheduler.limit
                 hooks = self.plugin_manager.implemented
-                slot_token = None if nested else enter_slot(self)
-                wrappers = self._enter_wrappers(task) if "s3pool_wrap_attempt" in hooks else None
+                holder = None if nested else SlotHolder(self)
+                slot_token = None if holder is None else enter_slot(holder)
+                wrappers = None
                 error: BaseException | None = None
                 result: Any = None
                 try:
+                    if "s3pool_wrap_attempt" in hooks:
+                        wrappers = self._enter_wrappers(task)
                     if "s3pool_task_started" in hooks:
                         self._notify("s3pool_task_started", task=task)
                     awaitable = _call_for_awaitable(fn, args, kwargs)
@@ -149,13 +156,15 @@ class AsyncTasksMixin(OutcomesMixin):
                 except BaseException as caught:
                     error = caught
                 finally:
-                    if wrappers:
-                        self._exit_wrappers(wrappers, error)
-                    if slot_token is not None:
-                        exit_slot(slot_token)
-                    if not nested:
-                        scheduler.release()
-                    task.run_time += self._clock() - start
+                    try:
+                        if wrappers:
+                            self._exit_wrappers(wrappers, error)
+                    finally:
+                        if slot_token is not None:
+                            exit_slot(slot_token)
+                        if holder is not None:
+                            scheduler.release(holder=holder)
+                        task.run_time += self._clock() - start
                 if error is None:
                     settled = True
                     self._settle_success(task, result)
@@ -168,7 +177,11 @@ class AsyncTasksMixin(OutcomesMixin):
                     self._settle_failure(task, error)
                     raise error
                 task.status = BACKOFF
-                await self._backoff_async(delay)
+                try:
+                    await self._backoff_async(delay)
+                except PoolStopped as stopped:
+                    stopped.__cause__ = error
+                    raise
                 task.backoff_time += delay
                 task.status = QUEUED
                 queued_since = self._clock()
@@ -178,7 +191,9 @@ class AsyncTasksMixin(OutcomesMixin):
                 self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
             raise
         finally:
-            scheduler.end_unit(task.status)
+            if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
+                task.status = FAILED
+            scheduler.release_and_end(task.status, holder=parent) if nested else scheduler.end_unit(task.status)
 
     async def _acquire_slot_async(
         self, task: Task | None, enqueued_at: float | None, queue_timeout: float | None, *, new_work: bool

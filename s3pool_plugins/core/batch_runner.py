@@ -6,17 +6,27 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from .async_tasks import AsyncTasksMixin
 from .batch import BatchCallbackError, BatchItemError, BatchResult
-from .options import DEFAULT_OPTIONS, TaskOptions
+from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .thread_tasks import ThreadTasksMixin
 
 log = logging.getLogger("s3pool_plugins.pool")
 
 _batch_ids = itertools.count(1)
+
+
+def _checked_items(items: Iterable[Any]) -> list[Any]:
+    """The batch as a list, refusing it whole if any item is not callable."""
+    checked = list(items)
+    for index, item in enumerate(checked):
+        if not callable(item):
+            raise TypeError(f"batch item {index} is not callable ({type(item).__name__}); nothing was submitted")
+    return checked
 
 
 class BatchMixin(ThreadTasksMixin, AsyncTasksMixin):
@@ -40,12 +50,12 @@ class BatchMixin(ThreadTasksMixin, AsyncTasksMixin):
         results in input order; a callback that raises is logged and listed in
         ``callback_errors``.
         """
-        items = list(items)
-        task_options = _options.merged(TaskOptions(**options)) if options else _options
+        items = _checked_items(items)
+        bound_options = _options.merged(task_options(options)) if options else _options
         batch_id = f"batch-{next(_batch_ids)}"
         futures: dict[concurrent.futures.Future[Any], int] = {}
         for index, item in enumerate(items):
-            futures[self._submit(item, (), {}, self._batch_options(task_options, batch_id, index))] = index
+            futures[self._submit(item, (), {}, self._batch_options(bound_options, batch_id, index))] = index
         results: list[Any] = [None] * len(items)
         errors: list[BatchItemError] = []
         callback_errors: list[BatchCallbackError] = []
@@ -75,8 +85,8 @@ class BatchMixin(ThreadTasksMixin, AsyncTasksMixin):
         Callbacks run on the loop as items settle. Cancelling the call cancels
         the items still running.
         """
-        items = list(items)
-        task_options = _options.merged(TaskOptions(**options)) if options else _options
+        items = _checked_items(items)
+        bound_options = _options.merged(task_options(options)) if options else _options
         batch_id = f"batch-{next(_batch_ids)}"
         results: list[Any] = [None] * len(items)
         errors: list[BatchItemError] = []
@@ -84,9 +94,18 @@ class BatchMixin(ThreadTasksMixin, AsyncTasksMixin):
 
         async def one(index: int, item: Callable[[], Awaitable[Any]]) -> None:
             try:
-                results[index] = await self._run_async(item, (), {}, self._batch_options(task_options, batch_id, index))
-            except asyncio.CancelledError:
-                raise
+                results[index] = await self._run_async(
+                    item, (), {}, self._batch_options(bound_options, batch_id, index)
+                )
+            except asyncio.CancelledError as error:
+                if sys.version_info >= (3, 11):
+                    current = asyncio.current_task()
+                    if current is not None and not current.cancelling():
+                        # the item's own work raised CancelledError: that item failed, the batch goes on
+                        errors.append(BatchItemError(index, error))
+                        self._batch_callback(on_item_error, "on_item_error", index, error, callback_errors)
+                        return
+                raise  # the batch itself is being cancelled
             except BaseException as error:
                 errors.append(BatchItemError(index, error))
                 self._batch_callback(on_item_error, "on_item_error", index, error, callback_errors)

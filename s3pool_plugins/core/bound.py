@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .admission import Slot
 from .batch import BatchResult
-from .options import TaskOptions
+from .options import TaskOptions, task_options
 from .thread_tasks import _iterate_results
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ class BoundPool:
 
     def options(self, **options: Any) -> BoundPool:
         """Further options, overriding the ones already bound."""
-        return BoundPool(self._pool, self._options.merged(TaskOptions(**options)))
+        return BoundPool(self._pool, self._options.merged(task_options(options)))
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         """Like :meth:`OperationsPool.submit`, with the bound options."""

@@ -36,6 +36,13 @@ def _seconds(option: str, value: object, *, allow_none: bool, allow_zero: bool =
     raise ConfigurationError(option, accepted, value)
 
 
+def _implements_a_hook(plugin: object) -> bool:
+    for name in dir(plugin):
+        if name.startswith("s3pool_") and hasattr(getattr(plugin, name, None), "s3pool_impl"):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     """The options of an :class:`~s3pool_plugins.OperationsPool`.
@@ -145,6 +152,11 @@ class PoolConfig:
         if isinstance(self.plugins, (str, bytes)) or not isinstance(self.plugins, Iterable):
             raise ConfigurationError("plugins", "a sequence of plugin objects or modules", self.plugins)
         object.__setattr__(self, "plugins", tuple(self.plugins))
+        for plugin in self.plugins:
+            if not _implements_a_hook(plugin):
+                raise ConfigurationError(
+                    "plugins", "objects or modules with at least one s3pool_* hook marked with @hookimpl", plugin
+                )
         if not isinstance(self.load_entrypoints, bool):
             raise ConfigurationError("load_entrypoints", "True or False", self.load_entrypoints)
         if not isinstance(self.name, str) or not self.name:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from ..errors import ConfigurationError
 
 _scope_priority: ContextVar[float | None] = ContextVar("s3pool_priority_scope", default=None)
-_held_slots: ContextVar[tuple[object, ...]] = ContextVar("s3pool_held_slots", default=())
+_held_slots: ContextVar[tuple[SlotHolder, ...]] = ContextVar("s3pool_held_slots", default=())
 
 
 def validate_priority(value: object, option: str = "priority") -> float:
@@ -46,16 +46,40 @@ def scope_priority() -> float | None:
     return _scope_priority.get()
 
 
+class SlotHolder:
+    """One granted slot, shared by the unit it was granted to and all work nested under it.
+
+    ``refs`` counts the holders: the admitted attempt itself plus every
+    nested unit still running under it. It is changed only under the
+    scheduler's lock; the slot goes back to the scheduler when it drops to 0,
+    so work nested under a slot never runs after that slot was given back.
+    """
+
+    __slots__ = ("pool", "refs")
+
+    def __init__(self, pool: object) -> None:
+        self.pool = pool
+        self.refs = 1
+
+
+def held_slot(pool: object) -> SlotHolder | None:
+    """The slot of ``pool`` that the current context runs under, if any."""
+    for holder in _held_slots.get():
+        if holder.pool is pool:
+            return holder
+    return None
+
+
 def holds_slot(pool: object) -> bool:
     """True if the current context already runs under a slot of ``pool``."""
-    return pool in _held_slots.get()
+    return held_slot(pool) is not None
 
 
-def enter_slot(pool: object) -> object:
-    """Mark the current context as holding a slot of ``pool``; returns a reset token."""
-    return _held_slots.set((*_held_slots.get(), pool))
+def enter_slot(holder: SlotHolder) -> Token[tuple[SlotHolder, ...]]:
+    """Mark the current context as running under ``holder``; returns a reset token."""
+    return _held_slots.set((*_held_slots.get(), holder))
 
 
-def exit_slot(token: object) -> None:
+def exit_slot(token: Token[tuple[SlotHolder, ...]]) -> None:
     """Undo :func:`enter_slot`."""
-    _held_slots.reset(token)  # type: ignore[arg-type]
+    _held_slots.reset(token)

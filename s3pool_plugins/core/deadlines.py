@@ -85,20 +85,20 @@ class ThreadDeadlines:
         self._cond = threading.Condition(self._lock)
         self._active: dict[Expirable, None] = {}
         self._armed_at = math.inf
-        self._thread: threading.Thread | None = None
-        self._closed = False
+        self._generation = 0
+        self._running = False
 
     def add(self, deadline: Expirable) -> None:
-        """Start watching ``deadline``."""
+        """Start watching ``deadline`` (restarting the thread after :meth:`close`)."""
         with self._lock:
             self._active[deadline] = None
             if deadline.when < self._armed_at:
                 self._armed_at = deadline.when
-                if self._thread is None and not self._closed:
-                    self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                    self._thread.start()
-                else:
-                    self._cond.notify()
+                self._cond.notify()
+            if not self._running:
+                self._running = True
+                thread = threading.Thread(target=self._run, args=(self._generation,), name=self._name, daemon=True)
+                thread.start()
 
     def discard(self, deadline: Expirable) -> bool:
         """Stop watching ``deadline``.
@@ -113,18 +113,20 @@ class ThreadDeadlines:
         return len(self._active)
 
     def close(self) -> None:
-        """Stop the thread; live deadlines never fire."""
+        """Stop the thread; deadlines live now never fire. A later :meth:`add` restarts it."""
         with self._cond:
-            self._closed = True
+            self._generation += 1
+            self._running = False
             self._active.clear()
-            self._cond.notify()
+            self._armed_at = math.inf
+            self._cond.notify_all()
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
         cond = self._cond
         while True:
             with cond:
                 while True:
-                    if self._closed:
+                    if self._generation != generation:
                         return
                     now = time.monotonic()
                     if self._armed_at <= now:

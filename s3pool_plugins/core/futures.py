@@ -20,6 +20,28 @@ from typing import Any
 _KNOWN_ATTRIBUTES = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 
 
+class CancelAwareFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A Future that tells the pool when its caller cancels it.
+
+    ``_s3pool_on_cancel`` (set by the pool) is called after a successful
+    :meth:`cancel`, outside the future's lock, so a task still waiting in
+    the queue leaves it at once instead of holding a place until it would
+    have started.
+    """
+
+    _s3pool_on_cancel: Any = None
+
+    def cancel(self) -> bool:
+        """``Future.cancel``, then notify the pool if it took effect."""
+        cancelled = super().cancel()
+        if cancelled:
+            callback = self._s3pool_on_cancel
+            if callback is not None:
+                self._s3pool_on_cancel = None
+                callback()
+        return cancelled
+
+
 class _LazyCondition:
     """A non-data descriptor: the first read creates the Condition and stores it
     in the instance ``__dict__``, which then shadows the descriptor, so later
@@ -32,8 +54,8 @@ class _LazyCondition:
         return instance.__dict__.setdefault("_condition", threading.Condition())  # type: ignore[no-any-return]
 
 
-class LazyConditionFuture(concurrent.futures.Future):  # type: ignore[type-arg]
-    """A Future whose ``_condition`` is created when first needed."""
+class LazyConditionFuture(CancelAwareFuture):
+    """A :class:`CancelAwareFuture` whose ``_condition`` is created when first needed."""
 
     _condition = _LazyCondition()
 
@@ -55,7 +77,5 @@ def _lazy_future_is_compatible() -> bool:
     return probe.result(0) == 1 and probe.done()
 
 
-PoolFuture: type[concurrent.futures.Future[Any]] = (
-    LazyConditionFuture if _lazy_future_is_compatible() else concurrent.futures.Future
-)
+PoolFuture: type[CancelAwareFuture] = LazyConditionFuture if _lazy_future_is_compatible() else CancelAwareFuture
 """The Future class the pool returns: lazy when this Python's Future layout is known."""

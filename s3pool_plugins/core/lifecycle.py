@@ -6,14 +6,21 @@ import asyncio
 import threading
 from typing import TypeVar
 
-from ..errors import PoolStopped
+from ..errors import ConfigurationError, PoolStopped
 from .async_tasks import AsyncTasksMixin
 from .config import _positive_int
 from .context import holds_slot
 from .scheduler import LoopWaiter, _resolve
-from .thread_tasks import ThreadTasksMixin, _SyncTask
+from .thread_tasks import ThreadTasksMixin, _stopped_while_waiting, _SyncTask
 
 _Pool = TypeVar("_Pool", bound="LifecycleMixin")
+
+
+def _check_drain_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ConfigurationError("timeout", "a number of seconds >= 0, or None to wait as long as it takes", timeout)
 
 
 class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
@@ -49,6 +56,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         """
         if holds_slot(self):
             raise RuntimeError("drain() was called from work that holds a slot of this pool: it would wait for itself")
+        _check_drain_timeout(timeout)
         done = threading.Event()
         if not self._scheduler.when_idle(done.set) and not done.wait(timeout):
             self._scheduler.forget_idle(done.set)
@@ -59,22 +67,24 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         """:meth:`drain` for async code: awaits without blocking the loop."""
         if holds_slot(self):
             raise RuntimeError("drain_async() was called from work that holds a slot of this pool")
+        _check_drain_timeout(timeout)
         loop = asyncio.get_running_loop()
         waiter = LoopWaiter(loop)
         if not self._scheduler.when_idle(waiter.on_grant):
             try:
                 await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
             except asyncio.TimeoutError:
-                self._scheduler.forget_idle(waiter.on_grant)
                 raise TimeoutError(self._drain_timeout_message(timeout)) from None
+            finally:  # also when the caller is cancelled: never leave a callback behind
+                self._scheduler.forget_idle(waiter.on_grant)
         self._notify("s3pool_pool_drained")
 
     def _drain_timeout_message(self, timeout: float | None) -> str:
         stats = self.stats()
         paused = " (the pool is paused)" if stats.paused else ""
         return (
-            f"drain() timed out after {timeout:g} s with {stats.queued} queued, {stats.active} active "
-            f"and {stats.backing_off} waiting to retry{paused}"
+            f"drain() timed out after {timeout:g} s with {stats.queued} queued, {stats.active} active, "
+            f"{stats.backing_off} waiting to retry and {stats.pending} unsettled{paused}"
         )
 
     def stop(self) -> None:
@@ -100,7 +110,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         for entry, handle in sync_backoff:
             if handle is not None:
                 handle.cancel()
-            self._reject_sync(entry, PoolStopped("the pool was stopped while the task waited to retry"))
+            self._reject_sync(entry, _stopped_while_waiting(entry.task.last_error))
         for loop, future in async_backoff:
             error = PoolStopped("the pool was stopped while the task waited to retry")
             try:

@@ -64,3 +64,13 @@ class TaskOptions:
 
 
 DEFAULT_OPTIONS = TaskOptions()
+
+
+def task_options(options: Mapping[str, Any]) -> TaskOptions:
+    """Build :class:`TaskOptions` from keywords, naming any unknown option and the accepted ones."""
+    unknown = sorted(set(options) - set(TaskOptions.__slots__))
+    if unknown:
+        raise ConfigurationError(
+            unknown[0], "a task option: " + ", ".join(sorted(TaskOptions.__slots__)), options[unknown[0]]
+        )
+    return TaskOptions(**options)

@@ -28,7 +28,7 @@ class OutcomesMixin(PoolBase):
         try:
             return policy.classify(error)
         except Exception:
-            log.exception("retry policy classifier raised for %r; using the default rules", error)
+            self.plugin_manager.record_error("the retry policy's classifier", repr(policy.classifier))
             return policy.default_classify(error)
 
     def _retry_delay(self, task: Task, error: BaseException, policy: RetryPolicy) -> float | None:

@@ -28,7 +28,7 @@ from .base import _live_pools
 from .batch_runner import BatchMixin
 from .bound import BoundPool
 from .lifecycle import LifecycleMixin
-from .options import TaskOptions
+from .options import task_options
 
 log = logging.getLogger("s3pool_plugins.pool")
 
@@ -54,7 +54,7 @@ class OperationsPool(LifecycleMixin, BatchMixin, AdmissionMixin, concurrent.futu
         ``pool.options(priority=100).submit(fn, x)`` runs ``fn(x)`` at priority
         100; the callable's own keyword arguments are never consumed.
         """
-        return BoundPool(self, TaskOptions(**options))
+        return BoundPool(self, task_options(options))
 
 
 def _shutdown_live_pools() -> None:

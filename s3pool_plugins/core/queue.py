@@ -15,10 +15,13 @@ equal keys the item pushed first comes out first (FIFO).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from typing import Generic, TypeVar
+
+from ..errors import ConfigurationError
 
 T = TypeVar("T")
 
@@ -52,8 +55,13 @@ class PriorityTaskQueue(Generic[T]):
     __slots__ = ("_heap", "_len", "_dead", "_rate", "_clock", "_counter")
 
     def __init__(self, aging_rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
-        if aging_rate < 0:
-            raise ValueError("aging_rate must be >= 0")
+        if (
+            isinstance(aging_rate, bool)
+            or not isinstance(aging_rate, (int, float))
+            or not math.isfinite(aging_rate)
+            or aging_rate < 0
+        ):
+            raise ConfigurationError("aging_rate", "a number >= 0 (priority points per second of waiting)", aging_rate)
         self._heap: list[list[object]] = []
         self._len = 0
         self._dead = 0

@@ -148,7 +148,11 @@ class RetryPolicy:
         _check_number("max_retry_delay", self.max_retry_delay, 0)
         object.__setattr__(self, "retryable_errors", _validate_matchers(self.retryable_errors))
         throttling: object = self.throttling_errors
-        if isinstance(throttling, str) or not all(isinstance(n, str) for n in self.throttling_errors):
+        if (
+            isinstance(throttling, (str, bytes))
+            or not isinstance(throttling, Iterable)
+            or not all(isinstance(n, str) for n in throttling)
+        ):
             raise ConfigurationError("throttling_errors", "an iterable of error names (str)", self.throttling_errors)
         object.__setattr__(self, "throttling_errors", frozenset(self.throttling_errors))
         if self.classifier is not None and not callable(self.classifier):

@@ -20,14 +20,18 @@ Invariants (checked by the property tests):
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import PoolStopped, QueueFull
+from .context import SlotHolder
 from .locks import YieldingLock
 from .queue import PriorityTaskQueue, QueueEntry
+
+log = logging.getLogger("s3pool_plugins.scheduler")
 
 WAITING, GRANTED, GONE = 0, 1, 2
 
@@ -107,6 +111,15 @@ class LoopWaiter(Waiter):
 
     def on_reject(self, error: BaseException) -> None:
         self._deliver(error)
+
+
+def _run_idle_callbacks(callbacks: list[Callable[[], None]]) -> None:
+    """Run each drain-waiter callback on its own: one failing never skips the others."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("s3pool: an idle callback failed (its waiter is gone)")
 
 
 class Scheduler:
@@ -241,8 +254,24 @@ class Scheduler:
         self._wake_room(room)
         return True
 
-    def release(self, handoff: bool = False) -> Waiter | None:
+    def retain(self, holder: SlotHolder) -> bool:
+        """Count one more unit running under ``holder``'s slot.
+
+        False if that slot was already given back (the caller must then be
+        admitted on its own).
+        """
+        with self.lock:
+            if holder.refs <= 0:
+                return False
+            holder.refs += 1
+            return True
+
+    def release(self, handoff: bool = False, holder: SlotHolder | None = None) -> Waiter | None:
         """Give back one slot and grant it to the next waiter, if any.
+
+        With ``holder``, drop one reference to that shared slot and give the
+        slot back only if it was the last one (nested work still runs under
+        it otherwise).
 
         The slot is counted free before queued waiters are looked at, so a
         waiter appended by :meth:`enqueue_saturated` meanwhile is seen either
@@ -253,6 +282,10 @@ class Scheduler:
         runs it itself, saving a thread hand-off.
         """
         with self.lock:
+            if holder is not None:
+                holder.refs -= 1
+                if holder.refs > 0:
+                    return None
             self.active -= 1
             if self.active < 0:
                 self.active = 0
@@ -279,20 +312,18 @@ class Scheduler:
             self._wake(granted)
         if room:
             self._wake_room(room)
-        for callback in idle:
-            callback()
+        if idle:
+            _run_idle_callbacks(idle)
         return inline
 
-    def release_and_end(self, outcome: str, handoff: bool = False) -> Waiter | None:
-        """:meth:`release` and :meth:`end_unit` in one critical section.
+    def release_and_end(self, outcome: str, handoff: bool = False, holder: SlotHolder | None = None) -> Waiter | None:
+        """:meth:`end_unit` and :meth:`release` (with ``holder``) in one critical section.
 
         For a unit that settled while holding its slot.
         """
+        granted: list[Waiter] = []
+        room = None
         with self.lock:  # the hottest critical section: one per finished thread task
-            self.active -= 1
-            if self.active < 0:
-                self.active = 0
-                raise RuntimeError("s3pool: a slot was released twice")
             self.pending -= 1
             if outcome == "succeeded":
                 self.succeeded += 1
@@ -300,9 +331,16 @@ class Scheduler:
                 self.failed += 1
                 if outcome == "cancelled":
                     self.cancelled += 1
-            granted = self._dispatch_locked()
+            if holder is not None:
+                holder.refs -= 1
+            if holder is None or holder.refs <= 0:
+                self.active -= 1
+                if self.active < 0:
+                    self.active = 0
+                    raise RuntimeError("s3pool: a slot was released twice")
+                granted = self._dispatch_locked()
+                room = self._take_room_waiters_locked() if granted else None
             idle = self._take_idle_locked()
-            room = self._take_room_waiters_locked() if granted else None
         return self._after_release(granted, idle, room, handoff)
 
     # -- units of work (for drain) ---------------------------------------
@@ -327,8 +365,8 @@ class Scheduler:
                 if outcome == "cancelled":
                     self.cancelled += 1
             idle = self._take_idle_locked()
-        for callback in idle:
-            callback()
+        if idle:
+            _run_idle_callbacks(idle)
 
     def when_idle(self, callback: Callable[[], None]) -> bool:
         """Call ``callback`` (without the lock) once nothing is pending or active.

@@ -15,19 +15,20 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from types import FunctionType
 from typing import Any, TypeVar
 
 from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
 from .cancellation import CancellationToken, current_token_var
-from .context import enter_slot, exit_slot, holds_slot
-from .futures import PoolFuture
-from .options import DEFAULT_OPTIONS, TaskOptions
+from .context import SlotHolder, enter_slot, exit_slot, held_slot
+from .futures import CancelAwareFuture, PoolFuture
+from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
 from .scheduler import WAITING, ThreadWaiter, Waiter
-from .task import BACKOFF, QUEUED, RUNNING, Task
+from .task import BACKOFF, FAILED, QUEUED, RUNNING, Task
 from .timers import TimerHandle
 from .workers import Job
 
@@ -52,7 +53,7 @@ class _SyncTask(Waiter):
         "queue_timeout",
         "enqueued_at",
         "queued_since",
-        "nested",
+        "parent",
         "started",
         "queue_timer",
         "cancel_future",
@@ -68,7 +69,7 @@ class _SyncTask(Waiter):
         policy: RetryPolicy,
         timeout: float | None,
         queue_timeout: float | None,
-        nested: bool,
+        parent: SlotHolder | None,
     ) -> None:
         super().__init__()
         self.pool = pool
@@ -76,14 +77,16 @@ class _SyncTask(Waiter):
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        self.future: concurrent.futures.Future[Any] = PoolFuture()
+        self.future: CancelAwareFuture = PoolFuture()
+        if parent is None:
+            self.future._s3pool_on_cancel = self.cancelled_by_caller
         self.context = contextvars.copy_context()
         self.policy = policy
         self.timeout = timeout
         self.queue_timeout = queue_timeout
         self.enqueued_at = task.created_at
         self.queued_since = task.created_at
-        self.nested = nested
+        self.parent = parent
         self.started = False
         self.queue_timer: TimerHandle | None = None
         self.cancel_future = False
@@ -111,6 +114,10 @@ class _SyncTask(Waiter):
     def run_attempt(self) -> Job | None:
         return self.pool._run_sync_attempt(self)
 
+    def cancelled_by_caller(self) -> None:
+        """The caller cancelled the future: leave the queue now if still waiting."""
+        self.pool._cancel_queued_sync(self)
+
 
 class _AttemptDeadline(CancellationToken):
     """The time limit of one thread attempt, and the token its work polls.
@@ -134,6 +141,12 @@ class _AttemptDeadline(CancellationToken):
 
     def on_expire(self) -> None:
         self.pool._expire_sync_attempt(self)
+
+
+def _stopped_while_waiting(last_error: BaseException | None) -> PoolStopped:
+    error = PoolStopped("the pool was stopped while the task waited to retry")
+    error.__cause__ = last_error
+    return error
 
 
 def _run_next(waiter: Waiter | None) -> Job | None:
@@ -200,7 +213,7 @@ class ThreadTasksMixin(OutcomesMixin):
         ``args``/``kwargs`` are passed to ``fn``; the other keywords are task
         options (see :meth:`options`).
         """
-        return self._submit(fn, tuple(args), dict(kwargs or {}), TaskOptions(**options))
+        return self._submit(fn, tuple(args), dict(kwargs or {}), task_options(options))
 
     def map(
         self,
@@ -222,29 +235,45 @@ class ThreadTasksMixin(OutcomesMixin):
             raise TypeError(f"{_callable_name(fn)} is a coroutine function: use 'await pool.run(...)' for async work")
         if not self._enabled:
             return self._passthrough_submit(fn, args, kwargs)
-        self._check_open()
-        nested = holds_slot(self)
+        scheduler = self._scheduler
+        parent = held_slot(self)
+        if parent is not None and not scheduler.retain(parent):
+            parent = None
+        if parent is None:
+            self._check_open()
         if options is DEFAULT_OPTIONS:
             policy, timeout, queue_timeout = self._default_settings
         else:
             policy, timeout, queue_timeout = self._task_settings(options)
         task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
-        entry = _SyncTask(self, task, fn, args, kwargs or _NO_KWARGS, policy, timeout, queue_timeout, nested)
-        if nested:
+        entry = _SyncTask(self, task, fn, args, kwargs or _NO_KWARGS, policy, timeout, queue_timeout, parent)
+        if parent is not None:
             self._count("_nested")
-            self._scheduler.begin_unit()
-        elif self._scheduler.max_queue is not None:
-            self._admit_new(entry, task.priority, entry.enqueued_at)
+            scheduler.begin_unit()
+        elif scheduler.max_queue is not None:
+            self._admit_new(entry, task.priority, entry.enqueued_at, queue_timeout, task)
         if "s3pool_task_queued" in self.plugin_manager.implemented:
             self._notify("s3pool_task_queued", task=task)
         self._dispatch_sync(entry)
         return entry.future
 
-    def _admit_new(self, waiter: Waiter, priority: float, enqueued_at: float | None) -> None:
-        """Wait for room in a bounded queue (or raise QueueFull), for a first attempt."""
+    def _admit_new(
+        self,
+        waiter: Waiter,
+        priority: float,
+        enqueued_at: float | None,
+        queue_timeout: float | None = None,
+        task: Task | None = None,
+    ) -> None:
+        """Wait for room in a bounded queue (or raise QueueFull), for a first attempt.
+
+        The wait counts against ``queue_timeout``: past it, raises
+        :class:`QueueWaitTimeout`.
+        """
         scheduler = self._scheduler
         if scheduler.max_queue is None:
             return
+        deadline = None if queue_timeout is None else time.monotonic() + queue_timeout
         while True:
             room = ThreadWaiter()
             if scheduler.wait_for_room(room):
@@ -252,7 +281,14 @@ class ThreadTasksMixin(OutcomesMixin):
             if self.config.queue_full == "raise":
                 scheduler.forget_room_waiter(room)
                 raise QueueFull(f"the queue holds max_queue={scheduler.max_queue} tasks (queue_full='raise')")
-            room.wait(None)
+            left = None if deadline is None else deadline - time.monotonic()
+            if not room.wait(left):
+                scheduler.forget_room_waiter(room)
+                what = "work" if task is None else f"task {task.id} ({task.name})"
+                raise QueueWaitTimeout(
+                    f"{what} waited more than queue_timeout={queue_timeout:g} s for room in the queue "
+                    f"(max_queue={scheduler.max_queue})"
+                )
             if room.error is not None:
                 raise room.error
 
@@ -260,34 +296,35 @@ class ThreadTasksMixin(OutcomesMixin):
         """Queue one attempt of ``entry`` (or start it at once if a slot is free).
 
         The first attempt also counts the task as pending (in the same
-        critical section). Nested work (started under a slot its submitter
-        holds) never queues: each of its attempts runs under that slot.
+        critical section); if it cannot be queued (full queue with
+        ``queue_full="raise"``, or the pool stopped meanwhile) the error is
+        raised to the submitter. Nested work (started under a slot its
+        submitter holds) never queues: each of its attempts runs under that
+        slot.
         """
-        if entry.nested:
+        if entry.parent is not None:
             self._workers.run(entry.run_attempt)
             return
         scheduler = self._scheduler
+        task = entry.task
         first = not entry.started
-        if first and scheduler.enqueue_saturated(entry, entry.task.priority, entry.enqueued_at):
+        if first and scheduler.enqueue_saturated(entry, task.priority, entry.enqueued_at):
             self._arm_queue_timeout(entry)
             return
         while True:
             try:
                 granted = scheduler.acquire_or_enqueue(
-                    entry, entry.task.priority, entry.enqueued_at, new_work=first, count_unit=first
+                    entry, task.priority, entry.enqueued_at, new_work=first, count_unit=first
                 )
-            except QueueFull:
-                if self.config.queue_full == "raise":
-                    scheduler.begin_unit()
-                    self._reject_sync(entry, QueueFull(f"the queue holds max_queue={scheduler.max_queue} tasks"))
+            except (QueueFull, PoolStopped) as error:
+                if first and (isinstance(error, PoolStopped) or self.config.queue_full == "raise"):
+                    self._settle_failure(task, error)
+                    raise
+                if isinstance(error, PoolStopped):
+                    self._reject_sync(entry, error)
                     return
-                self._admit_new(entry, entry.task.priority, entry.enqueued_at)
+                self._admit_new(entry, task.priority, entry.enqueued_at)
                 continue
-            except PoolStopped as error:
-                if first:
-                    scheduler.begin_unit()
-                self._reject_sync(entry, error)
-                return
             break
         if granted:
             self._workers.run(entry.run_attempt)
@@ -304,33 +341,48 @@ class ThreadTasksMixin(OutcomesMixin):
                 timer.cancel()
 
     def _expire_queued_sync(self, entry: _SyncTask) -> None:
+        """Timer thread: the task waited too long for a slot; settle it on a worker."""
         if self._scheduler.withdraw(entry):
             entry.queue_timer = None
             task = entry.task
             error = QueueWaitTimeout(
                 f"task {task.id} ({task.name}) waited more than queue_timeout={entry.queue_timeout:g} s for a slot"
             )
-            self._reject_sync(entry, error)
+            self._workers.run(partial(self._reject_sync, entry, error))
+
+    def _cancel_queued_sync(self, entry: _SyncTask) -> None:
+        """The caller cancelled a future that had not started: take it out of the queue."""
+        if self._scheduler.withdraw(entry):
+            timer, entry.queue_timer = entry.queue_timer, None
+            if timer is not None:
+                timer.cancel()
+            entry.started = True
+            task = entry.task
+            try:
+                self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
+            finally:
+                self._scheduler.end_unit(task.status)
 
     def _run_sync_attempt(self, entry: _SyncTask) -> Job | None:
         """Run one attempt on this worker thread; returns the next job to run here, if any."""
         task = entry.task
         scheduler = self._scheduler
-        nested = entry.nested
+        parent = entry.parent
         if not entry.started:
             entry.started = True
             if not entry.future.set_running_or_notify_cancel():
-                self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
-                if nested:
-                    scheduler.end_unit(task.status)
-                    return None
-                return _run_next(scheduler.release_and_end(task.status, handoff=True))
+                try:
+                    self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
+                finally:
+                    following = scheduler.release_and_end(task.status, handoff=parent is None, holder=parent)
+                return _run_next(following)
         start = self._clock()
         task.queue_wait += start - entry.queued_since
         task.attempt += 1
         task.status = RUNNING
         task.started_at = start
         task.limit_at_start = scheduler.limit
+        holder = SlotHolder(self) if parent is None else None
         timeout = entry.timeout
         deadline: _AttemptDeadline | None = None
         if timeout is not None:
@@ -340,23 +392,27 @@ class ThreadTasksMixin(OutcomesMixin):
         # The first attempt runs in the submitter's context copy; a retry may overlap
         # with a timed-out attempt still inside it, so it gets a copy of its own.
         context = entry.context if task.attempt == 1 else entry.context.copy()
-        ok, value = context.run(self._call_sync, entry, deadline, nested)
+        ok, value = context.run(self._call_sync, entry, deadline, holder)
         if deadline is not None and not self._deadlines.discard(deadline):
             log.debug("task %s: an attempt returned after its timeout; result discarded", task.id)
-            return None if nested else _run_next(scheduler.release(handoff=True))
+            return None if holder is None else _run_next(scheduler.release(handoff=True, holder=holder))
         task.run_time += self._clock() - start
         if self.plugin_manager.implemented:  # hooks run in the task's context
-            return _run_next(context.run(self._settle_sync_attempt, entry, ok, value, not nested))
-        return _run_next(self._settle_sync_attempt(entry, ok, value, not nested))
+            return _run_next(context.run(self._settle_sync_attempt, entry, ok, value, holder))
+        return _run_next(self._settle_sync_attempt(entry, ok, value, holder))
 
-    def _call_sync(self, entry: _SyncTask, token: CancellationToken | None, nested: bool) -> tuple[bool, Any]:
-        slot_token = None if nested else enter_slot(self)
+    def _call_sync(
+        self, entry: _SyncTask, token: CancellationToken | None, holder: SlotHolder | None
+    ) -> tuple[bool, Any]:
+        slot_token = None if holder is None else enter_slot(holder)
         cancel_token = None if token is None else current_token_var.set(token)
         task = entry.task
         hooks = self.plugin_manager.implemented
-        wrappers = self._enter_wrappers(task) if "s3pool_wrap_attempt" in hooks else None
+        wrappers = None
         error: BaseException | None = None
         try:
+            if "s3pool_wrap_attempt" in hooks:
+                wrappers = self._enter_wrappers(task)
             if "s3pool_task_started" in hooks:
                 self._notify("s3pool_task_started", task=task)
             return True, entry.fn(*entry.args, **entry.kwargs)
@@ -364,69 +420,92 @@ class ThreadTasksMixin(OutcomesMixin):
             error = caught
             return False, caught
         finally:
-            if wrappers:
-                self._exit_wrappers(wrappers, error)
-            if cancel_token is not None:
-                current_token_var.reset(cancel_token)
-            if slot_token is not None:
-                exit_slot(slot_token)
+            try:
+                if wrappers:
+                    self._exit_wrappers(wrappers, error)
+            finally:
+                if cancel_token is not None:
+                    current_token_var.reset(cancel_token)
+                if slot_token is not None:
+                    exit_slot(slot_token)
 
     def _expire_sync_attempt(self, deadline: _AttemptDeadline) -> None:
-        """Runs on the deadline thread when an attempt overruns: settle it as timed out.
+        """Deadline thread: an attempt overran. Cancel its token; settle it on a worker.
 
-        The work keeps its slot until its thread returns.
+        The work keeps its slot until its thread returns; its hooks and the
+        future's callbacks run on a worker, never on the shared deadline thread.
         """
+        deadline.cancel("timeout")
+        self._workers.run(partial(self._settle_timed_out, deadline))
+
+    def _settle_timed_out(self, deadline: _AttemptDeadline) -> None:
         entry = deadline.entry
         task = entry.task
-        deadline.cancel("timeout")
         task.run_time += self._clock() - deadline.start
         error = TaskTimeout(
             f"task {task.id} ({task.name}) attempt {deadline.attempt} of {entry.policy.attempts} "
             f"timed out after {entry.timeout:g} s"
         )
-        entry.context.copy().run(self._settle_sync_attempt, entry, False, error, False)
+        entry.context.copy().run(self._settle_sync_attempt, entry, False, error, None)
 
-    def _settle_sync_attempt(self, entry: _SyncTask, ok: bool, value: Any, holds_slot: bool) -> Waiter | None:
-        """Settle or retry after one attempt; releases the attempt's slot if ``holds_slot``.
+    def _settle_sync_attempt(self, entry: _SyncTask, ok: bool, value: Any, holder: SlotHolder | None) -> Waiter | None:
+        """Settle or retry after one attempt, then give back what it held.
 
-        A settled task's future is resolved before its slot and pending count
-        are given back, so ``drain()`` never returns ahead of a future. Returns
-        the waiter a releasing worker should run next (see ``release(handoff=True)``).
+        ``holder`` is the attempt's own slot (None for nested work, which runs
+        under its parent's, and for a timed-out attempt, whose thread keeps
+        the slot until it returns). The slot and the pending count are given
+        back even if a hook raises, and only after the future is resolved, so
+        ``drain()`` never returns ahead of a future. Returns the waiter a
+        releasing worker should run next (see ``release(handoff=True)``).
         """
         task = entry.task
         scheduler = self._scheduler
-        if ok:
-            self._settle_success(task, value)
-            entry.future.set_result(value)
-            return self._end_sync(task, holds_slot)
-        delay = self._retry_delay(task, value, entry.policy)
+        try:
+            if ok:
+                self._settle_success(task, value)
+                entry.future.set_result(value)
+                return self._end_sync(entry, holder)
+            delay = self._retry_delay(task, value, entry.policy)
+        except BaseException as error:
+            if not entry.future.done():
+                task.status = FAILED
+                entry.future.set_exception(error)
+            self._end_sync(entry, holder)
+            raise
         if delay is None:
-            self._settle_failure(task, value)
-            entry.future.set_exception(value)
-            return self._end_sync(task, holds_slot)
-        following = scheduler.release(handoff=True) if holds_slot else None
+            try:
+                self._settle_failure(task, value)
+            finally:
+                entry.future.set_exception(value)
+                following = self._end_sync(entry, holder)
+            return following
+        following = None if holder is None else scheduler.release(handoff=True, holder=holder)
         task.status = BACKOFF
         with self._backoff_lock:
             stopped = scheduler.stopped
             if not stopped:
                 self._sync_backoff[entry] = None
         if stopped:
-            self._reject_sync(entry, PoolStopped("the pool was stopped while the task waited to retry"))
+            self._reject_sync(entry, _stopped_while_waiting(value))
             return following
         task.backoff_time += delay
         if delay <= 0:
             self._retry_sync(entry)
             return following
-        handle = self._timer_service().call_later(delay, self._retry_sync, entry)
+        handle = self._timer_service().call_later(delay, self._workers.run, partial(self._retry_sync, entry))
         with self._backoff_lock:
             if entry in self._sync_backoff:
                 self._sync_backoff[entry] = handle
         return following
 
-    def _end_sync(self, task: Task, holds_slot: bool) -> Waiter | None:
-        if holds_slot:
-            return self._scheduler.release_and_end(task.status, handoff=True)
-        self._scheduler.end_unit(task.status)
+    def _end_sync(self, entry: _SyncTask, holder: SlotHolder | None) -> Waiter | None:
+        """Count the task as settled and give back the slot it (or its parent) held."""
+        status = entry.task.status
+        if entry.parent is not None:
+            return self._scheduler.release_and_end(status, holder=entry.parent)
+        if holder is not None:
+            return self._scheduler.release_and_end(status, handoff=True, holder=holder)
+        self._scheduler.end_unit(status)
         return None
 
     def _retry_sync(self, entry: _SyncTask) -> None:
@@ -438,39 +517,54 @@ class ThreadTasksMixin(OutcomesMixin):
         entry.queued_since = self._clock()
         entry.context.copy().run(self._dispatch_sync, entry)
 
-    def _reject_sync(self, entry: _SyncTask, error: BaseException) -> None:
+    def _reject_sync(self, entry: _SyncTask, error: BaseException) -> Job | None:
         """Settle a thread task that will never run (again) with ``error``."""
         task = entry.task
         future = entry.future
-        if entry.cancel_future and not entry.started and future.cancel():
-            self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
-        else:
+        try:
+            if entry.cancel_future and not entry.started and future.cancel():
+                self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
+                return None
             if not entry.started:
                 entry.started = True
                 if not future.set_running_or_notify_cancel():
                     self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
-                    self._scheduler.end_unit(task.status)
-                    return
-            self._settle_failure(task, error)
-            future.set_exception(error)
-        self._scheduler.end_unit(task.status)
+                    return None
+            try:
+                self._settle_failure(task, error)
+            finally:
+                future.set_exception(error)
+        finally:
+            self._end_sync(entry, None)
+        return None
 
     def _passthrough_submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> concurrent.futures.Future[Any]:
+        """``enabled=False``: run at once on a thread, no limit, no retries; still
+        counted as pending so ``drain``/``shutdown(wait=True)`` wait for it."""
         self._check_open()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         context = contextvars.copy_context()
+        scheduler = self._scheduler
+        scheduler.begin_unit()
 
         def job() -> None:
-            if not future.set_running_or_notify_cancel():
-                return None
+            outcome = "cancelled"
             try:
-                result = context.run(fn, *args, **kwargs)
-            except BaseException as error:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+                if not future.set_running_or_notify_cancel():
+                    return None
+                try:
+                    result = context.run(fn, *args, **kwargs)
+                except BaseException as error:
+                    outcome = "failed"
+                    future.set_exception(error)
+                else:
+                    outcome = "succeeded"
+                    future.set_result(result)
+            finally:
+                scheduler.end_unit(outcome)
+            return None
 
         self._workers.run(job)
         return future

@@ -58,9 +58,13 @@ class WorkerThreads:
         thread.start()
 
     def close(self) -> None:
-        """Ask idle threads to exit (busy ones exit after their job)."""
+        """Ask the idle threads to exit; busy ones exit once idle for ``idle_timeout``.
+
+        Safe to race with :meth:`run`: a job submitted at any time still gets
+        a thread (a new one if every idle thread is leaving).
+        """
         with self._lock:
-            count = self._threads
+            count, self._idle = self._idle, 0
         for _ in range(count):
             self._work.put(_STOP)
 

@@ -78,6 +78,15 @@ class PoolPluginManager(pluggy.PluginManager):
         """Register ``plugin`` (see ``pluggy.PluginManager.register``)."""
         result = super().register(plugin, name)
         self._plugins_changed()
+        for hook_caller in self.get_hookcallers(plugin) or ():
+            for impl in hook_caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                    log.warning(
+                        "s3pool plugin %r: wrapper implementation of %s is never called; "
+                        "return a context manager from s3pool_wrap_attempt instead",
+                        impl.plugin_name,
+                        hook_caller.name,
+                    )
         return result
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:

@@ -11,8 +11,10 @@ Rules that hold for every hook:
 - The pool calls each implementation separately. One that raises is logged
   (logger ``s3pool_plugins.hooks``) and counted in ``stats().hook_errors``;
   the other implementations still run and the task is not affected.
-- Hooks run on the thread or event loop that runs the task, in the task's
-  context, synchronously: keep them quick and never block in them.
+- Hooks run synchronously, in the task's context, on the thread or event
+  loop that runs the task (a pool worker thread for thread work; for work
+  rejected by ``stop()``, the thread that called it): keep them quick and
+  never block in them. They never run on the pool's timer or deadline thread.
 - ``task`` is the live :class:`~s3pool_plugins.Task`: read it, don't change it.
 - Payloads never carry credentials: the pool passes only what the caller
   put in ``metadata`` and the task's own figures.
