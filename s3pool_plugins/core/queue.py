@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from typing import Generic, TypeVar
@@ -44,15 +45,25 @@ class QueueHandle:
         return bool(self._entry[_ALIVE])
 
 
+_MAX_LANES = 8
+
+
 class PriorityTaskQueue(Generic[T]):
     """Highest effective priority first; FIFO among equals.
 
     ``aging_rate`` is in priority points per second of waiting (0 disables
     aging). ``clock`` returns seconds and must be monotonic. The queue is not
     thread-safe: the scheduler serialises access with its own lock.
+
+    Storage: entries are ordered by ``(key, seq)``. Fresh entries of up to
+    eight distinct priorities go to per-priority FIFO lanes (a lane is sorted
+    by construction, since its keys grow with the enqueue time); everything
+    else (more priorities, entries re-entering with an earlier enqueue time)
+    goes to a binary heap. A pop takes the smallest of the heap's top and the
+    lanes' heads: O(log n + 8), and O(1) for the common single-priority case.
     """
 
-    __slots__ = ("_heap", "_len", "_dead", "_rate", "_clock", "_counter")
+    __slots__ = ("_heap", "_lanes", "_len", "_dead", "_rate", "_clock", "_counter")
 
     def __init__(self, aging_rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         if (
@@ -62,7 +73,8 @@ class PriorityTaskQueue(Generic[T]):
             or aging_rate < 0
         ):
             raise ConfigurationError("aging_rate", "a number >= 0 (priority points per second of waiting)", aging_rate)
-        self._heap: list[list[object]] = []
+        self._heap: list[QueueEntry] = []
+        self._lanes: dict[float, deque[QueueEntry]] = {}
         self._len = 0
         self._dead = 0
         self._rate = float(aging_rate)
@@ -95,9 +107,19 @@ class PriorityTaskQueue(Generic[T]):
         """
         if enqueued_at is None:
             enqueued_at = self._clock()
-        entry: list[object] = [-(priority - self._rate * enqueued_at), next(self._counter), item, True]
-        heappush(self._heap, entry)
+        key = -(priority - self._rate * enqueued_at)
+        entry: QueueEntry = [key, next(self._counter), item, True]
+        lanes = self._lanes
+        lane = lanes.get(priority)
         self._len += 1
+        if lane is not None:
+            if not lane or lane[-1][_KEY] <= key:  # type: ignore[operator]
+                lane.append(entry)
+                return entry
+        elif len(lanes) < _MAX_LANES:
+            lanes[priority] = deque((entry,))
+            return entry
+        heappush(self._heap, entry)
         return entry
 
     def pop(self) -> T:
@@ -105,27 +127,48 @@ class PriorityTaskQueue(Generic[T]):
 
         Raises ``IndexError`` when the queue is empty.
         """
-        heap = self._heap
-        while heap:
-            entry = heappop(heap)
-            if entry[_ALIVE]:
-                entry[_ALIVE] = False
-                self._len -= 1
-                item = entry[_ITEM]
-                entry[_ITEM] = None  # the item may hold its handle: break the cycle
-                return item  # type: ignore[return-value]
-            self._dead -= 1
-        raise IndexError("pop from an empty PriorityTaskQueue")
+        source = self._best()
+        if source is None:
+            raise IndexError("pop from an empty PriorityTaskQueue")
+        entry = heappop(source) if source is self._heap else source.popleft()  # type: ignore[union-attr]
+        entry[_ALIVE] = False
+        self._len -= 1
+        item = entry[_ITEM]
+        entry[_ITEM] = None  # the item may hold its entry: break the cycle
+        return item  # type: ignore[return-value]
 
     def peek(self) -> T:
         """Return the next item without removing it (``IndexError`` if empty)."""
+        source = self._best()
+        if source is None:
+            raise IndexError("peek into an empty PriorityTaskQueue")
+        return source[0][_ITEM]  # type: ignore[return-value]
+
+    def _best(self) -> list[QueueEntry] | deque[QueueEntry] | None:
+        """The structure whose first entry is the best live one (dead heads are dropped)."""
+        best: QueueEntry | None = None
+        source: list[QueueEntry] | deque[QueueEntry] | None = None
         heap = self._heap
         while heap and not heap[0][_ALIVE]:
             heappop(heap)
             self._dead -= 1
-        if not heap:
-            raise IndexError("peek into an empty PriorityTaskQueue")
-        return heap[0][_ITEM]  # type: ignore[return-value]
+        if heap:
+            best, source = heap[0], heap
+        empty = None
+        for priority, lane in self._lanes.items():
+            while lane and not lane[0][_ALIVE]:
+                lane.popleft()
+                self._dead -= 1
+            if not lane:
+                empty = priority if empty is None else empty
+                continue
+            head = lane[0]
+            if best is None or head < best:
+                best, source = head, lane
+        if empty is not None:
+            for priority in [p for p, lane in self._lanes.items() if not lane]:
+                del self._lanes[priority]
+        return source
 
     def remove(self, handle: QueueHandle) -> bool:
         """Withdraw a queued item; returns False if it already left the queue."""
@@ -150,8 +193,9 @@ class PriorityTaskQueue(Generic[T]):
         return -float(handle._entry[_KEY]) + self._rate * now  # type: ignore[arg-type]
 
     def items(self) -> list[T]:
-        """The queued items, in heap (not dequeue) order."""
-        return [entry[_ITEM] for entry in self._heap if entry[_ALIVE]]  # type: ignore[misc]
+        """The queued items, in no particular order."""
+        entries = [*self._heap, *(entry for lane in self._lanes.values() for entry in lane)]
+        return [entry[_ITEM] for entry in entries if entry[_ALIVE]]  # type: ignore[misc]
 
     def drain_items(self) -> list[T]:
         """Remove every item and return them in dequeue order."""
@@ -159,10 +203,17 @@ class PriorityTaskQueue(Generic[T]):
         while self._len:
             items.append(self.pop())
         self._heap.clear()
+        self._lanes.clear()
         self._dead = 0
         return items
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[_ALIVE]]
         heapify(self._heap)
+        for priority in list(self._lanes):
+            alive = deque(entry for entry in self._lanes[priority] if entry[_ALIVE])
+            if alive:
+                self._lanes[priority] = alive
+            else:
+                del self._lanes[priority]
         self._dead = 0
