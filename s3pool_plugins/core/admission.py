@@ -265,9 +265,6 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
         """Undo :meth:`_enter_hold` and release ``slot`` exactly once."""
         slot_token, wrappers = held
         try:
-            if wrappers:
-                self._exit_wrappers(wrappers, error)
+            self._leave_attempt(wrappers, error, slot_token)
         finally:
-            if slot_token is not None:
-                exit_slot(slot_token)
             slot.release(error)

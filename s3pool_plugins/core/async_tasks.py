@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
-from .context import SlotHolder, enter_slot, exit_slot, held_slot
+from .context import SlotHolder, enter_slot
 from .deadlines import Deadline, loop_deadlines
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
@@ -107,19 +107,10 @@ class AsyncTasksMixin(OutcomesMixin):
         if not self._enabled:
             return await _checked_awaitable(fn, args, kwargs)
         scheduler = self._scheduler
-        parent = held_slot(self)
-        if parent is not None and not scheduler.retain(parent):
-            parent = None
+        parent = self._join_parent_slot()
         nested = parent is not None
-        if not nested:
-            self._check_open()
-        if options is DEFAULT_OPTIONS:
-            policy, timeout, queue_timeout = self._default_settings
-        else:
-            policy, timeout, queue_timeout = self._task_settings(options)
+        policy, timeout, queue_timeout = self._settings_for(options)
         task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
-        if nested:
-            self._count("_nested")
         scheduler.begin_unit()
         settled = False
         try:
@@ -157,11 +148,8 @@ class AsyncTasksMixin(OutcomesMixin):
                     error = caught
                 finally:
                     try:
-                        if wrappers:
-                            self._exit_wrappers(wrappers, error)
+                        self._leave_attempt(wrappers, error, slot_token)
                     finally:
-                        if slot_token is not None:
-                            exit_slot(slot_token)
                         if holder is not None:
                             scheduler.release(holder=holder)
                         task.run_time += self._clock() - start

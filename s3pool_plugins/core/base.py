@@ -14,12 +14,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from contextvars import Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError, PoolStopped
 from ..hooks.manager import PoolPluginManager, create_plugin_manager
 from .config import PoolConfig
-from .context import _scope_priority, validate_priority
+from .context import SlotHolder, _scope_priority, exit_slot, held_slot, validate_priority
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
@@ -183,6 +184,36 @@ class PoolBase:
                 except ConfigurationError:
                     self.plugin_manager.record_error("s3pool_task_priority", "returned an invalid priority")
         return task
+
+    def _join_parent_slot(self) -> SlotHolder | None:
+        """The slot this context already runs under (now shared with new work), or None.
+
+        None means the new work is admitted on its own, so the pool must be
+        open; nested work may still start while its parent runs after a
+        shutdown.
+        """
+        parent = held_slot(self)
+        if parent is not None and self._scheduler.retain(parent):
+            self._count("_nested")
+            return parent
+        self._check_open()
+        return None
+
+    def _settings_for(self, options: TaskOptions) -> tuple[RetryPolicy, float | None, float | None]:
+        if options is DEFAULT_OPTIONS:
+            return self._default_settings
+        return self._task_settings(options)
+
+    def _leave_attempt(
+        self, wrappers: list[Any] | None, error: BaseException | None, slot_token: Token[Any] | None
+    ) -> None:
+        """Exit the attempt's wrappers, then (always) its held-slot context."""
+        try:
+            if wrappers:
+                self._exit_wrappers(wrappers, error)
+        finally:
+            if slot_token is not None:
+                exit_slot(slot_token)
 
     def _check_open(self) -> None:
         if self._closed:

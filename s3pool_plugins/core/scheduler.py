@@ -325,12 +325,7 @@ class Scheduler:
         room = None
         with self.lock:  # the hottest critical section: one per finished thread task
             self.pending -= 1
-            if outcome == "succeeded":
-                self.succeeded += 1
-            else:
-                self.failed += 1
-                if outcome == "cancelled":
-                    self.cancelled += 1
+            self._count_outcome_locked(outcome)
             if holder is not None:
                 holder.refs -= 1
             if holder is None or holder.refs <= 0:
@@ -358,12 +353,7 @@ class Scheduler:
         """
         with self.lock:
             self.pending -= 1
-            if outcome == "succeeded":
-                self.succeeded += 1
-            else:
-                self.failed += 1
-                if outcome == "cancelled":
-                    self.cancelled += 1
+            self._count_outcome_locked(outcome)
             idle = self._take_idle_locked()
         if idle:
             _run_idle_callbacks(idle)
@@ -507,6 +497,14 @@ class Scheduler:
                 # The waiter can no longer take its slot (its loop is closed).
                 waiter.state = GONE
                 self.release()
+
+    def _count_outcome_locked(self, outcome: str) -> None:
+        if outcome == "succeeded":
+            self.succeeded += 1
+        else:
+            self.failed += 1
+            if outcome == "cancelled":
+                self.cancelled += 1
 
     def _drain_inbox_locked(self) -> None:
         """Move waiters queued without the lock into the heap (counting their units)."""

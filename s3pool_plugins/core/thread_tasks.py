@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
 from .cancellation import CancellationToken, current_token_var
-from .context import SlotHolder, enter_slot, exit_slot, held_slot
+from .context import SlotHolder, enter_slot
 from .futures import CancelAwareFuture, PoolFuture
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
@@ -236,19 +236,11 @@ class ThreadTasksMixin(OutcomesMixin):
         if not self._enabled:
             return self._passthrough_submit(fn, args, kwargs)
         scheduler = self._scheduler
-        parent = held_slot(self)
-        if parent is not None and not scheduler.retain(parent):
-            parent = None
-        if parent is None:
-            self._check_open()
-        if options is DEFAULT_OPTIONS:
-            policy, timeout, queue_timeout = self._default_settings
-        else:
-            policy, timeout, queue_timeout = self._task_settings(options)
+        parent = self._join_parent_slot()
+        policy, timeout, queue_timeout = self._settings_for(options)
         task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
         entry = _SyncTask(self, task, fn, args, kwargs or _NO_KWARGS, policy, timeout, queue_timeout, parent)
         if parent is not None:
-            self._count("_nested")
             scheduler.begin_unit()
         elif scheduler.max_queue is not None:
             self._admit_new(entry, task.priority, entry.enqueued_at, queue_timeout, task)
@@ -421,13 +413,10 @@ class ThreadTasksMixin(OutcomesMixin):
             return False, caught
         finally:
             try:
-                if wrappers:
-                    self._exit_wrappers(wrappers, error)
+                self._leave_attempt(wrappers, error, slot_token)
             finally:
                 if cancel_token is not None:
                     current_token_var.reset(cancel_token)
-                if slot_token is not None:
-                    exit_slot(slot_token)
 
     def _expire_sync_attempt(self, deadline: _AttemptDeadline) -> None:
         """Deadline thread: an attempt overran. Cancel its token; settle it on a worker.
