@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
 from .context import SlotHolder, enter_slot
-from .deadlines import Deadline, loop_deadlines
+from .deadlines import loop_deadlines
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
@@ -41,39 +41,50 @@ async def _checked_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any,
     return await _call_for_awaitable(fn, args, kwargs)
 
 
-async def _await_within(awaitable: Awaitable[Any], timeout: float, task: Task, policy: RetryPolicy) -> Any:
-    """Await ``awaitable``, cancelling it after ``timeout`` seconds with :class:`TaskTimeout`.
+class _AttemptTimeout:
+    """The time limit of one async attempt, awaited in the caller's own task.
 
-    Like ``asyncio.timeout``, it cancels the current asyncio task at the
-    deadline and turns that cancellation back into a timeout, but the
-    deadline is an O(1) entry in the loop's shared tracker.
+    Like ``asyncio.timeout`` it cancels the current asyncio task at the
+    deadline and turns that cancellation back into :class:`TaskTimeout`, but
+    the deadline is an O(1) entry in the loop's shared tracker and there is
+    no extra coroutine layer. Use: :meth:`start`, await the work, then
+    :meth:`outcome` on an exception and :meth:`finish` in ``finally``.
     """
-    current = asyncio.current_task()
-    if current is None:  # pragma: no cover - awaited outside a task
-        return await awaitable
-    loop = asyncio.get_running_loop()
-    deadline = Deadline(loop.time() + timeout, current.cancel)
-    tracker = loop_deadlines(loop)
-    cancelling = 0
-    if sys.version_info >= (3, 11):
-        cancelling = current.cancelling()
-    tracker.add(deadline)
-    handled = False
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if deadline.expired:
-            handled = True
-            if sys.version_info < (3, 11) or current.uncancel() <= cancelling:
-                raise TaskTimeout(
-                    f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} "
-                    f"timed out after {timeout:g} s"
-                ) from None
-        raise
-    finally:
-        tracker.discard(deadline)
-        if sys.version_info >= (3, 11) and deadline.expired and not handled:
-            current.uncancel()
+
+    __slots__ = ("when", "expired", "_current", "_cancelling", "_tracker", "_handled")
+
+    def __init__(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        current = asyncio.current_task()
+        assert current is not None, "pool.run() must be awaited inside an asyncio task"
+        self.when = loop.time() + timeout
+        self.expired = False
+        self._current = current
+        self._cancelling = 0
+        if sys.version_info >= (3, 11):
+            self._cancelling = current.cancelling()
+        self._tracker = loop_deadlines(loop)
+        self._handled = False
+        self._tracker.add(self)
+
+    def on_expire(self) -> None:
+        self._current.cancel()
+
+    def outcome(self, error: BaseException, task: Task, policy: RetryPolicy, timeout: float) -> BaseException:
+        """The error the attempt ended with: ``TaskTimeout`` for the cancellation we caused."""
+        if not (self.expired and isinstance(error, asyncio.CancelledError)):
+            return error
+        self._handled = True
+        if sys.version_info >= (3, 11) and self._current.uncancel() > self._cancelling:
+            return error  # someone else cancelled the caller too: that wins
+        return TaskTimeout(
+            f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} timed out after {timeout:g} s"
+        )
+
+    def finish(self) -> None:
+        self._tracker.discard(self)
+        if sys.version_info >= (3, 11) and self.expired and not self._handled:
+            self._current.uncancel()  # the work swallowed our cancellation
 
 
 class AsyncTasksMixin(OutcomesMixin):
@@ -134,19 +145,18 @@ class AsyncTasksMixin(OutcomesMixin):
                 wrappers = None
                 error: BaseException | None = None
                 result: Any = None
+                limit = None if timeout is None else _AttemptTimeout(timeout)
                 try:
                     if "s3pool_wrap_attempt" in hooks:
                         wrappers = self._enter_wrappers(task)
                     if "s3pool_task_started" in hooks:
                         self._notify("s3pool_task_started", task=task)
-                    awaitable = _call_for_awaitable(fn, args, kwargs)
-                    if timeout is None:
-                        result = await awaitable
-                    else:
-                        result = await _await_within(awaitable, timeout, task, policy)
+                    result = await _call_for_awaitable(fn, args, kwargs)
                 except BaseException as caught:
-                    error = caught
+                    error = caught if limit is None else limit.outcome(caught, task, policy, timeout)  # type: ignore[arg-type]
                 finally:
+                    if limit is not None:
+                        limit.finish()
                     try:
                         self._leave_attempt(wrappers, error, slot_token)
                     finally:
