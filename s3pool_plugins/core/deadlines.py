@@ -75,8 +75,16 @@ def _fire(due: list[Expirable]) -> None:
 class ThreadDeadlines:
     """Deadlines in ``time.monotonic()`` seconds, expired on a daemon thread.
 
-    :meth:`add` takes a lock only to re-arm the timer; :meth:`discard` takes
-    none. Callbacks run on the timer thread and must be quick.
+    :meth:`add` takes the lock only when it must re-arm or start the timer
+    (a deadline earlier than the armed one); with one timeout value, new
+    deadlines are always later, so adds and discards are lock-free dict
+    operations. Callbacks run on the timer thread and must be quick.
+
+    Lock-free adds are safe against a concurrent scan: the adder inserts,
+    bumps ``_adds`` and only then reads ``_armed_at``; the timer publishes
+    ``_armed_at`` and only then checks that ``_adds`` did not move during its
+    scan (else it scans again). Either the timer sees the new deadline, or the
+    adder sees the new ``_armed_at`` and re-arms under the lock.
     """
 
     def __init__(self, name: str = "s3pool-deadlines") -> None:
@@ -85,13 +93,17 @@ class ThreadDeadlines:
         self._cond = threading.Condition(self._lock)
         self._active: dict[Expirable, None] = {}
         self._armed_at = math.inf
+        self._adds = 0
         self._generation = 0
         self._running = False
 
     def add(self, deadline: Expirable) -> None:
         """Start watching ``deadline`` (restarting the thread after :meth:`close`)."""
+        self._active[deadline] = None
+        self._adds += 1
+        if self._running and deadline.when >= self._armed_at:
+            return
         with self._lock:
-            self._active[deadline] = None
             if deadline.when < self._armed_at:
                 self._armed_at = deadline.when
                 self._cond.notify()
@@ -130,7 +142,14 @@ class ThreadDeadlines:
                         return
                     now = time.monotonic()
                     if self._armed_at <= now:
-                        due, self._armed_at = _expire_due(self._active, now)
+                        due: list[Expirable] = []
+                        while True:
+                            adds = self._adds
+                            more, earliest = _expire_due(self._active, now)
+                            due.extend(more)
+                            self._armed_at = earliest
+                            if self._adds == adds:
+                                break
                         break
                     cond.wait(None if self._armed_at == math.inf else self._armed_at - now)
             _fire(due)
