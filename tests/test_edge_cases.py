@@ -314,3 +314,39 @@ def test_stop_during_backoff_keeps_the_last_error(make_pool) -> None:
     with pytest.raises(PoolStopped) as info:
         future.result(5)
     assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_finished_work_leaves_no_reference_cycles(make_pool, timeout: float | None) -> None:
+    """Finished tasks are freed by reference counting, not left to the cyclic GC
+    (with thousands of tasks in flight the GC would otherwise dominate)."""
+    import gc
+
+    pool = make_pool(concurrency=4, timeout=timeout)
+
+    async def coro() -> int:
+        return 1
+
+    def run_some() -> None:
+        futures = [pool.submit(lambda: 1) for _ in range(300)]
+        for future in futures:
+            future.result(5)
+        asyncio.run(pool.add_batch_async([coro] * 100))
+        for _ in range(100):
+            with pool.admit():
+                pass
+        pool.drain(timeout=5)
+
+    run_some()  # warm up caches, threads and lazily built objects
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        run_some()
+        found = gc.collect()
+        kinds = {type(obj).__name__ for obj in gc.garbage}
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+    assert found < 50, f"{found} objects in reference cycles: {sorted(kinds)[:20]}"

@@ -349,6 +349,7 @@ class ThreadTasksMixin(OutcomesMixin):
             if timer is not None:
                 timer.cancel()
             entry.started = True
+            entry.future._s3pool_on_cancel = None  # break the entry <-> future cycle
             task = entry.task
             try:
                 self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
@@ -362,6 +363,7 @@ class ThreadTasksMixin(OutcomesMixin):
         parent = entry.parent
         if not entry.started:
             entry.started = True
+            entry.future._s3pool_on_cancel = None  # break the entry <-> future cycle
             if not entry.future.set_running_or_notify_cancel():
                 try:
                     self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
@@ -516,6 +518,7 @@ class ThreadTasksMixin(OutcomesMixin):
                 return None
             if not entry.started:
                 entry.started = True
+                entry.future._s3pool_on_cancel = None  # break the entry <-> future cycle
                 if not future.set_running_or_notify_cancel():
                     self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
                     return None
