@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import random
 import sys
 import threading
 import time
@@ -828,6 +829,51 @@ def test_remove_keeps_len_and_never_returns_removed(
     # the queue is still usable after lazy deletion and compaction
     handle = queue.push(-1, 0.0, now)
     assert len(queue) == 1 and handle.queued and queue.pop() == -1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(130, 400),
+    distinct=st.integers(1, 24),
+    rate=RATES,
+    remove_share=st.floats(0.55, 0.95),
+    rng=st.randoms(use_true_random=False),
+)
+def test_lazy_removal_and_compaction_keep_the_order(
+    size: int, distinct: int, rate: float, remove_share: float, rng: random.Random
+) -> None:
+    """Enough removals to trigger compaction (more than 64 dead entries, more dead than live)."""
+    now = 500.0
+    queue: PriorityTaskQueue[int] = PriorityTaskQueue(rate, FakeClock(now))
+    priorities = [rng.randint(-40, 40) / 4 for _ in range(distinct)]
+    items: list[tuple[float, float]] = []
+    handles = []
+    for i in range(size):
+        # mostly non-decreasing enqueue times (per-priority lanes), some earlier ones (re-entries)
+        enqueued_at = i / 8 if rng.random() < 0.8 else rng.randint(0, size) / 8
+        items.append((rng.choice(priorities), enqueued_at))
+        handles.append(queue.push(i, *items[-1]))
+    order = list(range(size))
+    rng.shuffle(order)
+    removed = set(order[: int(size * remove_share)])
+    alive = set(range(size))
+    popped: list[int] = []
+    for count, index in enumerate(order[: len(removed)]):
+        assert queue.remove(handles[index]) is (index in alive)
+        alive.discard(index)
+        if count % 17 == 0 and alive:  # pops interleaved with removals
+            best = min(alive, key=lambda i: (-exact_effective(*items[i], rate, now), i))
+            assert queue.peek() == best
+            assert queue.pop() == best
+            alive.discard(best)
+            popped.append(best)
+        assert len(queue) == len(alive)
+    rest = []
+    while queue:
+        rest.append(queue.pop())
+    assert rest == sorted(alive, key=lambda i: (-exact_effective(*items[i], rate, now), i))
+    assert not (set(rest) | set(popped)) & (removed - set(popped))
+    assert len(queue) == 0
 
 
 @settings(max_examples=200, deadline=None)
