@@ -109,8 +109,10 @@ class Ledger:
         raced = Counter[bool]()  # units with an intended outcome: did they get it?
         with self.lock:
             for unit in self.units.values():
-                if unit.intended is not None and unit.outcomes and unit.outcomes[0] in unit.attempts:
-                    raced[unit.outcomes[0] == unit.intended] += 1
+                # a race counts unless the caller cancelled the unit or stop() cut it short
+                raced_out = unit.outcomes[0] if unit.intended is not None and unit.outcomes else None
+                if raced_out is not None and raced_out[0] != "cancelled" and raced_out in unit.attempts:
+                    raced[raced_out == unit.intended] += 1
                 if len(unit.outcomes) != 1:
                     problems.append(f"unit {unit.uid} ({unit.kind}) settled {len(unit.outcomes)}x: {unit.outcomes}")
                     continue
