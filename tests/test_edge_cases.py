@@ -166,10 +166,8 @@ def test_waiting_for_room_honours_queue_timeout(make_pool) -> None:
     release = threading.Event()
     pool.submit(release.wait, 5)
     pool.submit(lambda: None)
-    started = time.monotonic()
     with pytest.raises(QueueWaitTimeout, match=r"room in the queue \(max_queue=1\)"):
-        pool.options(queue_timeout=0.1).submit(lambda: None)
-    assert time.monotonic() - started < 3
+        pool.options(queue_timeout=0.1).submit(lambda: None)  # the slot holder waits 5 s: only the timeout ends this
     release.set()
 
 

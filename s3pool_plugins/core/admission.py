@@ -173,7 +173,8 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
         task = self._new_admission(options)
         queue_timeout = self.config.queue_timeout if options.queue_timeout is UNSET else options.queue_timeout
         try:
-            await self._acquire_slot_async(task, None, queue_timeout, new_work=True)
+            if not self._scheduler.try_acquire():
+                await self._acquire_slot_async(task, None, queue_timeout, new_work=True)
         except BaseException as error:
             try:
                 self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))

@@ -51,13 +51,14 @@ class _AttemptTimeout:
     :meth:`outcome` on an exception and :meth:`finish` in ``finally``.
     """
 
-    __slots__ = ("when", "expired", "_current", "_cancelling", "_tracker", "_handled")
+    __slots__ = ("when", "expired", "timeout", "_current", "_cancelling", "_tracker", "_handled")
 
     def __init__(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
         assert current is not None, "pool.run() must be awaited inside an asyncio task"
         self.when = loop.time() + timeout
+        self.timeout = timeout
         self.expired = False
         self._current = current
         self._cancelling = 0
@@ -70,7 +71,7 @@ class _AttemptTimeout:
     def on_expire(self) -> None:
         self._current.cancel()
 
-    def outcome(self, error: BaseException, task: Task, policy: RetryPolicy, timeout: float) -> BaseException:
+    def outcome(self, error: BaseException, task: Task, policy: RetryPolicy) -> BaseException:
         """The error the attempt ended with: ``TaskTimeout`` for the cancellation we caused."""
         if not (self.expired and isinstance(error, asyncio.CancelledError)):
             return error
@@ -78,7 +79,8 @@ class _AttemptTimeout:
         if sys.version_info >= (3, 11) and self._current.uncancel() > self._cancelling:
             return error  # someone else cancelled the caller too: that wins
         return TaskTimeout(
-            f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} timed out after {timeout:g} s"
+            f"task {task.id} ({task.name}) attempt {task.attempt} of {policy.attempts} "
+            f"timed out after {self.timeout:g} s"
         )
 
     def finish(self) -> None:
@@ -153,7 +155,7 @@ class AsyncTasksMixin(OutcomesMixin):
                         self._notify("s3pool_task_started", task=task)
                     result = await _call_for_awaitable(fn, args, kwargs)
                 except BaseException as caught:
-                    error = caught if limit is None else limit.outcome(caught, task, policy, timeout)  # type: ignore[arg-type]
+                    error = caught if limit is None else limit.outcome(caught, task, policy)
                 finally:
                     if limit is not None:
                         limit.finish()
@@ -196,10 +198,9 @@ class AsyncTasksMixin(OutcomesMixin):
     async def _acquire_slot_async(
         self, task: Task | None, enqueued_at: float | None, queue_timeout: float | None, *, new_work: bool
     ) -> None:
+        """Wait on the running loop for a slot. Callers try ``scheduler.try_acquire()`` first."""
         scheduler = self._scheduler
         priority = task.priority if task is not None else self.config.priority
-        if scheduler.try_acquire():
-            return
         loop = asyncio.get_running_loop()
         while True:
             waiter = LoopWaiter(loop)
