@@ -13,7 +13,7 @@ from .core.cancellation import CancellationToken, current_token
 from .core.config import PoolConfig
 from .core.context import priority_scope, scope_priority
 from .core.events import EVENT_SIGNATURES
-from .core.pool import BoundPool, OperationsPool, Slot
+from .core.pool import BoundPool, Call, OperationsPool, Slot
 from .core.queue import PriorityTaskQueue, QueueHandle
 from .core.retry import (
     DEFAULT_RETRYABLE_ERRORS,
@@ -52,6 +52,7 @@ __all__ = [
     "BatchItemError",
     "BatchResult",
     "BoundPool",
+    "Call",
     "CancellationToken",
     "ConfigurationError",
     "ErrorClassification",

@@ -183,18 +183,21 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
             raise
         return self._start_admission(task)
 
-    def _acquire_slot_sync(self, task: Task, queue_timeout: float | None) -> None:
+    def _acquire_slot_sync(
+        self, task: Task, queue_timeout: float | None, enqueued_at: float | None = None, new_work: bool = True
+    ) -> None:
+        """Block this thread until ``task`` holds a slot; ``enqueued_at`` (monotonic seconds) ages it."""
         scheduler = self._scheduler
         if scheduler.try_acquire():
             return
         while True:
             waiter = ThreadWaiter()
             try:
-                granted = scheduler.acquire_or_enqueue(waiter, task.priority, None, new_work=True)
+                granted = scheduler.acquire_or_enqueue(waiter, task.priority, enqueued_at, new_work=new_work)
             except QueueFull:
                 if self.config.queue_full == "raise":
                     raise
-                self._admit_new(waiter, task.priority, None)
+                self._admit_new(waiter, task.priority, enqueued_at)
                 continue
             break
         if granted:

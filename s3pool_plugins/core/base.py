@@ -93,6 +93,7 @@ class PoolBase:
         self._retries = 0
         self._throttled = 0
         self._nested = 0
+        self._calls_backing_off = 0
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
         self._async_backoff: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
@@ -129,7 +130,7 @@ class PoolBase:
         """A consistent snapshot of the pool's counters (the seed's getQueueStats)."""
         snap = self._scheduler.snapshot()
         with self._backoff_lock:
-            backing_off = len(self._sync_backoff) + len(self._async_backoff)
+            backing_off = len(self._sync_backoff) + len(self._async_backoff) + self._calls_backing_off
         with self._counts_lock:
             retries, throttled, nested = self._retries, self._throttled, self._nested
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
@@ -168,13 +169,18 @@ class PoolBase:
         queue_timeout = self.config.queue_timeout if options.queue_timeout is UNSET else options.queue_timeout
         return policy, timeout, queue_timeout
 
-    def _new_task(self, name: str, kind: str, options: TaskOptions, max_attempts: int) -> Task:
+    def _new_task(
+        self, name: str, kind: str, options: TaskOptions, max_attempts: int, fallback_priority: float | None = None
+    ) -> Task:
         explicit = options.priority
         if explicit is not None:
             priority = explicit
         else:
             scoped = _scope_priority.get()
-            priority = self._default_priority if scoped is None else scoped
+            if scoped is not None:
+                priority = scoped
+            else:
+                priority = self._default_priority if fallback_priority is None else fallback_priority
         task = Task(options.name or name, kind, priority, options.metadata, max_attempts, self._clock())
         if explicit is None and "s3pool_task_priority" in self.plugin_manager.implemented:
             chosen = self.plugin_manager.first_result("s3pool_task_priority", pool=self, task=task)
@@ -222,6 +228,10 @@ class PoolBase:
     def _count(self, name: str) -> None:
         with self._counts_lock:
             setattr(self, name, getattr(self, name) + 1)
+
+    def _count_backoff(self, change: int) -> None:
+        with self._backoff_lock:
+            self._calls_backing_off += change
 
     def _timer_service(self) -> TimerService:
         timers = self._timers

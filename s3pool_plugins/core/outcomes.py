@@ -65,7 +65,7 @@ class OutcomesMixin(PoolBase):
     def _settle_success(self, task: Task, result: Any) -> None:
         task.status = SUCCEEDED
         task.finished_at = self._clock()
-        if self._budget is not None and task.kind == "task":
+        if self._budget is not None and task.kind != "admission":
             self._budget.on_success(task.budget_spent)
         hooks = self.plugin_manager.implemented
         if "s3pool_task_completed" in hooks:

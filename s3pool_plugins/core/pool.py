@@ -9,6 +9,9 @@ Three ways in, one limit:
 - **admitted**: ``admit``/``admit_async`` (and the lower-level
   ``acquire``/``acquire_async``) wait for a slot for work the caller runs
   itself, as the botocore and fsspec adapters do.
+- **calls**: ``begin_call`` makes one task of work whose attempts the
+  caller drives (an S3 API call in botocore's own attempt loop); the pool
+  admits each attempt and decides about retries.
 - **nested**: anything started while the current context already holds a
   slot of this pool runs under that slot, without queuing again, so nesting
   can never deadlock.
@@ -23,19 +26,20 @@ import concurrent.futures
 import logging
 from typing import Any
 
-from .admission import AdmissionMixin, Slot
+from .admission import Slot
 from .base import _live_pools
 from .batch_runner import BatchMixin
 from .bound import BoundPool
+from .calls import Call, CallsMixin
 from .lifecycle import LifecycleMixin
 from .options import task_options
 
 log = logging.getLogger("s3pool_plugins.pool")
 
-__all__ = ["BoundPool", "OperationsPool", "Slot"]
+__all__ = ["BoundPool", "Call", "OperationsPool", "Slot"]
 
 
-class OperationsPool(LifecycleMixin, BatchMixin, AdmissionMixin, concurrent.futures.Executor):
+class OperationsPool(LifecycleMixin, BatchMixin, CallsMixin, concurrent.futures.Executor):
     """A priority queue with a concurrency limit, retries, timeouts and hooks.
 
     Build it with keyword options (see :class:`PoolConfig`; unknown or

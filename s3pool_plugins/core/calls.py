@@ -1,0 +1,299 @@
+"""Calls: tasks whose attempts the caller drives (``pool.begin_call``).
+
+An S3 API call made through botocore runs its own attempt loop: botocore
+creates, signs and sends each attempt and asks its ``needs-retry`` handlers
+whether to try again. The botocore adapter turns such a call into one pool
+task with a :class:`Call`: each attempt waits for a slot by (aged) priority
+and gives it back when the attempt ends, the pool's retry policy and budget
+decide about retries, and the task settles once, with the usual hooks, when
+the call ends. Nothing here knows about botocore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextvars import Token
+from typing import Any
+
+from .admission import AdmissionMixin
+from .context import SlotHolder, enter_slot, exit_slot
+from .options import UNSET, TaskOptions
+from .retry import RetryPolicy
+from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
+
+_IDLE, _ATTEMPTING, _BETWEEN, _DONE = range(4)
+
+
+class Call:
+    """One pool task made of attempts that the caller runs itself.
+
+    The contract, for one flow of control (a call is not shared between
+    threads; only :meth:`finish` may also come from a finalizer):
+
+    1. :meth:`start_attempt` (or :meth:`start_attempt_async`) before each
+       attempt: waits for a slot unless the call is nested under a slot it
+       already shares, then marks the attempt running. It raises
+       :class:`~s3pool_plugins.PoolStopped`, ``QueueFull`` or
+       :class:`~s3pool_plugins.QueueWaitTimeout` when no slot can be had.
+    2. :meth:`end_attempt` when the attempt's response or error is in: the
+       slot goes back at once. Calling it twice, or without an attempt, does
+       nothing.
+    3. :meth:`retry_delay` to ask whether another attempt is allowed: the
+       number of seconds to wait first, or None. The caller does the waiting
+       (holding no slot), then goes back to step 1.
+    4. :meth:`finish` exactly when the call ends, however it ends; later
+       calls do nothing. It ends a running attempt first, so a ``finally``
+       that calls it can never leak a slot.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_backoff_since",
+        "_holder",
+        "_parent",
+        "_phase",
+        "_policy",
+        "_pool",
+        "_queue_timeout",
+        "_slot_token",
+        "_started",
+        "_waiting_since",
+        "_wrappers",
+        "task",
+    )
+
+    def __init__(
+        self, pool: CallsMixin, task: Task, policy: RetryPolicy, queue_timeout: float | None, parent: SlotHolder | None
+    ) -> None:
+        self._pool = pool
+        self.task = task
+        self._policy = policy
+        self._queue_timeout = queue_timeout
+        self._parent = parent
+        self._holder: SlotHolder | None = None
+        self._slot_token: Token[Any] | None = None
+        self._wrappers: list[Any] | None = None
+        self._phase = _IDLE
+        self._started = 0.0
+        self._waiting_since = task.created_at
+        self._backoff_since: float | None = None
+
+    @property
+    def nested(self) -> bool:
+        """True if the call runs under a slot its caller already held (it never queues)."""
+        return self._parent is not None
+
+    @property
+    def attempting(self) -> bool:
+        """True between :meth:`start_attempt` and :meth:`end_attempt`."""
+        return self._phase == _ATTEMPTING
+
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`finish` ran."""
+        return self._phase == _DONE
+
+    def start_attempt(self) -> None:
+        """Wait (blocking this thread) for a slot and begin the next attempt."""
+        self._check_can_start()
+        if self._parent is None:
+            task = self.task
+            self._pool._acquire_slot_sync(task, self._queue_timeout, task.created_at, new_work=task.attempt == 0)
+        self._begin_attempt()
+
+    async def start_attempt_async(self) -> None:
+        """:meth:`start_attempt` for async code: awaits the slot on the running loop."""
+        self._check_can_start()
+        if self._parent is None:
+            task = self.task
+            pool = self._pool
+            if not pool._scheduler.try_acquire():
+                await pool._acquire_slot_async(task, task.created_at, self._queue_timeout, new_work=task.attempt == 0)
+        self._begin_attempt()
+
+    def end_attempt(self, error: BaseException | None = None) -> None:
+        """End the running attempt and give its slot back; does nothing if none runs."""
+        if self._phase != _ATTEMPTING:
+            return
+        self._phase = _BETWEEN
+        pool = self._pool
+        holder, self._holder = self._holder, None
+        token, self._slot_token = self._slot_token, None
+        wrappers, self._wrappers = self._wrappers, None
+        try:
+            try:
+                if wrappers:
+                    pool._exit_wrappers(wrappers, error)
+            finally:
+                if token is not None:
+                    try:
+                        exit_slot(token)
+                    except ValueError:  # ended from another context (a finalizer): nothing to undo there
+                        pass
+        finally:
+            if holder is not None:
+                pool._scheduler.release(holder=holder)
+            self.task.run_time += pool._clock() - self._started
+
+    def retry_delay(self, error: BaseException) -> float | None:
+        """Seconds to wait before the next attempt after ``error``, or None to give up.
+
+        Applies the call's retry policy, the plugins' classification and the
+        pool's retry budget, counts the retry and announces it through
+        ``s3pool_task_retry``. When it gives up it adds a note to ``error``
+        saying why. The caller waits; the call holds no slot meanwhile.
+        """
+        if self._phase == _ATTEMPTING:
+            self.end_attempt(error)
+        if self._phase == _DONE:
+            return None
+        delay = self._pool._retry_delay(self.task, error, self._policy)
+        if delay is not None:
+            self.task.status = BACKOFF
+            self._backoff_since = self._pool._clock()
+            self._pool._count_backoff(1)
+        return delay
+
+    def finish(self, error: BaseException | None = None, result: Any = None) -> bool:
+        """Settle the call: success without ``error``, failure (or cancellation) with it.
+
+        Ends a running attempt first. Returns True the first time, False
+        afterwards (nothing happens then).
+        """
+        if self._phase == _DONE:
+            return False
+        try:
+            if self._phase == _ATTEMPTING:
+                self.end_attempt(error)
+        finally:
+            self._phase = _DONE
+            self._leave_backoff()
+            pool, task = self._pool, self.task
+            try:
+                if error is None:
+                    pool._settle_success(task, result)
+                else:
+                    pool._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
+            finally:
+                if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
+                    task.status = FAILED
+                if self._parent is not None:
+                    pool._scheduler.release_and_end(task.status, holder=self._parent)
+                else:
+                    pool._scheduler.end_unit(task.status)
+        return True
+
+    def _check_can_start(self) -> None:
+        if self._phase == _DONE:
+            raise RuntimeError(f"call {self.task.id} ({self.task.name}) is finished; it takes no more attempts")
+        if self._phase == _ATTEMPTING:
+            self.end_attempt()
+        self._leave_backoff()
+        if self.task.attempt:
+            self._waiting_since = self._pool._clock()
+        self.task.status = QUEUED
+
+    def _leave_backoff(self) -> None:
+        since, self._backoff_since = self._backoff_since, None
+        if since is not None:
+            self.task.backoff_time += self._pool._clock() - since
+            self._pool._count_backoff(-1)
+
+    def _begin_attempt(self) -> None:
+        pool, task = self._pool, self.task
+        start = pool._clock()
+        task.queue_wait += start - self._waiting_since
+        task.attempt += 1
+        task.status = RUNNING
+        task.started_at = start
+        task.limit_at_start = pool._scheduler.limit
+        self._started = start
+        self._phase = _ATTEMPTING
+        holder = self._parent or SlotHolder(pool)
+        if self._parent is None:
+            self._holder = holder
+        self._slot_token = enter_slot(holder)
+        hooks = pool.plugin_manager.implemented
+        if "s3pool_wrap_attempt" in hooks:
+            self._wrappers = pool._enter_wrappers(task)
+        if "s3pool_task_started" in hooks:
+            pool._notify("s3pool_task_started", task=task)
+
+    def __repr__(self) -> str:
+        phase = ("idle", "attempting", "between attempts", "finished")[self._phase]
+        return f"<Call {self.task.id} {self.task.name!r} {phase} attempt={self.task.attempt}>"
+
+
+class CallsMixin(AdmissionMixin):
+    """The pool's API for calls whose attempts the caller drives."""
+
+    def begin_call(
+        self,
+        name: str,
+        *,
+        priority: float | None = None,
+        fallback_priority: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        queue_timeout: Any = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Call:
+        """Start a call: one pool task whose attempts the caller runs (see :class:`Call`).
+
+        ``priority`` fixes the priority. Without it the priority scope
+        applies, then the ``s3pool_task_priority`` hook, then
+        ``fallback_priority`` (an adapter's per-operation default), then the
+        pool's. ``retry_policy`` replaces the pool's policy for this call
+        (the budget stays the pool's). ``queue_timeout`` (seconds or None)
+        bounds each wait for a slot; by default the pool's. A call begun in
+        a context that holds a slot of this pool runs all its attempts under
+        that slot. Raises :class:`~s3pool_plugins.PoolStopped` after
+        ``shutdown``. On a disabled pool the call is a no-op shell (no
+        limit, no retries, no hooks).
+        """
+        options = TaskOptions(priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name)
+        policy = retry_policy or self._policy
+        if not self._enabled:
+            return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
+        parent = self._join_parent_slot()
+        task = self._new_task(name, "call", options, policy.attempts, fallback_priority)
+        self._scheduler.begin_unit()
+        call = Call(self, task, policy, self._task_settings(options)[2], parent)
+        try:
+            if "s3pool_task_queued" in self.plugin_manager.implemented:
+                self._notify("s3pool_task_queued", task=task)
+        except BaseException as error:
+            call.finish(error)
+            raise
+        return call
+
+
+class _PassThroughCall(Call):
+    """The call of a disabled pool: attempts run at once and are never retried."""
+
+    __slots__ = ()
+
+    def __init__(self, pool: CallsMixin, task: Task, policy: RetryPolicy) -> None:
+        super().__init__(pool, task, policy, None, None)
+
+    def start_attempt(self) -> None:
+        self.task.attempt += 1
+        self._phase = _ATTEMPTING
+
+    async def start_attempt_async(self) -> None:
+        self.start_attempt()
+
+    def end_attempt(self, error: BaseException | None = None) -> None:
+        if self._phase == _ATTEMPTING:
+            self._phase = _BETWEEN
+
+    def retry_delay(self, error: BaseException) -> float | None:
+        self.end_attempt(error)
+        return None
+
+    def finish(self, error: BaseException | None = None, result: Any = None) -> bool:
+        if self._phase == _DONE:
+            return False
+        self._phase = _DONE
+        self.task.status = SUCCEEDED if error is None else FAILED
+        return True
