@@ -8,10 +8,13 @@ The public API of the core::
         futures = [pool.submit(work, item) for item in items]
 """
 
+from typing import Any
+
 from .core.batch import BatchCallbackError, BatchItemError, BatchResult
 from .core.cancellation import CancellationToken, current_token
 from .core.config import PoolConfig
 from .core.context import priority_scope, scope_priority
+from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
 from .core.pool import BoundPool, Call, OperationsPool, Slot
 from .core.queue import PriorityTaskQueue, QueueHandle
@@ -39,6 +42,23 @@ from .errors import (
 from .hooks import hookimpl, hookspec
 
 __version__ = "0.1.0"
+
+_ADAPTER_EXPORTS = {
+    "install": "s3pool_plugins.adapters.botocore",
+    "uninstall": "s3pool_plugins.adapters.botocore",
+    "installed_pool": "s3pool_plugins.adapters.botocore",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``install``/``uninstall`` load the botocore adapter on first use (the core does not import botocore)."""
+    module = _ADAPTER_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 's3pool_plugins' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_RETRYABLE_ERRORS",
@@ -71,9 +91,12 @@ __all__ = [
     "Task",
     "TaskTimeout",
     "__version__",
+    "config_from_environment",
     "current_token",
+    "default_pool",
     "hookimpl",
     "hookspec",
     "priority_scope",
     "scope_priority",
+    "set_default_pool",
 ]

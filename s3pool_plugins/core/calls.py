@@ -60,6 +60,7 @@ class Call:
         "_started",
         "_waiting_since",
         "_wrappers",
+        "gave_up",
         "task",
     )
 
@@ -78,6 +79,9 @@ class Call:
         self._started = 0.0
         self._waiting_since = task.created_at
         self._backoff_since: float | None = None
+        self.gave_up: str | None = None
+        """Why the last :meth:`retry_delay` returned None: ``"not retryable"``, ``"attempts"``
+        (retries used up), ``"stopped"`` or ``"budget"``; None while retries go on."""
 
     @property
     def nested(self) -> bool:
@@ -148,7 +152,8 @@ class Call:
             self.end_attempt(error)
         if self._phase == _DONE:
             return None
-        delay = self._pool._retry_delay(self.task, error, self._policy)
+        delay, why = self._pool._retry_decision(self.task, error, self._policy)
+        self.gave_up = None if delay is not None else why
         if delay is not None:
             self.task.status = BACKOFF
             self._backoff_since = self._pool._clock()

@@ -33,20 +33,27 @@ class OutcomesMixin(PoolBase):
 
     def _retry_delay(self, task: Task, error: BaseException, policy: RetryPolicy) -> float | None:
         """Seconds until the next attempt, or None if the task fails now."""
+        return self._retry_decision(task, error, policy)[0]
+
+    def _retry_decision(self, task: Task, error: BaseException, policy: RetryPolicy) -> tuple[float | None, str]:
+        """:meth:`_retry_delay` and why.
+
+        The reason is ``"retry"``, ``"not retryable"``, ``"attempts"``, ``"stopped"`` or ``"budget"``.
+        """
         task.last_error = error
         if isinstance(error, (PoolStopped, asyncio.CancelledError, concurrent.futures.CancelledError)):
-            return None
+            return None, "not retryable"
         verdict = self.classify(task, error, policy)
         if verdict.throttling:
             self._count("_throttled")
         if not verdict.retryable:
-            return None
+            return None, "not retryable"
         if not policy.is_retry(task.attempt, verdict):
             _add_note(error, f"s3pool: gave up after {task.attempt} attempts ({policy.retries} retries allowed)")
-            return None
+            return None, "attempts"
         if self._scheduler.stopped:
             _add_note(error, "s3pool: not retried because the pool was stopped")
-            return None
+            return None, "stopped"
         if self._budget is not None:
             cost = self._budget.try_acquire(error)
             if cost is None:
@@ -55,12 +62,12 @@ class OutcomesMixin(PoolBase):
                     f"s3pool: not retried after attempt {task.attempt}: the retry budget is exhausted "
                     f"({self._budget.tokens} of {self._budget.capacity} tokens left)",
                 )
-                return None
+                return None, "budget"
             task.budget_spent += cost
         delay = policy.delay_for(task.attempt - 1, verdict, self._rng)
         self._count("_retries")
         self._notify("s3pool_task_retry", task=task, error=error, delay=delay, classification=verdict)
-        return delay
+        return delay, "retry"
 
     def _settle_success(self, task: Task, result: Any) -> None:
         task.status = SUCCEEDED

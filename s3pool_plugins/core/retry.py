@@ -245,8 +245,10 @@ class RetryBudget:
         return self._tokens
 
     def cost_of(self, error: BaseException) -> int:
-        """What retrying after ``error`` costs (timeouts cost more)."""
-        return self.timeout_retry_cost if isinstance(error, (TaskTimeout, TimeoutError)) else self.retry_cost
+        """What retrying after ``error`` costs: timeouts (by type, or "Timeout" in a name or code) cost more."""
+        if isinstance(error, (TaskTimeout, TimeoutError)) or any("Timeout" in name for name in error_names(error)):
+            return self.timeout_retry_cost
+        return self.retry_cost
 
     def try_acquire(self, error: BaseException) -> int | None:
         """Take the cost of one retry after ``error``; None if the bucket cannot pay."""

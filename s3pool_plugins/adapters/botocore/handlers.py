@@ -1,0 +1,204 @@
+"""The event handlers that put each S3 API call of one client under a pool.
+
+One :class:`ClientHandlers` serves every client installed with the same pool
+and options. Per call (botocore's ``request_context`` dict carries the call):
+
+- ``before-call`` (registered last): the call becomes a pool task
+  (:meth:`OperationsPool.begin_call`), unless a pooled client class already
+  began it (see :mod:`.mixins`).
+- ``request-created`` (registered first, so before botocore signs): each
+  attempt waits for a slot by priority. A request that waited in our queue
+  after it was signed could fail with ``RequestTimeTooSkewed``.
+- ``needs-retry`` (registered first; botocore's own retry handler,
+  ``retry-config-s3``, is removed): the attempt gives its slot back and the
+  pool's policy and budget decide whether and when to retry. botocore sleeps
+  the returned delay, holding no slot, then creates the next attempt.
+- ``after-call`` / ``after-call-error`` (registered first, so another
+  handler that raises cannot skip them): the task settles.
+
+Events alone cannot see every end of a call (``asyncio.CancelledError``, an
+error in another ``before-call`` handler), so a call begun here is also
+settled when botocore's request context is dropped. Clients made by an
+installed session get a real ``try/finally`` from the pooled client class.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import Any
+
+from ...core.calls import Call
+from ...core.pool import OperationsPool
+from ...errors import S3PoolError
+from .classify import response_error, s3_retry_policy
+from .connections import warn_if_too_small
+
+log = logging.getLogger("s3pool_plugins.botocore")
+
+CALL_KEY = "s3pool_call"
+"""Where the call lives in botocore's request context."""
+_GUARD_KEY = "s3pool_guard"
+_OWNED_KEY = "s3pool_owned"
+
+_pending_call: ContextVar[Call | None] = ContextVar("s3pool_pending_call", default=None)
+"""The call a pooled client class began, until its ``before-call`` takes it."""
+
+BOTOCORE_RETRY_HANDLER_ID = "retry-config-{service}"
+
+
+class CallAbandoned(S3PoolError):
+    """The call ended without botocore reporting how (cancelled, or an error outside its endpoint)."""
+
+
+class _ContextGuard:
+    """Lives exactly as long as botocore's request context of one call."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _settle_abandoned(call: Call) -> None:
+    if not call.finished:
+        call.finish(CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
+
+
+def call_of(context: object) -> Call | None:
+    """The pool call recorded in botocore's request ``context``, if any."""
+    if isinstance(context, dict):
+        call = context.get(CALL_KEY)
+        if isinstance(call, Call):
+            return call
+    return None
+
+
+def begin_pending(call: Call) -> object:
+    """Hand ``call`` to the next ``before-call`` in this context; returns a token for :func:`end_pending`."""
+    return _pending_call.set(call)
+
+
+def end_pending(token: object) -> None:
+    """Undo :func:`begin_pending`."""
+    _pending_call.reset(token)  # type: ignore[arg-type]
+
+
+class ClientHandlers:
+    """The handlers of every client installed with one pool and one set of options.
+
+    ``priorities`` maps operation names (``"GetObject"``) to the priority a
+    call gets when neither a priority scope nor a ``s3pool_task_priority``
+    hook chose one. The pool's retry policy gets the S3 classification rules
+    (:func:`~.classify.s3_retry_policy`).
+    """
+
+    def __init__(self, pool: OperationsPool, priorities: Mapping[str, float] | None = None) -> None:
+        self.pool = pool
+        self.priorities: Mapping[str, float] = MappingProxyType(dict(priorities or {}))
+        self.policy = s3_retry_policy(pool.retry_policy)
+
+    def begin(self, operation_name: str, params: Mapping[str, Any] | None) -> Call:
+        """A new pool task for one API call."""
+        metadata = {"service": "s3", "operation": operation_name}
+        if params:
+            for field, label in (("Bucket", "bucket"), ("Key", "key")):
+                value = params.get(field)
+                if isinstance(value, str):
+                    metadata[label] = value
+        return self.pool.begin_call(
+            f"S3.{operation_name}",
+            fallback_priority=self.priorities.get(operation_name),
+            retry_policy=self.policy,
+            metadata=metadata,
+        )
+
+    def check_connections(self, client: Any) -> bool:
+        """Warn if ``client`` has fewer HTTP connections than the pool's limit; True if it warned."""
+        return warn_if_too_small(client, self.pool.concurrency, stacklevel=4)
+
+    # -- handlers ---------------------------------------------------------
+
+    def before_call(self, params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        if call_of(context) is not None:
+            return
+        call = _pending_call.get()
+        if call is not None:
+            _pending_call.set(None)
+            context[_OWNED_KEY] = True
+        else:
+            call = self.begin(model.name, params)
+            guard = _ContextGuard()
+            weakref.finalize(guard, _settle_abandoned, call).atexit = False
+            context[_GUARD_KEY] = guard
+        context[CALL_KEY] = call
+
+    def request_created(self, request: Any, **_: Any) -> None:
+        call = call_of(getattr(request, "context", None))
+        if call is not None and not call.finished:
+            call.start_attempt()
+
+    async def request_created_async(self, request: Any, **_: Any) -> None:
+        call = call_of(getattr(request, "context", None))
+        if call is not None and not call.finished:
+            await call.start_attempt_async()
+
+    def needs_retry(
+        self,
+        response: Any = None,
+        caught_exception: BaseException | None = None,
+        request_dict: Mapping[str, Any] | None = None,
+        operation: Any = None,
+        **_: Any,
+    ) -> float | None:
+        call = call_of((request_dict or {}).get("context"))
+        if call is None or call.finished:
+            return None
+        error = caught_exception
+        if error is None:
+            error = response_error(getattr(operation, "name", call.task.name), response)
+        if error is None:
+            call.end_attempt()
+            return None
+        delay = call.retry_delay(error)
+        if call.gave_up == "attempts" and response is not None:
+            # botocore then says "(reached max retries: N)" in the ClientError, as its own retries do.
+            metadata = response[1].get("ResponseMetadata") if isinstance(response[1], dict) else None
+            if isinstance(metadata, dict):
+                metadata["MaxAttemptsReached"] = True
+        return delay
+
+    def after_call(self, http_response: Any, parsed: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
+        call = call_of(context)
+        if call is None or context.get(_OWNED_KEY):
+            return
+        call.finish(response_error(model.name, (http_response, parsed)))
+
+    def after_call_error(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        call = call_of(context)
+        if call is None or context.get(_OWNED_KEY):
+            return
+        call.finish(exception)
+
+    # -- registration -----------------------------------------------------
+
+    def register(self, emitter: Any, service: str, is_async: bool) -> None:
+        """Register the handlers on a client's event ``emitter`` (idempotent per unique id)."""
+        emitter.unregister(f"needs-retry.{service}", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service=service))
+        for event, handler, where in self._handlers(is_async):
+            add: Callable[..., None] = emitter.register_first if where == "first" else emitter.register_last
+            add(f"{event}.{service}", handler, unique_id=f"s3pool-{event}")
+
+    def unregister(self, emitter: Any, service: str) -> None:
+        """Remove the handlers :meth:`register` added."""
+        for event, _handler, _where in self._handlers(False):
+            emitter.unregister(f"{event}.{service}", unique_id=f"s3pool-{event}")
+
+    def _handlers(self, is_async: bool) -> list[tuple[str, Callable[..., Any], str]]:
+        return [
+            ("before-call", self.before_call, "last"),
+            ("request-created", self.request_created_async if is_async else self.request_created, "first"),
+            ("needs-retry", self.needs_retry, "first"),
+            ("after-call", self.after_call, "first"),
+            ("after-call-error", self.after_call_error, "first"),
+        ]

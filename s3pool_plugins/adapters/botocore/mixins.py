@@ -1,0 +1,90 @@
+"""Client classes with a real ``try/finally`` around every API call.
+
+botocore's ``creating-client-class`` event (documented by boto3 for adding
+methods to clients) lets an installed session add a base class to each
+client class it creates. The base class here only wraps ``_make_api_call``
+in ``try/finally``: the pool task of every call settles however the call
+ends, also on ``asyncio.CancelledError``, ``KeyboardInterrupt`` or an
+exception from some other library's ``before-call`` handler, none of which
+botocore's events report. Nothing of botocore is replaced.
+
+The class attribute ``_s3pool_handlers`` (a :class:`ClientHandlers`) is set
+by the ``creating-client-class`` handler of :func:`~.install.install`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ...core.calls import Call
+from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, begin_pending, end_pending
+
+
+def _attach_notes(call: Call, error: BaseException) -> None:
+    """Carry the pool's notes (why it stopped retrying) over to botocore's own ClientError."""
+    seen = call.task.last_error
+    notes = getattr(seen, "__notes__", None)
+    if notes and isinstance(error, ClientError) and seen is not error:
+        for note in notes:
+            error.add_note(note)
+
+
+class _PooledClient:
+    _s3pool_handlers: ClientHandlers
+    meta: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        handlers = type(self)._s3pool_handlers
+        handlers.register(self.meta.events, "s3", is_async=self._s3pool_async)
+        handlers.check_connections(self)
+        self._s3pool_own_retries_removed = False
+
+    _s3pool_async = False
+
+    def _s3pool_begin(self, operation_name: str, api_params: Any) -> Call:
+        if not self._s3pool_own_retries_removed:
+            # botocore registers its retry handler after the client object is built: remove it on first use.
+            self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
+            self._s3pool_own_retries_removed = True
+        return type(self)._s3pool_handlers.begin(operation_name, api_params)
+
+
+class PooledClientMixin(_PooledClient):
+    """Base class added to sync botocore S3 clients made by an installed session."""
+
+    def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
+        call = self._s3pool_begin(operation_name, api_params)
+        token = begin_pending(call)
+        try:
+            result = super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
+        except BaseException as error:
+            _attach_notes(call, error)
+            call.finish(error)
+            raise
+        finally:
+            end_pending(token)
+        call.finish(None, result)
+        return result
+
+
+class AsyncPooledClientMixin(_PooledClient):
+    """Base class added to aiobotocore S3 clients made by an installed ``AioSession``."""
+
+    _s3pool_async = True
+
+    async def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
+        call = self._s3pool_begin(operation_name, api_params)
+        token = begin_pending(call)
+        try:
+            result = await super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
+        except BaseException as error:
+            _attach_notes(call, error)
+            call.finish(error)
+            raise
+        finally:
+            end_pending(token)
+        call.finish(None, result)
+        return result

@@ -1,0 +1,148 @@
+"""Pool options from ``S3POOL_*`` environment variables, and the process-wide default pool.
+
+The zero-code routes (botocore's plugin variable, ``s3pool run``) configure
+the pool from the environment. Each variable is the upper-case option name
+with the prefix ``S3POOL_``; values are parsed strictly and a bad one raises
+:class:`~s3pool_plugins.ConfigurationError` naming the variable. An unknown
+``S3POOL_*`` variable is an error too (a typo would otherwise be ignored).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import ConfigurationError
+from .config import PoolConfig
+
+PREFIX = "S3POOL_"
+OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT", "S3POOL_OTEL"})
+"""``S3POOL_*`` variables that are not pool options (read elsewhere)."""
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_NONE = {"none", ""}
+
+
+def _boolean(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(name, "1/true/yes/on or 0/false/no/off", text)
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigurationError(name, "an integer", text) from None
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ConfigurationError(name, "a number", text) from None
+    if not math.isfinite(value):
+        raise ConfigurationError(name, "a finite number", text)
+    return value
+
+
+def _optional(parse: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+    def parse_optional(name: str, text: str) -> Any:
+        return None if text.strip().lower() in _NONE else parse(name, text)
+
+    return parse_optional
+
+
+def _text(name: str, text: str) -> str:
+    return text
+
+
+def _names(name: str, text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "enabled": _boolean,
+    "concurrency": _integer,
+    "retries": _integer,
+    "retry_delay": _number,
+    "max_retry_delay": _number,
+    "retryable_errors": _names,
+    "retry_budget": _boolean,
+    "timeout": _optional(_number),
+    "queue_timeout": _optional(_number),
+    "priority": _number,
+    "aging_rate": _number,
+    "max_queue": _optional(_integer),
+    "queue_full": _text,
+    "load_entrypoints": _boolean,
+    "name": _text,
+    "seed": _optional(_integer),
+}
+"""The options settable from the environment, with their parsers."""
+
+
+def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The pool options given as ``S3POOL_*`` variables, parsed; raises naming a bad variable."""
+    environ = os.environ if environ is None else environ
+    options: dict[str, Any] = {}
+    for variable, text in environ.items():
+        if not variable.startswith(PREFIX) or variable in OTHER_VARIABLES:
+            continue
+        option = variable[len(PREFIX) :].lower()
+        parse = _PARSERS.get(option)
+        if parse is None:
+            accepted = ", ".join(PREFIX + name.upper() for name in _PARSERS)
+            raise ConfigurationError(variable, f"one of the variables {accepted}", text)
+        options[option] = parse(variable, text)
+    return options
+
+
+def config_from_environment(environ: Mapping[str, str] | None = None, **overrides: Any) -> PoolConfig:
+    """A :class:`PoolConfig` from ``S3POOL_*`` variables (``overrides`` win).
+
+    A value that parses but is out of range raises the config's own error,
+    re-labelled with the variable's name.
+    """
+    options = options_from_environment(environ)
+    options.update(overrides)
+    try:
+        return PoolConfig(**options)
+    except ConfigurationError as error:
+        if error.option in options and error.option not in overrides:
+            raise ConfigurationError(PREFIX + error.option.upper(), error.accepted, error.got) from None
+        raise
+
+
+_default_lock = threading.Lock()
+_default_pool: Any = None
+
+
+def default_pool() -> Any:
+    """The process-wide pool, built from the environment on first use.
+
+    Adapters use it when no pool is given. Thread-safe; the same object
+    every time until :func:`set_default_pool` replaces it.
+    """
+    global _default_pool
+    with _default_lock:
+        if _default_pool is None or _default_pool.stats().closed:
+            from .pool import OperationsPool
+
+            _default_pool = OperationsPool(config_from_environment(name="s3pool-default"))
+        return _default_pool
+
+
+def set_default_pool(pool: Any) -> Any:
+    """Make ``pool`` the process-wide default (None: build a new one on next use); returns the old one."""
+    global _default_pool
+    with _default_lock:
+        old, _default_pool = _default_pool, pool
+    return old
