@@ -10,6 +10,8 @@ import pytest
 
 from s3pool_plugins import OperationsPool
 
+pytest_plugins = ["s3pool_plugins.testing.pytest_plugin"]
+
 
 @pytest.fixture
 def make_pool() -> Iterator[Callable[..., OperationsPool]]:
