@@ -63,9 +63,14 @@ class SlotHolder:
 
 
 def held_slot(pool: object) -> SlotHolder | None:
-    """The slot of ``pool`` that the current context runs under, if any."""
+    """The slot of ``pool`` that the current context runs under, if any.
+
+    A holder whose slot already went back (``refs == 0``: work that ended
+    without undoing its mark, such as a call interrupted by a
+    ``BaseException`` between two botocore events) no longer counts.
+    """
     for holder in _held_slots.get():
-        if holder.pool is pool:
+        if holder.pool is pool and holder.refs > 0:
             return holder
     return None
 

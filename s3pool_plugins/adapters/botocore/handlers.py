@@ -24,6 +24,8 @@ installed session get a real ``try/finally`` from the pooled client class.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import weakref
 from collections.abc import Callable, Mapping
@@ -43,6 +45,7 @@ CALL_KEY = "s3pool_call"
 """Where the call lives in botocore's request context."""
 _GUARD_KEY = "s3pool_guard"
 _OWNED_KEY = "s3pool_owned"
+_TASK_KEY = "s3pool_task_callback"
 
 _pending_call: ContextVar[Call | None] = ContextVar("s3pool_pending_call", default=None)
 """The call a pooled client class began, until its ``before-call`` takes it."""
@@ -63,6 +66,15 @@ class _ContextGuard:
 def _settle_abandoned(call: Call) -> None:
     if not call.finished:
         call.finish(CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
+
+
+def _settle_with_task(call: Call, task: asyncio.Task[Any]) -> None:
+    """Done-callback of the asyncio task that made an async call: settle the call if it is still open."""
+    if not call.finished:
+        if task.cancelled():
+            call.finish(asyncio.CancelledError(f"the task that made {call.task.name} was cancelled"))
+        else:
+            _settle_abandoned(call)
 
 
 def call_of(context: object) -> Call | None:
@@ -97,6 +109,7 @@ class ClientHandlers:
         self.pool = pool
         self.priorities: Mapping[str, float] = MappingProxyType(dict(priorities or {}))
         self.policy = s3_retry_policy(pool.retry_policy)
+        self.is_async = False
 
     def begin(self, operation_name: str, params: Mapping[str, Any] | None) -> Call:
         """A new pool task for one API call."""
@@ -128,10 +141,30 @@ class ClientHandlers:
             context[_OWNED_KEY] = True
         else:
             call = self.begin(model.name, params)
-            guard = _ContextGuard()
-            weakref.finalize(guard, _settle_abandoned, call).atexit = False
-            context[_GUARD_KEY] = guard
+            self._watch(call, context)
         context[CALL_KEY] = call
+
+    def _watch(self, call: Call, context: dict[str, Any]) -> None:
+        """Settle ``call`` if it ends unseen by events: when its asyncio task ends, or its context is dropped."""
+        if self.is_async:
+            try:
+                task = asyncio.current_task()
+            except RuntimeError:
+                task = None
+            if task is not None:
+                callback = functools.partial(_settle_with_task, call)
+                task.add_done_callback(callback)
+                context[_TASK_KEY] = (task, callback)
+        guard = _ContextGuard()
+        weakref.finalize(guard, _settle_abandoned, call).atexit = False
+        context[_GUARD_KEY] = guard
+
+    @staticmethod
+    def _unwatch(context: dict[str, Any]) -> None:
+        watched = context.pop(_TASK_KEY, None)
+        if watched is not None:
+            task, callback = watched
+            task.remove_done_callback(callback)
 
     def request_created(self, request: Any, **_: Any) -> None:
         call = call_of(getattr(request, "context", None))
@@ -172,18 +205,21 @@ class ClientHandlers:
         call = call_of(context)
         if call is None or context.get(_OWNED_KEY):
             return
+        self._unwatch(context)
         call.finish(response_error(model.name, (http_response, parsed)))
 
     def after_call_error(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
         call = call_of(context)
         if call is None or context.get(_OWNED_KEY):
             return
+        self._unwatch(context)
         call.finish(exception)
 
     # -- registration -----------------------------------------------------
 
     def register(self, emitter: Any, service: str, is_async: bool) -> None:
         """Register the handlers on a client's event ``emitter`` (idempotent per unique id)."""
+        self.is_async = self.is_async or is_async
         emitter.unregister(f"needs-retry.{service}", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service=service))
         for event, handler, where in self._handlers(is_async):
             add: Callable[..., None] = emitter.register_first if where == "first" else emitter.register_last
