@@ -184,3 +184,29 @@ def test_one_pool_enforces_one_limit_across_threads_and_event_loops(
     assert seen.in_flight_peak <= limit
     assert seen.in_flight_peak >= 2  # the work really overlapped
     assert pool.stats().peak_active <= limit and pool.stats().pending == 0
+
+
+async def test_aiobotocore_multipart_upload_in_parallel_parts(make_pool, local_s3, chaos_proxy, s3_bucket) -> None:
+    pool = make_pool(concurrency=2)
+    session = AioSession()
+    install(session, pool)
+    chaos_proxy.configure(latency=Latency(0.01))
+    parts = [os.urandom(5 * 1024 * 1024) for _ in range(3)] + [b"tail"]
+    kwargs = local_s3.client_kwargs(chaos_proxy.endpoint_url)
+    async with session.create_client("s3", config=PATH_STYLE, **kwargs) as client:
+        upload = await client.create_multipart_upload(Bucket=s3_bucket, Key="mp")
+
+        async def send(number: int, data: bytes) -> dict:
+            answer = await client.upload_part(
+                Bucket=s3_bucket, Key="mp", UploadId=upload["UploadId"], PartNumber=number, Body=data
+            )
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        done = await asyncio.gather(*(send(n, data) for n, data in enumerate(parts, 1)))
+        await client.complete_multipart_upload(
+            Bucket=s3_bucket, Key="mp", UploadId=upload["UploadId"], MultipartUpload={"Parts": done}
+        )
+        response = await client.get_object(Bucket=s3_bucket, Key="mp")
+        assert await response["Body"].read() == b"".join(parts)
+    assert chaos_proxy.stats().in_flight_peak <= 2
+    assert pool.stats().succeeded == 7 and pool.stats().active == 0

@@ -173,3 +173,55 @@ def test_a_client_with_too_few_connections_is_warned_about(make_pool, boto3_sess
     install(boto3_session, pool)
     with pytest.warns(ConnectionPoolTooSmall, match="max_pool_connections=2"):
         s3_client_for(boto3_session, local_s3.endpoint_url, max_pool_connections=2)
+
+
+def test_pool_options_build_a_pool_of_their_own(boto3_session) -> None:
+    from s3pool_plugins import ConfigurationError, OperationsPool, default_pool
+
+    pool = install(boto3_session, concurrency=7, load_entrypoints=False)
+    try:
+        assert pool.concurrency == 7 and pool is not default_pool()
+        with pytest.raises(ConfigurationError, match="concurrency"):
+            install(boto3_session, pool, concurrency=3)
+        with pytest.raises(ConfigurationError, match="concurrency"):
+            install(boto3.session.Session(), concurrency=0)
+    finally:
+        pool.shutdown()
+    assert isinstance(install(boto3.session.Session()), OperationsPool)  # the default pool
+
+
+def test_each_attempt_is_admitted_before_it_is_signed(make_pool, boto3_session, local_s3, s3_bucket) -> None:
+    """A request that waited for a slot is signed after the wait (else: RequestTimeTooSkewed)."""
+    import threading
+    import time
+    from datetime import datetime, timezone
+
+    pool = make_pool(concurrency=1)
+    install(boto3_session, pool)
+    client = boto3_session.client("s3", endpoint_url=local_s3.endpoint_url)
+    signed_at: list[str] = []
+    client.meta.events.register("before-send.s3", lambda request, **_: signed_at.append(request.headers["X-Amz-Date"]))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_only_slot() -> None:
+        with pool.admit():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_only_slot)
+    holder.start()
+    assert held.wait(5)
+    caller = threading.Thread(target=client.put_object, kwargs={"Bucket": s3_bucket, "Key": "k", "Body": b"x"})
+    caller.start()
+    while pool.stats().queued == 0:
+        time.sleep(0.005)
+    time.sleep(2.2)
+    released = time.time()
+    release.set()
+    caller.join(10)
+    holder.join(10)
+    signed = datetime.strptime(
+        signed_at[0].decode() if isinstance(signed_at[0], bytes) else signed_at[0], "%Y%m%dT%H%M%SZ"
+    )
+    # X-Amz-Date has one-second resolution: signed before the wait would be >= 2 s before the release.
+    assert signed.replace(tzinfo=timezone.utc).timestamp() >= released - 1.0

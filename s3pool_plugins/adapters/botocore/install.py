@@ -21,6 +21,7 @@ from typing import Any
 
 from ...core.environment import default_pool
 from ...core.pool import OperationsPool
+from ...errors import ConfigurationError
 from .connections import raise_session_connections, warn_if_too_small
 from .handlers import ClientHandlers
 from .mixins import AsyncPooledClientMixin, PooledClientMixin
@@ -97,10 +98,19 @@ def _service_of(client: Any) -> str:
 
 
 def install(
-    target: Any, pool: OperationsPool | None = None, *, priorities: Mapping[str, float] | None = None
+    target: Any,
+    pool: OperationsPool | None = None,
+    *,
+    priorities: Mapping[str, float] | None = None,
+    **options: Any,
 ) -> OperationsPool:
-    """Put the S3 calls of ``target`` under ``pool`` (the process-wide default pool if None).
+    """Put the S3 calls of ``target`` under ``pool``.
 
+    Without ``pool``: a new pool built from ``options`` (any
+    :class:`~s3pool_plugins.PoolConfig` option, e.g. ``concurrency=32``),
+    or, without options either, the process-wide :func:`default_pool`.
+    Giving both a pool and pool options raises
+    :class:`~s3pool_plugins.ConfigurationError`.
     ``priorities`` maps operation names (``{"GetObject": 5}``) to the
     priority their calls get when no priority scope or hook chose one.
     Installing again is harmless: with the same pool and options nothing
@@ -110,7 +120,11 @@ def install(
     ``ValueError`` for a client of another service than S3.
     """
     if pool is None:
-        pool = default_pool()
+        pool = OperationsPool(**options) if options else default_pool()
+    elif options:
+        raise ConfigurationError(
+            sorted(options)[0], "no pool options together with a pool (give them to OperationsPool)", options
+        )
     elif not isinstance(pool, OperationsPool):
         raise TypeError(f"install() needs an OperationsPool as pool, got {type(pool).__name__}")
     if priorities is not None and not isinstance(priorities, Mapping):
