@@ -34,8 +34,10 @@ varies by about 200 bytes with the process's history (CPython's key-sharing
 instance dicts), so compare each figure with the baselines of the same run;
 "over a bare Future" is the stable measure of the pool's own cost.
 
-Plugin autoloading is disabled (``load_entrypoints=False``): the figures are
-those of the core alone. This is a benchmark script, not a test: it never
+Plugin autoloading is disabled (``load_entrypoints=False``) and so is
+monitoring (``monitoring="off"``): the figures are those of the scheduler
+alone. What light and full monitoring add on top is measured against the same
+pool by ``bench_metrics.py``. This is a benchmark script, not a test: it never
 fails on a missed target (``--strict`` makes it exit 1 in that case).
 """
 
@@ -63,6 +65,8 @@ ASYNC_TARGET = 0.5
 SYNC_TARGET = 0.7
 MEMORY_TARGET = 1024  # bytes per queued task, for submit
 
+MONITORING = "off"  # the scheduler alone; bench_metrics.py measures the monitoring modes
+
 DEFAULT_TIMEOUT = "default"  # marker: build the pool without a ``timeout`` option
 
 
@@ -88,7 +92,12 @@ async def anoop() -> None:
 
 
 def make_pool(timeout: object, concurrency: int = CONCURRENCY) -> Any:
-    options: dict[str, Any] = {"load_entrypoints": False, "concurrency": concurrency, "name": "bench"}
+    options: dict[str, Any] = {
+        "load_entrypoints": False,
+        "monitoring": MONITORING,
+        "concurrency": concurrency,
+        "name": "bench",
+    }
     if timeout is not DEFAULT_TIMEOUT:
         options["timeout"] = timeout
     return OperationsPool(**options)

@@ -16,6 +16,7 @@ from .core.config import PoolConfig
 from .core.context import priority_scope, scope_priority
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
+from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
 from .core.queue import PriorityTaskQueue, QueueHandle
 from .core.retry import (
@@ -61,6 +62,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TaskRecord",
+    "QuantileSketch",
+    "PoolMetrics",
+    "MonitoringConfig",
+    "Distribution",
+    "AttemptRecord",
     "DEFAULT_RETRYABLE_ERRORS",
     "EVENT_SIGNATURES",
     "NOT_RETRYABLE",

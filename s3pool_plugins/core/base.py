@@ -23,6 +23,7 @@ from .config import PoolConfig
 from .context import SlotHolder, _scope_priority, exit_slot, held_slot, validate_priority
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
+from .metrics.recorder import MetricsRecorder
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
 from .queue import PriorityTaskQueue
 from .retry import RetryBudget, RetryPolicy
@@ -97,6 +98,9 @@ class PoolBase:
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
         self._async_backoff: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        monitoring = config.monitoring_config
+        self._recorder = None if monitoring.mode == "off" else MetricsRecorder(monitoring, self._clock)
+        self._log_attempts = self._recorder is not None and self._recorder.keeps_attempts
         self._default_settings = self._task_settings(DEFAULT_OPTIONS)
         self._default_priority = config.priority
         _live_pools.add(self)
@@ -182,6 +186,8 @@ class PoolBase:
             else:
                 priority = self._default_priority if fallback_priority is None else fallback_priority
         task = Task(options.name or name, kind, priority, options.metadata, max_attempts, self._clock())
+        if self._log_attempts:
+            task.attempt_log = []
         if explicit is None and "s3pool_task_priority" in self.plugin_manager.implemented:
             chosen = self.plugin_manager.first_result("s3pool_task_priority", pool=self, task=task)
             if chosen is not None:

@@ -8,12 +8,13 @@ accepted values. Times are seconds (floats).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError
 from .context import validate_priority
+from .metrics.options import MonitoringConfig
 from .retry import DEFAULT_RETRYABLE_ERRORS, ErrorMatcher, RetryBudget, RetryPolicy
 
 QUEUE_FULL_MODES = ("block", "raise")
@@ -67,6 +68,9 @@ class PoolConfig:
     - ``max_queue``: the most tasks waiting for a slot, or None (unbounded).
     - ``queue_full``: what a new task does when the queue is full:
       ``"block"`` (wait for room) or ``"raise"`` (:class:`QueueFull`).
+    - ``monitoring``: ``"off"``, ``"light"`` (default) or ``"full"``, or a
+      :class:`MonitoringConfig` (or a mapping of its fields) for the window,
+      history and sampling settings; see ``pool.metrics()``.
     - ``plugins``: plugin objects to register with this pool's hooks.
     - ``load_entrypoints``: load plugins from the ``s3pool`` entry points.
     - ``name``: a label for logs and threads.
@@ -89,6 +93,7 @@ class PoolConfig:
     aging_rate: float = 1.0
     max_queue: int | None = None
     queue_full: str = "block"
+    monitoring: MonitoringConfig | str | Mapping[str, Any] = "light"
     plugins: Sequence[object] = ()
     load_entrypoints: bool = True
     name: str = "s3pool"
@@ -149,6 +154,7 @@ class PoolConfig:
             _positive_int("max_queue", self.max_queue)
         if self.queue_full not in QUEUE_FULL_MODES:
             raise ConfigurationError("queue_full", " or ".join(repr(m) for m in QUEUE_FULL_MODES), self.queue_full)
+        object.__setattr__(self, "monitoring", MonitoringConfig.coerce(self.monitoring))
         if isinstance(self.plugins, (str, bytes)) or not isinstance(self.plugins, Iterable):
             raise ConfigurationError("plugins", "a sequence of plugin objects or modules", self.plugins)
         object.__setattr__(self, "plugins", tuple(self.plugins))
@@ -165,6 +171,12 @@ class PoolConfig:
             raise ConfigurationError("seed", "an int or None", self.seed)
         if self.clock is not None and not callable(self.clock):
             raise ConfigurationError("clock", "a callable returning monotonic seconds, or None", self.clock)
+
+    @property
+    def monitoring_config(self) -> MonitoringConfig:
+        """The effective monitoring settings."""
+        assert isinstance(self.monitoring, MonitoringConfig)
+        return self.monitoring
 
     @property
     def policy(self) -> RetryPolicy:
@@ -186,5 +198,6 @@ class PoolConfig:
             "aging_rate": self.aging_rate,
             "max_queue": self.max_queue,
             "queue_full": self.queue_full,
+            "monitoring": self.monitoring_config.mode,
             "name": self.name,
         }

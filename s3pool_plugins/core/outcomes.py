@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import PoolStopped
 from .base import PoolBase, _add_note
+from .metrics.recorder import log_attempt
 from .retry import ErrorClassification, RetryPolicy
 from .task import CANCELLED, FAILED, SUCCEEDED, Task
 
@@ -41,11 +42,16 @@ class OutcomesMixin(PoolBase):
         The reason is ``"retry"``, ``"not retryable"``, ``"attempts"``, ``"stopped"`` or ``"budget"``.
         """
         task.last_error = error
+        if task.attempt_log is not None:
+            log_attempt(task, self._clock(), error)
         if isinstance(error, (PoolStopped, asyncio.CancelledError, concurrent.futures.CancelledError)):
             return None, "not retryable"
         verdict = self.classify(task, error, policy)
+        recorder = self._recorder
         if verdict.throttling:
             self._count("_throttled")
+            if recorder is not None:
+                recorder.retried(throttling=True)
         if not verdict.retryable:
             return None, "not retryable"
         if not policy.is_retry(task.attempt, verdict):
@@ -66,6 +72,8 @@ class OutcomesMixin(PoolBase):
             task.budget_spent += cost
         delay = policy.delay_for(task.attempt - 1, verdict, self._rng)
         self._count("_retries")
+        if recorder is not None:
+            recorder.retried(throttling=False)
         self._notify("s3pool_task_retry", task=task, error=error, delay=delay, classification=verdict)
         return delay, "retry"
 
@@ -74,6 +82,11 @@ class OutcomesMixin(PoolBase):
         task.finished_at = self._clock()
         if self._budget is not None and task.kind != "admission":
             self._budget.on_success(task.budget_spent)
+        recorder = self._recorder
+        if recorder is not None:
+            if task.attempt_log is not None:
+                log_attempt(task, task.finished_at, None)
+            recorder.task_settled(task)
         hooks = self.plugin_manager.implemented
         if "s3pool_task_completed" in hooks:
             self._notify("s3pool_task_completed", task=task, result=result)
@@ -84,6 +97,11 @@ class OutcomesMixin(PoolBase):
         task.status = CANCELLED if cancelled else FAILED
         task.finished_at = self._clock()
         task.last_error = error
+        recorder = self._recorder
+        if recorder is not None:
+            if task.attempt_log is not None:
+                log_attempt(task, task.finished_at, error)
+            recorder.task_settled(task)
         self._notify("s3pool_task_error", task=task, error=error)
         if self.plugin_manager.has_impls("s3pool_task_metrics"):
             self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())

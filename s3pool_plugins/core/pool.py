@@ -32,6 +32,7 @@ from .batch_runner import BatchMixin
 from .bound import BoundPool
 from .calls import Call, CallsMixin
 from .lifecycle import LifecycleMixin
+from .monitoring import MonitoringMixin
 from .options import task_options
 
 log = logging.getLogger("s3pool_plugins.pool")
@@ -39,7 +40,7 @@ log = logging.getLogger("s3pool_plugins.pool")
 __all__ = ["BoundPool", "Call", "OperationsPool", "Slot"]
 
 
-class OperationsPool(LifecycleMixin, BatchMixin, CallsMixin, concurrent.futures.Executor):
+class OperationsPool(LifecycleMixin, BatchMixin, CallsMixin, MonitoringMixin, concurrent.futures.Executor):
     """A priority queue with a concurrency limit, retries, timeouts and hooks.
 
     Build it with keyword options (see :class:`PoolConfig`; unknown or

@@ -8,6 +8,13 @@ from types import MappingProxyType
 from typing import Any
 
 _ids = itertools.count(1)
+
+
+def _attempt_dict(entry: tuple[Any, ...]) -> dict[str, Any]:
+    number, started, duration, error = entry
+    return {"number": number, "started": started, "duration": duration, "error": error}
+
+
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 QUEUED = "queued"
@@ -47,6 +54,7 @@ class Task:
         "last_error",
         "limit_at_start",
         "budget_spent",
+        "attempt_log",
     )
 
     def __init__(
@@ -75,6 +83,7 @@ class Task:
         self.last_error: BaseException | None = None
         self.limit_at_start: int | None = None
         self.budget_spent = 0
+        self.attempt_log: list[tuple[int, float, float, str | None]] | None = None
 
     @property
     def retries(self) -> int:
@@ -102,6 +111,7 @@ class Task:
             "total": total,
             "limit_at_start": self.limit_at_start,
             "error": None if self.last_error is None else type(self.last_error).__name__,
+            "attempt_log": None if self.attempt_log is None else [_attempt_dict(entry) for entry in self.attempt_log],
         }
 
     def __repr__(self) -> str:

@@ -180,7 +180,8 @@ def test_one_pool_enforces_one_limit_across_threads_and_event_loops(
             job.result(timeout=120)
     chaos_proxy.wait_idle()
     seen = chaos_proxy.stats()
-    assert seen.requests == 6 * 8 + 2 * 16
+    assert seen.requests == 6 * 8 + 2 * 16 + pool.stats().retries  # a loaded machine may time out and retry
+    assert pool.stats().errors == 0
     assert seen.in_flight_peak <= limit
     assert seen.in_flight_peak >= 2  # the work really overlapped
     assert pool.stats().peak_active <= limit and pool.stats().pending == 0

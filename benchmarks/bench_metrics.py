@@ -1,0 +1,120 @@
+"""What monitoring costs: no-op task throughput with monitoring off, light and full.
+
+Run from the repository root::
+
+    python benchmarks/bench_metrics.py            # full run (about 1-2 minutes)
+    python benchmarks/bench_metrics.py --quick    # smoke run (about 20 s)
+    python benchmarks/bench_metrics.py --json out.json --strict
+
+The workload is the worst case for monitoring: tasks that do nothing, so
+that the recording is a large share of each task's cost (a real S3 call
+takes milliseconds and hides it completely). Each mode runs the same N
+tasks through a pool of concurrency C, sync (``submit``) and async (``run``),
+with ``monitoring="off"`` as the baseline measured in the same rounds; the
+order of the variants alternates each round and the best round counts (see
+``bench_core.py`` for the method).
+
+Targets (issue 5): light costs at most 5% of the no-op throughput
+(ratio >= 0.95). The target for full mode is stated with spans, and is
+judged by the OpenTelemetry rows once the plugin runs in this benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+core = importlib.import_module("bench_core")
+
+CONCURRENCY = core.CONCURRENCY
+LIGHT_TARGET = 0.95
+
+
+def _pool(monitoring: str) -> Any:
+    return core.OperationsPool(
+        load_entrypoints=False, monitoring=monitoring, concurrency=CONCURRENCY, timeout=None, name="bench"
+    )
+
+
+def _sync(monitoring: str) -> Any:
+    def run(n: int, info: dict[str, Any]) -> float:
+        core.settle()
+        pool = _pool(monitoring)
+        pool.submit(core.noop).result()
+        started = time.perf_counter()
+        futures = [pool.submit(core.noop) for _ in range(n)]
+        for future in futures:
+            future.result()
+        elapsed = time.perf_counter() - started
+        pool.shutdown()
+        info.update(core.check_pool(pool, n + 1, f"sync {monitoring}"))
+        return elapsed
+
+    return run
+
+
+def _async(monitoring: str) -> Any:
+    def run(n: int, info: dict[str, Any]) -> float:
+        core.settle()
+
+        async def main() -> float:
+            pool = _pool(monitoring)
+            started = time.perf_counter()
+            await asyncio.gather(*(pool.run(core.anoop) for _ in range(n)))
+            elapsed = time.perf_counter() - started
+            pool.shutdown()
+            info.update(core.check_pool(pool, n, f"async {monitoring}"))
+            return elapsed
+
+        return asyncio.run(main())
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N and fewer rounds")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 7, quick 3)")
+    parser.add_argument("-n", type=int, help="tasks per run (default 30,000, quick 5,000)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    n = args.n or (5_000 if args.quick else 30_000)
+    rounds = args.rounds or (3 if args.quick else 7)
+
+    env = core.environment()
+    print("s3pool_plugins monitoring benchmark")
+    print(f"  python {env['python']}, cpu_count={env['cpu_count']}, loadavg={env['loadavg']}, N={n:,}, rounds={rounds}")
+    results: dict[str, Any] = {"environment": env, "n": n, "rounds": rounds}
+    met: dict[str, bool] = {}
+    for label, factory, baseline in (
+        ("sync submit", _sync, "sync, monitoring off"),
+        ("async run", _async, "async, monitoring off"),
+    ):
+        prefix = baseline.split(",")[0]
+        variants = [(f"{prefix}, monitoring {mode}", factory(mode)) for mode in ("off", "light", "full")]
+        measured = core.run_rounds(variants, n, rounds)
+        core.add_ratios(measured, baseline, None)
+        light = measured[f"{prefix}, monitoring light"]
+        light["target"] = LIGHT_TARGET
+        light["target_met"] = light["ratio_best"] >= LIGHT_TARGET
+        met[f"{label}: light"] = light["target_met"]
+        core.print_throughput(f"{label}: no-op tasks, C={CONCURRENCY}", measured)
+        results[label] = measured
+    results["targets_met"] = met
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    missed = [name for name, ok in met.items() if not ok]
+    print(f"\ntargets: {'all met' if not missed else 'missed: ' + ', '.join(missed)}")
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
