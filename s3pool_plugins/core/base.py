@@ -253,16 +253,17 @@ class PoolBase:
         if manager.has_impls(hook_name):
             manager.notify(hook_name, pool=self, **kwargs)
 
-    def _enter_wrappers(self, task: Task) -> list[Any]:
+    def _enter_wrappers(self, task: Task, hook: str = "s3pool_wrap_attempt") -> list[Any]:
+        """Collect and enter the context managers of ``hook``; one that fails to enter is logged and skipped."""
         manager = self.plugin_manager
-        if not manager.has_impls("s3pool_wrap_attempt"):
+        if not manager.has_impls(hook):
             return []
         entered = []
-        for cm in manager.collect("s3pool_wrap_attempt", pool=self, task=task):
+        for cm in manager.collect(hook, pool=self, task=task):
             try:
                 cm.__enter__()
             except Exception:
-                manager.record_error("s3pool_wrap_attempt.__enter__", repr(cm))
+                manager.record_error(f"{hook}.__enter__", repr(cm))
                 continue
             entered.append(cm)
         return entered
@@ -273,7 +274,7 @@ class PoolBase:
             try:
                 cm.__exit__(*exc_info)
             except Exception:
-                self.plugin_manager.record_error("s3pool_wrap_attempt.__exit__", repr(cm))
+                self.plugin_manager.record_error("a wrapper's __exit__", repr(cm))
 
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
         """Call ``callback`` on a seed event such as ``"pool:taskStarted"``.

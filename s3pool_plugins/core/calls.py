@@ -59,6 +59,7 @@ class Call:
         "_slot_token",
         "_started",
         "_waiting_since",
+        "_task_wrappers",
         "_wrappers",
         "gave_up",
         "task",
@@ -75,6 +76,7 @@ class Call:
         self._holder: SlotHolder | None = None
         self._slot_token: Token[Any] | None = None
         self._wrappers: list[Any] | None = None
+        self._task_wrappers: list[Any] | None = None
         self._phase = _IDLE
         self._started = 0.0
         self._waiting_since = task.created_at
@@ -183,6 +185,9 @@ class Call:
             finally:
                 if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
                     task.status = FAILED
+                wrappers, self._task_wrappers = self._task_wrappers, None
+                if wrappers:
+                    pool._exit_wrappers(wrappers, error)
                 if self._parent is not None:
                     pool._scheduler.release_and_end(task.status, holder=self._parent)
                 else:
@@ -265,8 +270,11 @@ class CallsMixin(AdmissionMixin):
         self._scheduler.begin_unit()
         call = Call(self, task, policy, self._task_settings(options)[2], parent)
         try:
-            if "s3pool_task_queued" in self.plugin_manager.implemented:
+            hooks = self.plugin_manager.implemented
+            if "s3pool_task_queued" in hooks:
                 self._notify("s3pool_task_queued", task=task)
+            if "s3pool_wrap_task" in hooks:
+                call._task_wrappers = self._enter_wrappers(task, "s3pool_wrap_task")
         except BaseException as error:
             call.finish(error)
             raise

@@ -132,3 +132,29 @@ def s3pool_wrap_attempt(pool: OperationsPool, task: Task) -> AbstractContextMana
     For async work it wraps the awaiting of the attempt. Its ``__exit__`` must
     not swallow the exception: the pool ignores a true return value.
     """
+
+
+@hookspec
+def s3pool_wrap_task(pool: OperationsPool, task: Task) -> AbstractContextManager[Any] | None:
+    """Return a context manager to wrap a whole call, or None.
+
+    For tasks whose every step runs in the caller's own context: calls made
+    through ``pool.begin_call`` (one S3 API call through the botocore
+    adapter). It is entered when the call begins, right after
+    ``s3pool_task_queued``, and exited when it settles, right after
+    ``s3pool_task_completed`` or ``s3pool_task_error``, so a span it makes
+    current is the parent of everything the call does, also of spans other
+    instrumentation opens around botocore's own code. Tasks the pool runs on
+    its threads or loops are wrapped per attempt by ``s3pool_wrap_attempt``.
+    """
+
+
+@hookspec
+def s3pool_span_attributes(pool: OperationsPool, task: Task, attributes: dict[str, Any]) -> None:
+    """Add, change or remove (``del attributes[name]``) the attributes of ``task``'s span.
+
+    Called by the OpenTelemetry plugin when the task settles, before the span
+    ends, with the attributes it is about to set (object keys may be among
+    them: redact them here, or turn them off with the plugin's
+    ``record_keys=False``). Any plugin can implement it.
+    """

@@ -56,7 +56,9 @@ class S3ResponseError(Exception):
     as without the pool; this object exists for classification, hooks and
     metrics. ``code`` is S3's error code (``SlowDown``, ``NoSuchKey`` ...;
     the status as text when the response had no body), ``status`` the HTTP
-    status, ``retry_after`` the delay S3 asked for in seconds, if any.
+    status, ``retry_after`` the delay S3 asked for in seconds, if any;
+    ``request_id`` and ``host_id`` are S3's ``x-amz-request-id`` and
+    ``x-amz-id-2``.
     Error names and codes in ``retryable_errors`` match ``code`` and the
     status (``name``, e.g. ``"503"``).
     """
@@ -69,6 +71,7 @@ class S3ResponseError(Exception):
         message: str = "",
         request_id: str | None = None,
         retry_after: float | None = None,
+        host_id: str | None = None,
     ) -> None:
         super().__init__(f"{code} (HTTP {status}) from {operation}: {message}".rstrip(": "))
         self.operation = operation
@@ -77,6 +80,7 @@ class S3ResponseError(Exception):
         self.name = str(status)
         self.message = message
         self.request_id = request_id
+        self.host_id = host_id
         self.retry_after = retry_after
 
 
@@ -115,6 +119,7 @@ def response_error(operation: str, response: tuple[Any, Mapping[str, Any]] | Non
         str(error.get("Message") or ""),
         request_id=metadata.get("RequestId"),
         retry_after=_retry_after(headers),
+        host_id=metadata.get("HostId"),
     )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...core.calls import Call
 from ...core.pool import OperationsPool
@@ -77,6 +78,14 @@ def _settle_with_task(call: Call, task: asyncio.Task[Any]) -> None:
             _settle_abandoned(call)
 
 
+def _note_server(call: Call, request: Any) -> None:
+    metadata = call.task.metadata
+    if "server_address" not in metadata and isinstance(metadata, dict):
+        host = urlsplit(str(getattr(request, "url", ""))).hostname
+        if host:
+            metadata["server_address"] = host
+
+
 def call_of(context: object) -> Call | None:
     """The pool call recorded in botocore's request ``context``, if any."""
     if isinstance(context, dict):
@@ -111,9 +120,27 @@ class ClientHandlers:
         self.policy = s3_retry_policy(pool.retry_policy)
         self.is_async = False
 
-    def begin(self, operation_name: str, params: Mapping[str, Any] | None) -> Call:
-        """A new pool task for one API call."""
-        metadata = {"service": "s3", "operation": operation_name}
+    def begin(
+        self,
+        operation_name: str,
+        params: Mapping[str, Any] | None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> Call:
+        """A new pool task for one API call.
+
+        Its metadata (what hooks and spans see) holds ``service``,
+        ``operation``, ``bucket`` and ``key`` from the parameters (nothing
+        else of them: they can carry SSE-C keys), ``region`` and
+        ``server_address`` (the endpoint's host) when known.
+        """
+        metadata: dict[str, Any] = {"service": "s3", "operation": operation_name}
+        if region:
+            metadata["region"] = region
+        if endpoint_url:
+            host = urlsplit(endpoint_url).hostname
+            if host:
+                metadata["server_address"] = host
         if params:
             for field, label in (("Bucket", "bucket"), ("Key", "key")):
                 value = params.get(field)
@@ -140,7 +167,7 @@ class ClientHandlers:
             _pending_call.set(None)
             context[_OWNED_KEY] = True
         else:
-            call = self.begin(model.name, params)
+            call = self.begin(model.name, params, region=context.get("client_region"))
             self._watch(call, context)
         context[CALL_KEY] = call
 
@@ -169,11 +196,13 @@ class ClientHandlers:
     def request_created(self, request: Any, **_: Any) -> None:
         call = call_of(getattr(request, "context", None))
         if call is not None and not call.finished:
+            _note_server(call, request)
             call.start_attempt()
 
     async def request_created_async(self, request: Any, **_: Any) -> None:
         call = call_of(getattr(request, "context", None))
         if call is not None and not call.finished:
+            _note_server(call, request)
             await call.start_attempt_async()
 
     def needs_retry(

@@ -49,7 +49,8 @@ class _PooledClient:
             # botocore registers its retry handler after the client object is built: remove it on first use.
             self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
             self._s3pool_own_retries_removed = True
-        return type(self)._s3pool_handlers.begin(operation_name, api_params)
+        meta = self.meta
+        return type(self)._s3pool_handlers.begin(operation_name, api_params, meta.region_name, meta.endpoint_url)
 
 
 class PooledClientMixin(_PooledClient):

@@ -1,0 +1,82 @@
+"""OpenTelemetry metric instruments for pools.
+
+Attribute sets are bounded: the pool's name, the task's kind, the S3
+operation (a fixed set of names) and the outcome. Object keys, bucket names
+and request ids never become metric attributes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from ...core.task import Task
+
+
+def bounded_attributes(pool: Any, task: Task, outcome: str | None = None) -> dict[str, str]:
+    """The metric attributes of ``task``: pool, kind, S3 operation, outcome."""
+    attributes = {"s3pool.pool": pool.config.name, "s3pool.task.kind": task.kind}
+    operation = task.metadata.get("operation")
+    if isinstance(operation, str):
+        attributes["rpc.method"] = operation
+    if outcome is not None:
+        attributes["s3pool.outcome"] = outcome
+    return attributes
+
+
+class PoolInstruments:
+    """Histograms, counters and gauges of every pool the plugin has seen."""
+
+    def __init__(self, meter_provider: Any = None) -> None:
+        from ... import __version__
+
+        meter = metrics.get_meter("s3pool_plugins", __version__, meter_provider=meter_provider)
+        self.duration = meter.create_histogram(
+            "s3pool.task.duration", unit="s", description="Task time, creation to result"
+        )
+        self.queue_wait = meter.create_histogram(
+            "s3pool.task.queue_wait", unit="s", description="Time waiting for slots"
+        )
+        self.retries = meter.create_counter("s3pool.task.retries", unit="{retry}", description="Retries decided")
+        self.throttles = meter.create_counter(
+            "s3pool.task.throttles", unit="{response}", description="Throttling answers"
+        )
+        self.failures = meter.create_counter(
+            "s3pool.task.failures", unit="{task}", description="Tasks that finally failed"
+        )
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        meter.create_observable_gauge("s3pool.queue.size", [self._observe("queued")], unit="{task}")
+        meter.create_observable_gauge("s3pool.active", [self._observe("active")], unit="{task}")
+        meter.create_observable_gauge("s3pool.limit", [self._observe("limit")], unit="{task}")
+
+    def watch(self, pool: Any) -> None:
+        """Report ``pool``'s queue size, active count and limit from now on (while it lives)."""
+        self._pools.add(pool)
+
+    def _observe(self, field: str) -> Any:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            for pool in list(self._pools):
+                yield Observation(getattr(pool.stats(), field), {"s3pool.pool": pool.config.name})
+
+        return callback
+
+    def settled(self, pool: Any, task: Task) -> None:
+        """Record a settled task's duration, queue wait and failure."""
+        outcome = task.status
+        attributes = bounded_attributes(pool, task, outcome)
+        finished = task.finished_at if task.finished_at is not None else task.created_at
+        self.duration.record(finished - task.created_at, attributes)
+        self.queue_wait.record(task.queue_wait, attributes)
+        if outcome != "succeeded":
+            self.failures.add(1, attributes)
+
+    def retried(self, pool: Any, task: Task, throttling: bool) -> None:
+        """Count one retry (and one throttling answer when ``throttling``)."""
+        attributes = bounded_attributes(pool, task)
+        self.retries.add(1, attributes)
+        if throttling:
+            self.throttles.add(1, attributes)

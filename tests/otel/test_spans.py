@@ -1,0 +1,135 @@
+"""One span per pool task, with the AWS SDK conventions for S3 calls, retry events and metric instruments."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from opentelemetry.trace import SpanKind, StatusCode
+
+from s3pool_plugins import hookimpl, install
+from s3pool_plugins.testing import Action
+
+PATH_STYLE = Config(s3={"addressing_style": "path"})
+
+
+def _client(local_s3, pool, endpoint_url=None):
+    session = boto3.session.Session(
+        aws_access_key_id=local_s3.access_key, aws_secret_access_key=local_s3.secret_key, region_name=local_s3.region
+    )
+    install(session, pool)
+    return session.client("s3", endpoint_url=endpoint_url or local_s3.endpoint_url, config=PATH_STYLE)
+
+
+def test_an_s3_call_span_follows_the_aws_sdk_conventions(make_pool, telemetry, local_s3, s3_bucket) -> None:
+    pool = make_pool(concurrency=3, plugins=[telemetry.plugin()], priority=2)
+    s3 = _client(local_s3, pool)
+    with telemetry.tracer.start_as_current_span("job") as job:
+        s3.put_object(Bucket=s3_bucket, Key="data/one.csv", Body=b"a,b\n")
+    (span,) = telemetry.finished("S3.PutObject")
+    assert span.kind is SpanKind.CLIENT
+    assert span.parent is not None and span.parent.span_id == job.get_span_context().span_id
+    attributes = dict(span.attributes)
+    assert attributes["rpc.system"] == "aws-api" and attributes["rpc.service"] == "S3"
+    assert attributes["rpc.method"] == "PutObject"
+    assert attributes["aws.s3.bucket"] == s3_bucket and attributes["aws.s3.key"] == "data/one.csv"
+    assert attributes["aws.request_id"] and attributes["http.response.status_code"] == 200
+    assert attributes["cloud.region"] == "us-east-1" and attributes["server.address"] == "127.0.0.1"
+    assert attributes["s3pool.priority"] == 2 and attributes["s3pool.attempts"] == 1
+    assert attributes["s3pool.queue_wait"] >= 0 and attributes["s3pool.limit_at_start"] == 3
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_retries_are_span_events_and_final_failure_is_an_error(make_pool, telemetry, local_s3, chaos_proxy, s3_bucket):
+    pool = make_pool(retries=2, retry_delay=0.001, plugins=[telemetry.plugin()])
+    s3 = _client(local_s3, pool, chaos_proxy.endpoint_url)
+    chaos_proxy.inject(Action.THROTTLE, 2)
+    s3.put_object(Bucket=s3_bucket, Key="hot", Body=b"x")
+    (span,) = telemetry.finished("S3.PutObject")
+    events = [event for event in span.events if event.name == "s3pool.retry"]
+    assert [event.attributes["error.type"] for event in events] == ["SlowDown", "SlowDown"]
+    assert [event.attributes["s3pool.attempt"] for event in events] == [1, 2]
+    assert all(event.attributes["s3pool.retry.throttling"] for event in events)
+    assert dict(span.attributes)["s3pool.attempts"] == 3
+    chaos_proxy.configure(throttle_rate=1.0)
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=s3_bucket, Key="hot")
+    (failed,) = telemetry.finished("S3.HeadObject")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert any(event.name == "exception" for event in failed.events)
+    assert dict(failed.attributes)["http.response.status_code"] == 503
+
+
+def test_task_spans_parent_the_calls_made_inside(make_pool, telemetry, local_s3, s3_bucket) -> None:
+    pool = make_pool(concurrency=1, plugins=[telemetry.plugin()])
+    s3 = _client(local_s3, pool)
+
+    def copy() -> None:
+        s3.put_object(Bucket=s3_bucket, Key="a", Body=b"1")
+
+    with telemetry.tracer.start_as_current_span("job") as job:
+        pool.options(name="copy", metadata={"tenant": "team-a"}).submit(copy).result(timeout=10)
+    (task,) = telemetry.finished("copy")
+    (call,) = telemetry.finished("S3.PutObject")
+    assert task.parent.span_id == job.get_span_context().span_id  # the caller's context reached the worker
+    assert call.parent.span_id == task.context.span_id
+    assert dict(task.attributes)["s3pool.tenant"] == "team-a"
+
+
+async def test_async_tasks_and_admissions_get_spans(make_pool, telemetry) -> None:
+    pool = make_pool(plugins=[telemetry.plugin()])
+
+    async def work() -> int:
+        return 1
+
+    with telemetry.tracer.start_as_current_span("job") as job:
+        async with pool.admit_async(name="fsspec-like operation"):
+            assert await pool.enqueue_async(work, name="nested run") == 1
+    (admission,) = telemetry.finished("fsspec-like operation")
+    (nested,) = telemetry.finished("nested run")
+    assert admission.parent.span_id == job.get_span_context().span_id
+    assert nested.parent.span_id == admission.context.span_id
+
+
+def test_keys_can_be_kept_off_and_attributes_redacted(make_pool, telemetry, local_s3, s3_bucket) -> None:
+    class Redact:
+        @hookimpl
+        def s3pool_span_attributes(self, pool, task, attributes) -> None:
+            attributes.pop("aws.s3.bucket", None)
+            attributes["team"] = "storage"
+
+    pool = make_pool(plugins=[telemetry.plugin(record_keys=False), Redact()])
+    _client(local_s3, pool).put_object(Bucket=s3_bucket, Key="secret/customer-42.csv", Body=b"x")
+    (span,) = telemetry.finished("S3.PutObject")
+    assert "aws.s3.key" not in span.attributes and "aws.s3.bucket" not in span.attributes
+    assert span.attributes["team"] == "storage"
+
+
+def test_metric_instruments_have_bounded_attributes(make_pool, telemetry, local_s3, chaos_proxy, s3_bucket) -> None:
+    pool = make_pool(retries=1, retry_delay=0.001, plugins=[telemetry.plugin()], name="metrics-pool")
+    s3 = _client(local_s3, pool, chaos_proxy.endpoint_url)
+    chaos_proxy.inject(Action.THROTTLE, 1)
+    for i in range(3):
+        s3.put_object(Bucket=s3_bucket, Key=f"k{i}", Body=b"x")
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=s3_bucket, Key="missing")
+    points = telemetry.metric_points()
+    assert sum(p.count for p in points["s3pool.task.duration"]) == 4
+    assert sum(p.value for p in points["s3pool.task.retries"]) == 1
+    assert sum(p.value for p in points["s3pool.task.throttles"]) == 1
+    assert sum(p.value for p in points["s3pool.task.failures"]) == 1
+    assert {p.attributes["s3pool.pool"] for p in points["s3pool.limit"]} >= {"metrics-pool"}
+    allowed = {"s3pool.pool", "s3pool.task.kind", "rpc.method", "s3pool.outcome"}
+    for name, data_points in points.items():
+        for point in data_points:
+            assert set(point.attributes) <= allowed, (name, point.attributes)
+
+
+def test_without_an_sdk_the_plugin_does_nothing(make_pool) -> None:
+    from s3pool_plugins.adapters.otel import OpenTelemetryPlugin
+
+    plugin = OpenTelemetryPlugin()  # global providers: the API's no-op proxies here
+    pool = make_pool(plugins=[plugin])
+    pool.submit(lambda: None).result(timeout=5)
+    assert plugin._spans == {} and plugin._instruments is None
