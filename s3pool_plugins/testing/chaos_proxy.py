@@ -243,9 +243,9 @@ class ChaosProxy:
     def wait_idle(self, timeout: float | None = 5.0) -> bool:
         """Wait until no request is in flight; False if ``timeout`` seconds passed first.
 
-        A client can see a response (or a reset) a moment before the proxy
-        counts its request as finished: call this before asserting on
-        ``in_flight``.
+        A request is counted out just before the last write of its answer,
+        but one the proxy abandons (a client that went away, a stop) only
+        when its handler ends: call this before asserting on ``in_flight``.
         """
         return self._counters.wait_idle(timeout)
 
@@ -370,6 +370,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not line:
             self.close_connection = True
             return
+        self._counted_out = False
         self._counters.request_started()
         try:
             self.raw_requestline = line
@@ -383,7 +384,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (_Abort, OSError, ValueError, http.client.HTTPException):
             self.close_connection = True
         finally:
+            self._count_out()
+
+    def _count_out(self) -> None:
+        """The request stops counting as in flight (once): just before the last write of its response.
+
+        A client can only send its next request after that write arrived, so
+        ``in_flight`` never counts a request the client already saw finished.
+        """
+        if not self._counted_out:
+            self._counted_out = True
             self._counters.request_finished()
+
+    def _write_last(self, data: bytes) -> None:
+        """Write the last bytes of a response (counting the request out first)."""
+        self._count_out()
+        self.wfile.write(data)
 
     # -- one request
 
@@ -519,13 +535,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_s3_error(self, error: S3Error, index: int, head: bool) -> None:
         self._counters.responded(error.status)
-        self.wfile.write(error_response(error, index, head=head, close=self.close_connection))
+        self._write_last(error_response(error, index, head=head, close=self.close_connection))
 
     def _reset(self) -> None:
         """Close the client connection abruptly: SO_LINGER 0 makes the close send a TCP RST."""
         self._counters.fault("resets")
         self._was_reset = True
         self.close_connection = True
+        self._count_out()
         sock = self.connection
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -551,7 +568,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if bodiless:
             response.read()
             self._counters.responded(status)
-            write(self._head_bytes(status, response.reason, headers))
+            self._write_last(self._head_bytes(status, response.reason, headers))
             return
         if action is Action.TRUNCATE:
             data = response.read()
@@ -561,7 +578,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 self._counters.fault("truncated")
                 self._counters.responded(status)
-                write(self._head_bytes(status, response.reason, headers) + data[: int(len(data) * self._fraction())])
+                self._write_last(
+                    self._head_bytes(status, response.reason, headers) + data[: int(len(data) * self._fraction())]
+                )
                 return
             action = Action.FORWARD
         length = response.length  # None: chunked or close-delimited upstream
@@ -579,13 +598,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             write(head_bytes)
             self._trickle(response, chunked)
         elif length is not None and length <= _SMALL_BODY:
-            write(head_bytes + response.read())
+            self._write_last(head_bytes + response.read())
         else:
             write(head_bytes)
-            while chunk := response.read1(_COPY_CHUNK):
-                write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            chunk = response.read1(_COPY_CHUNK)
+            while chunk:
+                following = response.read1(_COPY_CHUNK)
+                if chunked:
+                    write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                elif following:
+                    write(chunk)
+                else:
+                    self._write_last(chunk)
+                chunk = following
         if chunked:
-            write(b"0\r\n\r\n")
+            self._write_last(b"0\r\n\r\n")
 
     def _fraction(self) -> float:
         return self._proxy._plan.config.truncate_fraction
@@ -594,11 +621,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         rate = self._proxy._plan.config.slow_body_bytes_per_second
         piece = max(1, int(rate / 20))
         start, sent = time.monotonic(), 0
-        while chunk := response.read1(_COPY_CHUNK):
+        chunk = response.read1(_COPY_CHUNK)
+        while chunk:
+            following = response.read1(_COPY_CHUNK)
             for offset in range(0, len(chunk), piece):
                 part = chunk[offset : offset + piece]
                 delay = start + sent / rate - time.monotonic()
                 if delay > 0 and self._proxy._stopping.wait(delay):
                     raise _Abort
-                self.wfile.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
+                if chunked:
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(part), part))
+                elif following or offset + piece < len(chunk):
+                    self.wfile.write(part)
+                else:
+                    self._write_last(part)
                 sent += len(part)
+            chunk = following

@@ -14,8 +14,12 @@ class ProxyStats:
 
     - ``requests``: request lines read. ``connections``: client connections
       accepted (fewer than requests means clients kept connections alive).
-    - ``in_flight``: requests between their request line and the end of their
-      response (or reset) right now; ``in_flight_peak``: the most at once.
+    - ``in_flight``: requests between their request line and the last write
+      of their response (or their reset) right now; ``in_flight_peak``: the
+      most at once. A request is counted out just *before* that write, so a
+      client can never start its next request while the proxy still counts
+      the one it saw finish: a client that keeps N requests in flight is
+      measured at no more than N.
     - ``by_status``: responses sent to clients, by HTTP status (injected ones
       included; resets have no status). ``by_method``: requests by method.
     - ``throttled`` (503 ``SlowDown``), ``internal_errors`` (500),

@@ -488,6 +488,35 @@ def test_in_flight_peak_with_concurrent_slow_requests(
     assert stats.in_flight_peak == count and stats.in_flight == 0 and stats.requests == count
 
 
+def test_a_request_is_counted_out_before_the_client_sees_its_end(
+    client: Any, s3_bucket: str, chaos_proxy: ChaosProxy, direct: Any
+) -> None:
+    # One client, one request at a time: whenever it holds a whole answer, nothing may still count as in flight
+    # (a pool's limit measured at the proxy relies on it).
+    direct.put_object(Bucket=s3_bucket, Key="small", Body=b"v")
+    direct.put_object(Bucket=s3_bucket, Key="large", Body=b"x" * (3 * 1024 * 1024))
+    seen: list[tuple[str, int]] = []
+
+    def check(name: str, call: Callable[[], object]) -> None:
+        outcome(call)
+        seen.append((name, chaos_proxy.stats().in_flight))
+
+    for _ in range(5):
+        check("small", lambda: client.get_object(Bucket=s3_bucket, Key="small")["Body"].read())
+        check("large", lambda: client.get_object(Bucket=s3_bucket, Key="large")["Body"].read())
+        check("head", lambda: client.head_object(Bucket=s3_bucket, Key="small"))
+        chaos_proxy.inject(Action.THROTTLE)
+        check("throttled", lambda: client.head_object(Bucket=s3_bucket, Key="small"))
+        chaos_proxy.inject(Action.TRUNCATE)
+        check("truncated", lambda: client.get_object(Bucket=s3_bucket, Key="large")["Body"].read())
+        chaos_proxy.inject(Action.RESET)
+        check("reset", lambda: client.get_object(Bucket=s3_bucket, Key="small"))
+    chaos_proxy.configure(slow_body_rate=1.0, slow_body_bytes_per_second=4 * 1024 * 1024)
+    check("slow", lambda: client.get_object(Bucket=s3_bucket, Key="large")["Body"].read())
+    assert [count for _, count in seen] == [0] * len(seen), seen
+    assert chaos_proxy.stats().in_flight_peak == 1
+
+
 def test_faults_change_while_running(client: Any, s3_bucket: str, chaos_proxy: ChaosProxy, local_s3: LocalS3) -> None:
     client.put_object(Bucket=s3_bucket, Key="k", Body=b"v")
     background = local_s3.client(endpoint_url=chaos_proxy.endpoint_url, config=NO_RETRY)
