@@ -48,6 +48,8 @@ _ADAPTER_EXPORTS = {
     "install": "s3pool_plugins.adapters.botocore",
     "uninstall": "s3pool_plugins.adapters.botocore",
     "installed_pool": "s3pool_plugins.adapters.botocore",
+    "install_fsspec": "s3pool_plugins.adapters.fsspec",
+    "uninstall_fsspec": "s3pool_plugins.adapters.fsspec",
 }
 
 

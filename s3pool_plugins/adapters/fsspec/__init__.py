@@ -1,0 +1,33 @@
+"""fsspec, s3fs and pandas under the pool: each filesystem operation one pool task.
+
+- :class:`PooledFileSystem` (protocol ``pool``): ``pool::s3://bucket/key``
+  with ``storage_options={"pool": {...}, "s3": {...}}``, or wrap any
+  filesystem (``PooledFileSystem(fs=...)``).
+- :func:`install_fsspec`: one line, and every ``s3://`` filesystem made
+  afterwards (pandas included) is pooled, with no call site changed.
+"""
+
+from .crossing import call_sync
+from .files import PooledReadFile
+from .filesystem import PooledFileSystem, PooledS3FileSystem
+from .install import install_fsspec, uninstall_fsspec
+from .operations import OperationRunner
+from .pools import installed_fsspec_pool, shared_pool
+from .retries import STREAM_ERRORS
+from .s3 import S3RetriesCompound, SingleTryS3FileSystem, pooled_session
+
+__all__ = [
+    "STREAM_ERRORS",
+    "OperationRunner",
+    "PooledFileSystem",
+    "PooledReadFile",
+    "PooledS3FileSystem",
+    "S3RetriesCompound",
+    "SingleTryS3FileSystem",
+    "call_sync",
+    "install_fsspec",
+    "installed_fsspec_pool",
+    "pooled_session",
+    "shared_pool",
+    "uninstall_fsspec",
+]

@@ -1,0 +1,121 @@
+"""s3fs specifics: a pooled aiobotocore session, one try per request, one request at a time.
+
+- **Requests.** s3fs accepts an aiobotocore session (``session=``, its
+  public constructor argument). :func:`pooled_session` makes one per pool
+  with the botocore adapter installed, so every request s3fs makes is a pool
+  task, running under the operation's slot when made inside one.
+- **Retries.** s3fs retries on its own: ``_call_s3`` runs each request
+  through ``_error_wrapper`` up to ``S3FileSystem.retries`` times (5), and
+  ``_get_file`` re-reads a broken body as often. s3fs has no constructor
+  argument for that count; it reads the attribute ``retries`` on every
+  request. :class:`SingleTryS3FileSystem` is a subclass that sets it to 1
+  (one try), so the pool's retries are the only ones. For an
+  ``S3FileSystem`` you build yourself, set ``fs.retries = 1``.
+- **Fan-out.** With ``max_concurrency`` above 1, s3fs splits one large
+  transfer into concurrent range requests; inside an operation they would
+  all run under its one slot. The pooled target defaults to
+  ``max_concurrency=1`` so that the pool's limit is the number of requests
+  in flight; pass it in the s3 options to allow more per operation.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import s3fs
+from aiobotocore.session import AioSession
+
+from ...core.pool import OperationsPool
+from ..botocore import install, installed_pool
+
+S3_PROTOCOLS = ("s3", "s3a")
+SESSION_OPTIONS = ("profile", "session_vars", "event_hooks", "include_builtin_handlers")
+"""s3fs options it would pass to the ``AioSession`` it makes itself."""
+
+
+class SingleTryS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+    """An ``s3fs.S3FileSystem`` that tries each request once: the pool owns retries.
+
+    ``retries`` is s3fs's own retry count (a class attribute that s3fs reads
+    on every request; it has no constructor argument). Everything else is
+    s3fs's.
+    """
+
+    retries = 1
+
+
+class S3RetriesCompound(UserWarning):
+    """An s3fs filesystem under the pool still retries on its own (``fs.retries > 1``)."""
+
+
+_lock = threading.Lock()
+_sessions: weakref.WeakKeyDictionary[OperationsPool, dict[str, AioSession]] = weakref.WeakKeyDictionary()
+_made_here: weakref.WeakSet[AioSession] = weakref.WeakSet()
+
+
+def pooled_session(pool: OperationsPool, **session_options: Any) -> AioSession:
+    """The aiobotocore session of ``pool`` (one per pool and ``session_options``), with the pool installed.
+
+    ``session_options`` go to ``AioSession`` (``profile=...``). Clients the
+    session makes are pooled by the botocore adapter.
+    """
+    key = repr(sorted(session_options.items()))
+    with _lock:
+        per_pool = _sessions.setdefault(pool, {})
+        session = per_pool.get(key)
+        if session is None:
+            session = AioSession(**session_options)
+            install(session, pool)
+            per_pool[key] = session
+            _made_here.add(session)
+        return session
+
+
+def is_s3(fs: object) -> bool:
+    """True for an s3fs filesystem."""
+    return isinstance(fs, s3fs.S3FileSystem)
+
+
+def requests_pool(fs: Any) -> OperationsPool | None:
+    """The pool that ``fs``'s S3 requests are pooled with (through its session), if any."""
+    session = getattr(fs, "session", None)
+    return None if session is None else installed_pool(session)
+
+
+def make_target(pool: OperationsPool, options: Mapping[str, Any]) -> Any:
+    """The s3fs filesystem a pooled filesystem wraps, from s3fs ``options``.
+
+    On an enabled pool: a :class:`SingleTryS3FileSystem` with the pool's
+    session (or the caller's own ``session``, installed with the pool if it
+    is not pooled yet) and ``max_concurrency=1`` unless given. On a disabled
+    pool: a plain ``S3FileSystem``, its own retries included.
+    """
+    options = dict(options)
+    if not pool.enabled:
+        return s3fs.S3FileSystem(**options)
+    session = options.get("session")
+    if session is None or (session in _made_here and installed_pool(session) is not pool):
+        session_options = {name: options[name] for name in SESSION_OPTIONS if name in options}
+        options["session"] = pooled_session(pool, **session_options)
+    elif installed_pool(session) is None:
+        install(session, pool)
+    options.setdefault("max_concurrency", 1)
+    return SingleTryS3FileSystem(**options)
+
+
+def check_retries(fs: Any) -> None:
+    """Warn if an s3fs filesystem given to the pool would retry on its own as well."""
+    retries = getattr(fs, "retries", 1)
+    if isinstance(retries, int) and retries > 1:
+        warnings.warn(
+            S3RetriesCompound(
+                f"this s3fs filesystem retries each request up to {retries} times on its own, on top of the pool's "
+                f"retries; set fs.retries = 1 (s3fs has no constructor argument for it), or let the pooled "
+                f"filesystem build its s3fs from target_options"
+            ),
+            stacklevel=4,
+        )
