@@ -72,9 +72,12 @@ def call_sync(
     context = contextvars.copy_context()
     outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
     started: list[asyncio.Future[T]] = []
+    abandoned: list[bool] = []
 
     def start() -> None:
         # Runs on the loop, inside ``context``: the task copies it.
+        if abandoned:
+            return
         try:
             task = asyncio.ensure_future(coro_fn(*args, **kwargs))
         except BaseException as error:
@@ -84,12 +87,15 @@ def call_sync(
         task.add_done_callback(functools.partial(_settle, outcome))
 
     def cancel() -> None:
-        # Scheduled after ``start`` (the loop runs callbacks in order), so the task exists unless start failed.
-        for task in started:
-            task.cancel()
+        # Runs on the loop too, after ``start`` if that was scheduled (the loop keeps the order).
+        abandoned.append(True)
+        if started:
+            started[0].cancel()
+        elif not outcome.done():
+            _cancelled(outcome)
 
-    loop.call_soon_threadsafe(start, context=context)
     try:
+        loop.call_soon_threadsafe(start, context=context)
         result = outcome.result(timeout)
     except concurrent.futures.TimeoutError as error:
         if outcome.done():  # the coroutine itself raised a TimeoutError
@@ -105,10 +111,14 @@ def call_sync(
     return result
 
 
+def _cancelled(outcome: concurrent.futures.Future[Any]) -> None:
+    outcome.cancel()
+    outcome.set_running_or_notify_cancel()  # wakes concurrent.futures.wait() too
+
+
 def _settle(outcome: concurrent.futures.Future[T], task: asyncio.Future[T]) -> None:
     if task.cancelled():
-        outcome.cancel()
-        outcome.set_running_or_notify_cancel()  # wakes concurrent.futures.wait() too
+        _cancelled(outcome)
         return
     error = task.exception()
     if error is not None:
