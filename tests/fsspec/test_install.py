@@ -41,6 +41,8 @@ def test_install_registers_the_pooled_class_and_a_pooled_session(make_pool, task
     assert fs.ls(s3_bucket) == [f"{s3_bucket}/a"]  # s3fs's own defaults (detail=False) are kept
     assert fs.unstrip_protocol(f"{s3_bucket}/a") == f"s3://{s3_bucket}/a"
     assert fs.split_path(f"s3://{s3_bucket}/a") == (s3_bucket, "a", None)  # the target's own API
+    other = fsspec.filesystem("s3", profile="elsewhere", **local_s3.storage_options())
+    assert other.fs.session is pooled_session(pool, profile="elsewhere") is not session  # the profile is kept
 
     # A directly constructed S3FileSystem gets the pooled session from fsspec's configuration defaults:
     # its requests are pool tasks (not its operations), and it keeps s3fs's own retry count.

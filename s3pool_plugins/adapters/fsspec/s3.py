@@ -98,7 +98,7 @@ def make_target(pool: OperationsPool, options: Mapping[str, Any]) -> Any:
     if not pool.enabled:
         return s3fs.S3FileSystem(**options)
     session = options.get("session")
-    if session is None or (session in _made_here and installed_pool(session) is not pool):
+    if session is None or session in _made_here:  # none, or ours (install_fsspec's configuration default)
         session_options = {name: options[name] for name in SESSION_OPTIONS if name in options}
         options["session"] = pooled_session(pool, **session_options)
     elif installed_pool(session) is None:
