@@ -11,6 +11,14 @@ from s3pool_plugins.adapters.fsspec import PooledS3FileSystem, install_fsspec
 
 from .conftest import assert_settled
 
+PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
+needs_chained_urls = pytest.mark.skipif(
+    not PANDAS_3, reason="pandas 2 does not take chained URLs (pool::s3://) as fsspec URLs"
+)
+# CSV floats back bit for bit: 17 digits written, and pandas 2 needs its round-trip parser (pandas 3's default).
+EXACT_FLOATS = "%.17g"
+EXACT_READ: dict = {} if PANDAS_3 else {"float_precision": "round_trip"}
+
 
 def _frame(rows: int = 60) -> pd.DataFrame:
     rng = np.random.default_rng(7)
@@ -24,6 +32,11 @@ def _frame(rows: int = 60) -> pd.DataFrame:
     )
 
 
+def assert_identical(read: pd.DataFrame, written: pd.DataFrame) -> None:
+    """Exactly equal: values (floats bit for bit), dtypes, index and column order."""
+    pd.testing.assert_frame_equal(read, written, check_exact=True)
+
+
 def _as_written(read: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """A partitioned dataset reads back in partition order, with the partition column as a category."""
     read = read.sort_values("id").reset_index(drop=True)
@@ -31,15 +44,16 @@ def _as_written(read: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return read[columns]
 
 
+@needs_chained_urls
 def test_csv_and_parquet_through_pool_urls(make_pool, tasks, storage_options, s3_bucket) -> None:
     pool = make_pool(concurrency=4, plugins=[tasks])
     options = storage_options(pool)
     frame = _frame()
-    frame.to_csv(f"pool::s3://{s3_bucket}/t.csv", index=False, storage_options=options)
-    pd.testing.assert_frame_equal(pd.read_csv(f"pool::s3://{s3_bucket}/t.csv", storage_options=options), frame)
+    frame.to_csv(f"pool::s3://{s3_bucket}/t.csv", index=False, float_format=EXACT_FLOATS, storage_options=options)
+    assert_identical(pd.read_csv(f"pool::s3://{s3_bucket}/t.csv", storage_options=options, **EXACT_READ), frame)
     frame.to_parquet(f"pool::s3://{s3_bucket}/t.parquet", engine="pyarrow", storage_options=options)
     read = pd.read_parquet(f"pool::s3://{s3_bucket}/t.parquet", engine="pyarrow", storage_options=options)
-    pd.testing.assert_frame_equal(read, frame)
+    assert_identical(read, frame)
     operations = tasks.operations()
     assert operations.count("fsspec.cat_file") >= 2  # the reads: range requests as operations
     assert "S3.PutObject" in tasks.requests()  # the writes: the target's file, one task per request
@@ -51,31 +65,34 @@ def test_csv_and_parquet_through_the_one_line_install(make_pool, tasks, local_s3
     assert fsspec.get_filesystem_class("s3") is PooledS3FileSystem
     options = local_s3.storage_options()  # the call sites are the ones you had without the pool
     frame = _frame()
-    frame.to_csv(f"s3://{s3_bucket}/i.csv", index=False, storage_options=options)
-    pd.testing.assert_frame_equal(pd.read_csv(f"s3://{s3_bucket}/i.csv", storage_options=options), frame)
+    frame.to_csv(f"s3://{s3_bucket}/i.csv", index=False, float_format=EXACT_FLOATS, storage_options=options)
+    assert_identical(pd.read_csv(f"s3://{s3_bucket}/i.csv", storage_options=options, **EXACT_READ), frame)
     frame.to_parquet(f"s3://{s3_bucket}/i.parquet", engine="pyarrow", storage_options=options)
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(f"s3://{s3_bucket}/i.parquet", engine="pyarrow", storage_options=options), frame
-    )
+    assert_identical(pd.read_parquet(f"s3://{s3_bucket}/i.parquet", engine="pyarrow", storage_options=options), frame)
     frame.to_parquet(f"s3://{s3_bucket}/ds", partition_cols=["part"], storage_options=options)
     read = pd.read_parquet(f"s3://{s3_bucket}/ds", storage_options=options)
-    pd.testing.assert_frame_equal(_as_written(read, list(frame.columns)), frame)
+    assert_identical(_as_written(read, list(frame.columns)), frame)
     assert tasks.operations().count("fsspec.cat_file") >= 4
     assert_settled(pool)
 
 
+@pytest.mark.parametrize("route", [pytest.param("pool:: URL", marks=needs_chained_urls), "filesystem="])
 def test_a_partitioned_dataset_round_trip_under_20_percent_slowdown(
-    make_pool, tasks, storage_options, chaos_proxy, s3_bucket
+    route, make_pool, tasks, pooled, storage_options, chaos_proxy, s3_bucket
 ) -> None:
     pool = make_pool(concurrency=8, retries=12, retry_delay=0.005, max_retry_delay=0.05, plugins=[tasks])
-    options = storage_options(pool, chaos_proxy.endpoint_url)
+    if route == "filesystem=":
+        where: dict = {"filesystem": pooled(pool, chaos_proxy.endpoint_url)}
+        url = f"{s3_bucket}/partitioned"
+    else:
+        where = {"storage_options": storage_options(pool, chaos_proxy.endpoint_url)}
+        url = f"pool::s3://{s3_bucket}/partitioned"
     frame = _frame(400)
     chaos_proxy.reseed(20)
     chaos_proxy.configure(throttle_rate=0.2)
-    url = f"pool::s3://{s3_bucket}/partitioned"
-    frame.to_parquet(url, engine="pyarrow", partition_cols=["part"], storage_options=options)
-    read = pd.read_parquet(url, engine="pyarrow", storage_options=options)
-    pd.testing.assert_frame_equal(_as_written(read, list(frame.columns)), frame)
+    frame.to_parquet(url, engine="pyarrow", partition_cols=["part"], **where)
+    read = pd.read_parquet(url, engine="pyarrow", **where)
+    assert_identical(_as_written(read, list(frame.columns)), frame)
     seen = chaos_proxy.stats()
     assert seen.throttled >= 3  # SlowDown really happened, and was absorbed
     assert pool.stats().throttled == seen.throttled
