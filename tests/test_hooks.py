@@ -425,3 +425,42 @@ def test_hooks_run_on_the_thread_that_runs_the_task(make_pool) -> None:
     pool = make_pool(plugins=[Where()], name="whereami")
     pool.submit(lambda: None).result(5)
     assert threads and threads[0].startswith("whereami-worker-")
+
+
+def test_an_entry_point_plugin_can_decline_to_be_registered(monkeypatch) -> None:
+    from s3pool_plugins import OperationsPool
+    from s3pool_plugins.hooks import manager as manager_module
+
+    class Declines:
+        def s3pool_wanted(self) -> bool:
+            return False
+
+        @hookimpl
+        def s3pool_task_queued(self, pool, task) -> None:
+            raise AssertionError("never called")
+
+    class Accepts(Declines):
+        calls = 0
+
+        def s3pool_wanted(self) -> bool:
+            return True
+
+        @hookimpl
+        def s3pool_task_queued(self, pool, task) -> None:
+            Accepts.calls += 1
+
+    class Breaks(Declines):
+        def s3pool_wanted(self) -> bool:
+            raise RuntimeError("broken check")
+
+    plugins = [("declines", Declines()), ("accepts", Accepts()), ("breaks", Breaks())]
+    monkeypatch.setattr(manager_module, "entrypoint_plugins", lambda: list(plugins))
+    monkeypatch.delenv("S3POOL_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pool = OperationsPool()
+    try:
+        pool.submit(lambda: None).result(timeout=5)
+        assert Accepts.calls == 1
+        assert pool.plugin_manager.get_plugin("declines") is None and pool.plugin_manager.get_plugin("breaks") is None
+        assert pool.stats().hook_errors == 1  # the broken check is logged and counted
+    finally:
+        pool.shutdown()

@@ -4,6 +4,8 @@ Plugins in the ``s3pool`` entry-point group are imported once per process and
 registered into every pool's manager, unless the environment variable
 ``S3POOL_DISABLE_PLUGIN_AUTOLOAD`` is set to a non-empty value other than
 ``0``/``false``/``no``, or the pool is built with ``load_entrypoints=False``.
+An entry-point plugin may decline to be registered in a pool through an
+``s3pool_wanted()`` method (see :meth:`PoolPluginManager.load_entrypoint_plugins`).
 """
 
 from __future__ import annotations
@@ -105,11 +107,25 @@ class PoolPluginManager(pluggy.PluginManager):
         )
 
     def load_entrypoint_plugins(self) -> int:
-        """Register the ``s3pool`` entry-point plugins; returns how many."""
+        """Register the ``s3pool`` entry-point plugins; returns how many.
+
+        A plugin object with an ``s3pool_wanted()`` method is registered only
+        if it returns True now (when the pool is built): a plugin with
+        nothing to do, such as the OpenTelemetry plugin without an SDK, then
+        costs nothing at all. One whose check raises is logged and skipped.
+        """
         count = 0
         for name, plugin in entrypoint_plugins():
             if self.is_registered(plugin) or self.get_plugin(name) is not None:
                 continue
+            wanted = getattr(plugin, "s3pool_wanted", None)
+            if wanted is not None:
+                try:
+                    if not wanted():
+                        continue
+                except Exception:
+                    self.record_error("s3pool_wanted", name)
+                    continue
             self.register(plugin, name)
             count += 1
         return count

@@ -126,10 +126,20 @@ def test_metric_instruments_have_bounded_attributes(make_pool, telemetry, local_
             assert set(point.attributes) <= allowed, (name, point.attributes)
 
 
-def test_without_an_sdk_the_plugin_does_nothing(make_pool) -> None:
-    from s3pool_plugins.adapters.otel import OpenTelemetryPlugin
+def test_without_an_sdk_the_plugin_is_not_even_registered(monkeypatch) -> None:
+    from s3pool_plugins import OperationsPool
+    from s3pool_plugins.adapters.otel import OpenTelemetryPlugin, enable, plugin
+    from s3pool_plugins.hooks import manager
 
-    plugin = OpenTelemetryPlugin()  # global providers: the API's no-op proxies here
-    pool = make_pool(plugins=[plugin])
-    pool.submit(lambda: None).result(timeout=5)
-    assert plugin._spans == {} and plugin._instruments is None
+    monkeypatch.delenv("S3POOL_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    assert ("opentelemetry", plugin) in manager.entrypoint_plugins()  # the package's own entry point
+    assert plugin.s3pool_wanted() is False  # no SDK configured in this process: the API's proxies
+    assert OpenTelemetryPlugin(tracer_provider=object()).s3pool_wanted() is True
+    pool = OperationsPool()  # autoloading on
+    try:
+        assert not pool.plugin_manager.is_registered(plugin)
+        assert "s3pool_task_queued" not in pool.plugin_manager.implemented  # no hook to call per task
+        assert enable(pool) is plugin and pool.plugin_manager.is_registered(plugin)
+        assert enable(pool) is plugin  # twice is harmless
+    finally:
+        pool.shutdown()

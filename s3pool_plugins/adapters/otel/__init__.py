@@ -1,5 +1,5 @@
 """OpenTelemetry: spans and metrics for pool tasks, as a pluggy plugin (depends on opentelemetry-api only)."""
 
-from .plugin import OpenTelemetryPlugin, plugin
+from .plugin import OpenTelemetryPlugin, enable, plugin
 
-__all__ = ["OpenTelemetryPlugin", "plugin"]
+__all__ = ["OpenTelemetryPlugin", "enable", "plugin"]

@@ -5,9 +5,12 @@ reference example of one. The package registers an instance through the
 ``s3pool`` entry point, so every pool loads it (unless plugin autoloading is
 off); it depends on ``opentelemetry-api`` only.
 
-Without an OpenTelemetry SDK configured (the API's global tracer provider is
-still the no-op proxy) every hook returns at once. Configure the SDK before
-the first task and spans appear.
+It costs nothing without an OpenTelemetry SDK: when a pool is built while
+the API's global tracer and meter providers are still the no-op proxies, the
+entry-point instance declines to be registered (``s3pool_wanted``), so no
+hook of it is ever called. Configure the SDK before you build pools (the
+process-wide default pool is built at the first S3 client), or register the
+plugin yourself afterwards with :func:`enable`.
 """
 
 from __future__ import annotations
@@ -53,11 +56,20 @@ class OpenTelemetryPlugin:
 
     # -- activation -------------------------------------------------------
 
+    def s3pool_wanted(self) -> bool:
+        """True if there is something to record to: given providers, or an SDK set as the global provider."""
+        return self._active()
+
     def _active(self) -> bool:
         if self._tracer_provider is not None or self._meter_provider is not None:
             return True
-        provider = trace.get_tracer_provider()
-        return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+        tracing = not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+        if tracing or not self._want_metrics:
+            return tracing
+        from opentelemetry import metrics as otel_metrics
+
+        meter_provider = otel_metrics.get_meter_provider()
+        return type(meter_provider).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
 
     def _get_tracer(self) -> trace.Tracer:
         tracer = self._tracer
@@ -140,4 +152,17 @@ class OpenTelemetryPlugin:
 
 
 plugin = OpenTelemetryPlugin()
-"""The instance the ``s3pool`` entry point registers in every pool (global providers)."""
+"""The instance the ``s3pool`` entry point registers in every pool built while an SDK is configured."""
+
+
+def enable(pool: Any, instance: OpenTelemetryPlugin | None = None) -> OpenTelemetryPlugin:
+    """Register ``instance`` (the global-provider :data:`plugin` by default) with ``pool`` now.
+
+    For pools built before the OpenTelemetry SDK was configured, or with
+    plugin autoloading off. Registering twice does nothing.
+    """
+    chosen = plugin if instance is None else instance
+    manager = pool.plugin_manager
+    if not manager.is_registered(chosen):
+        manager.register(chosen)
+    return chosen
