@@ -143,3 +143,25 @@ def test_without_an_sdk_the_plugin_is_not_even_registered(monkeypatch) -> None:
         assert enable(pool) is plugin  # twice is harmless
     finally:
         pool.shutdown()
+
+
+def test_fsspec_operation_spans_parent_their_api_call_spans(make_pool, telemetry, local_s3, s3_bucket) -> None:
+    import fsspec
+
+    pool = make_pool(concurrency=2, plugins=[telemetry.plugin()])
+    options = {"pool": {"pool": pool}, "s3": local_s3.storage_options()}
+    with telemetry.tracer.start_as_current_span("job") as job:  # the caller's context crosses fsspec's IO thread
+        with fsspec.open(f"pool::s3://{s3_bucket}/traced.txt", "wb", **options) as handle:
+            handle.write(b"traced")
+        fs, path = fsspec.core.url_to_fs(f"pool::s3://{s3_bucket}/traced.txt", **options)
+        assert fs.cat_file(path) == b"traced"
+    spans = telemetry.finished()
+    by_id = {span.context.span_id: span for span in spans}
+    calls = [span for span in spans if span.name.startswith("S3.")]
+    operations = [span for span in spans if span.name.startswith("fsspec.")]
+    assert all(span.kind is SpanKind.INTERNAL for span in operations)
+    assert calls and operations
+    for call in calls:  # every API call has an operation span as parent, and that one the job
+        parent = by_id[call.parent.span_id]
+        assert parent in operations, (call.name, parent.name)
+        assert parent.parent.span_id == job.get_span_context().span_id

@@ -95,7 +95,7 @@ class OpenTelemetryPlugin:
     def s3pool_task_queued(self, pool: Any, task: Task) -> None:
         if not self._active():
             return
-        kind = SpanKind.CLIENT if task.kind == "call" else SpanKind.INTERNAL
+        kind = SpanKind.CLIENT if task.metadata.get("service") == "s3" else SpanKind.INTERNAL
         span = self._get_tracer().start_span(task.name, kind=kind, attributes=start_attributes(pool.config.name, task))
         self._spans[task.id] = span
         instruments = self._get_instruments()
