@@ -151,10 +151,11 @@ def test_fsspec_operation_spans_parent_their_api_call_spans(make_pool, telemetry
     pool = make_pool(concurrency=2, plugins=[telemetry.plugin()])
     options = {"pool": {"pool": pool}, "s3": local_s3.storage_options()}
     with telemetry.tracer.start_as_current_span("job") as job:  # the caller's context crosses fsspec's IO thread
-        with fsspec.open(f"pool::s3://{s3_bucket}/traced.txt", "wb", **options) as handle:
-            handle.write(b"traced")
         fs, path = fsspec.core.url_to_fs(f"pool::s3://{s3_bucket}/traced.txt", **options)
+        fs.pipe_file(path, b"traced")
         assert fs.cat_file(path) == b"traced"
+        with fsspec.open(f"pool::s3://{s3_bucket}/traced.txt", "rb", **options) as handle:
+            assert handle.read(3) == b"tra"  # a range read
     spans = telemetry.finished()
     by_id = {span.context.span_id: span for span in spans}
     calls = [span for span in spans if span.name.startswith("S3.")]
