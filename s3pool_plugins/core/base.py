@@ -176,7 +176,20 @@ class PoolBase:
     def _new_task(
         self, name: str, kind: str, options: TaskOptions, max_attempts: int, fallback_priority: float | None = None
     ) -> Task:
-        explicit = options.priority
+        return self._make_task(
+            options.name or name, kind, options.priority, options.metadata, max_attempts, fallback_priority
+        )
+
+    def _make_task(
+        self,
+        name: str,
+        kind: str,
+        explicit: float | None,
+        metadata: Any,
+        max_attempts: int,
+        fallback_priority: float | None = None,
+    ) -> Task:
+        """A new task: ``explicit`` priority, else the scope's, else the hook's, else the fallback, else the pool's."""
         if explicit is not None:
             priority = explicit
         else:
@@ -185,7 +198,7 @@ class PoolBase:
                 priority = scoped
             else:
                 priority = self._default_priority if fallback_priority is None else fallback_priority
-        task = Task(options.name or name, kind, priority, options.metadata, max_attempts, self._clock())
+        task = Task(name, kind, priority, metadata, max_attempts, self._clock())
         if self._log_attempts:
             task.attempt_log = []
         if explicit is None and "s3pool_task_priority" in self.plugin_manager.implemented:

@@ -38,7 +38,8 @@ class Call:
        :class:`~s3pool_plugins.QueueWaitTimeout` when no slot can be had.
     2. :meth:`end_attempt` when the attempt's response or error is in: the
        slot goes back at once. Calling it twice, or without an attempt, does
-       nothing.
+       nothing. After the last attempt it may be left to :meth:`finish`,
+       which gives the slot back and ends the task in one step.
     3. :meth:`retry_delay` to ask whether another attempt is allowed: the
        number of seconds to wait first, or None. The caller does the waiting
        (holding no slot), then goes back to step 1.
@@ -120,8 +121,14 @@ class Call:
 
     def end_attempt(self, error: BaseException | None = None) -> None:
         """End the running attempt and give its slot back; does nothing if none runs."""
+        holder = self._end_attempt(error)
+        if holder is not None:
+            self._pool._scheduler.release(holder=holder)
+
+    def _end_attempt(self, error: BaseException | None) -> SlotHolder | None:
+        """End the running attempt; return its own slot (not a parent's) for the caller to give back."""
         if self._phase != _ATTEMPTING:
-            return
+            return None
         self._phase = _BETWEEN
         pool = self._pool
         holder, self._holder = self._holder, None
@@ -138,9 +145,8 @@ class Call:
                     except ValueError:  # ended from another context (a finalizer): nothing to undo there
                         pass
         finally:
-            if holder is not None:
-                pool._scheduler.release(holder=holder)
             self.task.run_time += pool._clock() - self._started
+        return holder
 
     def retry_delay(self, error: BaseException) -> float | None:
         """Seconds to wait before the next attempt after ``error``, or None to give up.
@@ -170,9 +176,10 @@ class Call:
         """
         if self._phase == _DONE:
             return False
+        own_slot = None
         try:
             if self._phase == _ATTEMPTING:
-                self.end_attempt(error)
+                own_slot = self._end_attempt(error)  # given back below, with the unit's end: one critical section
         finally:
             self._phase = _DONE
             self._leave_backoff()
@@ -190,6 +197,8 @@ class Call:
                     pool._exit_wrappers(wrappers, error)
                 if self._parent is not None:
                     pool._scheduler.release_and_end(task.status, holder=self._parent)
+                elif own_slot is not None:
+                    pool._scheduler.release_and_end(task.status, holder=own_slot)
                 else:
                     pool._scheduler.end_unit(task.status)
         return True
@@ -261,14 +270,23 @@ class CallsMixin(AdmissionMixin):
         ``shutdown``. On a disabled pool the call is a no-op shell (no
         limit, no retries, no hooks).
         """
-        options = TaskOptions(priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name)
+        if (
+            priority is not None
+            or queue_timeout is not UNSET
+            or (metadata is not None and not isinstance(metadata, dict))
+        ):
+            options = TaskOptions(priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name)
+            priority, metadata = options.priority, options.metadata
+            wait_limit = self._task_settings(options)[2]
+        else:  # the adapters' common case: nothing to validate
+            wait_limit = self.config.queue_timeout
         policy = retry_policy or self._policy
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
         parent = self._join_parent_slot()
-        task = self._new_task(name, "call", options, policy.attempts, fallback_priority)
+        task = self._make_task(name, "call", priority, metadata, policy.attempts, fallback_priority)
         self._scheduler.begin_unit()
-        call = Call(self, task, policy, self._task_settings(options)[2], parent)
+        call = Call(self, task, policy, wait_limit, parent)
         try:
             hooks = self.plugin_manager.implemented
             if "s3pool_task_queued" in hooks:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -58,15 +57,21 @@ class CallAbandoned(S3PoolError):
     """The call ended without botocore reporting how (cancelled, or an error outside its endpoint)."""
 
 
-class _ContextGuard:
-    """Lives exactly as long as botocore's request context of one call."""
-
-    __slots__ = ("__weakref__",)
-
-
 def _settle_abandoned(call: Call) -> None:
     if not call.finished:
         call.finish(CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
+
+
+class _ContextGuard:
+    """Lives exactly as long as botocore's request context of one call, and settles the call if still open."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def __del__(self) -> None:
+        _settle_abandoned(self.call)
 
 
 def _settle_with_task(call: Call, task: asyncio.Task[Any]) -> None:
@@ -78,12 +83,10 @@ def _settle_with_task(call: Call, task: asyncio.Task[Any]) -> None:
             _settle_abandoned(call)
 
 
-def _note_server(call: Call, request: Any) -> None:
-    metadata = call.task.metadata
-    if "server_address" not in metadata and isinstance(metadata, dict):
-        host = urlsplit(str(getattr(request, "url", ""))).hostname
-        if host:
-            metadata["server_address"] = host
+def endpoint_host(client: Any) -> str | None:
+    """The host of ``client``'s endpoint URL (what spans call ``server.address``)."""
+    url = getattr(client.meta, "endpoint_url", None)
+    return urlsplit(url).hostname if url else None
 
 
 def call_of(context: object) -> Call | None:
@@ -119,13 +122,15 @@ class ClientHandlers:
         self.priorities: Mapping[str, float] = MappingProxyType(dict(priorities or {}))
         self.policy = s3_retry_policy(pool.retry_policy)
         self.is_async = False
+        self.server_address: str | None = None
+        """The endpoint's host of the one client these handlers were installed on, if so."""
 
     def begin(
         self,
         operation_name: str,
         params: Mapping[str, Any] | None,
         region: str | None = None,
-        endpoint_url: str | None = None,
+        server_address: str | None = None,
     ) -> Call:
         """A new pool task for one API call.
 
@@ -137,10 +142,9 @@ class ClientHandlers:
         metadata: dict[str, Any] = {"service": "s3", "operation": operation_name}
         if region:
             metadata["region"] = region
-        if endpoint_url:
-            host = urlsplit(endpoint_url).hostname
-            if host:
-                metadata["server_address"] = host
+        server_address = server_address or self.server_address
+        if server_address:
+            metadata["server_address"] = server_address
         if params:
             for field, label in (("Bucket", "bucket"), ("Key", "key")):
                 value = params.get(field)
@@ -182,9 +186,7 @@ class ClientHandlers:
                 callback = functools.partial(_settle_with_task, call)
                 task.add_done_callback(callback)
                 context[_TASK_KEY] = (task, callback)
-        guard = _ContextGuard()
-        weakref.finalize(guard, _settle_abandoned, call).atexit = False
-        context[_GUARD_KEY] = guard
+        context[_GUARD_KEY] = _ContextGuard(call)
 
     @staticmethod
     def _unwatch(context: dict[str, Any]) -> None:
@@ -196,13 +198,11 @@ class ClientHandlers:
     def request_created(self, request: Any, **_: Any) -> None:
         call = call_of(getattr(request, "context", None))
         if call is not None and not call.finished:
-            _note_server(call, request)
             call.start_attempt()
 
     async def request_created_async(self, request: Any, **_: Any) -> None:
         call = call_of(getattr(request, "context", None))
         if call is not None and not call.finished:
-            _note_server(call, request)
             await call.start_attempt_async()
 
     def needs_retry(
@@ -218,6 +218,10 @@ class ClientHandlers:
             return None
         error = caught_exception
         if error is None:
+            if response is not None and response[0].status_code < 300 and "Error" not in response[1]:
+                # Success, the common case: the call settles in a moment, and its settling gives the slot
+                # back together with the end of the task (one critical section instead of two).
+                return None
             error = response_error(getattr(operation, "name", call.task.name), response)
         if error is None:
             call.end_attempt()
@@ -246,11 +250,17 @@ class ClientHandlers:
 
     # -- registration -----------------------------------------------------
 
-    def register(self, emitter: Any, service: str, is_async: bool) -> None:
-        """Register the handlers on a client's event ``emitter`` (idempotent per unique id)."""
+    def register(self, emitter: Any, service: str, is_async: bool, *, settled_by_class: bool = False) -> None:
+        """Register the handlers on a client's event ``emitter`` (idempotent per unique id).
+
+        ``settled_by_class``: the client's class settles each call (a pooled
+        client class), so the ``after-call`` handlers are not needed.
+        """
         self.is_async = self.is_async or is_async
         emitter.unregister(f"needs-retry.{service}", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service=service))
         for event, handler, where in self._handlers(is_async):
+            if settled_by_class and event.startswith("after-call"):
+                continue
             add: Callable[..., None] = emitter.register_first if where == "first" else emitter.register_last
             add(f"{event}.{service}", handler, unique_id=f"s3pool-{event}")
 

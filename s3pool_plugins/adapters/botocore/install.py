@@ -23,7 +23,7 @@ from ...core.environment import default_pool
 from ...core.pool import OperationsPool
 from ...errors import ConfigurationError
 from .connections import raise_session_connections, warn_if_too_small
-from .handlers import ClientHandlers
+from .handlers import ClientHandlers, endpoint_host
 from .mixins import AsyncPooledClientMixin, PooledClientMixin
 from .retries import restore_botocore_retries
 
@@ -151,6 +151,7 @@ def install(
     else:
         if isinstance(target, (PooledClientMixin, AsyncPooledClientMixin)):
             return target._s3pool_handlers.pool
+        handlers.server_address = endpoint_host(target)
         handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
         warn_if_too_small(target, pool.concurrency)
     _installed[target] = handlers

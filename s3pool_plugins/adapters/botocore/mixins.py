@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ...core.calls import Call
-from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, begin_pending, end_pending
+from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, begin_pending, end_pending, endpoint_host
 
 
 def _attach_notes(call: Call, error: BaseException) -> None:
@@ -38,9 +38,10 @@ class _PooledClient:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         handlers = type(self)._s3pool_handlers
-        handlers.register(self.meta.events, "s3", is_async=self._s3pool_async)
+        handlers.register(self.meta.events, "s3", is_async=self._s3pool_async, settled_by_class=True)
         handlers.check_connections(self)
         self._s3pool_own_retries_removed = False
+        self._s3pool_server = endpoint_host(self)
 
     _s3pool_async = False
 
@@ -49,8 +50,7 @@ class _PooledClient:
             # botocore registers its retry handler after the client object is built: remove it on first use.
             self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
             self._s3pool_own_retries_removed = True
-        meta = self.meta
-        return type(self)._s3pool_handlers.begin(operation_name, api_params, meta.region_name, meta.endpoint_url)
+        return type(self)._s3pool_handlers.begin(operation_name, api_params, self.meta.region_name, self._s3pool_server)
 
 
 class PooledClientMixin(_PooledClient):
