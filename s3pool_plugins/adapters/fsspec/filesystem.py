@@ -43,7 +43,6 @@ from typing import Any
 import fsspec
 from fsspec.asyn import AsyncFileSystem, async_methods
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from ...core.context import validate_priority
@@ -54,6 +53,11 @@ from .files import PooledReadFile
 from .operations import OperationRunner
 from .pools import resolve_pool
 from .s3 import S3_PROTOCOLS, check_retries, is_s3, make_target, requests_pool
+
+try:
+    from fsspec.implementations.chained import ChainedFileSystem
+except ImportError:  # an fsspec without the marker: pool:: URLs then lose their path, the rest works
+    ChainedFileSystem = AbstractFileSystem
 
 PROTOCOL = "pool"
 DELETE_BATCH_SIZE = 128
