@@ -82,6 +82,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "aging_rate": _number,
     "max_queue": _optional(_integer),
     "queue_full": _text,
+    "monitoring": _text,
     "load_entrypoints": _boolean,
     "name": _text,
     "seed": _optional(_integer),
@@ -137,6 +138,9 @@ def default_pool() -> Any:
             from .pool import OperationsPool
 
             _default_pool = OperationsPool(config_from_environment(name="s3pool-default"))
+            from .report import attach_from_environment
+
+            attach_from_environment(_default_pool)  # S3POOL_REPORT set (s3pool run): report at exit
         return _default_pool
 
 
@@ -146,3 +150,23 @@ def set_default_pool(pool: Any) -> Any:
     with _default_lock:
         old, _default_pool = _default_pool, pool
     return old
+
+
+def pool_for(caller: str, pool: Any, options: dict[str, Any]) -> Any:
+    """The pool an ``install`` function should use.
+
+    ``pool`` if given (then ``options`` must be empty), else a new pool built
+    from ``options`` (any :class:`PoolConfig` option), else
+    :func:`default_pool`. ``caller`` names the function in errors.
+    """
+    from .pool import OperationsPool
+
+    if pool is None:
+        return OperationsPool(**options) if options else default_pool()
+    if options:
+        raise ConfigurationError(
+            sorted(options)[0], "no pool options together with a pool (give them to OperationsPool)", options
+        )
+    if not isinstance(pool, OperationsPool):
+        raise TypeError(f"{caller}() needs an OperationsPool as pool, got {type(pool).__name__}")
+    return pool

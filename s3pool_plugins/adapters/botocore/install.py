@@ -19,9 +19,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from ...core.environment import default_pool
+from ...core.environment import pool_for
 from ...core.pool import OperationsPool
-from ...errors import ConfigurationError
 from .connections import raise_session_connections, warn_if_too_small
 from .handlers import ClientHandlers, endpoint_host
 from .mixins import AsyncPooledClientMixin, PooledClientMixin
@@ -119,14 +118,7 @@ def install(
     Returns the pool. Raises ``TypeError`` naming the accepted targets, and
     ``ValueError`` for a client of another service than S3.
     """
-    if pool is None:
-        pool = OperationsPool(**options) if options else default_pool()
-    elif options:
-        raise ConfigurationError(
-            sorted(options)[0], "no pool options together with a pool (give them to OperationsPool)", options
-        )
-    elif not isinstance(pool, OperationsPool):
-        raise TypeError(f"install() needs an OperationsPool as pool, got {type(pool).__name__}")
+    pool = pool_for("install", pool, options)
     if priorities is not None and not isinstance(priorities, Mapping):
         raise TypeError(f"install() needs priorities as a mapping of operation name to priority, got {priorities!r}")
     session = _session_parts(target)

@@ -28,9 +28,8 @@ from typing import Any
 import fsspec
 import fsspec.config
 
-from ...core.environment import default_pool
+from ...core.environment import pool_for
 from ...core.pool import OperationsPool
-from ...errors import ConfigurationError
 from .filesystem import PooledS3FileSystem
 from .pools import installed_fsspec_pool, set_installed_pool
 from .s3 import S3_PROTOCOLS, pooled_session
@@ -65,14 +64,7 @@ def install_fsspec(pool: OperationsPool | None = None, **options: Any) -> Operat
     the pool. Filesystems made before the call are left as they are.
     """
     global _current
-    if pool is None:
-        pool = OperationsPool(**options) if options else default_pool()
-    elif options:
-        raise ConfigurationError(
-            sorted(options)[0], "no pool options together with a pool (give them to OperationsPool)", options
-        )
-    elif not isinstance(pool, OperationsPool):
-        raise TypeError(f"install_fsspec() needs an OperationsPool as pool, got {type(pool).__name__}")
+    pool = pool_for("install_fsspec", pool, options)
     with _lock:
         if _current is not None:
             if _current.pool is pool:
