@@ -166,3 +166,25 @@ def test_fsspec_operation_spans_parent_their_api_call_spans(make_pool, telemetry
         parent = by_id[call.parent.span_id]
         assert parent in operations, (call.name, parent.name)
         assert parent.parent.span_id == job.get_span_context().span_id
+
+
+def test_transfer_keeps_the_callers_context_in_s3transfer_threads(make_pool, telemetry, local_s3, s3_bucket, tmp_path):
+    import os
+
+    from boto3.s3.transfer import TransferConfig
+
+    from s3pool_plugins import priority_scope
+    from s3pool_plugins.adapters.botocore import transfer
+
+    pool = make_pool(concurrency=4, plugins=[telemetry.plugin()])
+    s3 = _client(local_s3, pool)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(11 * 1024 * 1024))
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    with telemetry.tracer.start_as_current_span("upload job") as job, priority_scope(42):
+        transfer(s3, config).upload_file(str(source), s3_bucket, "big.bin")
+    parts = telemetry.finished("S3.UploadPart")
+    assert len(parts) == 3
+    calls = [span for span in telemetry.finished() if span.name.startswith("S3.")]
+    assert {span.parent.span_id for span in calls} == {job.get_span_context().span_id}
+    assert {span.attributes["s3pool.priority"] for span in calls} == {42}

@@ -8,15 +8,18 @@ from .classify import S3ResponseError, classify_s3_error, s3_retry_policy
 from .connections import ConnectionPoolTooSmall
 from .handlers import CallAbandoned
 from .install import ACCEPTED_TARGETS, install, installed_pool, uninstall
+from .transfer import ContextThreadPoolExecutor, transfer
 
 __all__ = [
     "ACCEPTED_TARGETS",
     "CallAbandoned",
     "ConnectionPoolTooSmall",
+    "ContextThreadPoolExecutor",
     "S3ResponseError",
     "classify_s3_error",
     "install",
     "installed_pool",
     "s3_retry_policy",
+    "transfer",
     "uninstall",
 ]
