@@ -1,0 +1,393 @@
+"""Run reports: what the process-wide default pool did, written when the process ends.
+
+``s3pool run`` sets ``S3POOL_REPORT`` for the program it starts. When the
+default pool is built from the environment with that variable set,
+:func:`attach_from_environment` registers a :class:`CallRecorder` on it and
+arranges for :func:`write_report` to run when the process ends: at
+interpreter exit (``atexit``) and, in a ``multiprocessing`` child (which
+leaves through ``os._exit``), from ``multiprocessing``'s own exit finalizers.
+
+``S3POOL_REPORT`` names either
+
+- an existing **directory**: each process writes ``s3pool-<pid>.json``
+  there, so the processes of one program (``multiprocessing``, its own
+  subprocesses) never overwrite each other; :func:`merge_reports` combines
+  them; or
+- a **file**: written by every process that ends, the last one wins; a
+  ``{pid}`` in the name is replaced by the process id.
+
+A forked child starts its report from zero (its parent's calls are the
+parent's). A process that is killed (a signal, ``os._exit`` outside
+``multiprocessing``, ``multiprocessing.Pool.terminate()``) writes nothing.
+
+The report holds counts and call times only: operation names, never keys,
+buckets, arguments or credentials.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..hooks import hookimpl
+from .metrics import QuantileSketch
+
+REPORT_VARIABLE = "S3POOL_REPORT"
+FORMAT = "s3pool-report/1"
+"""The ``format`` field of every report this module writes or merges."""
+
+FILE_PREFIX = "s3pool-"
+_ALPHA = 0.01
+_COUNTED = ("processed", "succeeded", "errors", "cancelled", "retries", "throttled", "nested")
+
+
+class CallRecorder:
+    """A plugin that counts settled tasks by name and sketches their durations (seconds).
+
+    The duration of a task runs from its creation to its settling: for an S3
+    API call, the whole call, queue waits and retry backoff included.
+    Thread-safe; costs one lock and one sketch insertion per task.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything counted so far."""
+        with self._lock:
+            self.durations = QuantileSketch(alpha=_ALPHA)
+            self.calls: Counter[str] = Counter()
+            self.failures: Counter[str] = Counter()
+
+    @hookimpl
+    def s3pool_task_completed(self, task: Any) -> None:
+        self._record(task, failed=False)
+
+    @hookimpl
+    def s3pool_task_error(self, task: Any) -> None:
+        self._record(task, failed=True)
+
+    def _record(self, task: Any, failed: bool) -> None:
+        finished = task.finished_at
+        duration = None if finished is None else max(0.0, finished - task.created_at)
+        with self._lock:
+            self.calls[task.name] += 1
+            if failed:
+                self.failures[task.name] += 1
+            if duration is not None:
+                self.durations.add(duration)
+
+    def snapshot(self) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+        """``(sketch as a dict, {task name: {"calls", "failures"}})``, consistent with each other."""
+        with self._lock:
+            sketch = sketch_to_dict(self.durations)
+            operations = {
+                name: {"calls": n, "failures": self.failures.get(name, 0)} for name, n in sorted(self.calls.items())
+            }
+        return sketch, operations
+
+
+def sketch_to_dict(sketch: QuantileSketch) -> dict[str, Any]:
+    """A JSON-ready form of ``sketch`` that :func:`sketch_from_dict` turns back into an equal sketch."""
+    return {
+        "alpha": sketch.alpha,
+        "count": sketch.count,
+        "total": sketch.total,
+        "minimum": sketch.minimum if sketch.count else None,
+        "maximum": sketch.maximum if sketch.count else None,
+        "zeros": sketch.zeros,
+        "buckets": {str(index): n for index, n in sorted(sketch.bucket_counts.items())},
+    }
+
+
+def sketch_from_dict(data: Mapping[str, Any]) -> QuantileSketch:
+    """The sketch :func:`sketch_to_dict` described; raises ``ValueError`` on a malformed one."""
+    try:
+        sketch = QuantileSketch(alpha=float(data["alpha"]))
+        sketch.count = int(data["count"])
+        sketch.total = float(data["total"])
+        sketch.zeros = int(data["zeros"])
+        sketch.minimum = math.inf if data["minimum"] is None else float(data["minimum"])
+        sketch.maximum = -math.inf if data["maximum"] is None else float(data["maximum"])
+        sketch.bucket_counts = {int(index): int(n) for index, n in data["buckets"].items()}
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"not a call-time sketch: {error!r}") from None
+    return sketch
+
+
+class ProcessReport:
+    """What this process's attached pools did; :meth:`as_dict` is the report's content."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.started = time.time()
+        self.recorder = CallRecorder()
+        self._lock = threading.Lock()
+        self._pools: list[tuple[Any, dict[str, int]]] = []
+        self._fork_baselines: list[dict[str, int]] = []
+
+    def attach(self, pool: Any) -> None:
+        """Count ``pool``'s work from now on (idempotent)."""
+        with self._lock:
+            if any(known is pool for known, _ in self._pools):
+                return
+            self._pools.append((pool, _counts(pool)))
+        if not pool.plugin_manager.is_registered(self.recorder):
+            pool.plugin_manager.register(self.recorder, name="s3pool-report")
+
+    def before_fork(self) -> None:
+        """In the parent, just before a fork: remember the counts the child starts from."""
+        with self._lock:
+            self._fork_baselines = [_counts(pool) for pool, _ in self._pools]
+
+    def restart_in_child(self) -> None:
+        """After a fork, in the child: its report starts from zero (counts from the fork on).
+
+        Takes no lock (another thread of the parent may have held one at the
+        fork) and calls no pool: the locks are replaced, the baselines were
+        taken by :meth:`before_fork`.
+        """
+        self.pid = os.getpid()
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self.recorder._lock = threading.Lock()
+        self.recorder.reset()
+        baselines = self._fork_baselines
+        self._pools = [
+            (pool, baselines[index] if index < len(baselines) else old) for index, (pool, old) in enumerate(self._pools)
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report: counts since each pool was attached (or since the fork), call times, peaks."""
+        with self._lock:
+            pools = list(self._pools)
+        totals: Counter[str] = Counter()
+        described = []
+        for pool, baseline in pools:
+            stats = pool.stats()
+            now = _counts(pool)
+            for name in _COUNTED:
+                totals[name] += now[name] - baseline.get(name, 0)
+            described.append(
+                {
+                    "name": pool.config.name,
+                    "limit": stats.limit,
+                    "peak_active": stats.peak_active,
+                    "closed": stats.closed,
+                }
+            )
+        sketch, operations = self.recorder.snapshot()
+        return {
+            "format": FORMAT,
+            "pid": self.pid,
+            "started": self.started,
+            "ended": time.time(),
+            "calls": totals["processed"],
+            "succeeded": totals["succeeded"],
+            "failures": totals["errors"],
+            "cancelled": totals["cancelled"],
+            "retries": totals["retries"],
+            "throttles": totals["throttled"],
+            "nested": totals["nested"],
+            "peak_active": max((pool["peak_active"] for pool in described), default=0),
+            "limit": max((pool["limit"] for pool in described), default=None),
+            "pools": described,
+            "operations": operations,
+            "call_time": sketch,
+        }
+
+
+def _counts(pool: Any) -> dict[str, int]:
+    stats = pool.stats()
+    return {name: int(getattr(stats, name)) for name in _COUNTED}
+
+
+_state_lock = threading.Lock()
+_state: ProcessReport | None = None
+_target: str | None = None
+
+
+def report_path(target: str, pid: int | None = None) -> Path:
+    """Where this process writes for ``S3POOL_REPORT=target`` (see the module docstring)."""
+    pid = os.getpid() if pid is None else pid
+    if os.path.isdir(target):
+        return Path(target) / f"{FILE_PREFIX}{pid}.json"
+    return Path(target.replace("{pid}", str(pid)))
+
+
+def attach_from_environment(pool: Any, environ: Mapping[str, str] | None = None) -> ProcessReport | None:
+    """If ``S3POOL_REPORT`` is set, count ``pool``'s work into this process's report, written at exit.
+
+    Called by :func:`~s3pool_plugins.core.environment.default_pool` for the
+    pool it builds; returns the process's report, or None when the variable
+    is unset or empty.
+    """
+    global _state, _target
+    environ = os.environ if environ is None else environ
+    target = environ.get(REPORT_VARIABLE, "").strip()
+    if not target:
+        return None
+    with _state_lock:
+        first = _state is None
+        if _state is None:
+            _state = ProcessReport()
+        _target = target
+        state = _state
+    state.attach(pool)
+    if first:
+        atexit.register(write_report)
+        os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    _finalize_with_multiprocessing()
+    return state
+
+
+def write_report() -> Path | None:
+    """Write this process's report now (again: the file is replaced); returns its path, None if none.
+
+    Never raises: a report that cannot be written is announced on stderr.
+    """
+    with _state_lock:
+        state, target = _state, _target
+    if state is None or target is None or state.pid != os.getpid():
+        return None
+    try:
+        path = report_path(target)
+        content = json.dumps(state.as_dict(), indent=1)
+        folder = path.parent if str(path.parent) else Path(".")
+        handle, temporary = tempfile.mkstemp(prefix=".s3pool-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(content)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        return path
+    except Exception as error:
+        print(f"s3pool: could not write the run report for {REPORT_VARIABLE}={target!r}: {error}", file=sys.stderr)
+        return None
+
+
+def _before_fork() -> None:
+    state = _state
+    if state is not None:
+        state.before_fork()
+
+
+def _after_fork_in_child() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()
+    state = _state
+    if state is not None:
+        state.restart_in_child()
+        _finalize_with_multiprocessing(after_fork=True)
+
+
+_finalized_pid: int | None = None
+
+
+def _finalize_with_multiprocessing(after_fork: bool = False) -> None:
+    """Also write from ``multiprocessing``'s exit finalizers (its children end with ``os._exit``).
+
+    Only when ``multiprocessing`` is already in use: this never imports it.
+    Right after a fork ``multiprocessing`` clears its finalizers before the
+    child runs, so the registration is deferred to its after-fork callbacks.
+    """
+    global _finalized_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _finalized_pid == os.getpid():
+        return
+    _finalized_pid = os.getpid()
+    if after_fork:
+        util.register_after_fork(_Rearm.instance, _Rearm.finalize)
+    else:
+        util.Finalize(None, write_report, exitpriority=100)
+
+
+class _Rearm:
+    """A weak-referenceable anchor for ``multiprocessing.util.register_after_fork``."""
+
+    instance: _Rearm
+
+    @staticmethod
+    def finalize(_: object) -> None:
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            util.Finalize(None, write_report, exitpriority=100)
+
+
+_Rearm.instance = _Rearm()
+
+
+def load_reports(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read report files: ``(reports, problems)``; unreadable or foreign files become problems."""
+    reports: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            problems.append(f"{path.name}: {error}")
+            continue
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            problems.append(f"{path.name}: not an {FORMAT} report")
+            continue
+        reports.append(data)
+    return reports, problems
+
+
+def merge_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One report for several processes: counts add up, call times merge exactly (as sketches).
+
+    ``peak_active`` is the highest of any one process (each process has its
+    own pool and limit); ``processes`` lists each process's own figures.
+    """
+    reports = sorted(reports, key=lambda report: (report.get("started", 0), report.get("pid", 0)))
+    sketch = QuantileSketch(alpha=_ALPHA)
+    operations: dict[str, dict[str, int]] = {}
+    totals: Counter[str] = Counter()
+    for report in reports:
+        for name in ("calls", "succeeded", "failures", "cancelled", "retries", "throttles", "nested"):
+            totals[name] += int(report.get(name, 0))
+        sketch.merge(sketch_from_dict(report["call_time"]))
+        for name, counts in report.get("operations", {}).items():
+            merged = operations.setdefault(name, {"calls": 0, "failures": 0})
+            merged["calls"] += int(counts.get("calls", 0))
+            merged["failures"] += int(counts.get("failures", 0))
+    limits = [report["limit"] for report in reports if report.get("limit") is not None]
+    return {
+        "format": FORMAT,
+        "processes": [
+            {name: report.get(name) for name in ("pid", "calls", "failures", "retries", "throttles", "peak_active")}
+            for report in reports
+        ],
+        **dict(totals),
+        "peak_active": max((int(report.get("peak_active", 0)) for report in reports), default=0),
+        "limit": max(limits, default=None),
+        "operations": dict(sorted(operations.items())),
+        "call_time": sketch_to_dict(sketch),
+    }
+
+
+def call_time_summary(sketch_data: Mapping[str, Any]) -> dict[str, float | None]:
+    """``count``, ``mean``, ``p50``, ``p95``, ``p99`` and ``max`` (seconds) of a sketch dict."""
+    sketch = sketch_from_dict(sketch_data)
+    return {
+        "count": sketch.count,
+        "mean": sketch.mean,
+        "p50": sketch.quantile(0.50),
+        "p95": sketch.quantile(0.95),
+        "p99": sketch.quantile(0.99),
+        "max": sketch.maximum if sketch.count else None,
+    }
