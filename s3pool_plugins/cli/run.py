@@ -1,0 +1,278 @@
+"""``s3pool run [options] -- PROGRAM [ARGS...]``: an unmodified program under one pool per process.
+
+The program is started with
+
+- ``BOTOCORE_EXPERIMENTAL__PLUGINS`` naming the package's botocore plugin
+  (appended to a value already set), so botocore installs each process's
+  default pool into every S3 client it creates, boto3, aiobotocore, s3fs
+  and aws-cli included. The mechanism is **experimental in botocore**;
+- ``S3POOL_*`` variables from the options, which configure that pool;
+- ``S3POOL_REPORT``, a directory this command creates: each process of the
+  program writes its report there at exit (see
+  :mod:`s3pool_plugins.core.report`), and this command merges them into the
+  summary it prints and the JSON it writes with ``--report``.
+
+Every option, inherited ``S3POOL_*`` variable and the program itself are
+checked before the program starts. The program's exit status is passed
+through (``128 + N`` when signal ``N`` ended it). ``SIGTERM`` and ``SIGHUP``
+sent to this command are forwarded to the program; ``SIGINT`` is left to
+the terminal, which delivers Ctrl-C to the program directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..core.environment import PREFIX, config_from_environment
+from ..core.report import FILE_PREFIX, REPORT_VARIABLE, call_time_summary, load_reports, merge_reports
+from ..errors import ConfigurationError
+from . import parser as types
+from .summary import run_summary
+
+PLUGINS_VARIABLE = "BOTOCORE_EXPERIMENTAL__PLUGINS"
+PLUGIN_NAME = "s3pool"
+PLUGIN_MODULE = "s3pool_plugins.adapters.botocore.plugin"
+AUTOLOAD_VARIABLE = "S3POOL_DISABLE_PLUGIN_AUTOLOAD"
+RUN_FORMAT = "s3pool-run/1"
+
+POOL_OPTIONS: dict[str, str] = {
+    "concurrency": "--concurrency",
+    "retries": "--retries",
+    "retry_delay": "--retry-delay",
+    "max_retry_delay": "--max-retry-delay",
+    "queue_timeout": "--queue-timeout",
+    "priority": "--priority",
+    "monitoring": "--monitoring",
+}
+"""Pool options of ``s3pool run``: argparse destination (= pool option) -> flag. Each sets ``S3POOL_<OPTION>``."""
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add ``run`` to the sub-command parsers ``commands``."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "run",
+        help="run a program with every S3 client under one pool per process",
+        description=(
+            "Run an unmodified program (a Python script, aws-cli, anything using botocore, aiobotocore or s3fs) "
+            "with every S3 client under one pool per process, then print a summary of its S3 calls. "
+            "It works through botocore's plugin variable BOTOCORE_EXPERIMENTAL__PLUGINS, a mechanism botocore "
+            "marks experimental."
+        ),
+        epilog="Example: s3pool run --concurrency 32 --retries 8 --report s3.json -- python nightly_export.py",
+    )
+    pool = parser.add_argument_group("pool options (each sets the S3POOL_ variable of the same name)")
+    pool.add_argument(
+        "--concurrency", type=types.concurrency, metavar="N", help="most S3 requests in flight per process"
+    )
+    pool.add_argument("--retries", type=types.integer(0), metavar="N", help="retries after the first attempt")
+    pool.add_argument("--retry-delay", type=types.seconds(), metavar="SECONDS", help="backoff base")
+    pool.add_argument("--max-retry-delay", type=types.seconds(), metavar="SECONDS", help="backoff cap")
+    pool.add_argument(
+        "--queue-timeout",
+        type=types.seconds_or_none,
+        metavar="SECONDS",
+        help="longest wait for a slot ('none': no limit)",
+    )
+    pool.add_argument("--priority", type=types.number, metavar="P", help="default priority of the calls")
+    pool.add_argument("--monitoring", choices=("off", "light", "full"), help="how much the pool measures")
+    otel = pool.add_mutually_exclusive_group()
+    otel.add_argument(
+        "--otel",
+        dest="otel",
+        action="store_true",
+        default=None,
+        help="load s3pool's entry-point plugins, OpenTelemetry's included (the default; it records spans "
+        "when the program configures an OpenTelemetry SDK)",
+    )
+    otel.add_argument(
+        "--no-otel",
+        dest="otel",
+        action="store_false",
+        help=f"load no entry-point plugins ({AUTOLOAD_VARIABLE}=1)",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("--report", type=Path, metavar="FILE", help="also write the summary as JSON to FILE")
+    output.add_argument("--quiet", action="store_true", help="print no summary (the --report file is still written)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]", help="what to run")
+    parser.set_defaults(execute=execute, command_parser=parser)
+    return parser
+
+
+def plugins_value(existing: str | None) -> str:
+    """``BOTOCORE_EXPERIMENTAL__PLUGINS`` with the s3pool plugin added (replacing an entry of that name).
+
+    Raises ``ValueError`` when ``existing`` is ``DISABLED`` (botocore's switch that turns plugins off).
+    """
+    text = (existing or "").strip()
+    if text == "DISABLED":
+        raise ValueError(f"{PLUGINS_VARIABLE}=DISABLED turns botocore's plugins off, and s3pool run needs them")
+    entries = [
+        entry.strip() for entry in text.split(",") if entry.strip() and entry.split("=", 1)[0].strip() != PLUGIN_NAME
+    ]
+    return ",".join([*entries, f"{PLUGIN_NAME}={PLUGIN_MODULE}"])
+
+
+def pool_variables(args: argparse.Namespace) -> dict[str, str]:
+    """The ``S3POOL_*`` variables the options set (options not given set nothing)."""
+    variables: dict[str, str] = {}
+    for option in POOL_OPTIONS:
+        value = getattr(args, option)
+        if value is not None:
+            variables[PREFIX + option.upper()] = _text(value)
+    if args.otel is False:
+        variables[AUTOLOAD_VARIABLE] = "1"
+    return variables
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def child_environment(args: argparse.Namespace, base: Mapping[str, str]) -> dict[str, str]:
+    """The program's environment: ``base`` plus the plugin variable and the pool variables.
+
+    Raises ``ValueError`` with a message naming the option or variable at
+    fault when the pool the program would build is misconfigured.
+    """
+    environment = dict(base)
+    if args.otel is True:
+        environment.pop(AUTOLOAD_VARIABLE, None)
+    variables = pool_variables(args)
+    environment.update(variables)
+    try:
+        environment[PLUGINS_VARIABLE] = plugins_value(base.get(PLUGINS_VARIABLE))
+        config_from_environment({k: v for k, v in environment.items() if k.startswith(PREFIX)})
+    except ConfigurationError as error:
+        raise ValueError(_blame(error, variables)) from None
+    return environment
+
+
+def _blame(error: ConfigurationError, variables: Mapping[str, str]) -> str:
+    """The error, naming the option that set the variable, or the inherited variable."""
+    variable = error.option if error.option.startswith(PREFIX) else PREFIX + error.option.split(".")[0].upper()
+    option = variable[len(PREFIX) :].lower()
+    if variable in variables and option in POOL_OPTIONS:
+        return f"argument {POOL_OPTIONS[option]}: {error.got!r} is not accepted: expected {error.accepted}"
+    return f"environment variable {variable}: {error.got!r} is not accepted: expected {error.accepted}"
+
+
+def find_program(name: str, environment: Mapping[str, str]) -> str | None:
+    """The executable ``name`` resolves to with the program's ``PATH``, or None."""
+    if os.sep in name or (os.altsep is not None and os.altsep in name):
+        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
+    return shutil.which(name, path=environment.get("PATH", os.defpath))
+
+
+def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Check everything, run the program, merge the reports, print and write the summary."""
+    command: list[str] = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error("the program to run is missing: s3pool run [options] -- PROGRAM [ARGS...]")
+    try:
+        environment = child_environment(args, os.environ)
+    except ValueError as error:
+        parser.error(str(error))
+    if find_program(command[0], environment) is None:
+        parser.error(f"argument PROGRAM: {command[0]!r} was not found (not on PATH, or not an executable file)")
+    if args.report is not None:
+        folder = args.report.parent if str(args.report.parent) else Path(".")
+        if not folder.is_dir():
+            parser.error(f"argument --report: the folder {str(folder)!r} does not exist")
+        if args.report.is_dir():
+            parser.error(f"argument --report: {str(args.report)!r} is a folder, not a file")
+    with tempfile.TemporaryDirectory(prefix="s3pool-run-") as folder:
+        environment[REPORT_VARIABLE] = folder
+        started = time.monotonic()
+        status = run_program(command, environment)
+        wall_time = time.monotonic() - started
+        reports, problems = load_reports(sorted(Path(folder).glob(f"{FILE_PREFIX}*.json")))
+    document = run_document(reports, program=command[0], exit_code=status, wall_time=wall_time, args=args)
+    for problem in problems:
+        print(f"s3pool run: ignored a report: {problem}", file=sys.stderr)
+    if not args.quiet:
+        print(run_summary(document, program=command[0], exit_code=status, wall_time=wall_time), file=sys.stderr)
+    if args.report is not None:
+        try:
+            args.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            print(f"s3pool run: could not write --report {str(args.report)!r}: {error}", file=sys.stderr)
+    return status
+
+
+def run_document(
+    reports: Sequence[Mapping[str, Any]], *, program: str, exit_code: int, wall_time: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The ``--report`` JSON: the merged process reports, the program's status and the settings used."""
+    merged = merge_reports(reports)
+    sketch = merged.pop("call_time")
+    return {
+        "format": RUN_FORMAT,
+        "program": program,
+        "exit_code": exit_code,
+        "wall_time": wall_time,
+        "settings": pool_variables(args),
+        **{key: value for key, value in merged.items() if key != "format"},
+        "call_time": call_time_summary(sketch),
+        "call_time_sketch": sketch,
+    }
+
+
+def run_program(command: Sequence[str], environment: Mapping[str, str]) -> int:
+    """Run ``command`` to its end; its exit status, or ``128 + N`` when signal ``N`` ended it."""
+    try:
+        process = subprocess.Popen(list(command), env=dict(environment))
+    except OSError as error:
+        print(f"s3pool run: cannot start {command[0]!r}: {error}", file=sys.stderr)
+        return 127 if isinstance(error, FileNotFoundError) else 126
+    with _signals_forwarded_to(process):
+        while True:
+            try:
+                status = process.wait()
+                break
+            except KeyboardInterrupt:  # only when SIGINT could not be ignored (not the main thread)
+                continue
+    return 128 - status if status < 0 else status
+
+
+@contextmanager
+def _signals_forwarded_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While the program runs: forward SIGTERM and SIGHUP to it, ignore SIGINT (the terminal sends it there)."""
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    wanted: list[tuple[int, Callable[[int, FrameType | None], None] | signal.Handlers]] = [
+        (signal.SIGTERM, forward),
+        (signal.SIGINT, signal.SIG_IGN),
+    ]
+    if hasattr(signal, "SIGHUP"):
+        wanted.append((signal.SIGHUP, forward))
+    previous: dict[int, Any] = {}
+    try:
+        for signum, handler in wanted:
+            try:
+                previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: signals stay as they are
+                break
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
