@@ -1,0 +1,161 @@
+"""Bad arguments: a usage message that names the problem, exit status 2, and nothing started."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from s3pool_plugins.cli import main
+from s3pool_plugins.cli.run import PLUGIN_MODULE, child_environment, plugins_value, pool_variables
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: s3pool"), error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--concurrency", "0", "integer >= 1"),
+        ("--concurrency", "lots", "'lots'"),
+        ("--concurrency", "auto", "not available yet"),
+        ("--retries", "-1", "integer >= 0"),
+        ("--retry-delay", "soon", "number of seconds > 0"),
+        ("--retry-delay", "0", "number of seconds > 0"),
+        ("--max-retry-delay", "inf", "number of seconds > 0"),
+        ("--queue-timeout", "-3", "or 'none'"),
+        ("--priority", "high", "a number"),
+        ("--monitoring", "loud", "invalid choice"),
+    ],
+)
+def test_each_bad_run_option_names_itself(capsys, tmp_path, option, value, expected) -> None:
+    marker = tmp_path / "ran"
+    error = _usage_error(
+        capsys, "run", option, value, "--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"
+    )
+    assert f"argument {option}: " in error and expected in error
+    assert not marker.exists()  # nothing half-ran
+
+
+def test_auto_concurrency_says_it_is_not_available_yet(capsys) -> None:
+    error = _usage_error(capsys, "run", "--concurrency", "auto", "--", sys.executable, "-c", "pass")
+    assert "'auto' (adaptive concurrency) is not available yet" in error and "fixed limit" in error
+
+
+def test_the_program_is_required_and_must_exist(capsys, tmp_path) -> None:
+    assert "the program to run is missing" in _usage_error(capsys, "run", "--concurrency", "4")
+    assert "the program to run is missing" in _usage_error(capsys, "run", "--")
+    error = _usage_error(capsys, "run", "--", "s3pool-no-such-program-here", "x")
+    assert "argument PROGRAM: 's3pool-no-such-program-here' was not found" in error
+    not_executable = tmp_path / "data.txt"
+    not_executable.write_text("")
+    assert "was not found" in _usage_error(capsys, "run", "--", str(not_executable))
+
+
+def test_otel_switches_exclude_each_other(capsys) -> None:
+    error = _usage_error(capsys, "run", "--otel", "--no-otel", "--", sys.executable, "-c", "pass")
+    assert "--no-otel" in error and "not allowed with argument --otel" in error
+
+
+def test_report_needs_an_existing_folder(capsys, tmp_path) -> None:
+    error = _usage_error(capsys, "run", "--report", str(tmp_path / "missing" / "r.json"), "--", sys.executable)
+    assert "argument --report: the folder" in error
+    error = _usage_error(capsys, "run", "--report", str(tmp_path), "--", sys.executable)
+    assert "argument --report:" in error and "is a folder" in error
+
+
+def test_a_bad_inherited_variable_is_named(capsys, monkeypatch, tmp_path) -> None:
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("S3POOL_CONCURENCY", "4")  # a typo in the user's environment
+    error = _usage_error(capsys, "run", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()")
+    assert "environment variable S3POOL_CONCURENCY" in error
+    monkeypatch.delenv("S3POOL_CONCURENCY")
+    monkeypatch.setenv("S3POOL_RETRIES", "-2")
+    assert "environment variable S3POOL_RETRIES" in _usage_error(capsys, "run", "--", sys.executable)
+    monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", "DISABLED")
+    monkeypatch.delenv("S3POOL_RETRIES")
+    assert "DISABLED turns botocore's plugins off" in _usage_error(capsys, "run", "--", sys.executable)
+    assert not marker.exists()
+
+
+def test_an_option_overrides_an_inherited_variable(monkeypatch) -> None:
+    monkeypatch.setenv("S3POOL_RETRIES", "-2")
+    args = argparse.Namespace(**_defaults(retries=4))
+    assert child_environment(args, {"S3POOL_RETRIES": "-2"})["S3POOL_RETRIES"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--objects", "0"], "argument --objects: expected an integer >= 1"),
+        (["--threads", "x"], "argument --threads:"),
+        (["--concurrency", "auto"], "argument --concurrency: 'auto' (adaptive concurrency) is not available yet"),
+        (["--rate", "0"], "argument --rate:"),
+        (["--chart", "x.html", "--no-chart"], "argument --no-chart: not allowed with argument --chart"),
+    ],
+)
+def test_each_bad_demo_option_names_itself(capsys, argv, expected) -> None:
+    assert expected in _usage_error(capsys, "demo", *argv)
+
+
+def test_demo_chart_needs_an_existing_folder(capsys, tmp_path) -> None:
+    error = _usage_error(capsys, "demo", "--chart", str(tmp_path / "missing" / "chart.html"))
+    assert "argument --chart: the folder" in error
+
+
+def test_no_command_or_an_unknown_one(capsys) -> None:
+    assert "required: COMMAND" in _usage_error(capsys)
+    assert "invalid choice: 'bench'" in _usage_error(capsys, "bench")
+
+
+def _defaults(**given: object) -> dict[str, object]:
+    values: dict[str, object] = dict.fromkeys(
+        ["concurrency", "retries", "retry_delay", "max_retry_delay", "queue_timeout", "priority", "monitoring"]
+    )
+    values["otel"] = None
+    values.update(given)
+    return values
+
+
+def test_options_become_variables() -> None:
+    args = argparse.Namespace(
+        **_defaults(concurrency=32, retry_delay=0.25, queue_timeout="none", priority=5.0, monitoring="off", otel=False)
+    )
+    assert pool_variables(args) == {
+        "S3POOL_CONCURRENCY": "32",
+        "S3POOL_RETRY_DELAY": "0.25",
+        "S3POOL_QUEUE_TIMEOUT": "none",
+        "S3POOL_PRIORITY": "5",
+        "S3POOL_MONITORING": "off",
+        "S3POOL_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    environment = child_environment(argparse.Namespace(**_defaults(otel=True)), {"S3POOL_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert "S3POOL_DISABLE_PLUGIN_AUTOLOAD" not in environment  # --otel turns autoloading back on
+    assert environment["BOTOCORE_EXPERIMENTAL__PLUGINS"] == f"s3pool={PLUGIN_MODULE}"
+
+
+def test_the_plugin_variable_is_appended_to() -> None:
+    assert plugins_value(None) == f"s3pool={PLUGIN_MODULE}"
+    assert plugins_value("other=their.module") == f"other=their.module,s3pool={PLUGIN_MODULE}"
+    assert plugins_value("s3pool=old.module, other=m") == f"other=m,s3pool={PLUGIN_MODULE}"
+    with pytest.raises(ValueError, match="DISABLED"):
+        plugins_value("DISABLED")
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_command() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "s3pool_plugins", "run", "--retries", "x"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "argument --retries: expected an integer >= 0, got 'x'" in done.stderr
+    (script,) = entry_points(group="console_scripts", name="s3pool")
+    assert script.value == "s3pool_plugins.cli:main"

@@ -1,0 +1,105 @@
+"""`s3pool demo`: end to end (small), and its verdict, rates and chart on synthetic figures."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from html.parser import HTMLParser
+
+from s3pool_plugins.cli import main
+from s3pool_plugins.cli.chart import Series, line_chart, nice_ceiling
+from s3pool_plugins.cli.demo import rates, verdict
+from s3pool_plugins.cli.workload import RunResult, Sample, Scenario
+
+
+class _Elements(HTMLParser):
+    """Counts start tags and records every URL-like attribute; raises on mismatched nesting of svg."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: Counter[str] = Counter()
+        self.links: list[str] = []
+        self.open_svg = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags[tag] += 1
+        self.open_svg += tag == "svg"
+        self.links += [value or "" for name, value in attrs if name in ("href", "src", "xlink:href")]
+
+    def handle_endtag(self, tag: str) -> None:
+        self.open_svg -= tag == "svg"
+
+
+def test_quick_demo_end_to_end(capsys, tmp_path) -> None:
+    chart = tmp_path / "demo.html"
+    assert main(["demo", "--quick", "--objects", "60", "--chart", str(chart)]) == 0
+    out, err = capsys.readouterr()
+    assert "boto3 defaults  with s3pool" in out
+    for row in ("wall time", "objects per second", "503 SlowDown seen at the proxy", "attempts per upload"):
+        assert row in out
+    assert "failed calls" in out and "upload call time p95" in out and "Parquet round trip" in out
+    assert "What this run measured:" in out and f"Chart: {chart}" in out
+    assert re.search(r"boto3 defaults: \d+/60 stored", err)  # the progress lines
+    assert re.search(r"with s3pool: \d+/60 stored", err)
+    page = chart.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    elements = _Elements()
+    elements.feed(page)
+    assert elements.tags["svg"] == 3 and elements.open_svg == 0
+    assert elements.tags["script"] == 0 and elements.links == []  # self-contained: no script, nothing fetched
+    assert elements.tags["polyline"] >= 6 and elements.tags["table"] == 1
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_no_chart_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--objects", "12", "--parquet-rows", "50", "--no-chart"]) == 0
+    assert "Chart:" not in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def _result(label: str, pooled: bool, **figures: object) -> RunResult:
+    result = RunResult(label=label, pooled=pooled, objects=100)
+    for name, value in figures.items():
+        setattr(result, name, value)
+    return result
+
+
+def test_the_verdict_says_when_the_pool_did_worse() -> None:
+    scenario = Scenario()
+    plain = _result("plain", False, upload_time=10.0, throttled=100, failed=0, parquet_time=1.0, stored=100)
+    pooled = _result("pool", True, upload_time=14.0, throttled=300, failed=2, parquet_time=1.02, stored=98)
+    text = "\n".join(verdict(plain, pooled, scenario))
+    assert "- 2 calls failed with the pool, 0 with boto3's defaults" in text
+    assert "- the uploads took 14.0 s with the pool, 10.0 s with boto3's defaults (1.4x worse)" in text
+    assert "= the Parquet round trip took" in text and "(about even)" in text
+    assert "- the proxy answered 503 SlowDown 300 with the pool, 100" in text
+    assert "A fixed limit cannot slow down for one throttled prefix" in text
+
+
+def test_the_verdict_says_when_the_pool_did_better() -> None:
+    scenario = Scenario()
+    plain = _result("plain", False, upload_time=15.0, throttled=300, failed=5, parquet_time=2.0, stored=95)
+    pooled = _result("pool", True, upload_time=10.0, throttled=100, failed=0, parquet_time=1.0, stored=100)
+    text = "\n".join(verdict(plain, pooled, scenario))
+    assert "+ 0 calls failed with the pool, 5 with boto3's defaults" in text
+    assert "+ the uploads took 10.0 s with the pool, 15.0 s with boto3's defaults (1.5x better)" in text
+    assert "+ the proxy answered 503 SlowDown 100 with the pool, 300" in text
+    assert "A fixed limit cannot" not in text
+
+
+def test_rates_are_per_second_over_a_trailing_window() -> None:
+    samples = [
+        Sample(t * 0.25, stored=int(t * 10), failed=0, requests=0, throttled=0, in_flight=0, limit=None)
+        for t in range(9)
+    ]
+    points = rates(samples, "stored")
+    assert points[0] == (0.0, 0.0)
+    assert all(abs(rate - 40.0) < 1e-9 for _, rate in points[1:] if rate is not None)
+
+
+def test_the_chart_scales_and_escapes() -> None:
+    assert [nice_ceiling(v) for v in (0, 0.7, 3, 12, 40, 101)] == [1.0, 1.0, 5.0, 20.0, 50.0, 200.0]
+    svg = line_chart("a <b> & c", [Series("x&y", [(0, 1.0), (1, None), (2, 3.0)], "#000")], x_label="s", y_label="n")
+    assert "a &lt;b&gt; &amp; c" in svg and "x&amp;y" in svg
+    assert svg.count("<polyline") == 2  # the gap splits the line
