@@ -259,9 +259,10 @@ def verdict(plain: RunResult, pooled: RunResult, scenario: Scenario) -> list[str
     lines.append(throttles)
     if pooled.throttled > plain.throttled * 1.1:
         lines.append(
-            "  A fixed limit cannot slow down for one throttled prefix: the pool retries sooner than botocore "
-            f"(backoff from {scenario.retry_delay:g} s, capped at {scenario.max_retry_delay:g} s) and so keeps hot/ "
-            "busy, at the cost of more 503s. Adaptive concurrency (planned) is what will cut them."
+            "  A fixed limit cannot slow down for one throttled prefix: the pool keeps retrying where botocore gives "
+            f"up (up to {scenario.retries + 1} attempts, backoff capped at {scenario.max_retry_delay:g} s), so hot/ "
+            "gets more requests and answers more of them with 503. Adaptive concurrency (planned) is what will cut "
+            "them."
         )
     lines.append(
         f"  hot/ stored {pooled.hot_writes_per_second:.1f} writes/s with the pool, "
