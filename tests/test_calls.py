@@ -236,3 +236,25 @@ async def test_async_attempts_wait_on_the_loop_and_cancel_cleanly(make_pool) -> 
     holder.finish()
     stats = pool.stats()
     assert (stats.active, stats.queued, stats.pending, stats.cancelled) == (0, 0, 0, 1)
+
+
+def test_asking_twice_for_a_retry_delay_keeps_the_counts_right(make_pool) -> None:
+    pool = make_pool(retries=5)
+    call = pool.begin_call("S3.GetObject")
+    call.start_attempt()
+    assert call.retry_delay(ConnectionError("x")) is not None
+    call.retry_delay(ConnectionError("x"))  # a second question before the next attempt
+    assert pool.stats().backing_off == 1
+    call.start_attempt()
+    assert pool.stats().backing_off == 0
+    call.finish()
+
+
+def test_a_context_free_call_changes_no_context_variable(make_pool) -> None:
+    from s3pool_plugins.core.context import held_slot
+
+    pool = make_pool(concurrency=1)
+    call = pool.begin_call("events-only", contextual=False)
+    call.start_attempt()
+    assert held_slot(pool) is None
+    call.finish()

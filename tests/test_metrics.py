@@ -246,3 +246,15 @@ def test_bad_monitoring_settings_name_the_option(make_pool, monitoring, option) 
     with pytest.raises(ConfigurationError) as caught:
         make_pool(monitoring=monitoring)
     assert caught.value.option == option
+
+
+def test_monitoring_off_counts_cancelled_tasks_once(make_pool, gate) -> None:
+    pool = make_pool(monitoring="off", concurrency=1)
+    blocker = pool.submit(gate)
+    assert gate.entered.wait(5)
+    waiting = pool.submit(lambda: None)
+    assert waiting.cancel()
+    gate.open()
+    blocker.result(timeout=5)
+    pool.drain(timeout=5)
+    assert pool.metrics().count == 2

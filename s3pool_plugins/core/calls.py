@@ -62,6 +62,7 @@ class Call:
         "_waiting_since",
         "_task_wrappers",
         "_wrappers",
+        "contextual",
         "gave_up",
         "task",
     )
@@ -78,6 +79,8 @@ class Call:
         self._slot_token: Token[Any] | None = None
         self._wrappers: list[Any] | None = None
         self._task_wrappers: list[Any] | None = None
+        self.contextual = True
+        """False: the call changes no context variable (no held-slot mark, no wrappers); see ``begin_call``."""
         self._phase = _IDLE
         self._started = 0.0
         self._waiting_since = task.created_at
@@ -160,6 +163,7 @@ class Call:
             self.end_attempt(error)
         if self._phase == _DONE:
             return None
+        self._leave_backoff()  # asked twice between attempts: the first backoff is over
         delay, why = self._pool._retry_decision(self.task, error, self._policy)
         self.gave_up = None if delay is not None else why
         if delay is not None:
@@ -232,8 +236,12 @@ class Call:
         holder = self._parent or SlotHolder(pool)
         if self._parent is None:
             self._holder = holder
-        self._slot_token = enter_slot(holder)
         hooks = pool.plugin_manager.implemented
+        if not self.contextual:
+            if "s3pool_task_started" in hooks:
+                pool._notify("s3pool_task_started", task=task)
+            return
+        self._slot_token = enter_slot(holder)
         if "s3pool_wrap_attempt" in hooks:
             self._wrappers = pool._enter_wrappers(task)
         if "s3pool_task_started" in hooks:
@@ -256,6 +264,7 @@ class CallsMixin(AdmissionMixin):
         retry_policy: RetryPolicy | None = None,
         queue_timeout: Any = UNSET,
         metadata: Mapping[str, Any] | None = None,
+        contextual: bool = True,
     ) -> Call:
         """Start a call: one pool task whose attempts the caller runs (see :class:`Call`).
 
@@ -266,8 +275,11 @@ class CallsMixin(AdmissionMixin):
         (the budget stays the pool's). ``queue_timeout`` (seconds or None)
         bounds each wait for a slot; by default the pool's. A call begun in
         a context that holds a slot of this pool runs all its attempts under
-        that slot. Raises :class:`~s3pool_plugins.PoolStopped` after
-        ``shutdown``. On a disabled pool the call is a no-op shell (no
+        that slot. ``contextual=False`` makes a call that changes no context
+        variable (no held-slot mark during attempts, no ``s3pool_wrap_task``
+        or ``s3pool_wrap_attempt`` wrappers): for callers that cannot be
+        sure to end it in the context that began it. Raises
+        :class:`~s3pool_plugins.PoolStopped` after ``shutdown``. On a disabled pool the call is a no-op shell (no
         limit, no retries, no hooks).
         """
         if (
@@ -287,11 +299,12 @@ class CallsMixin(AdmissionMixin):
         task = self._make_task(name, "call", priority, metadata, policy.attempts, fallback_priority)
         self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
+        call.contextual = contextual
         try:
             hooks = self.plugin_manager.implemented
             if "s3pool_task_queued" in hooks:
                 self._notify("s3pool_task_queued", task=task)
-            if "s3pool_wrap_task" in hooks:
+            if contextual and "s3pool_wrap_task" in hooks:
                 call._task_wrappers = self._enter_wrappers(task, "s3pool_wrap_task")
         except BaseException as error:
             call.finish(error)

@@ -25,7 +25,7 @@ class MonitoringMixin(PoolBase):
             return PoolMetrics(
                 mode="off",
                 window=0.0,
-                count=stats.processed + stats.cancelled,
+                count=stats.processed,
                 window_count=0,
                 queue_wait=_EMPTY,
                 execution=_EMPTY,

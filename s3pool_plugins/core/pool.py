@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextvars
 import logging
 from typing import Any
 
@@ -75,4 +76,9 @@ def _shutdown_live_pools() -> None:
             log.exception("could not shut down %r at exit", pool)
 
 
-atexit.register(_shutdown_live_pools)
+def _shutdown_live_pools_in_a_fresh_context() -> None:
+    # A fresh context: the main thread's may still mark a slot held by work that never ended.
+    contextvars.Context().run(_shutdown_live_pools)
+
+
+atexit.register(_shutdown_live_pools_in_a_fresh_context)

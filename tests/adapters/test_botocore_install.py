@@ -225,3 +225,30 @@ def test_each_attempt_is_admitted_before_it_is_signed(make_pool, boto3_session, 
     )
     # X-Amz-Date has one-second resolution: signed before the wait would be >= 2 s before the release.
     assert signed.replace(tzinfo=timezone.utc).timestamp() >= released - 1.0
+
+
+def test_bad_priorities_fail_at_install(make_pool, boto3_session) -> None:
+    from s3pool_plugins import ConfigurationError
+
+    pool = make_pool()
+    for bad in ({"GetObject": "high"}, {"GetObject": float("nan")}):
+        with pytest.raises(ConfigurationError, match=r"priorities\['GetObject'\]"):
+            install(boto3_session, pool, priorities=bad)
+
+
+def test_an_installed_client_records_bucket_key_and_result(
+    make_pool, boto3_session, s3_client_for, local_s3, s3_bucket
+):
+    seen = []
+
+    class Keep:
+        @hookimpl
+        def s3pool_task_completed(self, pool, task, result) -> None:
+            seen.append((dict(task.metadata), result["ResponseMetadata"]["HTTPStatusCode"]))
+
+    client = s3_client_for(boto3_session, local_s3.endpoint_url)
+    install(client, make_pool(plugins=[Keep()]))
+    client.put_object(Bucket=s3_bucket, Key="dir/k", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=b"k" * 32)
+    metadata, status = seen[0]
+    assert (metadata["bucket"], metadata["key"], status) == (s3_bucket, "dir/k", 200)
+    assert set(metadata) == {"service", "operation", "bucket", "key", "region", "server_address"}  # nothing else

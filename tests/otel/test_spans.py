@@ -188,3 +188,18 @@ def test_transfer_keeps_the_callers_context_in_s3transfer_threads(make_pool, tel
     calls = [span for span in telemetry.finished() if span.name.startswith("S3.")]
     assert {span.parent.span_id for span in calls} == {job.get_span_context().span_id}
     assert {span.attributes["s3pool.priority"] for span in calls} == {42}
+
+
+def test_a_call_that_succeeds_after_retries_is_not_an_error(make_pool, telemetry, local_s3, chaos_proxy, s3_bucket):
+    pool = make_pool(retries=3, retry_delay=0.001, plugins=[telemetry.plugin()])
+    s3 = _client(local_s3, pool, chaos_proxy.endpoint_url)
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 2)
+    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
+    (span,) = telemetry.finished("S3.PutObject")
+    assert span.status.status_code is StatusCode.UNSET
+    assert [event.name for event in span.events] == ["s3pool.retry", "s3pool.retry"]
+    chaos_proxy.configure(error_rate=1.0)
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=s3_bucket, Key="k")
+    (failed,) = telemetry.finished("S3.HeadObject")
+    assert [event.name for event in failed.events].count("exception") == 1

@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import queue
+import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -34,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...core.calls import Call
+from ...core.context import validate_priority
 from ...core.pool import OperationsPool
 from ...errors import S3PoolError
 from .classify import response_error, s3_retry_policy
@@ -46,6 +49,7 @@ CALL_KEY = "s3pool_call"
 _GUARD_KEY = "s3pool_guard"
 _OWNED_KEY = "s3pool_owned"
 _TASK_KEY = "s3pool_task_callback"
+_PARAMS_KEY = "s3pool_params"
 
 _pending_call: ContextVar[Call | None] = ContextVar("s3pool_pending_call", default=None)
 """The call a pooled client class began, until its ``before-call`` takes it."""
@@ -62,8 +66,33 @@ def _settle_abandoned(call: Call) -> None:
         call.finish(CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
 
 
+_abandoned: queue.SimpleQueue[Call] = queue.SimpleQueue()
+_settler_lock = threading.Lock()
+_settler: threading.Thread | None = None
+
+
+def _settle_abandoned_calls() -> None:
+    while True:
+        call = _abandoned.get()
+        try:
+            _settle_abandoned(call)
+        except Exception:
+            log.exception("could not settle an abandoned call %r", call)
+
+
+def _hand_over(call: Call) -> None:
+    """Settle ``call`` on the settler thread: a finalizer may run inside any lock, so it must not settle itself."""
+    global _settler
+    _abandoned.put(call)  # SimpleQueue.put is safe from __del__ (reentrant)
+    if _settler is None:
+        with _settler_lock:
+            if _settler is None:
+                _settler = threading.Thread(target=_settle_abandoned_calls, name="s3pool-abandoned-calls", daemon=True)
+                _settler.start()
+
+
 class _ContextGuard:
-    """Lives exactly as long as botocore's request context of one call, and settles the call if still open."""
+    """Lives exactly as long as botocore's request context of one call; hands the call over if still open."""
 
     __slots__ = ("call",)
 
@@ -71,7 +100,8 @@ class _ContextGuard:
         self.call = call
 
     def __del__(self) -> None:
-        _settle_abandoned(self.call)
+        if not self.call.finished:
+            _hand_over(self.call)
 
 
 def _settle_with_task(call: Call, task: asyncio.Task[Any]) -> None:
@@ -119,7 +149,10 @@ class ClientHandlers:
 
     def __init__(self, pool: OperationsPool, priorities: Mapping[str, float] | None = None) -> None:
         self.pool = pool
-        self.priorities: Mapping[str, float] = MappingProxyType(dict(priorities or {}))
+        checked = {}
+        for operation, priority in dict(priorities or {}).items():
+            checked[operation] = validate_priority(priority, f"priorities[{operation!r}]")
+        self.priorities: Mapping[str, float] = MappingProxyType(checked)
         self.policy = s3_retry_policy(pool.retry_policy)
         self.is_async = False
         self.server_address: str | None = None
@@ -131,6 +164,7 @@ class ClientHandlers:
         params: Mapping[str, Any] | None,
         region: str | None = None,
         server_address: str | None = None,
+        contextual: bool = True,
     ) -> Call:
         """A new pool task for one API call.
 
@@ -155,6 +189,7 @@ class ClientHandlers:
             fallback_priority=self.priorities.get(operation_name),
             retry_policy=self.policy,
             metadata=metadata,
+            contextual=contextual,
         )
 
     def check_connections(self, client: Any) -> bool:
@@ -162,6 +197,11 @@ class ClientHandlers:
         return warn_if_too_small(client, self.pool.concurrency, stacklevel=4)
 
     # -- handlers ---------------------------------------------------------
+
+    def before_parameter_build(self, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
+        """Keep the call's bucket and key (nothing else of its parameters) for ``before-call``."""
+        kept = {name: params[name] for name in ("Bucket", "Key") if isinstance(params.get(name), str)}
+        context[_PARAMS_KEY] = kept
 
     def before_call(self, params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if call_of(context) is not None:
@@ -171,7 +211,12 @@ class ClientHandlers:
             _pending_call.set(None)
             context[_OWNED_KEY] = True
         else:
-            call = self.begin(model.name, params, region=context.get("client_region"))
+            # An events-only client cannot be sure to end the call in this context (no try/finally around
+            # it): the call changes no context variable. botocore's ``params`` here is the serialized request;
+            # the API parameters were kept by ``before-parameter-build``.
+            call = self.begin(
+                model.name, context.pop(_PARAMS_KEY, None), region=context.get("client_region"), contextual=False
+            )
             self._watch(call, context)
         context[CALL_KEY] = call
 
@@ -239,7 +284,7 @@ class ClientHandlers:
         if call is None or context.get(_OWNED_KEY):
             return
         self._unwatch(context)
-        call.finish(response_error(model.name, (http_response, parsed)))
+        call.finish(response_error(model.name, (http_response, parsed)), parsed)
 
     def after_call_error(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
         call = call_of(context)
@@ -259,7 +304,7 @@ class ClientHandlers:
         self.is_async = self.is_async or is_async
         emitter.unregister(f"needs-retry.{service}", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service=service))
         for event, handler, where in self._handlers(is_async):
-            if settled_by_class and event.startswith("after-call"):
+            if settled_by_class and (event.startswith("after-call") or event == "before-parameter-build"):
                 continue
             add: Callable[..., None] = emitter.register_first if where == "first" else emitter.register_last
             add(f"{event}.{service}", handler, unique_id=f"s3pool-{event}")
@@ -271,6 +316,7 @@ class ClientHandlers:
 
     def _handlers(self, is_async: bool) -> list[tuple[str, Callable[..., Any], str]]:
         return [
+            ("before-parameter-build", self.before_parameter_build, "last"),
             ("before-call", self.before_call, "last"),
             ("request-created", self.request_created_async if is_async else self.request_created, "first"),
             ("needs-retry", self.needs_retry, "first"),

@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ...core.base import _add_note
 from ...core.calls import Call
 from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, begin_pending, end_pending, endpoint_host
 
@@ -28,7 +29,7 @@ def _attach_notes(call: Call, error: BaseException) -> None:
     notes = getattr(seen, "__notes__", None)
     if notes and isinstance(error, ClientError) and seen is not error:
         for note in notes:
-            error.add_note(note)
+            _add_note(error, note)
 
 
 class _PooledClient:

@@ -104,13 +104,18 @@ class OpenTelemetryPlugin:
 
     @hookimpl
     def s3pool_wrap_attempt(self, pool: Any, task: Task) -> AbstractContextManager[Any] | None:
-        span = self._spans.get(task.id)
-        return None if span is None else trace.use_span(span, end_on_exit=False)
+        return self._current(task)
 
     @hookimpl
     def s3pool_wrap_task(self, pool: Any, task: Task) -> AbstractContextManager[Any] | None:
+        return self._current(task)
+
+    def _current(self, task: Task) -> AbstractContextManager[Any] | None:
+        """The task's span as the current span; a failed attempt is not the task's outcome, so nothing is recorded."""
         span = self._spans.get(task.id)
-        return None if span is None else trace.use_span(span, end_on_exit=False)
+        if span is None:
+            return None
+        return trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
 
     @hookimpl
     def s3pool_task_retry(self, pool: Any, task: Task, error: BaseException, delay: float, classification: Any) -> None:
