@@ -53,7 +53,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="N",
         help=f"objects to upload in each run (default {defaults.objects}; {QUICK['objects']} with --quick)",
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller workload: about 10-20 seconds in all")
+    parser.add_argument("--quick", action="store_true", help="a smaller workload: about 20 seconds in all")
     parser.add_argument(
         "--threads", type=types.integer(1), default=defaults.threads, metavar="N", help="upload threads (both runs)"
     )

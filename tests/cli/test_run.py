@@ -106,15 +106,20 @@ def test_an_unmodified_boto3_program_is_pooled_and_summarised(local_s3, s3_bucke
     assert "PutObject 30, HeadObject 1" in summary
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_reports_of_several_processes_are_merged(local_s3, s3_bucket, chaos_proxy, tmp_path, method) -> None:
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [("fork", []), ("spawn", []), ("fork", ["--parent-first"])],
+    ids=["fork", "spawn", "pool-forked"],
+)
+def test_reports_of_several_processes_are_merged(local_s3, s3_bucket, chaos_proxy, tmp_path, method, extra) -> None:
+    """Each process reports its own calls, also a child forked after its parent's pool had work."""
     if method not in __import__("multiprocessing").get_all_start_methods():
         pytest.skip(f"no {method} start method here")
     chaos_proxy.inject(Action.THROTTLE, 2)
     report = tmp_path / "report.json"
     env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
     argv = ["run", "--retry-delay", "0.001", "--no-otel", "--report", str(report), "--"]
-    done = _s3pool(*argv, sys.executable, str(SCRIPTS / "processes.py"), s3_bucket, method, env=env)
+    done = _s3pool(*argv, sys.executable, str(SCRIPTS / "processes.py"), s3_bucket, method, *extra, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     chaos_proxy.wait_idle()
     seen = chaos_proxy.stats()
