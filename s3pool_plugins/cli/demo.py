@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -166,7 +168,11 @@ def run_both(scenario: Scenario, progress: ProgressLine) -> list[RunResult]:
     from ..testing import ChaosProxy, LocalS3
 
     progress.update("starting a local S3 and the fault proxy ...", force=True)
-    with LocalS3() as server, ChaosProxy(server.endpoint_url, seed=scenario.seed) as proxy:
+    with (
+        _without_aws_configuration(),
+        LocalS3() as server,
+        ChaosProxy(server.endpoint_url, seed=scenario.seed) as proxy,
+    ):
         warm_up(server, proxy)
         results = []
         for label, pooled in ((PLAIN, False), (POOLED, True)):
@@ -185,6 +191,30 @@ def run_both(scenario: Scenario, progress: ProgressLine) -> list[RunResult]:
             )
             results.append(result)
     return results
+
+
+@contextmanager
+def _without_aws_configuration() -> Iterator[None]:
+    """While the demo runs, no ``AWS_*`` variable, profile, config file or instance metadata of the user applies.
+
+    Both runs must see botocore's defaults and only the local S3: a profile
+    that does not exist, a retry mode, or botocore's plugin variable (the
+    demo run under ``s3pool run``) would change or break the comparison.
+    """
+    names = [name for name in os.environ if name.upper().startswith("AWS_") or name == "BOTOCORE_EXPERIMENTAL__PLUGINS"]
+    saved = {name: os.environ.pop(name) for name in names}
+    isolation = {
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    os.environ.update(isolation)
+    try:
+        yield
+    finally:
+        for name in isolation:
+            os.environ.pop(name, None)
+        os.environ.update(saved)
 
 
 def warm_up(server: Any, proxy: Any) -> None:

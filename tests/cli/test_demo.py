@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from html.parser import HTMLParser
@@ -51,11 +52,16 @@ def test_quick_demo_end_to_end(capsys, tmp_path) -> None:
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
-def test_no_chart_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
+def test_no_chart_writes_nothing_and_the_users_aws_settings_do_not_apply(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_PROFILE", "a-profile-that-does-not-exist")  # botocore would raise ProfileNotFound
+    monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", "s3pool=s3pool_plugins.adapters.botocore.plugin")
+    before = dict(os.environ)
     assert main(["demo", "--objects", "12", "--parquet-rows", "50", "--no-chart"]) == 0
-    assert "Chart:" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Chart:" not in out and "12 of 12" in out
     assert list(tmp_path.iterdir()) == []
+    assert dict(os.environ) == before  # given back as it was
 
 
 def _result(label: str, pooled: bool, **figures: object) -> RunResult:
