@@ -35,7 +35,8 @@ def test_a_program_killed_by_a_signal_gives_128_plus_its_number() -> None:
 
 
 def test_sigterm_is_forwarded_to_the_program() -> None:
-    program = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    # The pause lets s3pool install its handlers after starting the program, before the test signals it.
+    program = "import time; time.sleep(0.3); print('ready', flush=True); time.sleep(60)"
     with subprocess.Popen(
         [sys.executable, "-m", "s3pool_plugins", "run", "--", sys.executable, "-c", program],
         stdout=subprocess.PIPE,
