@@ -16,8 +16,9 @@ leaves through ``os._exit``), from ``multiprocessing``'s own exit finalizers.
 - a **file**: written by every process that ends, the last one wins; a
   ``{pid}`` in the name is replaced by the process id.
 
-A forked child starts its report from zero (its parent's calls are the
-parent's). A process that is killed (a signal, ``os._exit`` outside
+A forked child starts its counts from zero (its parent's calls are the
+parent's; ``peak_active`` is the pool's own, which the fork copied). A
+process that is killed (a signal, ``os._exit`` outside
 ``multiprocessing``, ``multiprocessing.Pool.terminate()``) writes nothing.
 
 The report holds counts and call times only: operation names, never keys,
