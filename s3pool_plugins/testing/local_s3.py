@@ -206,13 +206,13 @@ class LocalS3:
     def delete_bucket(self, name: str) -> None:
         """Delete every object, upload and version in ``name``, then the bucket itself."""
         client = self._shared_client()
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
-            entries = [
-                {"Key": item["Key"], "VersionId": item["VersionId"]}
-                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-            ]
-            if entries:
-                client.delete_objects(Bucket=name, Delete={"Objects": entries, "Quiet": True})
+        entries = [  # listed in full first: deleting while paging would skip entries
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for page in client.get_paginator("list_object_versions").paginate(Bucket=name)
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        ]
+        for start in range(0, len(entries), 1000):  # DeleteObjects takes at most 1,000 keys
+            client.delete_objects(Bucket=name, Delete={"Objects": entries[start : start + 1000], "Quiet": True})
         for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
             for upload in page.get("Uploads", []):
                 client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])

@@ -127,3 +127,14 @@ def test_reset_empties_the_store() -> None:
         client.put_object(Bucket=bucket, Key="k", Body=b"v")
         server.reset()
         assert bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}
+
+
+def test_delete_bucket_empties_more_than_a_thousand_objects(local_s3) -> None:
+    bucket = local_s3.create_bucket()
+    client = local_s3.client()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as executor:
+        list(executor.map(lambda i: client.put_object(Bucket=bucket, Key=f"k{i:04d}", Body=b""), range(1100)))
+    local_s3.delete_bucket(bucket)
+    assert bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]

@@ -8,8 +8,8 @@ and botocore (and aiobotocore, hence s3fs) calls
 :func:`initialize_client_plugin` for every client it creates; S3 clients get
 the process-wide default pool, configured from ``S3POOL_*`` variables. The
 mechanism is **experimental in botocore**: the variable's name says so, and
-botocore may change or drop it without notice. ``s3pool run`` does not depend
-on it alone.
+botocore may change or drop it without notice; ``s3pool run`` relies on it
+too.
 
 botocore swallows every ``Exception`` a plugin raises (it logs them at debug
 level), so a bad ``S3POOL_*`` value would go unnoticed and the program would
