@@ -129,7 +129,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
 
     def _new_admission(self, options: TaskOptions) -> Task:
         self._check_open()
-        task = self._new_task(options.name or "admission", "admission", options, 1)
+        task = self._make_task(options.name or "admission", "admission", options.priority, options.metadata, 1)
         self._scheduler.begin_unit()
         self._notify("s3pool_task_queued", task=task)
         return task

@@ -123,7 +123,9 @@ class AsyncTasksMixin(OutcomesMixin):
         parent = self._join_parent_slot()
         nested = parent is not None
         policy, timeout, queue_timeout = self._settings_for(options)
-        task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
+        task = self._make_task(
+            options.name or _callable_name(fn), "task", options.priority, options.metadata, policy.attempts
+        )
         scheduler.begin_unit()
         settled = False
         try:

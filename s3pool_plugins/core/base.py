@@ -173,13 +173,6 @@ class PoolBase:
         queue_timeout = self.config.queue_timeout if options.queue_timeout is UNSET else options.queue_timeout
         return policy, timeout, queue_timeout
 
-    def _new_task(
-        self, name: str, kind: str, options: TaskOptions, max_attempts: int, fallback_priority: float | None = None
-    ) -> Task:
-        return self._make_task(
-            options.name or name, kind, options.priority, options.metadata, max_attempts, fallback_priority
-        )
-
     def _make_task(
         self,
         name: str,

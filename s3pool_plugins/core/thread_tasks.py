@@ -238,7 +238,9 @@ class ThreadTasksMixin(OutcomesMixin):
         scheduler = self._scheduler
         parent = self._join_parent_slot()
         policy, timeout, queue_timeout = self._settings_for(options)
-        task = self._new_task(_callable_name(fn), "task", options, policy.attempts)
+        task = self._make_task(
+            options.name or _callable_name(fn), "task", options.priority, options.metadata, policy.attempts
+        )
         entry = _SyncTask(self, task, fn, args, kwargs or _NO_KWARGS, policy, timeout, queue_timeout, parent)
         if parent is not None:
             scheduler.begin_unit()
