@@ -61,29 +61,34 @@ class CallAbandoned(S3PoolError):
     """The call ended without botocore reporting how (cancelled, or an error outside its endpoint)."""
 
 
-def _settle_abandoned(call: Call) -> None:
+def _settle_abandoned(call: Call, error: BaseException | None = None) -> None:
     if not call.finished:
-        call.finish(CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
+        call.finish(error or CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
 
 
-_abandoned: queue.SimpleQueue[Call] = queue.SimpleQueue()
+_abandoned: queue.SimpleQueue[tuple[Call, BaseException | None]] = queue.SimpleQueue()
 _settler_lock = threading.Lock()
 _settler: threading.Thread | None = None
 
 
 def _settle_abandoned_calls() -> None:
     while True:
-        call = _abandoned.get()
+        call, error = _abandoned.get()
         try:
-            _settle_abandoned(call)
+            _settle_abandoned(call, error)
         except Exception:
             log.exception("could not settle an abandoned call %r", call)
 
 
-def _hand_over(call: Call) -> None:
-    """Settle ``call`` on the settler thread: a finalizer may run inside any lock, so it must not settle itself."""
+def _hand_over(call: Call, error: BaseException | None = None) -> None:
+    """Settle an abandoned ``call`` on the one settler thread.
+
+    Both ways of noticing an abandoned call (its context dropped, its asyncio
+    task done) come here, so they never settle the same call at once; and a
+    finalizer, which may run inside any lock, never settles anything itself.
+    """
     global _settler
-    _abandoned.put(call)  # SimpleQueue.put is safe from __del__ (reentrant)
+    _abandoned.put((call, error))  # SimpleQueue.put is safe from __del__ (reentrant)
     if _settler is None:
         with _settler_lock:
             if _settler is None:
@@ -105,12 +110,12 @@ class _ContextGuard:
 
 
 def _settle_with_task(call: Call, task: asyncio.Task[Any]) -> None:
-    """Done-callback of the asyncio task that made an async call: settle the call if it is still open."""
+    """Done-callback of the asyncio task that made an async call: hand the call over if it is still open."""
     if not call.finished:
-        if task.cancelled():
-            call.finish(asyncio.CancelledError(f"the task that made {call.task.name} was cancelled"))
-        else:
-            _settle_abandoned(call)
+        cancelled = task.cancelled()
+        _hand_over(
+            call, asyncio.CancelledError(f"the task that made {call.task.name} was cancelled") if cancelled else None
+        )
 
 
 def endpoint_host(client: Any) -> str | None:
