@@ -34,12 +34,12 @@ import struct
 import sys
 import threading
 import time
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from .faults import Action, FaultConfig, FaultPlan, PrefixLimit, resource_of
+from .loopback import LoopbackServer
 from .s3_errors import BAD_GATEWAY, INTERNAL_ERROR, SLOW_DOWN, S3Error, error_response
 from .stats import Counters, ProxyStats
 
@@ -69,7 +69,7 @@ class _Abort(Exception):
     """The request cannot go on (proxy stopping, client gone); close the connection."""
 
 
-class ChaosProxy:
+class ChaosProxy(LoopbackServer):
     """A fault-injecting reverse proxy for ``upstream_url`` on ``host`` and a free port (or ``port``).
 
     ``seed`` seeds the fault plan (see :mod:`s3pool_plugins.testing.faults`
@@ -151,30 +151,6 @@ class ChaosProxy:
             self._connections_changed.wait_for(lambda: not self._connections, timeout=timeout)
         if thread is not None:
             thread.join(timeout=timeout)
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def __enter__(self) -> ChaosProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("ChaosProxy is not running; call start() first")
-        return self._port
-
-    @property
-    def endpoint_url(self) -> str:
-        """``http://<host>:<port>`` of the proxy; raises ``RuntimeError`` before :meth:`start`."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     # -- faults
 

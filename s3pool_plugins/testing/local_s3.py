@@ -22,15 +22,16 @@ import threading
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
+
+from .loopback import LoopbackServer
 
 DEFAULT_ACCESS_KEY = "s3pool-local-access-key"
 DEFAULT_SECRET_KEY = "s3pool-local-secret-key"
 DEFAULT_REGION = "us-east-1"
 
 
-class LocalS3:
+class LocalS3(LoopbackServer):
     """A moto S3 server on ``host`` (default 127.0.0.1) and a free port (or ``port``).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -97,31 +98,7 @@ class LocalS3:
         if thread is not None:
             thread.join(timeout=10)
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def __enter__(self) -> LocalS3:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # -- addresses and credentials
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("LocalS3 is not running; call start() first")
-        return self._port
-
-    @property
-    def endpoint_url(self) -> str:
-        """``http://<host>:<port>``; raises ``RuntimeError`` before :meth:`start`."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     def env(self, endpoint_url: str | None = None) -> dict[str, str]:
         """Environment variables that point an unmodified boto3, aws-cli or s3fs program here.
