@@ -297,3 +297,35 @@ async def test_cancelling_async_calls_releases_their_slots(make_pool, local_s3, 
         chaos_proxy.clear_faults()
         await client.put_object(Bucket=s3_bucket, Key="after", Body=b"ok")
     assert pool.stats().succeeded == 1
+
+
+SIGNATURE_MISMATCH = (
+    b"<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match"
+    b"</Message><AWSAccessKeyId>AKIAS3POOLECHOED0001</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256 echoed"
+    b"</StringToSign><SignatureProvided>deadbeefsignature</SignatureProvided></Error>"
+)
+
+
+@pytest.mark.parametrize("installed_on", ["session", "client"])
+def test_signing_material_echoed_by_s3_stays_out_of_hooks(make_pool, installed_on) -> None:
+    payloads: list[str] = []
+
+    class Keep:
+        @hookimpl
+        def s3pool_task_error(self, pool, task, error) -> None:
+            payloads.append(repr(error) + repr(getattr(error, "response", None)) + repr(task.last_error))
+
+    pool = make_pool(retries=0, plugins=[Keep()])
+    session = boto3.session.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    if installed_on == "session":
+        install(session, pool)
+    client = session.client("s3", endpoint_url="http://127.0.0.1:9", config=PATH_STYLE)
+    if installed_on == "client":
+        install(client, pool)
+    client.meta.events.register("before-send.s3", _responder([(403, SIGNATURE_MISMATCH, {})]))
+    with pytest.raises(ClientError) as caught:
+        client.put_object(Bucket="bucket", Key="k", Body=b"x")
+    assert caught.value.response["Error"]["AWSAccessKeyId"] == "AKIAS3POOLECHOED0001"  # the caller's error: unchanged
+    assert payloads and all(code in payloads[0] for code in ("SignatureDoesNotMatch",))
+    for secret in ("AKIAS3POOLECHOED0001", "AWS4-HMAC-SHA256 echoed", "deadbeefsignature"):
+        assert secret not in payloads[0]

@@ -41,6 +41,7 @@ from ...core.pool import OperationsPool
 from ...errors import S3PoolError
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
+from .redact import for_hooks
 
 log = logging.getLogger("s3pool_plugins.botocore")
 
@@ -296,7 +297,7 @@ class ClientHandlers:
         if call is None or context.get(_OWNED_KEY):
             return
         self._unwatch(context)
-        call.finish(exception)
+        call.finish(for_hooks(exception))
 
     # -- registration -----------------------------------------------------
 

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from ...core.base import _add_note
 from ...core.calls import Call
 from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, begin_pending, end_pending, endpoint_host
+from .redact import for_hooks
 
 
 def _attach_notes(call: Call, error: BaseException) -> None:
@@ -64,7 +65,7 @@ class PooledClientMixin(_PooledClient):
             result = super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
         except BaseException as error:
             _attach_notes(call, error)
-            call.finish(error)
+            call.finish(for_hooks(error))
             raise
         finally:
             end_pending(token)
@@ -84,7 +85,7 @@ class AsyncPooledClientMixin(_PooledClient):
             result = await super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
         except BaseException as error:
             _attach_notes(call, error)
-            call.finish(error)
+            call.finish(for_hooks(error))
             raise
         finally:
             end_pending(token)
