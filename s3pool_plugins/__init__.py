@@ -16,6 +16,7 @@ from .core.config import PoolConfig
 from .core.context import priority_scope, scope_priority
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
+from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
 from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
 from .core.queue import PriorityTaskQueue, QueueHandle
@@ -64,6 +65,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AdaptiveLimit",
+    "AutoTuning",
+    "FixedLimit",
+    "Limit",
+    "LimitChange",
+    "LimitDecision",
+    "LimitSignal",
     "TaskRecord",
     "QuantileSketch",
     "PoolMetrics",

@@ -15,7 +15,21 @@ from s3pool_plugins import ConfigurationError, OperationsPool, PoolConfig, Retry
         ({"concurrency": 2.5}, "concurrency"),
         ({"concurrency": "10"}, "concurrency"),
         ({"concurrency": True}, "concurrency"),
-        ({"concurrency": "auto"}, "concurrency"),
+        ({"concurrency": "Auto"}, "concurrency"),
+        ({"concurrency": 4, "auto_tuning": {"max_concurrency": 8}}, "auto_tuning"),
+        ({"concurrency": "auto", "auto_tuning": 5}, "auto_tuning"),
+        ({"concurrency": "auto", "auto_tuning": {"max_concurency": 8}}, "auto_tuning.max_concurency"),
+        ({"concurrency": "auto", "auto_tuning": {"min_concurrency": 0}}, "auto_tuning.min_concurrency"),
+        (
+            {"concurrency": "auto", "auto_tuning": {"min_concurrency": 9, "max_concurrency": 8}},
+            "auto_tuning.max_concurrency",
+        ),
+        ({"concurrency": "auto", "auto_tuning": {"initial_concurrency": 99}}, "auto_tuning.initial_concurrency"),
+        ({"concurrency": "auto", "auto_tuning": {"target_latency": 0}}, "auto_tuning.target_latency"),
+        ({"concurrency": "auto", "auto_tuning": {"target_memory_percent": 75}}, "auto_tuning.target_memory_percent"),
+        ({"concurrency": "auto", "auto_tuning": {"adjustment_interval": -1}}, "auto_tuning.adjustment_interval"),
+        ({"concurrency": "auto", "auto_tuning": {"scope": "key"}}, "auto_tuning.scope"),
+        ({"concurrency": "auto", "auto_tuning": {"prefix_depth": 0}}, "auto_tuning.prefix_depth"),
         ({"retries": -1}, "retries"),
         ({"retries": "3"}, "retries"),
         ({"retry_delay": -1}, "retry_delay"),
@@ -51,9 +65,18 @@ def test_invalid_option_raises_naming_it(options: dict[str, object], option: str
     assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
 
 
-def test_auto_concurrency_is_refused_with_a_clear_reason() -> None:
-    with pytest.raises(ConfigurationError, match="not available"):
-        OperationsPool(concurrency="auto")
+def test_auto_concurrency_starts_at_the_initial_limit_with_the_seed_defaults() -> None:
+    pool = OperationsPool(concurrency="auto", auto_tuning={"min_concurrency": 2, "max_concurrency": 40})
+    try:
+        assert pool.concurrency == 10
+        assert pool.auto_tuning.max_concurrency == 40
+        assert pool.config.as_dict()["auto_tuning"]["min_concurrency"] == 2
+        assert pool.limit_history() == []
+    finally:
+        pool.shutdown()
+    small = OperationsPool(concurrency="auto", auto_tuning={"max_concurrency": 4})
+    assert small.concurrency == 4
+    small.shutdown()
 
 
 def test_valid_config_round_trip() -> None:

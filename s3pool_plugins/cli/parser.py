@@ -13,14 +13,25 @@ import argparse
 import math
 from collections.abc import Callable
 
-AUTO_NOT_AVAILABLE = "'auto' (adaptive concurrency) is not available yet in this version; give a fixed limit such as 16"
-
-
-def concurrency(text: str) -> int:
-    """A fixed concurrency limit (int >= 1); ``auto`` is refused until auto-tuning exists."""
+def concurrency(text: str) -> int | str:
+    """A fixed concurrency limit (int >= 1), or ``auto`` for the adaptive limit."""
     if text.strip().lower() == "auto":
-        raise argparse.ArgumentTypeError(AUTO_NOT_AVAILABLE)
-    return integer(minimum=1)(text)
+        return "auto"
+    try:
+        return integer(minimum=1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {text!r}") from None
+
+
+def fraction(text: str) -> float:
+    """An option type: a number > 0 and <= 1 (0.75 means 75%)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"expected a fraction > 0 and <= 1 (0.75 means 75%), got {text!r}")
+    return value
 
 
 def integer(minimum: int = 0) -> Callable[[str], int]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..core.environment import PREFIX, config_from_environment
+from ..core.environment import PREFIX, config_from_environment, variable_for
 from ..core.report import FILE_PREFIX, REPORT_VARIABLE, call_time_summary, load_reports, merge_reports
 from ..errors import ConfigurationError
 from . import parser as types
@@ -56,8 +56,14 @@ POOL_OPTIONS: dict[str, str] = {
     "queue_timeout": "--queue-timeout",
     "priority": "--priority",
     "monitoring": "--monitoring",
+    "auto_min_concurrency": "--min-concurrency",
+    "auto_max_concurrency": "--max-concurrency",
+    "auto_target_latency": "--target-latency",
+    "auto_target_memory_percent": "--target-memory-percent",
+    "auto_adjustment_interval": "--adjustment-interval",
+    "auto_scope": "--auto-scope",
 }
-"""Pool options of ``s3pool run``: argparse destination (= pool option) -> flag. Each sets ``S3POOL_<OPTION>``."""
+"""Pool options of ``s3pool run``: argparse destination -> flag. Each sets ``S3POOL_<DESTINATION>``."""
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -75,7 +81,10 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     pool = parser.add_argument_group("pool options (each sets the S3POOL_ variable of the same name)")
     pool.add_argument(
-        "--concurrency", type=types.concurrency, metavar="N", help="most S3 requests in flight per process"
+        "--concurrency",
+        type=types.concurrency,
+        metavar="N|auto",
+        help="most S3 requests in flight per process, or 'auto' to adapt it to latency, throttling and memory",
     )
     pool.add_argument("--retries", type=types.integer(0), metavar="N", help="retries after the first attempt")
     pool.add_argument("--retry-delay", type=types.seconds(), metavar="SECONDS", help="backoff base")
@@ -88,6 +97,32 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     pool.add_argument("--priority", type=types.number, metavar="P", help="default priority of the calls")
     pool.add_argument("--monitoring", choices=("off", "light", "full"), help="how much the pool measures")
+    auto = parser.add_argument_group("auto-tuning (with --concurrency auto)")
+    auto.add_argument("--min-concurrency", dest="auto_min_concurrency", type=types.integer(1), metavar="N")
+    auto.add_argument("--max-concurrency", dest="auto_max_concurrency", type=types.integer(1), metavar="N")
+    auto.add_argument(
+        "--target-latency",
+        dest="auto_target_latency",
+        type=types.seconds(),
+        metavar="SECONDS",
+        help="shrink the limit when requests take longer than this",
+    )
+    auto.add_argument(
+        "--target-memory-percent",
+        dest="auto_target_memory_percent",
+        type=types.fraction,
+        metavar="FRACTION",
+        help="shrink the limit when more of the memory is used (0.9 = 90%%)",
+    )
+    auto.add_argument(
+        "--adjustment-interval", dest="auto_adjustment_interval", type=types.seconds(), metavar="SECONDS"
+    )
+    auto.add_argument(
+        "--auto-scope",
+        dest="auto_scope",
+        choices=("pool", "bucket", "prefix"),
+        help="one adaptive limit for the pool, or one per bucket or key prefix",
+    )
     otel = pool.add_mutually_exclusive_group()
     otel.add_argument(
         "--otel",
@@ -164,7 +199,7 @@ def child_environment(args: argparse.Namespace, base: Mapping[str, str]) -> dict
 
 def _blame(error: ConfigurationError, variables: Mapping[str, str]) -> str:
     """The error, naming the option that set the variable, or the inherited variable."""
-    variable = error.option if error.option.startswith(PREFIX) else PREFIX + error.option.split(".")[0].upper()
+    variable = error.option if error.option.startswith(PREFIX) else variable_for(error.option)
     option = variable[len(PREFIX) :].lower()
     if variable in variables and option in POOL_OPTIONS:
         return f"argument {POOL_OPTIONS[option]}: {error.got!r} is not accepted: expected {error.accepted}"

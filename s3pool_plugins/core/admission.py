@@ -17,7 +17,7 @@ from ..errors import ConfigurationError, QueueFull, QueueWaitTimeout
 from .async_tasks import AsyncTasksMixin
 from .context import SlotHolder, enter_slot, exit_slot, held_slot
 from .options import UNSET, TaskOptions
-from .scheduler import GRANTED, ThreadWaiter
+from .scheduler import GRANTED, Scheduler, ThreadWaiter
 from .task import RUNNING, Task
 from .thread_tasks import ThreadTasksMixin
 
@@ -184,10 +184,18 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
         return self._start_admission(task)
 
     def _acquire_slot_sync(
-        self, task: Task, queue_timeout: float | None, enqueued_at: float | None = None, new_work: bool = True
+        self,
+        task: Task,
+        queue_timeout: float | None,
+        enqueued_at: float | None = None,
+        new_work: bool = True,
+        scheduler: Scheduler | None = None,
     ) -> None:
-        """Block this thread until ``task`` holds a slot; ``enqueued_at`` (monotonic seconds) ages it."""
-        scheduler = self._scheduler
+        """Block this thread until ``task`` holds a slot; ``enqueued_at`` (monotonic seconds) ages it.
+
+        ``scheduler``: a partition's gate instead of the pool's scheduler.
+        """
+        scheduler = scheduler or self._scheduler
         if scheduler.try_acquire():
             return
         while True:

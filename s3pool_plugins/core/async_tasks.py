@@ -21,7 +21,7 @@ from .deadlines import loop_deadlines
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
-from .scheduler import GRANTED, LoopWaiter, _resolve
+from .scheduler import GRANTED, LoopWaiter, Scheduler, _resolve
 from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
 
 T = TypeVar("T")
@@ -198,10 +198,19 @@ class AsyncTasksMixin(OutcomesMixin):
             scheduler.release_and_end(task.status, holder=parent) if nested else scheduler.end_unit(task.status)
 
     async def _acquire_slot_async(
-        self, task: Task | None, enqueued_at: float | None, queue_timeout: float | None, *, new_work: bool
+        self,
+        task: Task | None,
+        enqueued_at: float | None,
+        queue_timeout: float | None,
+        *,
+        new_work: bool,
+        scheduler: Scheduler | None = None,
     ) -> None:
-        """Wait on the running loop for a slot. Callers try ``scheduler.try_acquire()`` first."""
-        scheduler = self._scheduler
+        """Wait on the running loop for a slot. Callers try ``scheduler.try_acquire()`` first.
+
+        ``scheduler``: a partition's gate instead of the pool's scheduler.
+        """
+        scheduler = scheduler or self._scheduler
         priority = task.priority if task is not None else self.config.priority
         loop = asyncio.get_running_loop()
         while True:
@@ -218,7 +227,7 @@ class AsyncTasksMixin(OutcomesMixin):
             return
         timer = None
         if queue_timeout is not None:
-            timer = loop.call_later(queue_timeout, self._expire_loop_waiter, waiter, task, queue_timeout)
+            timer = loop.call_later(queue_timeout, self._expire_loop_waiter, waiter, task, queue_timeout, scheduler)
         try:
             await waiter.future
         except BaseException:
@@ -229,8 +238,10 @@ class AsyncTasksMixin(OutcomesMixin):
             if timer is not None:
                 timer.cancel()
 
-    def _expire_loop_waiter(self, waiter: LoopWaiter, task: Task | None, queue_timeout: float) -> None:
-        if self._scheduler.withdraw(waiter):
+    def _expire_loop_waiter(
+        self, waiter: LoopWaiter, task: Task | None, queue_timeout: float, scheduler: Scheduler | None = None
+    ) -> None:
+        if (scheduler or self._scheduler).withdraw(waiter):
             what = "work" if task is None else f"task {task.id} ({task.name})"
             _resolve(
                 waiter.future, QueueWaitTimeout(f"{what} waited more than queue_timeout={queue_timeout:g} s for a slot")

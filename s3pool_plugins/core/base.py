@@ -23,6 +23,10 @@ from .config import PoolConfig
 from .context import SlotHolder, _scope_priority, exit_slot, held_slot, validate_priority
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
+from .limits.adaptive import AdaptiveLimit
+from .limits.base import Limit
+from .limits.controller import LimitController
+from .limits.history import LimitChange
 from .metrics.recorder import MetricsRecorder
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
 from .queue import PriorityTaskQueue
@@ -81,7 +85,7 @@ class PoolBase:
         self._budget: RetryBudget | None = RetryBudget() if budget is True else (budget or None)
         self._rng = random.Random(config.seed)
         self._queue: PriorityTaskQueue[Waiter] = PriorityTaskQueue(config.aging_rate, self._clock)
-        self._scheduler = Scheduler(config.concurrency, self._queue, max_queue=config.max_queue)
+        self._scheduler = Scheduler(config.initial_concurrency, self._queue, max_queue=config.max_queue)
         self._timers_lock = threading.Lock()
         self._timers: TimerService | None = None
         self._workers = WorkerThreads(config.name)
@@ -103,6 +107,17 @@ class PoolBase:
         self._log_attempts = self._recorder is not None and self._recorder.keeps_attempts
         self._default_settings = self._task_settings(DEFAULT_OPTIONS)
         self._default_priority = config.priority
+        self._limits: LimitController | None = None
+        if config.adaptive is not None:
+            self._limits = LimitController(
+                config.adaptive,
+                self._scheduler,
+                self._limit_algorithm,
+                self._clock,
+                self._call_later,
+                self._announce_limit,
+                aging_rate=config.aging_rate,
+            )
         _live_pools.add(self)
 
     @property
@@ -166,6 +181,45 @@ class PoolBase:
             f"<OperationsPool {self.config.name!r} limit={snap['limit']} active={snap['active']} "
             f"queued={snap['queued']}{' paused' if snap['paused'] else ''}{' closed' if self._closed else ''}>"
         )
+
+    @property
+    def auto_tuning(self) -> Any:
+        """The :class:`AutoTuning` settings of an adaptive pool, else None."""
+        return None if self._limits is None else self._limits.settings
+
+    def limit_history(self) -> list[LimitChange]:
+        """The adaptive limit's recorded changes, oldest first (bounded; empty for a fixed limit)."""
+        return [] if self._limits is None else self._limits.history()
+
+    def partition_limits(self) -> dict[str, tuple[int, float | None]]:
+        """Per bucket or prefix (``auto_tuning.scope``): its current limit and pacing rate (attempts/s or None)."""
+        return {} if self._limits is None else self._limits.partitions()
+
+    def partition_for(self, bucket: str | None, key: str | None = None) -> str | None:
+        """The partition whose adaptive state governs requests to ``bucket``/``key``, or None (the pool's)."""
+        return None if self._limits is None else self._limits.settings.partition(bucket, key)
+
+    def _limit_algorithm(self, partition: str | None) -> Limit:
+        """A plugin's algorithm (``s3pool_limit_algorithm``), else the default :class:`AdaptiveLimit`."""
+        settings = self.config.adaptive
+        assert settings is not None
+        if self.plugin_manager.has_impls("s3pool_limit_algorithm"):
+            chosen = self.plugin_manager.first_result(
+                "s3pool_limit_algorithm", pool=self, settings=settings, partition=partition
+            )
+            if isinstance(chosen, Limit):
+                return chosen
+            if chosen is not None:
+                self.plugin_manager.record_error("s3pool_limit_algorithm", f"returned {chosen!r}, not a Limit")
+        return AdaptiveLimit(settings)
+
+    def _call_later(self, delay: float, fn: Callable[[], None]) -> object:
+        return self._timer_service().call_later(delay, fn)
+
+    def _announce_limit(self, change: LimitChange) -> None:
+        if change.partition is None and change.old != change.new:
+            self._notify("s3pool_concurrency_changed", old=change.old, new=change.new, reason=change.reason)
+        self._notify("s3pool_limit_changed", change=change)
 
     def _task_settings(self, options: TaskOptions) -> tuple[RetryPolicy, float | None, float | None]:
         policy = self._policy if options.retries is None else self._policy.replace(retries=options.retries)

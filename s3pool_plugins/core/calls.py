@@ -20,6 +20,7 @@ from .admission import AdmissionMixin
 from .context import SlotHolder, enter_slot, exit_slot
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
+from .scheduler import Scheduler
 from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
 
 _IDLE, _ATTEMPTING, _BETWEEN, _DONE = range(4)
@@ -51,6 +52,8 @@ class Call:
     __slots__ = (
         "__weakref__",
         "_backoff_since",
+        "_gate",
+        "_gate_held",
         "_holder",
         "_parent",
         "_phase",
@@ -76,6 +79,8 @@ class Call:
         self._queue_timeout = queue_timeout
         self._parent = parent
         self._holder: SlotHolder | None = None
+        self._gate: Scheduler | None = None
+        self._gate_held = False
         self._slot_token: Token[Any] | None = None
         self._wrappers: list[Any] | None = None
         self._task_wrappers: list[Any] | None = None
@@ -108,18 +113,36 @@ class Call:
         """Wait (blocking this thread) for a slot and begin the next attempt."""
         self._check_can_start()
         if self._parent is None:
-            task = self.task
-            self._pool._acquire_slot_sync(task, self._queue_timeout, task.created_at, new_work=task.attempt == 0)
+            task, pool, gate = self.task, self._pool, self._gate
+            if gate is not None:
+                pool._acquire_slot_sync(task, self._queue_timeout, task.created_at, False, gate)
+                self._gate_held = True
+            try:
+                pool._acquire_slot_sync(task, self._queue_timeout, task.created_at, new_work=task.attempt == 0)
+            except BaseException:
+                self._release_gate()
+                raise
         self._begin_attempt()
 
     async def start_attempt_async(self) -> None:
         """:meth:`start_attempt` for async code: awaits the slot on the running loop."""
         self._check_can_start()
         if self._parent is None:
-            task = self.task
-            pool = self._pool
-            if not pool._scheduler.try_acquire():
-                await pool._acquire_slot_async(task, task.created_at, self._queue_timeout, new_work=task.attempt == 0)
+            task, pool, gate = self.task, self._pool, self._gate
+            if gate is not None:
+                if not gate.try_acquire():
+                    await pool._acquire_slot_async(
+                        task, task.created_at, self._queue_timeout, new_work=False, scheduler=gate
+                    )
+                self._gate_held = True
+            try:
+                if not pool._scheduler.try_acquire():
+                    await pool._acquire_slot_async(
+                        task, task.created_at, self._queue_timeout, new_work=task.attempt == 0
+                    )
+            except BaseException:
+                self._release_gate()
+                raise
         self._begin_attempt()
 
     def end_attempt(self, error: BaseException | None = None) -> None:
@@ -133,6 +156,7 @@ class Call:
         if self._phase != _ATTEMPTING:
             return None
         self._phase = _BETWEEN
+        self._release_gate()
         pool = self._pool
         holder, self._holder = self._holder, None
         token, self._slot_token = self._slot_token, None
@@ -207,6 +231,11 @@ class Call:
                     pool._scheduler.end_unit(task.status)
         return True
 
+    def _release_gate(self) -> None:
+        if self._gate_held:
+            self._gate_held = False
+            self._gate.release()  # type: ignore[union-attr]
+
     def _check_can_start(self) -> None:
         if self._phase == _DONE:
             raise RuntimeError(f"call {self.task.id} ({self.task.name}) is finished; it takes no more attempts")
@@ -265,6 +294,7 @@ class CallsMixin(AdmissionMixin):
         queue_timeout: Any = UNSET,
         metadata: Mapping[str, Any] | None = None,
         contextual: bool = True,
+        partition: str | None = None,
     ) -> Call:
         """Start a call: one pool task whose attempts the caller runs (see :class:`Call`).
 
@@ -278,7 +308,11 @@ class CallsMixin(AdmissionMixin):
         that slot. ``contextual=False`` makes a call that changes no context
         variable (no held-slot mark during attempts, no ``s3pool_wrap_task``
         or ``s3pool_wrap_attempt`` wrappers): for callers that cannot be
-        sure to end it in the context that began it. Raises
+        sure to end it in the context that began it. ``partition`` names the
+        bucket or prefix (see :meth:`partition_for`) whose adaptive state
+        governs the call when ``auto_tuning.scope`` keeps one per partition:
+        each attempt then passes that partition's gate before it queues for
+        the pool's slot. Raises
         :class:`~s3pool_plugins.PoolStopped` after ``shutdown``. On a disabled pool the call is a no-op shell (no
         limit, no retries, no hooks).
         """
@@ -300,6 +334,10 @@ class CallsMixin(AdmissionMixin):
         self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual
+        if partition is not None and self._limits is not None:
+            task.partition = partition
+            if parent is None:
+                call._gate = self._limits.gate(partition)
         try:
             hooks = self.plugin_manager.implemented
             if "s3pool_task_queued" in hooks:

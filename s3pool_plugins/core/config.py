@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .context import validate_priority
+from .limits.options import AutoTuning
 from .metrics.options import MonitoringConfig
 from .retry import DEFAULT_RETRYABLE_ERRORS, ErrorMatcher, RetryBudget, RetryPolicy
 
@@ -50,7 +51,12 @@ class PoolConfig:
 
     - ``enabled``: False makes the pool a pass-through (no limit, queue,
       retries, timeouts or hooks), the seed's ``operationsPool: false``.
-    - ``concurrency``: the most attempts running at once (int >= 1).
+    - ``concurrency``: the most attempts running at once (int >= 1), or
+      ``"auto"`` for an adaptive limit (see ``auto_tuning``).
+    - ``auto_tuning``: with ``concurrency="auto"``, an :class:`AutoTuning` or
+      a mapping of its fields (``min_concurrency``, ``max_concurrency``,
+      ``target_latency``, ``target_memory_percent``,
+      ``adjustment_interval``, ``scope`` ...); None for the defaults.
     - ``retries``: retries after the first attempt (int >= 0).
     - ``retry_delay``: backoff base in seconds; retry ``n`` waits a random time
       in ``[0, min(max_retry_delay, retry_delay * 2**n)]``.
@@ -80,7 +86,8 @@ class PoolConfig:
     """
 
     enabled: bool = True
-    concurrency: int = 10
+    concurrency: int | str = 10
+    auto_tuning: AutoTuning | Mapping[str, Any] | None = None
     retries: int | None = None
     retry_delay: float | None = None
     max_retry_delay: float | None = None
@@ -103,14 +110,15 @@ class PoolConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ConfigurationError("enabled", "True or False", self.enabled)
-        concurrency: object = self.concurrency
-        if concurrency == "auto":
-            raise ConfigurationError(
-                "concurrency",
-                "an int >= 1 (the adaptive 'auto' limit is not available in this version)",
-                self.concurrency,
-            )
-        _positive_int("concurrency", self.concurrency)
+        if self.concurrency == "auto":
+            object.__setattr__(self, "auto_tuning", AutoTuning.coerce(self.auto_tuning))
+        else:
+            if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+                raise ConfigurationError("concurrency", "an int >= 1 or 'auto'", self.concurrency)
+            if self.auto_tuning is not None:
+                raise ConfigurationError(
+                    "auto_tuning", "None unless concurrency='auto' (a fixed limit does not adapt)", self.auto_tuning
+                )
         policy_options = {
             "retries": self.retries,
             "retry_delay": self.retry_delay,
@@ -179,6 +187,20 @@ class PoolConfig:
         return self.monitoring
 
     @property
+    def adaptive(self) -> AutoTuning | None:
+        """The auto-tuning settings when ``concurrency="auto"``, else None."""
+        return self.auto_tuning if isinstance(self.auto_tuning, AutoTuning) else None
+
+    @property
+    def initial_concurrency(self) -> int:
+        """The limit the pool starts with."""
+        adaptive = self.adaptive
+        if adaptive is not None:
+            return adaptive.start
+        assert isinstance(self.concurrency, int)
+        return self.concurrency
+
+    @property
     def policy(self) -> RetryPolicy:
         """The effective retry policy."""
         assert self.retry_policy is not None
@@ -189,6 +211,7 @@ class PoolConfig:
         return {
             "enabled": self.enabled,
             "concurrency": self.concurrency,
+            "auto_tuning": None if self.adaptive is None else self.adaptive.as_dict(),
             "retries": self.policy.retries,
             "retry_delay": self.policy.retry_delay,
             "max_retry_delay": self.policy.max_retry_delay,

@@ -68,9 +68,13 @@ def _names(name: str, text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _concurrency(name: str, text: str) -> int | str:
+    return "auto" if text.strip().lower() == "auto" else _integer(name, text)
+
+
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "enabled": _boolean,
-    "concurrency": _integer,
+    "concurrency": _concurrency,
     "retries": _integer,
     "retry_delay": _number,
     "max_retry_delay": _number,
@@ -89,6 +93,19 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
 }
 """The options settable from the environment, with their parsers."""
 
+AUTO_PREFIX = "auto_"
+_AUTO_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "min_concurrency": _integer,
+    "max_concurrency": _integer,
+    "initial_concurrency": _integer,
+    "target_latency": _optional(_number),
+    "target_memory_percent": _optional(_number),
+    "adjustment_interval": _number,
+    "scope": _text,
+    "prefix_depth": _integer,
+}
+"""``auto_tuning`` fields settable as ``S3POOL_AUTO_<FIELD>`` (with ``S3POOL_CONCURRENCY=auto``)."""
+
 
 def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The pool options given as ``S3POOL_*`` variables, parsed; raises naming a bad variable."""
@@ -98,12 +115,24 @@ def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[s
         if not variable.startswith(PREFIX) or variable in OTHER_VARIABLES:
             continue
         option = variable[len(PREFIX) :].lower()
+        if option.startswith(AUTO_PREFIX) and option[len(AUTO_PREFIX) :] in _AUTO_PARSERS:
+            field = option[len(AUTO_PREFIX) :]
+            options.setdefault("auto_tuning", {})[field] = _AUTO_PARSERS[field](variable, text)
+            continue
         parse = _PARSERS.get(option)
         if parse is None:
-            accepted = ", ".join(PREFIX + name.upper() for name in _PARSERS)
+            names = [*_PARSERS, *(AUTO_PREFIX + field for field in _AUTO_PARSERS)]
+            accepted = ", ".join(PREFIX + name.upper() for name in names)
             raise ConfigurationError(variable, f"one of the variables {accepted}", text)
         options[option] = parse(variable, text)
     return options
+
+
+def variable_for(option: str) -> str:
+    """The ``S3POOL_*`` variable of a pool option (``auto_tuning.scope`` -> ``S3POOL_AUTO_SCOPE``)."""
+    if option.startswith("auto_tuning."):
+        return PREFIX + (AUTO_PREFIX + option.split(".", 1)[1]).upper()
+    return PREFIX + option.upper()
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None, **overrides: Any) -> PoolConfig:
@@ -117,8 +146,14 @@ def config_from_environment(environ: Mapping[str, str] | None = None, **override
     try:
         return PoolConfig(**options)
     except ConfigurationError as error:
-        if error.option in options and error.option not in overrides:
-            raise ConfigurationError(PREFIX + error.option.upper(), error.accepted, error.got) from None
+        given = error.option.split(".")[0]
+        if given in options and given not in overrides and not error.option.startswith(PREFIX):
+            if error.option == "auto_tuning" and isinstance(options["auto_tuning"], dict):
+                first = sorted(options["auto_tuning"])[0]
+                variable = variable_for(f"auto_tuning.{first}")
+                accepted = f"set only together with {PREFIX}CONCURRENCY=auto"
+                raise ConfigurationError(variable, accepted, options["auto_tuning"][first]) from None
+            raise ConfigurationError(variable_for(error.option), error.accepted, error.got) from None
         raise
 
 

@@ -30,6 +30,8 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         """Change the limit now. Lowering it never cancels running work; no new
         attempt starts until ``active`` is below the new limit."""
         _positive_int("concurrency", limit)
+        if self._limits is not None:
+            self._limits.pin(limit)
         old = self._scheduler.set_limit(limit)
         if old != limit:
             self._notify("s3pool_concurrency_changed", old=old, new=limit, reason=reason)
@@ -107,6 +109,8 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
             self._sync_backoff.clear()
             async_backoff = list(self._async_backoff)
         self._scheduler.stop(lambda: PoolStopped("the pool was stopped before this work started"))
+        if self._limits is not None:
+            self._limits.stop(lambda: PoolStopped("the pool was stopped before this work started"))
         for entry, handle in sync_backoff:
             if handle is not None:
                 handle.cancel()

@@ -7,13 +7,21 @@ import concurrent.futures
 import logging
 from typing import Any
 
-from ..errors import PoolStopped
+from ..errors import PoolStopped, QueueWaitTimeout
 from .base import PoolBase, _add_note
 from .metrics.recorder import log_attempt
-from .retry import ErrorClassification, RetryPolicy
+from .retry import ErrorClassification, RetryPolicy, error_names
 from .task import CANCELLED, FAILED, SUCCEEDED, Task
 
 log = logging.getLogger("s3pool_plugins.pool")
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """A timeout of any library (``TimeoutError``, or a class or code named ``...Timeout[Error]``)."""
+    if isinstance(error, QueueWaitTimeout):  # waiting for our own slot says nothing about the service
+        return False
+    names = error_names(error)
+    return isinstance(error, TimeoutError) or any(name.endswith(("Timeout", "TimeoutError")) for name in names)
 
 
 class OutcomesMixin(PoolBase):
@@ -47,6 +55,8 @@ class OutcomesMixin(PoolBase):
         if isinstance(error, (PoolStopped, asyncio.CancelledError, concurrent.futures.CancelledError)):
             return None, "not retryable"
         verdict = self.classify(task, error, policy)
+        if self._limits is not None and (verdict.throttling or _is_timeout(error)):
+            self._limits.on_drop(task.partition, verdict.throttling)
         recorder = self._recorder
         if verdict.throttling:
             self._count("_throttled")
@@ -80,6 +90,8 @@ class OutcomesMixin(PoolBase):
     def _settle_success(self, task: Task, result: Any) -> None:
         task.status = SUCCEEDED
         task.finished_at = self._clock()
+        if self._limits is not None and task.started_at is not None:
+            self._limits.on_success(task.partition, task.finished_at - task.started_at)
         if self._budget is not None and task.kind != "admission":
             self._budget.on_success(task.budget_spent)
         recorder = self._recorder

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import PoolStopped, QueueFull
 from .context import SlotHolder
+from .limits.pacer import Pacer
 from .locks import YieldingLock
 from .queue import PriorityTaskQueue, QueueEntry
 
@@ -147,6 +148,9 @@ class Scheduler:
         self.cancelled = 0
         self._idle_callbacks: list[Callable[[], None]] = []
         self._room_waiters: list[Waiter] = []
+        self.pacer: Pacer | None = None
+        self._call_later: Callable[[float, Callable[[], None]], object] | None = None
+        self._kick_armed = False
 
     # -- admission -------------------------------------------------------
 
@@ -177,7 +181,7 @@ class Scheduler:
                 if new_work and self.max_queue is not None and len(self.queue) >= self.max_queue:
                     raise QueueFull(f"the queue holds max_queue={self.max_queue} tasks")
                 self.pending += 1
-            if not self.paused and self.active < self.limit and not self.queue:
+            if not self.paused and self.active < self.limit and not self.queue and self._paced_locked():
                 self.active += 1
                 if self.active > self.peak_active:
                     self.peak_active = self.active
@@ -187,6 +191,8 @@ class Scheduler:
                 raise QueueFull(f"the queue holds max_queue={self.max_queue} tasks")
             waiter.state = WAITING
             waiter.handle = self.queue.push_entry(waiter, priority, enqueued_at)
+            if self.pacer is not None:
+                self._arm_kick_locked()
             return False
 
     def enqueue_saturated(self, waiter: Waiter, priority: float, enqueued_at: float | None) -> bool:
@@ -200,7 +206,12 @@ class Scheduler:
         appending it re-checks the state, so a slot freed meanwhile, a resume
         or a stop is never missed.
         """
-        if self.max_queue is not None or self.stopped or (not self.paused and self.active < self.limit):
+        if (
+            self.max_queue is not None
+            or self.stopped
+            or self.pacer is not None
+            or (not self.paused and self.active < self.limit)
+        ):
             return False
         waiter.state = WAITING
         self._inbox.append((waiter, priority, enqueued_at))
@@ -229,6 +240,8 @@ class Scheduler:
         """Take a slot only if one is free and nobody is queued (no waiter object)."""
         with self.lock:
             if self.stopped or self.paused or self.active >= self.limit or self.queue or self._inbox:
+                return False
+            if self.pacer is not None and not self.pacer.take():
                 return False
             self.active += 1
             if self.active > self.peak_active:
@@ -418,6 +431,53 @@ class Scheduler:
         self._wake_room(room)
         return old
 
+    def set_pacing(
+        self, rate: float | None, call_later: Callable[[float, Callable[[], None]], object] | None = None
+    ) -> None:
+        """Grant at most ``rate`` slots per second (None: as fast as the limit allows).
+
+        ``call_later(delay, fn)`` must run ``fn`` after ``delay`` seconds on
+        another thread; the scheduler uses it to grant queued waiters when
+        the next token is due. Required the first time a rate is set.
+        """
+        with self.lock:
+            if call_later is not None:
+                self._call_later = call_later
+            if rate is None:
+                self.pacer = None
+            elif self._call_later is None:
+                raise ValueError("set_pacing needs call_later the first time a rate is set")
+            elif self.pacer is None:
+                self.pacer = Pacer(rate)
+            else:
+                self.pacer.set_rate(rate)
+            granted = self._dispatch_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
+
+    def _kick(self) -> None:
+        """Timer callback: a pacing token is due; grant what it allows."""
+        with self.lock:
+            self._kick_armed = False
+            granted = self._dispatch_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
+
+    def _arm_kick_locked(self) -> None:
+        if self._kick_armed or self.pacer is None or self._call_later is None:
+            return
+        self._kick_armed = True
+        try:
+            self._call_later(self.pacer.delay(), self._kick)
+        except RuntimeError:  # the timer service is closed: the next release dispatches
+            self._kick_armed = False
+
+    def _paced_locked(self) -> bool:
+        """True if pacing allows one more grant now (and counts it)."""
+        return self.pacer is None or self.pacer.take()
+
     def set_paused(self, paused: bool) -> bool:
         """Pause or resume; returns True if the state changed."""
         with self.lock:
@@ -464,6 +524,7 @@ class Scheduler:
                 "queued": len(self.queue),
                 "active": self.active,
                 "limit": self.limit,
+                "rate": None if self.pacer is None else self.pacer.rate,
                 "paused": self.paused,
                 "pending": self.pending,
                 "peak_active": self.peak_active,
@@ -480,6 +541,9 @@ class Scheduler:
         granted: list[Waiter] = []
         queue = self.queue
         while queue and not self.paused and self.active < self.limit:
+            if self.pacer is not None and not self.pacer.take():
+                self._arm_kick_locked()
+                break
             waiter = queue.pop()
             waiter.handle = None
             waiter.state = GRANTED

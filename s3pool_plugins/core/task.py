@@ -55,6 +55,7 @@ class Task:
         "limit_at_start",
         "budget_spent",
         "attempt_log",
+        "partition",
     )
 
     def __init__(
@@ -84,6 +85,7 @@ class Task:
         self.limit_at_start: int | None = None
         self.budget_spent = 0
         self.attempt_log: list[tuple[int, float, float, str | None]] | None = None
+        self.partition: str | None = None
 
     @property
     def retries(self) -> int:

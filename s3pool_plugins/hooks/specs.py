@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from ..core.limits.base import Limit
+    from ..core.limits.history import LimitChange
+    from ..core.limits.options import AutoTuning
     from ..core.pool import OperationsPool
     from ..core.retry import ErrorClassification
     from ..core.task import Task
@@ -101,6 +104,27 @@ def s3pool_pool_stopped(pool: OperationsPool) -> None:
 def s3pool_concurrency_changed(pool: OperationsPool, old: int, new: int, reason: str) -> None:
     """The concurrency limit went from ``old`` to ``new``; ``reason`` says why
     (``"set_concurrency"`` for a manual change)."""
+
+
+@hookspec
+def s3pool_limit_changed(pool: OperationsPool, change: LimitChange) -> None:
+    """An adaptive state changed its limit or pacing rate (``concurrency="auto"``).
+
+    ``change.partition`` is None for the pool's own limit, else the bucket or
+    prefix. Every change is also kept in ``pool.limit_history()``. Runs on the
+    thread of the attempt whose outcome triggered the evaluation.
+    """
+
+
+@hookspec(firstresult=True)
+def s3pool_limit_algorithm(pool: OperationsPool, settings: AutoTuning, partition: str | None) -> Limit | None:
+    """Return a :class:`~s3pool_plugins.Limit` to adapt the limit of ``partition``
+    (None: the pool's own), or None for the default :class:`~s3pool_plugins.AdaptiveLimit`.
+
+    Called once per adaptive state, when the pool is built (pool) or when the
+    partition is first used; return a new object each time. ``settings`` are
+    the pool's ``auto_tuning``.
+    """
 
 
 @hookspec(firstresult=True)

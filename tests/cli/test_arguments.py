@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import pytest
 
 from s3pool_plugins.cli import main
-from s3pool_plugins.cli.run import PLUGIN_MODULE, child_environment, plugins_value, pool_variables
+from s3pool_plugins.cli.run import PLUGIN_MODULE, POOL_OPTIONS, child_environment, plugins_value, pool_variables
 
 
 def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -26,7 +26,13 @@ def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     [
         ("--concurrency", "0", "integer >= 1"),
         ("--concurrency", "lots", "'lots'"),
-        ("--concurrency", "auto", "not available yet"),
+        ("--concurrency", "automatic", "integer >= 1 or 'auto'"),
+        ("--min-concurrency", "0", "integer >= 1"),
+        ("--max-concurrency", "many", "integer >= 1"),
+        ("--target-latency", "-1", "number of seconds > 0"),
+        ("--target-memory-percent", "75", "fraction > 0 and <= 1"),
+        ("--adjustment-interval", "0", "number of seconds > 0"),
+        ("--auto-scope", "key", "invalid choice"),
         ("--retries", "-1", "integer >= 0"),
         ("--retry-delay", "soon", "number of seconds > 0"),
         ("--retry-delay", "0", "number of seconds > 0"),
@@ -45,9 +51,34 @@ def test_each_bad_run_option_names_itself(capsys, tmp_path, option, value, expec
     assert not marker.exists()  # nothing half-ran
 
 
-def test_auto_concurrency_says_it_is_not_available_yet(capsys) -> None:
-    error = _usage_error(capsys, "run", "--concurrency", "auto", "--", sys.executable, "-c", "pass")
-    assert "'auto' (adaptive concurrency) is not available yet" in error and "fixed limit" in error
+def test_auto_tuning_options_need_auto_concurrency(capsys, tmp_path) -> None:
+    marker = tmp_path / "ran"
+    program = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    error = _usage_error(capsys, "run", "--max-concurrency", "8", *program)
+    assert (
+        "argument --max-concurrency: 8 is not accepted: expected set only together with S3POOL_CONCURRENCY=auto"
+        in error
+    )
+    error = _usage_error(
+        capsys, "run", "--concurrency", "auto", "--min-concurrency", "9", "--max-concurrency", "4", *program
+    )
+    assert "argument --max-concurrency:" in error and "min_concurrency (9)" in error
+    assert not marker.exists()
+
+
+def test_auto_concurrency_and_its_options_become_variables() -> None:
+    args = argparse.Namespace(
+        **_defaults(concurrency="auto", auto_max_concurrency=48, auto_target_latency=0.5, auto_scope="prefix")
+    )
+    variables = pool_variables(args)
+    assert variables == {
+        "S3POOL_CONCURRENCY": "auto",
+        "S3POOL_AUTO_MAX_CONCURRENCY": "48",
+        "S3POOL_AUTO_TARGET_LATENCY": "0.5",
+        "S3POOL_AUTO_SCOPE": "prefix",
+    }
+    environment = child_environment(args, {})
+    assert environment["S3POOL_AUTO_SCOPE"] == "prefix"
 
 
 def test_the_program_is_required_and_must_exist(capsys, tmp_path) -> None:
@@ -97,7 +128,7 @@ def test_an_option_overrides_an_inherited_variable(monkeypatch) -> None:
     [
         (["--objects", "0"], "argument --objects: expected an integer >= 1"),
         (["--threads", "x"], "argument --threads:"),
-        (["--concurrency", "auto"], "argument --concurrency: 'auto' (adaptive concurrency) is not available yet"),
+        (["--concurrency", "0"], "argument --concurrency: expected an integer >= 1 or 'auto'"),
         (["--rate", "0"], "argument --rate:"),
         (["--chart", "x.html", "--no-chart"], "argument --no-chart: not allowed with argument --chart"),
     ],
@@ -117,9 +148,7 @@ def test_no_command_or_an_unknown_one(capsys) -> None:
 
 
 def _defaults(**given: object) -> dict[str, object]:
-    values: dict[str, object] = dict.fromkeys(
-        ["concurrency", "retries", "retry_delay", "max_retry_delay", "queue_timeout", "priority", "monitoring"]
-    )
+    values: dict[str, object] = dict.fromkeys(POOL_OPTIONS)
     values["otel"] = None
     values.update(given)
     return values

@@ -190,12 +190,19 @@ class ClientHandlers:
                 value = params.get(field)
                 if isinstance(value, str):
                     metadata[label] = value
+        partition = None
+        if self.pool.auto_tuning is not None and "bucket" in metadata:
+            prefix = params.get("Prefix") if params else None
+            partition = self.pool.partition_for(
+                metadata["bucket"], metadata.get("key") or (prefix if isinstance(prefix, str) else None)
+            )
         return self.pool.begin_call(
             f"S3.{operation_name}",
             fallback_priority=self.priorities.get(operation_name),
             retry_policy=self.policy,
             metadata=metadata,
             contextual=contextual,
+            partition=partition,
         )
 
     def check_connections(self, client: Any) -> bool:

@@ -1,0 +1,159 @@
+"""The default adaptive limit: a loss signal, a latency gradient and a memory guard.
+
+Each evaluation reacts to the strongest signal present, in this order:
+
+1. **Throttling** (the service answered "slow down"): the requests the
+   service accepted over the last second or so are its capacity. The pool
+   starts pacing attempts at ``pace_margin`` (90%) of that rate and
+   remembers it as the ceiling. Throttling that is still in flight from
+   before a cut (within ``settle_time`` of it) cuts no further.
+2. **Timeouts**: a multiplicative decrease of the limit (``backoff``).
+3. **Memory** above ``target_memory_percent``: the limit shrinks by 10%.
+4. **Calm**: while paced and using the pace, the rate climbs back towards
+   the ceiling (a quarter of the gap per evaluation), then probes past it
+   with steps that double from 1% to 25%, so a recovered service is found
+   within seconds while a steady one sees rare, small overshoots. After
+   ``unpace_after`` seconds without throttling while the pace is not
+   binding, pacing ends. The limit follows the latency gradient of Netflix's
+   Gradient2: ``tolerance * baseline / recent`` clamped to [0.5, 1], where
+   the baseline is a slow moving average of recent round trips. At a
+   gradient of 1 and a limit in use the limit grows by
+   ``max(1, sqrt(limit), limit / 5)``; below 1 it shrinks towards
+   ``limit * gradient + sqrt(limit)``. With ``target_latency`` set, round
+   trips above it shrink the limit in proportion. A limit that is not in use
+   (peak in-flight below 80% of it) never grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .base import Limit
+from .options import AutoTuning
+from .signals import LimitDecision, LimitSignal
+
+
+class AdaptiveLimit(Limit):
+    """The algorithm behind ``concurrency="auto"``; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: AutoTuning | None = None,
+        *,
+        tolerance: float = 1.5,
+        backoff: float = 0.8,
+        pace_margin: float = 0.9,
+        settle_time: float | None = None,
+        baseline_window: int = 20,
+        unpace_after: float = 30.0,
+        min_rate: float = 1.0,
+    ) -> None:
+        self.settings = settings or AutoTuning()
+        self._tolerance = tolerance
+        self._backoff = backoff
+        self._pace_margin = pace_margin
+        self._settle_time = settle_time if settle_time is not None else 2 * self.settings.adjustment_interval
+        self._baseline_weight = 2.0 / (baseline_window + 1)
+        self._unpace_after = unpace_after
+        self._min_rate = min_rate
+        self._limit = float(self.settings.start)
+        self._baseline: float | None = None
+        self._rate: float | None = None
+        self._ceiling: float | None = None
+        self._probe_step = 0.01
+        self._last_cut = -math.inf
+        self._calm = 0.0
+        self._reported_rate: float | None = None
+
+    @property
+    def limit(self) -> int:
+        return max(self.settings.min_concurrency, min(self.settings.max_concurrency, int(self._limit)))
+
+    @property
+    def rate(self) -> float | None:
+        return self._reported_rate
+
+    @property
+    def baseline_rtt(self) -> float | None:
+        """The long-term round-trip baseline in seconds (None before the first sample)."""
+        return self._baseline
+
+    def update(self, signal: LimitSignal) -> LimitDecision | None:
+        old_limit, old_rate = self.limit, self._reported_rate
+        target_memory = self.settings.target_memory_percent
+        if signal.throttles:
+            reason = self._on_throttling(signal)
+        elif signal.timeouts:
+            self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
+            reason = "timeouts"
+        elif target_memory is not None and (signal.memory_fraction or 0.0) > target_memory:
+            self._limit = max(self.settings.min_concurrency, self._limit * 0.9)
+            reason = "memory"
+        else:
+            reason = self._on_calm(signal)
+        self._limit = max(float(self.settings.min_concurrency), min(float(self.settings.max_concurrency), self._limit))
+        rate = self._rate
+        if rate is None or old_rate is None or abs(rate - old_rate) >= 0.01 * old_rate:
+            self._reported_rate = rate
+        if self.limit == old_limit and self._reported_rate == old_rate:
+            return None
+        return LimitDecision(self.limit, self._reported_rate, reason)
+
+    def _on_throttling(self, signal: LimitSignal) -> str:
+        self._calm = 0.0
+        self._probe_step = 0.01
+        if signal.at - self._last_cut < self._settle_time:
+            return "throttling"  # answers to attempts sent before the last cut
+        accepted = signal.goodput
+        if accepted <= 0:
+            accepted = (self._rate or signal.limit / max(signal.rtt_mean or 1.0, 1e-3)) * 0.5
+        self._ceiling = accepted
+        self._rate = max(self._min_rate, accepted * self._pace_margin)
+        self._last_cut = signal.at
+        if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
+            self._limit = float(signal.peak_inflight + 1)  # a limit above what ran is no limit at all
+        return "throttling"
+
+    def _on_calm(self, signal: LimitSignal) -> str:
+        reason = "latency"
+        if self._rate is not None:
+            self._calm += signal.interval
+            binding = signal.goodput >= 0.8 * self._rate
+            if binding:
+                reason = "probe"
+                ceiling = self._ceiling or self._rate
+                if self._rate < ceiling * 0.99:
+                    self._rate += (ceiling - self._rate) * 0.25
+                else:
+                    self._rate *= 1.0 + self._probe_step
+                    self._probe_step = min(0.25, self._probe_step * 2)
+            elif self._calm >= self._unpace_after:
+                self._rate = self._ceiling = None
+                return "unpaced"
+        rtt = signal.rtt_mean
+        if rtt is None or rtt <= 0:
+            return reason
+        baseline = rtt if self._baseline is None else self._baseline + (rtt - self._baseline) * self._baseline_weight
+        if baseline > 2 * rtt:  # the service got faster: let the baseline follow
+            baseline = max(rtt, baseline * 0.9)
+        self._baseline = baseline
+        gradient = max(0.5, min(1.0, self._tolerance * baseline / rtt))
+        target = self.settings.target_latency
+        if target is not None and rtt > target:
+            gradient = min(gradient, max(0.5, target / rtt))
+        limit = self._limit
+        in_use = signal.peak_inflight >= 0.8 * int(limit)
+        if gradient >= 1.0:
+            if in_use:
+                self._limit = limit + max(1.0, math.sqrt(limit), limit / 5)
+                return "growth" if reason == "latency" else reason
+            return reason
+        wanted = limit * gradient + math.sqrt(limit)
+        if wanted < limit:
+            self._limit = (limit + wanted) / 2
+        elif in_use:
+            self._limit = wanted
+        return reason
+
+    def __repr__(self) -> str:
+        return f"<AdaptiveLimit limit={self.limit} rate={self._reported_rate}>"

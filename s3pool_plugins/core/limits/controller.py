@@ -1,0 +1,254 @@
+"""The limiter's side of adaptive concurrency: gather signals, ask the algorithm, apply.
+
+One :class:`LimitController` per pool with ``concurrency="auto"``. It keeps
+one adaptive state for the pool and, with ``auto_tuning.scope`` set to
+``"bucket"`` or ``"prefix"``, one per partition. A partition's state comes
+with a *gate*: a scheduler of its own (same priorities and aging) that an
+attempt passes before it queues for the pool's slot, so a throttled prefix
+waits at its own gate and never occupies the pool's slots meanwhile.
+
+Signals are folded into counters on the attempt's thread (one short lock);
+an evaluation runs on that same thread when the state's interval has passed,
+or at once on throttling or a timeout (at most once per ``min_gap``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..queue import PriorityTaskQueue
+from ..scheduler import Scheduler, Waiter
+from .base import FixedLimit, Limit
+from .history import LimitChange
+from .memory import memory_fraction
+from .options import AutoTuning
+from .signals import LimitDecision, LimitSignal
+
+Apply = Callable[[Scheduler, LimitDecision], None]
+Announce = Callable[[LimitChange], None]
+
+_GOODPUT_SPAN = 1.0
+
+
+@dataclass
+class _State:
+    """One adaptive state: its algorithm, its scheduler and what it saw since the last evaluation."""
+
+    algorithm: Limit
+    scheduler: Scheduler
+    since: float
+    successes: int = 0
+    rtt_sum: float = 0.0
+    rtt_min: float = math.inf
+    throttles: int = 0
+    timeouts: int = 0
+    peak_inflight: int = 0
+    total_successes: int = 0
+    marks: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def goodput(self, now: float, interval: float) -> float:
+        marks = self.marks
+        marks.append((now, self.total_successes))
+        while len(marks) > 2 and now - marks[1][0] >= max(_GOODPUT_SPAN, interval):
+            marks.popleft()
+        start, count = marks[0]
+        span = max(now - start, interval)
+        return (self.total_successes - count) / span if span > 0 else 0.0
+
+    def reset(self, now: float) -> None:
+        self.since = now
+        self.successes = self.throttles = self.timeouts = 0
+        self.rtt_sum = 0.0
+        self.rtt_min = math.inf
+        self.peak_inflight = self.scheduler.active
+
+
+class LimitController:
+    """Feeds an adaptive :class:`Limit` per state and applies its decisions."""
+
+    def __init__(
+        self,
+        settings: AutoTuning,
+        scheduler: Scheduler,
+        make_algorithm: Callable[[str | None], Limit],
+        clock: Callable[[], float],
+        call_later: Callable[[float, Callable[[], None]], object],
+        announce: Announce,
+        *,
+        history_size: int = 1000,
+        aging_rate: float = 0.0,
+        read_memory: Callable[[], float | None] = memory_fraction,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._call_later = call_later
+        self._announce = announce
+        self._make_algorithm = make_algorithm
+        self._aging_rate = aging_rate
+        self._read_memory = read_memory
+        self._lock = threading.Lock()
+        self._history: deque[LimitChange] = deque(maxlen=history_size)
+        self._memory: tuple[float, float | None] = (-math.inf, None)
+        now = clock()
+        algorithm = make_algorithm(None)
+        self._pool_state = _State(algorithm, scheduler, now)
+        scheduler.set_limit(algorithm.limit)
+        self._partitions: OrderedDict[str, _State] = OrderedDict()
+
+    # -- signals -----------------------------------------------------------
+
+    def on_success(self, partition: str | None, rtt: float) -> None:
+        """An attempt succeeded after ``rtt`` seconds (under ``partition``'s state, if it has one)."""
+        changes: list[LimitChange] = []
+        with self._lock:
+            for state in self._states_of(partition):
+                state.successes += 1
+                state.total_successes += 1
+                state.rtt_sum += rtt
+                if rtt < state.rtt_min:
+                    state.rtt_min = rtt
+                self._note_inflight(state)
+                self._maybe_evaluate(state, partition if state is not self._pool_state else None, False, changes)
+        self._publish(changes)
+
+    def on_drop(self, partition: str | None, throttling: bool) -> None:
+        """An attempt failed by throttling (``throttling=True``) or a timeout.
+
+        The loss is charged to the narrowest state: the partition's if it has
+        one, else the pool's.
+        """
+        changes: list[LimitChange] = []
+        with self._lock:
+            states = self._states_of(partition)
+            state = states[-1]
+            if throttling:
+                state.throttles += 1
+            else:
+                state.timeouts += 1
+            self._note_inflight(state)
+            self._maybe_evaluate(state, partition if state is not self._pool_state else None, True, changes)
+        self._publish(changes)
+
+    # -- partitions --------------------------------------------------------
+
+    def gate(self, partition: str | None) -> Scheduler | None:
+        """The scheduler an attempt under ``partition`` passes before the pool's, or None."""
+        if partition is None or self.settings.scope == "pool":
+            return None
+        with self._lock:
+            state = self._partitions.get(partition)
+            if state is None:
+                state = self._new_partition(partition)
+            else:
+                self._partitions.move_to_end(partition)
+            return state.scheduler
+
+    def partitions(self) -> dict[str, tuple[int, float | None]]:
+        """Each partition's current limit and pacing rate."""
+        with self._lock:
+            return {key: (s.scheduler.limit, s.algorithm.rate) for key, s in self._partitions.items()}
+
+    def history(self) -> list[LimitChange]:
+        """The recorded changes, oldest first."""
+        with self._lock:
+            return list(self._history)
+
+    def pin(self, limit: int) -> None:
+        """Hold the pool's own limit at ``limit`` from now on (``set_concurrency``): no more adapting, no pacing.
+
+        Partition states keep adapting.
+        """
+        with self._lock:
+            state = self._pool_state
+            state.algorithm = FixedLimit(limit)
+            state.scheduler.set_pacing(None)
+
+    def stop(self, error_factory: Callable[[], BaseException]) -> None:
+        """Reject whatever waits at a partition gate (the pool is stopping)."""
+        with self._lock:
+            gates = [state.scheduler for state in self._partitions.values()]
+        for gate in gates:
+            gate.stop(error_factory)
+
+    # -- internals ---------------------------------------------------------
+
+    def _states_of(self, partition: str | None) -> list[_State]:
+        state = None if partition is None else self._partitions.get(partition)
+        return [self._pool_state] if state is None else [self._pool_state, state]
+
+    @staticmethod
+    def _note_inflight(state: _State) -> None:
+        active = state.scheduler.active
+        if active > state.peak_inflight:
+            state.peak_inflight = active
+
+    def _new_partition(self, partition: str) -> _State:
+        if len(self._partitions) >= self.settings.max_partitions:
+            for key, old in list(self._partitions.items()):
+                if old.scheduler.active == 0 and not old.scheduler.queue:
+                    del self._partitions[key]
+                    if len(self._partitions) < self.settings.max_partitions:
+                        break
+        algorithm = self._make_algorithm(partition)
+        queue: PriorityTaskQueue[Waiter] = PriorityTaskQueue(self._aging_rate, self._clock)
+        scheduler = Scheduler(algorithm.limit, queue)
+        state = _State(algorithm, scheduler, self._clock())
+        self._partitions[partition] = state
+        return state
+
+    def _maybe_evaluate(self, state: _State, partition: str | None, dropped: bool, changes: list[LimitChange]) -> None:
+        now = self._clock()
+        elapsed = now - state.since
+        interval = self.settings.adjustment_interval
+        if elapsed < interval and not (dropped and elapsed >= self._min_gap(state)):
+            return
+        successes = state.successes
+        signal = LimitSignal(
+            at=now,
+            interval=max(elapsed, 1e-9),
+            successes=successes,
+            rtt_mean=state.rtt_sum / successes if successes else None,
+            rtt_min=state.rtt_min if successes else None,
+            throttles=state.throttles,
+            timeouts=state.timeouts,
+            peak_inflight=state.peak_inflight,
+            limit=state.scheduler.limit,
+            goodput=state.goodput(now, interval),
+            rate=state.algorithm.rate,
+            memory_fraction=self._memory_fraction(now) if partition is None else None,
+        )
+        state.reset(now)
+        old_limit, old_rate = state.scheduler.limit, state.algorithm.rate
+        decision = state.algorithm.update(signal)
+        if decision is None:
+            return
+        new_limit = max(1, int(decision.limit))
+        if new_limit != old_limit:
+            state.scheduler.set_limit(new_limit)
+        if decision.rate != old_rate or (decision.rate is not None and state.scheduler.pacer is None):
+            state.scheduler.set_pacing(decision.rate, self._call_later)
+        change = LimitChange(now, partition, old_limit, new_limit, old_rate, decision.rate, decision.reason)
+        self._history.append(change)
+        changes.append(change)
+
+    def _min_gap(self, state: _State) -> float:
+        """The shortest time between two evaluations triggered by losses."""
+        rtt = state.rtt_sum / state.successes if state.successes else 0.0
+        return max(0.05, 2 * rtt)
+
+    def _memory_fraction(self, now: float) -> float | None:
+        if self.settings.target_memory_percent is None:
+            return None
+        read_at, value = self._memory
+        if now - read_at >= self.settings.adjustment_interval:
+            value = self._read_memory()
+            self._memory = (now, value)
+        return value
+
+    def _publish(self, changes: list[LimitChange]) -> None:
+        for change in changes:
+            self._announce(change)

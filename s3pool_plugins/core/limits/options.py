@@ -1,0 +1,142 @@
+"""``auto_tuning``: the validated settings of the adaptive concurrency limit."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ...errors import ConfigurationError
+
+SCOPES = ("pool", "bucket", "prefix")
+
+
+def _number(option: str, value: object, accepted: str, *, low: float, high: float = math.inf, open_low: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value > low if open_low else value >= low) and value <= high:  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    raise ConfigurationError(option, accepted, value)
+
+
+def _count(option: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(option, "an int >= 1", value)
+    return value
+
+
+@dataclass(frozen=True)
+class AutoTuning:
+    """How ``concurrency="auto"`` adapts the limit (the seed's ``autoTuning``).
+
+    - ``min_concurrency`` / ``max_concurrency``: bounds of the limit (ints >= 1).
+    - ``initial_concurrency``: where the limit starts (default: ``min(10, max)``,
+      at least ``min``).
+    - ``target_latency``: seconds; when the recent attempt time is above it the
+      limit shrinks even without throttling. None (default): latency is
+      judged against its own long-term baseline only.
+    - ``target_memory_percent``: a fraction in (0, 1] of the memory available
+      to the process (cgroup limit, else the machine's); above it the limit
+      shrinks. None turns the memory guard off.
+    - ``adjustment_interval``: seconds between two evaluations of the
+      latency signal; throttling is acted on at once (at most once per
+      round trip).
+    - ``scope``: ``"pool"`` keeps one adaptive state for the whole pool;
+      ``"bucket"`` keeps one per bucket and ``"prefix"`` one per key prefix,
+      for calls that name them (S3 calls through the botocore adapter), so a
+      throttled prefix slows only its own requests.
+    - ``prefix_depth``: with ``scope="prefix"``, how many ``/``-separated
+      leading parts of the key make the prefix.
+    - ``max_partitions``: the most buckets/prefixes with their own state; the
+      idle ones are forgotten first.
+    """
+
+    min_concurrency: int = 1
+    max_concurrency: int = 64
+    initial_concurrency: int | None = None
+    target_latency: float | None = None
+    target_memory_percent: float | None = 0.9
+    adjustment_interval: float = 0.5
+    scope: str = "pool"
+    prefix_depth: int = 1
+    max_partitions: int = 1024
+
+    def __post_init__(self) -> None:
+        low = _count("auto_tuning.min_concurrency", self.min_concurrency)
+        high = _count("auto_tuning.max_concurrency", self.max_concurrency)
+        if high < low:
+            raise ConfigurationError(
+                "auto_tuning.max_concurrency", f"an int >= min_concurrency ({low})", self.max_concurrency
+            )
+        if self.initial_concurrency is None:
+            object.__setattr__(self, "initial_concurrency", max(low, min(10, high)))
+        else:
+            start = _count("auto_tuning.initial_concurrency", self.initial_concurrency)
+            if not low <= start <= high:
+                raise ConfigurationError(
+                    "auto_tuning.initial_concurrency", f"an int from {low} to {high}", self.initial_concurrency
+                )
+        if self.target_latency is not None:
+            _number(
+                "auto_tuning.target_latency",
+                self.target_latency,
+                "a number of seconds > 0 or None",
+                low=0,
+                open_low=True,
+            )
+        if self.target_memory_percent is not None:
+            _number(
+                "auto_tuning.target_memory_percent",
+                self.target_memory_percent,
+                "a fraction > 0 and <= 1 (0.75 means 75%) or None",
+                low=0,
+                high=1,
+                open_low=True,
+            )
+        _number(
+            "auto_tuning.adjustment_interval", self.adjustment_interval, "a number of seconds > 0", low=0, open_low=True
+        )
+        if self.scope not in SCOPES:
+            raise ConfigurationError("auto_tuning.scope", " or ".join(repr(s) for s in SCOPES), self.scope)
+        _count("auto_tuning.prefix_depth", self.prefix_depth)
+        _count("auto_tuning.max_partitions", self.max_partitions)
+
+    @property
+    def start(self) -> int:
+        """The limit the adaptive algorithm starts from."""
+        assert self.initial_concurrency is not None
+        return self.initial_concurrency
+
+    @classmethod
+    def coerce(cls, value: AutoTuning | Mapping[str, Any] | None) -> AutoTuning:
+        """An :class:`AutoTuning` from itself, a mapping of its fields, or None (the defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigurationError("auto_tuning", "an AutoTuning, a mapping of its fields, or None", value)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            name = unknown[0]
+            raise ConfigurationError(f"auto_tuning.{name}", f"one of {', '.join(sorted(known))}", value[name])
+        return cls(**value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def partition(self, bucket: str | None, key: str | None) -> str | None:
+        """The partition (adaptive-state key) of a request to ``bucket``/``key``, or None for the pool's own.
+
+        ``"pool"`` scope: always None. ``"bucket"``: the bucket. ``"prefix"``:
+        ``bucket/`` plus the first ``prefix_depth`` parts of the key that end
+        in ``/`` (a key with fewer parts falls back to its bucket).
+        """
+        if self.scope == "pool" or not bucket:
+            return None
+        if self.scope == "bucket" or not key:
+            return bucket
+        parts = key.split("/")
+        return "/".join([bucket, *parts[: min(self.prefix_depth, len(parts) - 1)]]) + "/"
