@@ -10,9 +10,10 @@ Each evaluation reacts to the strongest signal present, in this order:
 2. **Timeouts**: a multiplicative decrease of the limit (``backoff``).
 3. **Memory** above ``target_memory_percent``: the limit shrinks by 10%.
 4. **Calm**: while paced and using the pace, the rate climbs back towards
-   the ceiling (a quarter of the gap per evaluation), then probes past it
-   with steps that double from 1% to 25%, so a recovered service is found
-   within seconds while a steady one sees rare, small overshoots. After
+   98% of the ceiling (a quarter of the gap per evaluation), holds there for
+   ``plateau`` seconds, then probes past it with steps that double from 1%
+   to 10% per evaluation, so a recovered service is found within seconds
+   while a steady one sees rare, small overshoots. After
    ``unpace_after`` seconds without throttling while the pace is not
    binding, pacing ends. The limit follows the latency gradient of Netflix's
    Gradient2: ``tolerance * baseline / recent`` clamped to [0.5, 1], where
@@ -47,6 +48,7 @@ class AdaptiveLimit(Limit):
         baseline_window: int = 20,
         unpace_after: float = 30.0,
         min_rate: float = 1.0,
+        plateau: float = 2.0,
     ) -> None:
         self.settings = settings or AutoTuning()
         self._tolerance = tolerance
@@ -56,6 +58,8 @@ class AdaptiveLimit(Limit):
         self._baseline_weight = 2.0 / (baseline_window + 1)
         self._unpace_after = unpace_after
         self._min_rate = min_rate
+        self._plateau = plateau
+        self._plateau_left = plateau
         self._limit = float(self.settings.start)
         self._baseline: float | None = None
         self._rate: float | None = None
@@ -102,6 +106,7 @@ class AdaptiveLimit(Limit):
     def _on_throttling(self, signal: LimitSignal) -> str:
         self._calm = 0.0
         self._probe_step = 0.01
+        self._plateau_left = self._plateau
         if signal.at - self._last_cut < self._settle_time:
             return "throttling"  # answers to attempts sent before the last cut
         accepted = signal.goodput
@@ -122,11 +127,13 @@ class AdaptiveLimit(Limit):
             if binding:
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
-                if self._rate < ceiling * 0.99:
-                    self._rate += (ceiling - self._rate) * 0.25
+                if self._rate < ceiling * 0.98:
+                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
+                elif self._plateau_left > 0:
+                    self._plateau_left -= signal.interval
                 else:
                     self._rate *= 1.0 + self._probe_step
-                    self._probe_step = min(0.25, self._probe_step * 2)
+                    self._probe_step = min(0.1, self._probe_step * 2)
             elif self._calm >= self._unpace_after:
                 self._rate = self._ceiling = None
                 return "unpaced"

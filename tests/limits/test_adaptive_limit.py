@@ -1,0 +1,176 @@
+"""AdaptiveLimit decides from signals alone: each reaction, and its bounds under any sequence of signals."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3pool_plugins import AdaptiveLimit, AutoTuning, FixedLimit, LimitSignal
+
+
+def signal(
+    at: float,
+    *,
+    rtt: float | None = 0.02,
+    successes: int = 50,
+    throttles: int = 0,
+    timeouts: int = 0,
+    peak: int = 10,
+    limit: int = 10,
+    goodput: float = 100.0,
+    memory: float | None = None,
+    interval: float = 0.5,
+) -> LimitSignal:
+    return LimitSignal(
+        at=at,
+        interval=interval,
+        successes=successes if rtt is not None else 0,
+        rtt_mean=rtt,
+        rtt_min=rtt,
+        throttles=throttles,
+        timeouts=timeouts,
+        peak_inflight=peak,
+        limit=limit,
+        goodput=goodput,
+        memory_fraction=memory,
+    )
+
+
+def test_flat_latency_and_a_busy_limit_grow_it_quickly() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(max_concurrency=64))
+    limits = [algorithm.limit]
+    for step in range(12):
+        decision = algorithm.update(signal(step * 0.5, peak=algorithm.limit, limit=algorithm.limit))
+        assert decision is None or decision.reason == "growth"
+        limits.append(algorithm.limit)
+    assert limits == sorted(limits) and limits[-1] == 64  # 10 -> 64 within 6 s of flat latency
+    assert limits.index(64) <= 10
+
+
+def test_an_unused_limit_never_grows() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(max_concurrency=64))
+    for step in range(20):
+        assert algorithm.update(signal(step * 0.5, peak=3)) is None
+    assert algorithm.limit == 10
+
+
+def test_rising_latency_shrinks_the_limit_towards_the_gradient() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(max_concurrency=64, initial_concurrency=40))
+    for step in range(10):
+        algorithm.update(signal(step * 0.5, rtt=0.02, peak=40, limit=40))
+    assert algorithm.limit == 64 or algorithm.limit >= 40
+    before = algorithm.limit
+    decision = algorithm.update(signal(6.0, rtt=0.2, peak=before, limit=before))
+    assert decision is not None and decision.reason == "latency"
+    assert algorithm.limit < before
+    assert algorithm.limit >= before // 2 - 1  # at most halved in one step (gradient >= 0.5, smoothed)
+
+
+def test_a_target_latency_shrinks_the_limit_even_against_a_slow_baseline() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(target_latency=0.1, initial_concurrency=20, max_concurrency=40))
+    limits = []
+    for step in range(8):
+        algorithm.update(signal(step * 0.5, rtt=0.4, peak=algorithm.limit, limit=algorithm.limit))
+        limits.append(algorithm.limit)
+    assert limits[-1] < 20 and limits == sorted(limits, reverse=True)
+
+
+def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=30, max_concurrency=64))
+    decision = algorithm.update(signal(1.0, throttles=5, goodput=120.0, peak=12, limit=30))
+    assert decision is not None and decision.reason == "throttling"
+    assert decision.rate == pytest.approx(108.0)  # 90% of what the service accepted
+    assert decision.limit == 13  # the peak in flight, plus one
+    # answers to attempts sent before the cut do not cut again
+    assert algorithm.update(signal(1.3, throttles=3, goodput=110.0, peak=12, limit=13)) is None
+    # after settle_time (2 intervals) a new throttle does
+    later = algorithm.update(signal(2.1, throttles=3, goodput=100.0, peak=12, limit=13))
+    assert later is not None and later.rate == pytest.approx(90.0)
+
+
+def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=10), plateau=2.0)
+    algorithm.update(signal(0.0, throttles=4, goodput=100.0, peak=10))
+    rates = []
+    now = 1.0
+    for _ in range(20):
+        rate = algorithm.rate
+        assert rate is not None
+        algorithm.update(signal(now, goodput=rate, peak=5))
+        rates.append(algorithm.rate)
+        now += 0.5
+    assert rates == sorted(rates)  # never down while calm
+    assert rates[5] == pytest.approx(98.0, abs=1.0)  # near the ceiling within ~3 s
+    held = [r for r in rates if r == pytest.approx(98.0, abs=0.5)]
+    assert len(held) >= 4  # the plateau: 2 s at 98% of the ceiling
+    assert rates[-1] > 110  # then probing past it
+    steps = [b / a - 1 for a, b in itertools.pairwise(rates) if b > 99]
+    assert max(steps) <= 0.1 + 1e-9  # probe steps are capped at 10%
+
+
+def test_pacing_ends_after_a_long_calm_when_it_no_longer_binds() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(), unpace_after=5.0)
+    algorithm.update(signal(0.0, throttles=1, goodput=50.0))
+    now, decision = 1.0, None
+    while now < 8:
+        decision = algorithm.update(signal(now, goodput=5.0, peak=2)) or decision
+        now += 0.5
+    assert algorithm.rate is None and decision is not None and decision.reason == "unpaced"
+
+
+def test_timeouts_back_off_and_memory_pressure_shrinks() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=20, max_concurrency=40, target_memory_percent=0.8))
+    decision = algorithm.update(signal(0.5, timeouts=2, peak=20, limit=20))
+    assert decision is not None and decision.reason == "timeouts" and decision.limit == 16
+    decision = algorithm.update(signal(1.0, memory=0.95, peak=16, limit=16))
+    assert decision is not None and decision.reason == "memory" and decision.limit == 14
+    assert algorithm.update(signal(1.5, memory=None, peak=2, limit=14)) is None  # unknown memory: no guard
+
+
+def test_fixed_limit_never_changes() -> None:
+    fixed = FixedLimit(7)
+    assert fixed.limit == 7 and fixed.rate is None
+    assert fixed.update(signal(0.0, throttles=10)) is None
+    with pytest.raises(ValueError, match="limit"):
+        FixedLimit(0)
+
+
+signals = st.builds(
+    dict,
+    rtt=st.one_of(st.none(), st.floats(0.001, 5.0)),
+    throttles=st.integers(0, 3),
+    timeouts=st.integers(0, 2),
+    peak=st.integers(0, 200),
+    goodput=st.floats(0.0, 5000.0),
+    memory=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    interval=st.floats(0.01, 3.0),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    bounds=st.tuples(st.integers(1, 20), st.integers(0, 100)),
+    sequence=st.lists(signals, min_size=1, max_size=60),
+)
+def test_the_limit_stays_within_its_bounds_and_the_rate_stays_sane(
+    bounds: tuple[int, int], sequence: list[dict[str, object]]
+) -> None:
+    low, extra = bounds
+    settings_ = AutoTuning(min_concurrency=low, max_concurrency=low + extra, target_latency=0.5)
+    algorithm = AdaptiveLimit(settings_)
+    now = 0.0
+    for values in sequence:
+        now += float(values["interval"])  # type: ignore[arg-type]
+        before = (algorithm.limit, algorithm.rate)
+        decision = algorithm.update(signal(now, limit=algorithm.limit, **values))  # type: ignore[arg-type]
+        assert low <= algorithm.limit <= low + extra
+        rate = algorithm.rate
+        assert rate is None or (math.isfinite(rate) and rate >= 1.0)
+        if decision is None:
+            assert (algorithm.limit, algorithm.rate) == before
+        else:
+            assert (decision.limit, decision.rate) == (algorithm.limit, algorithm.rate) != before

@@ -1,0 +1,276 @@
+"""The controller and the scheduler's pacing: signals in, limits and rates applied, changes announced."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from s3pool_plugins import (
+    AdaptiveLimit,
+    AutoTuning,
+    Limit,
+    LimitChange,
+    LimitDecision,
+    LimitSignal,
+    OperationsPool,
+    hookimpl,
+)
+from s3pool_plugins.core.limits.controller import LimitController
+from s3pool_plugins.core.limits.pacer import Pacer
+from s3pool_plugins.core.queue import PriorityTaskQueue
+from s3pool_plugins.core.scheduler import Scheduler, ThreadWaiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Timers:
+    """call_later that the test fires by hand."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay: float, fn: Callable[[], None]) -> object:
+        self.pending.append((delay, fn))
+        return None
+
+    def fire(self) -> int:
+        pending, self.pending = self.pending, []
+        for _, fn in pending:
+            fn()
+        return len(pending)
+
+
+def _scheduler(limit: int = 4) -> Scheduler:
+    return Scheduler(limit, PriorityTaskQueue())
+
+
+def test_pacer_grants_its_rate_with_a_bounded_burst() -> None:
+    clock = FakeClock()
+    pacer = Pacer(10.0, clock=clock)
+    assert pacer.burst == 1.0 and pacer.take() and not pacer.take()
+    assert pacer.delay() == pytest.approx(0.1)
+    clock.now += 1.0
+    assert sum(pacer.take() for _ in range(20)) == 1  # a full second banks only the burst
+    pacer.set_rate(100.0)
+    clock.now += 1.0
+    assert sum(pacer.take() for _ in range(50)) == 10  # burst: a tenth of a second's worth
+    with pytest.raises(ValueError, match="rate"):
+        pacer.set_rate(0)
+
+
+def test_a_paced_scheduler_grants_no_faster_than_its_tokens_and_wakes_by_timer() -> None:
+    scheduler = _scheduler(limit=500)
+    timers = Timers()
+    scheduler.set_pacing(1000.0, timers)  # burst of 100
+    granted = sum(scheduler.try_acquire() for _ in range(150))
+    assert 100 <= granted < 110
+    waiter = ThreadWaiter()
+    assert scheduler.acquire_or_enqueue(waiter, 0, None, new_work=True) is False
+    assert len(timers.pending) == 1  # the scheduler asked to be woken when a token is due
+    time.sleep(0.01)
+    timers.fire()
+    assert waiter.wait(0) and scheduler.active == granted + 1
+    scheduler.set_pacing(None)
+    assert scheduler.try_acquire()
+    with pytest.raises(ValueError, match="call_later"):
+        _scheduler().set_pacing(5.0)
+
+
+def _controller(
+    settings: AutoTuning,
+    clock: FakeClock,
+    timers: Timers,
+    changes: list[LimitChange],
+    scheduler: Scheduler | None = None,
+) -> LimitController:
+    return LimitController(
+        settings,
+        scheduler or _scheduler(),
+        lambda partition: AdaptiveLimit(settings),
+        clock,
+        timers,
+        changes.append,
+        history_size=5,
+        read_memory=lambda: 0.5,
+    )
+
+
+def test_the_controller_evaluates_each_interval_and_applies_to_the_scheduler() -> None:
+    clock, timers, changes = FakeClock(), Timers(), []
+    scheduler = _scheduler()
+    controller = _controller(AutoTuning(max_concurrency=32), clock, timers, changes, scheduler)
+    assert scheduler.limit == 10
+    for _ in range(10):
+        scheduler.active = scheduler.limit  # the limit is in use
+        for _ in range(5):
+            controller.on_success(None, 0.02)
+        clock.now += 0.5
+    assert scheduler.limit == 32
+    assert changes and all(change.reason == "growth" and change.partition is None for change in changes)
+    assert controller.history() == changes[-5:]  # bounded history, oldest first
+    assert [c.new for c in changes] == sorted(c.new for c in changes)
+
+
+def test_throttling_is_acted_on_at_once_and_paces_the_scheduler() -> None:
+    clock, timers, changes = FakeClock(), Timers(), []
+    scheduler = _scheduler()
+    controller = _controller(AutoTuning(), clock, timers, changes, scheduler)
+    for _ in range(40):
+        clock.now += 0.01
+        controller.on_success(None, 0.02)
+    clock.now += 0.06
+    controller.on_drop(None, throttling=True)
+    assert changes[-1].reason == "throttling" and changes[-1].new_rate is not None
+    assert scheduler.pacer is not None and scheduler.pacer.rate == changes[-1].new_rate
+    controller.pin(6)
+    assert scheduler.pacer is None
+    controller.on_drop(None, throttling=True)  # a pinned limit no longer adapts
+    clock.now += 1
+    controller.on_drop(None, throttling=True)
+    assert scheduler.pacer is None
+
+
+def test_partitions_get_their_own_gate_and_losses_are_charged_to_them() -> None:
+    clock, timers, changes = FakeClock(), Timers(), []
+    settings = AutoTuning(scope="prefix", max_partitions=2)
+    scheduler = _scheduler()
+    controller = _controller(settings, clock, timers, changes, scheduler)
+    assert controller.gate(None) is None
+    hot = controller.gate("b/hot/")
+    assert hot is not None and hot is controller.gate("b/hot/") and hot is not scheduler
+    for _ in range(30):
+        clock.now += 0.01
+        controller.on_success("b/hot/", 0.02)
+    clock.now += 0.1
+    controller.on_drop("b/hot/", throttling=True)
+    assert changes[-1].partition == "b/hot/" and hot.pacer is not None
+    assert scheduler.pacer is None  # the pool's own state saw no loss
+    assert controller.partitions()["b/hot/"][1] == changes[-1].new_rate
+    controller.gate("b/one/")
+    controller.gate("b/two/")  # over max_partitions: the idle oldest one is forgotten
+    assert set(controller.partitions()) == {"b/one/", "b/two/"}
+
+
+def test_partition_names_follow_the_scope() -> None:
+    assert AutoTuning().partition("b", "x/y/z") is None
+    assert AutoTuning(scope="bucket").partition("b", "x/y/z") == "b"
+    assert AutoTuning(scope="prefix").partition("b", "x/y/z") == "b/x/"
+    assert AutoTuning(scope="prefix", prefix_depth=2).partition("b", "x/y/z") == "b/x/y/"
+    assert AutoTuning(scope="prefix", prefix_depth=5).partition("b", "x/y/z") == "b/x/y/"
+    assert AutoTuning(scope="prefix").partition("b", "flat") == "b/"
+    assert AutoTuning(scope="prefix").partition(None, "k") is None
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.limit_changes: list[LimitChange] = []
+        self.concurrency_changes: list[tuple[int, int, str]] = []
+
+    @hookimpl
+    def s3pool_limit_changed(self, change: LimitChange) -> None:
+        self.limit_changes.append(change)
+
+    @hookimpl
+    def s3pool_concurrency_changed(self, old: int, new: int, reason: str) -> None:
+        self.concurrency_changes.append((old, new, reason))
+
+
+class StepLimit(Limit):
+    """A third party's algorithm: +1 on every evaluation, down to 1 on any loss."""
+
+    def __init__(self) -> None:
+        self._limit = 2
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def update(self, signal: LimitSignal) -> LimitDecision | None:
+        self._limit = 1 if signal.drops else self._limit + 1
+        return LimitDecision(self._limit, None, "step")
+
+
+class StepPlugin:
+    def __init__(self) -> None:
+        self.asked: list[str | None] = []
+
+    @hookimpl
+    def s3pool_limit_algorithm(self, settings: AutoTuning, partition: str | None) -> Limit:
+        self.asked.append(partition)
+        return StepLimit()
+
+
+def test_a_plugin_supplies_the_algorithm_and_every_change_is_announced() -> None:
+    recorder, plugin = Recorder(), StepPlugin()
+    with OperationsPool(
+        concurrency="auto",
+        auto_tuning={"adjustment_interval": 0.01},
+        plugins=[plugin, recorder],
+        load_entrypoints=False,
+    ) as pool:
+        assert pool.concurrency == 2 and plugin.asked == [None]
+        for _ in range(4):
+            pool.submit(time.sleep, 0.012).result()
+    assert recorder.limit_changes and all(c.reason == "step" for c in recorder.limit_changes)
+    assert [(c.old, c.new) for c in recorder.limit_changes] == [(o, n) for o, n, _ in recorder.concurrency_changes]
+    assert pool.limit_history() == recorder.limit_changes
+
+
+class BadAlgorithmPlugin:
+    @hookimpl
+    def s3pool_limit_algorithm(self) -> object:
+        return "not a limit"
+
+
+def test_a_plugin_returning_something_else_is_reported_and_the_default_is_used() -> None:
+    pool = OperationsPool(concurrency="auto", plugins=[BadAlgorithmPlugin()], load_entrypoints=False)
+    try:
+        assert pool.stats().hook_errors == 1 and pool.concurrency == 10
+    finally:
+        pool.shutdown()
+
+
+class SlowDown(Exception):
+    code = "SlowDown"
+
+
+def test_a_pool_on_auto_paces_itself_after_throttling_and_loses_nothing() -> None:
+    state = {"calls": 0}
+    lock = threading.Lock()
+
+    def flaky(n: int) -> int:
+        with lock:
+            state["calls"] += 1
+            throttle = state["calls"] % 4 == 0
+        time.sleep(0.002)
+        if throttle:
+            raise SlowDown("reduce your request rate")
+        return n
+
+    with OperationsPool(
+        concurrency="auto", retries=20, retry_delay=0.001, retry_budget=False, load_entrypoints=False
+    ) as pool:
+        results = list(pool.map(flaky, range(300)))
+        history = pool.limit_history()
+        stats = pool.stats()
+    assert results == list(range(300))
+    assert stats.active == 0 and stats.queued == 0 and stats.throttled > 0
+    assert any(change.reason == "throttling" and change.new_rate is not None for change in history)
+
+
+def test_set_concurrency_pins_an_auto_pool() -> None:
+    with OperationsPool(concurrency="auto", load_entrypoints=False) as pool:
+        pool.set_concurrency(3)
+        assert pool.concurrency == 3
+        for _ in range(5):
+            pool.submit(time.sleep, 0.001).result()
+        assert pool.concurrency == 3
