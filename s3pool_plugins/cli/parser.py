@@ -13,6 +13,7 @@ import argparse
 import math
 from collections.abc import Callable
 
+
 def concurrency(text: str) -> int | str:
     """A fixed concurrency limit (int >= 1), or ``auto`` for the adaptive limit."""
     if text.strip().lower() == "auto":

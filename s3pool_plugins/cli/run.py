@@ -114,9 +114,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="shrink the limit when more of the memory is used (0.9 = 90%%)",
     )
-    auto.add_argument(
-        "--adjustment-interval", dest="auto_adjustment_interval", type=types.seconds(), metavar="SECONDS"
-    )
+    auto.add_argument("--adjustment-interval", dest="auto_adjustment_interval", type=types.seconds(), metavar="SECONDS")
     auto.add_argument(
         "--auto-scope",
         dest="auto_scope",

@@ -5,8 +5,11 @@ Each evaluation reacts to the strongest signal present, in this order:
 1. **Throttling** (the service answered "slow down"): the requests the
    service accepted over the last second or so are its capacity. The pool
    starts pacing attempts at ``pace_margin`` (90%) of that rate and
-   remembers it as the ceiling. Throttling that is still in flight from
-   before a cut (within ``settle_time`` of it) cuts no further.
+   remembers it as the ceiling. With less than half a second of successes
+   to measure (a cold start), it paces at half the rate attempts were
+   ending instead, and measures at the next throttling. Throttling that is
+   still in flight from before a cut (within ``settle_time`` of it) cuts
+   no further.
 2. **Timeouts**: a multiplicative decrease of the limit (``backoff``).
 3. **Memory** above ``target_memory_percent``: the limit shrinks by 10%.
 4. **Calm**: while paced and using the pace, the rate climbs back towards
@@ -109,11 +112,13 @@ class AdaptiveLimit(Limit):
         self._plateau_left = self._plateau
         if signal.at - self._last_cut < self._settle_time:
             return "throttling"  # answers to attempts sent before the last cut
-        accepted = signal.goodput
-        if accepted <= 0:
-            accepted = (self._rate or signal.limit / max(signal.rtt_mean or 1.0, 1e-3)) * 0.5
-        self._ceiling = accepted
-        self._rate = max(self._min_rate, accepted * self._pace_margin)
+        if signal.goodput_span >= 0.5 or signal.offered <= 0:
+            accepted = signal.goodput
+            self._rate = max(self._min_rate, accepted * self._pace_margin)
+        else:  # too few successes to measure what the service accepts: halve what was offered, and learn
+            accepted = signal.offered
+            self._rate = max(self._min_rate, accepted * 0.5)
+        self._ceiling = max(accepted, self._rate)
         self._last_cut = signal.at
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
             self._limit = float(signal.peak_inflight + 1)  # a limit above what ran is no limit at all

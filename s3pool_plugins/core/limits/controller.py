@@ -32,6 +32,7 @@ Apply = Callable[[Scheduler, LimitDecision], None]
 Announce = Callable[[LimitChange], None]
 
 _GOODPUT_SPAN = 1.0
+_RECENT_MAX = 20_000
 
 
 @dataclass
@@ -47,17 +48,24 @@ class _State:
     throttles: int = 0
     timeouts: int = 0
     peak_inflight: int = 0
-    total_successes: int = 0
-    marks: deque[tuple[float, int]] = field(default_factory=deque)
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT_MAX))
+    ended: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT_MAX))
 
-    def goodput(self, now: float, interval: float) -> float:
-        marks = self.marks
-        marks.append((now, self.total_successes))
-        while len(marks) > 2 and now - marks[1][0] >= max(_GOODPUT_SPAN, interval):
-            marks.popleft()
-        start, count = marks[0]
-        span = max(now - start, interval)
-        return (self.total_successes - count) / span if span > 0 else 0.0
+    @staticmethod
+    def note(times: deque[float], now: float) -> None:
+        times.append(now)
+        while now - times[0] > _GOODPUT_SPAN:
+            times.popleft()
+
+    @staticmethod
+    def per_second(times: deque[float], now: float) -> tuple[float, float]:
+        """Events per second over the last second (or since the first, if later), and that span."""
+        while times and now - times[0] > _GOODPUT_SPAN:
+            times.popleft()
+        if not times:
+            return 0.0, 0.0
+        span = now - times[0]
+        return len(times) / max(span, 0.1), span
 
     def reset(self, now: float) -> None:
         self.since = now
@@ -107,7 +115,9 @@ class LimitController:
         with self._lock:
             for state in self._states_of(partition):
                 state.successes += 1
-                state.total_successes += 1
+                now = self._clock()
+                state.note(state.recent, now)
+                state.note(state.ended, now)
                 state.rtt_sum += rtt
                 if rtt < state.rtt_min:
                     state.rtt_min = rtt
@@ -129,6 +139,7 @@ class LimitController:
                 state.throttles += 1
             else:
                 state.timeouts += 1
+            state.note(state.ended, self._clock())
             self._note_inflight(state)
             self._maybe_evaluate(state, partition if state is not self._pool_state else None, True, changes)
         self._publish(changes)
@@ -207,6 +218,7 @@ class LimitController:
         if elapsed < interval and not (dropped and elapsed >= self._min_gap(state)):
             return
         successes = state.successes
+        goodput, span = state.per_second(state.recent, now)
         signal = LimitSignal(
             at=now,
             interval=max(elapsed, 1e-9),
@@ -217,7 +229,9 @@ class LimitController:
             timeouts=state.timeouts,
             peak_inflight=state.peak_inflight,
             limit=state.scheduler.limit,
-            goodput=state.goodput(now, interval),
+            goodput=goodput,
+            goodput_span=span,
+            offered=state.per_second(state.ended, now)[0],
             rate=state.algorithm.rate,
             memory_fraction=self._memory_fraction(now) if partition is None else None,
         )

@@ -13,8 +13,10 @@ class LimitSignal:
     (None when there were none). ``throttles`` and ``timeouts`` count attempts
     that failed that way (the loss signal). ``peak_inflight`` is the most
     attempts that ran at once; ``limit`` the limit in force meanwhile.
-    ``goodput`` is successful attempts per second over about the last
-    second (at least ``interval``), a steadier figure than ``successes``.
+    ``goodput`` is successful attempts per second over the last second (or
+    since the first success, if later: ``goodput_span`` says over how many
+    seconds), a steadier figure than ``successes``. ``offered`` is attempts
+    that ended (successes and losses) per second over the same time.
     ``memory_fraction`` is the share of the process's available memory in use,
     when the memory guard is on and it could be read.
     """
@@ -29,6 +31,8 @@ class LimitSignal:
     peak_inflight: int
     limit: int
     goodput: float
+    goodput_span: float = 1.0
+    offered: float = 0.0
     rate: float | None = None
     memory_fraction: float | None = None
 
