@@ -133,7 +133,8 @@ def scenario_table(scenario: dict[str, Any]) -> str:
     if name == "throttled":
         headers = ["", "goodput/s", "of R (>= 90%)", "503s (<= 1%)", "attempts/call (<= 1.1)", "failed calls"]
     elif name == "high-latency":
-        headers = ["", "goodput/s", "first 10 s", "90% of best fixed at (auto: <= 10 s)", "failed calls"]
+        first = min(10, scenario["duration"])
+        headers = ["", "goodput/s", f"first {first} s", "90% of best fixed at (auto: <= 10 s)", "failed calls"]
     elif name == "capacity-drop":
         headers = [
             "",
