@@ -63,10 +63,13 @@ def throttled_share(record: RunRecord, start: int | None = None, end: int | None
 
 
 def attempts_per_call(record: RunRecord) -> float | None:
-    """Requests the proxy saw per call completed, after the warm-up (None when no call completed)."""
-    first, last = record.warmup, record.duration
-    calls = sum(record.succeeded[first:last]) + sum(record.failed[first:last])
-    return sum(record.requests[first:last]) / calls if calls else None
+    """Requests the proxy saw per call, over the whole run (warm-up and drain included; None without calls).
+
+    Whole-run totals, because a request cannot be told apart by the second
+    its call began: a per-second window would pair the requests of one
+    stretch with the calls that ended in it.
+    """
+    return record.proxy_requests / record.calls if record.calls else None
 
 
 def drop_and_recovery(record: RunRecord) -> tuple[int, int] | None:
