@@ -1,6 +1,6 @@
 """The ``s3pool`` argument parser: one sub-command per module, shared option types.
 
-Each sub-command module (``run``, ``demo``; ``bench`` later) provides
+Each sub-command module (``run``, ``demo``, ``bench``) provides
 ``add_parser(subparsers)``, which adds its parser and sets ``execute`` (a
 function ``(args, parser) -> exit status``) as a default. Option types
 raise ``argparse.ArgumentTypeError``, so a bad value gets argparse's usage
@@ -92,7 +92,7 @@ def number(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``s3pool`` parser with every sub-command."""
-    from . import demo, run
+    from . import bench, demo, run
 
     parser = argparse.ArgumentParser(
         prog="s3pool",
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    bench.add_parser(commands)
     demo.add_parser(commands)
     run.add_parser(commands)
     return parser

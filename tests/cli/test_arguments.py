@@ -144,7 +144,7 @@ def test_demo_chart_needs_an_existing_folder(capsys, tmp_path) -> None:
 
 def test_no_command_or_an_unknown_one(capsys) -> None:
     assert "required: COMMAND" in _usage_error(capsys)
-    assert "invalid choice: 'bench'" in _usage_error(capsys, "bench")
+    assert "invalid choice: 'benchmark'" in _usage_error(capsys, "benchmark")
 
 
 def _defaults(**given: object) -> dict[str, object]:

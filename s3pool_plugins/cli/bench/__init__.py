@@ -1,0 +1,294 @@
+"""``s3pool bench``: seeded, reproducible scenarios; each competitor measured in the same run.
+
+Scenarios (:mod:`.scenarios`): a prefix throttled at R requests/s, high
+latency without a rate limit, a capacity drop and recovery, two tenants
+with weights 1:3. Competitors (:mod:`.competitors`): boto3 with standard
+retries, boto3's adaptive retry mode, s3fs, the pool with a fixed limit, the
+pool on auto. One run (:mod:`.runner`) per scenario and competitor, against
+a local S3 behind a fresh, seeded fault proxy; a table per scenario and a
+JSON document (:mod:`.report`) from the figures (:mod:`.measures`).
+
+Every argument is checked before anything starts: a bad one gets argparse's
+usage message naming it and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .. import parser as types
+from ..progress import ProgressLine
+from .competitors import COMPETITORS, variants
+from .measures import goodput, throttled_share
+from .report import document, tables
+from .runner import RunRecord, run_one
+from .scenarios import SCENARIOS, Plan, Settings, duration_of, plan
+
+NEEDS = ("boto3", "moto", "s3fs", "aiobotocore")
+MIN_DURATION = 3.0
+QUICK_WARMUP = 1.0
+DEFAULTS = Settings()
+
+
+def milliseconds(text: str) -> float:
+    """An option type: a number of milliseconds >= 0; returns seconds."""
+    try:
+        value = types.number(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}")
+    return value / 1000
+
+
+def duration(text: str) -> float:
+    """An option type: seconds per run, at least :data:`MIN_DURATION`."""
+    try:
+        value = types.seconds()(text)
+    except argparse.ArgumentTypeError:
+        value = -1.0
+    if value < MIN_DURATION:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= {MIN_DURATION:g}, got {text!r}")
+    return value
+
+
+def limits(text: str) -> tuple[int, ...]:
+    """An option type: comma-separated fixed limits (ints >= 1), e.g. ``4,16,64``."""
+    parts = [part for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1 such as 4,16,64, got {text!r}")
+    try:
+        values = tuple(types.integer(1)(part) for part in parts)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers >= 1 such as 4,16,64, got {text!r}"
+        ) from None
+    return tuple(sorted(set(values)))
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the sub-command parsers ``commands``."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "bench",
+        help="compare boto3, its adaptive retry mode, s3fs and the pool in seeded, reproducible scenarios",
+        description=(
+            "Run seeded scenarios against a local S3 behind a fault proxy: a prefix throttled at R requests/s, "
+            "high latency without a rate limit, a capacity drop and recovery, two tenants with weights 1:3. "
+            "Each competitor runs the same closed-loop workload (--workers threads making small GET and PUT "
+            "calls); a table per scenario shows the measured figures against the targets of issue #6."
+        ),
+        epilog="Example: s3pool bench --scenario throttled --competitor boto3 --competitor pool-fixed --duration 20",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        metavar="NAME",
+        help=f"a scenario to run, repeatable (default: all): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--competitor",
+        action="append",
+        choices=list(COMPETITORS),
+        metavar="NAME",
+        help=f"a competitor to run, repeatable (default: all): {', '.join(COMPETITORS)}",
+    )
+    parser.add_argument(
+        "--duration",
+        type=duration,
+        metavar="SECONDS",
+        help="seconds per run (default: 30, high-latency 20, capacity-drop 60; with --quick 6, capacity-drop 9)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=types.seconds(allow_zero=True),
+        metavar="SECONDS",
+        help=f"first seconds of each run left out of the figures (default {DEFAULTS.warmup:g}; {QUICK_WARMUP:g} "
+        "with --quick)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=types.seconds(),
+        default=DEFAULTS.rate,
+        metavar="PER_SECOND",
+        help=f"R: requests per second the throttled prefix takes (default {DEFAULTS.rate:g})",
+    )
+    parser.add_argument(
+        "--latency",
+        type=milliseconds,
+        default=DEFAULTS.latency,
+        metavar="MS",
+        help=f"median latency added by the proxy, in ms (default {DEFAULTS.latency * 1000:g})",
+    )
+    parser.add_argument(
+        "--high-latency",
+        type=milliseconds,
+        default=DEFAULTS.high_latency,
+        metavar="MS",
+        help=f"median latency of the high-latency scenario, in ms (default {DEFAULTS.high_latency * 1000:g})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=types.integer(1),
+        default=DEFAULTS.workers,
+        metavar="N",
+        help=f"closed-loop worker threads, the same for every competitor (default {DEFAULTS.workers}; "
+        "high-latency: at least 64)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=types.integer(1),
+        default=DEFAULTS.limit,
+        metavar="N",
+        help=f"the limit of pool-fixed (default {DEFAULTS.limit})",
+    )
+    parser.add_argument(
+        "--fixed-limits",
+        type=limits,
+        default=DEFAULTS.fixed_limits,
+        metavar="N,N,...",
+        help="the limits pool-fixed runs with in the high-latency scenario (default 4,16,64)",
+    )
+    parser.add_argument(
+        "--auto-scope",
+        choices=("pool", "bucket", "prefix"),
+        default=DEFAULTS.auto_scope,
+        help=f"auto_tuning scope of pool-auto (default {DEFAULTS.auto_scope})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=types.integer(0),
+        default=DEFAULTS.seed,
+        help=f"seed of the proxy and the pool (default {DEFAULTS.seed})",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure and series as JSON")
+    parser.add_argument("--quick", action="store_true", help="short runs for a smoke test (figures are rougher)")
+    parser.set_defaults(execute=execute, command_parser=parser)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The :class:`Settings` the options describe."""
+    warmup = args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else DEFAULTS.warmup)
+    return Settings(
+        duration=args.duration,
+        warmup=warmup,
+        rate=args.rate,
+        latency=args.latency,
+        high_latency=args.high_latency,
+        workers=args.workers,
+        limit=args.limit,
+        fixed_limits=args.fixed_limits,
+        seed=args.seed,
+        auto_scope=args.auto_scope,
+        quick=args.quick,
+    )
+
+
+def check(args: argparse.Namespace, parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The checks that need several options; ``parser.error`` (exit 2) on the first problem."""
+    scenarios = args.scenario or list(SCENARIOS)
+    for name in dict.fromkeys(scenarios):
+        length = duration_of(SCENARIOS[name], settings)
+        if settings.warmup >= length - 1 + 1e-9:
+            parser.error(
+                f"argument --warmup: {settings.warmup:g} s leaves less than 1 s to measure in the {length} s runs "
+                f"of the {name} scenario (give a shorter --warmup or a longer --duration)"
+            )
+    if "tenants" in scenarios and settings.workers < 2:
+        parser.error("argument --workers: the tenants scenario needs at least 2 workers (one per tenant)")
+    if args.json is not None:
+        folder = args.json.parent if str(args.json.parent) else Path(".")
+        if not folder.is_dir():
+            parser.error(f"argument --json: the folder {str(folder)!r} does not exist")
+        if args.json.is_dir():
+            parser.error(f"argument --json: {str(args.json)!r} is a folder, not a file")
+
+
+def missing_dependencies() -> list[str]:
+    """The bench's dependencies that are not installed."""
+    return [name for name in NEEDS if importlib.util.find_spec(name) is None]
+
+
+@contextmanager
+def _quiet_connection_pools() -> Iterator[None]:
+    """urllib3 warns for every connection it cannot keep when more threads than connections share a client:
+    the boto3 competitors do so by design (10 connections); the warnings would bury the output."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Check everything, run every (scenario, competitor), print the tables, write the JSON."""
+    settings = settings_from(args)
+    check(args, parser, settings)
+    missing = missing_dependencies()
+    if missing:
+        print(
+            "s3pool bench needs the testing extra: python -m pip install 's3pool-plugins[testing]' "
+            f"(missing: {', '.join(missing)})",
+            file=sys.stderr,
+        )
+        return 1
+    plans = [plan(SCENARIOS[name], settings) for name in dict.fromkeys(args.scenario or SCENARIOS)]
+    competitors = list(dict.fromkeys(args.competitor or COMPETITORS))
+    runs = [(p, v) for p in plans for name in competitors for v in variants(name, p, settings)]
+    estimate = sum(p.duration + 1 for p, _ in runs)
+    print(
+        f"s3pool bench: {len(runs)} runs ({len(plans)} scenarios x {len(competitors)} competitors), "
+        f"about {estimate} s; seed {settings.seed}",
+        flush=True,
+    )
+    records = bench(runs, settings, ProgressLine())
+    doc = document(settings, plans, records, wall_time=sum(r.wall_time for r in records))
+    print()
+    print(tables(doc))
+    if args.json is not None:
+        args.json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        print(f"\nJSON: {args.json}")
+    return 0
+
+
+def bench(runs: list[tuple[Plan, Any]], settings: Settings, progress: ProgressLine) -> list[RunRecord]:
+    """Start the local S3 and make every run in turn; returns their records."""
+    from ...testing import LocalS3
+    from ..demo import _without_aws_configuration
+
+    records = []
+    with _without_aws_configuration(), _quiet_connection_pools(), LocalS3() as server:
+        for run_plan, variant in runs:
+            title = f"{run_plan.scenario.name} / {variant.label}"
+            progress.update(f"{title}: starting", force=True)
+
+            def show(record: RunRecord, second: int, title: str = title) -> None:
+                progress.update(
+                    f"{title}: {second}/{record.duration} s, {sum(record.requests)} requests, "
+                    f"{sum(record.throttled)} 503s"
+                )
+
+            record = run_one(server, run_plan, settings, variant, on_second=show)
+            if record.status == "ok":
+                progress.done(
+                    f"{title}: {goodput(record):.1f} calls/s after the warm-up, "
+                    f"{100 * throttled_share(record):.1f}% 503s, {record.failures} failed calls"
+                )
+            else:
+                progress.done(f"{title}: {record.status}: {record.reason}")
+            records.append(record)
+    return records
+
+
+__all__ = ["add_parser", "execute"]
