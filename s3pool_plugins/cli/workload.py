@@ -39,7 +39,7 @@ class Scenario:
     hot_every: int = 2
     hot_writes_per_second: float = 40.0
     latency: float = 0.02
-    concurrency: int = 16
+    concurrency: int | str = "auto"
     retries: int = 10
     retry_delay: float = 1.0
     max_retry_delay: float = 4.0
@@ -52,13 +52,16 @@ class Scenario:
         return max(1.0, self.hot_writes_per_second / 4)
 
     def pool_options(self) -> dict[str, Any]:
-        """The options of the pooled run's ``OperationsPool``."""
-        return {
+        """The options of the pooled run's ``OperationsPool`` (on auto: one adaptive state per key prefix)."""
+        options: dict[str, Any] = {
             "concurrency": self.concurrency,
             "retries": self.retries,
             "retry_delay": self.retry_delay,
             "max_retry_delay": self.max_retry_delay,
         }
+        if self.concurrency == "auto":
+            options["auto_tuning"] = {"scope": "prefix", "max_concurrency": self.threads}
+        return options
 
 
 @dataclass(frozen=True)

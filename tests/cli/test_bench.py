@@ -111,6 +111,8 @@ def test_the_drop_and_recovery_measures_on_synthetic_series() -> None:
     assert drop_and_recovery(record) == (3, 6)
     assert calm_after_drop(record, 3, 6) == 1
     assert recovered_after(record, 6) == 2
-    record.throttled[5] = 1  # 4% in the last second before the recovery: never calm
+    record.throttled[5] = 1  # 1 of 50 from second 4 on (2%), 1 of 25 in the last second: never calm
     assert calm_after_drop(record, 3, 6) is None
+    record.requests[4], record.requests[5] = 400, 400  # 1 of 800 (0.125%) from second 4 on: calm again
+    assert calm_after_drop(record, 3, 6) == 1
     assert reached_at(record, 100) == 2 and reached_at(record, 101) is None  # a 2-second mean, from the start

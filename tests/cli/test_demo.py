@@ -72,7 +72,7 @@ def _result(label: str, pooled: bool, **figures: object) -> RunResult:
 
 
 def test_the_verdict_says_when_the_pool_did_worse() -> None:
-    scenario = Scenario()
+    scenario = Scenario(concurrency=16)
     plain = _result("plain", False, upload_time=10.0, throttled=100, failed=0, parquet_time=1.0, stored=100)
     pooled = _result("pool", True, upload_time=14.0, throttled=300, failed=2, parquet_time=1.02, stored=98)
     text = "\n".join(verdict(plain, pooled, scenario))
@@ -92,6 +92,14 @@ def test_the_verdict_says_when_the_pool_did_better() -> None:
     assert "+ the uploads took 10.0 s with the pool, 15.0 s with boto3's defaults (1.5x better)" in text
     assert "+ the proxy answered 503 SlowDown 100 with the pool, 300" in text
     assert "A fixed limit cannot" not in text
+    assert "concurrency='auto' with one adaptive state per key prefix" in text  # the demo's default pool
+
+
+def test_the_demo_pool_is_adaptive_per_prefix_by_default() -> None:
+    options = Scenario().pool_options()
+    assert options["concurrency"] == "auto"
+    assert options["auto_tuning"] == {"scope": "prefix", "max_concurrency": Scenario().threads}
+    assert "auto_tuning" not in Scenario(concurrency=16).pool_options()
 
 
 def test_rates_are_per_second_over_a_trailing_window() -> None:

@@ -9,7 +9,8 @@ Each evaluation reacts to the strongest signal present, in this order:
    to measure (a cold start), it paces at half the rate attempts were
    ending instead, and measures at the next throttling. Throttling that is
    still in flight from before a cut (within ``settle_time`` of it) cuts
-   no further.
+   no further: ``settle_time`` defaults to two round trips, at least 0.25 s.
+   The next throttling after it measures the accepted rate since the cut.
 2. **Timeouts**: a multiplicative decrease of the limit (``backoff``).
 3. **Memory** above ``target_memory_percent``: the limit shrinks by 10%.
 4. **Calm**: while paced and using the pace, the rate climbs back towards
@@ -57,7 +58,7 @@ class AdaptiveLimit(Limit):
         self._tolerance = tolerance
         self._backoff = backoff
         self._pace_margin = pace_margin
-        self._settle_time = settle_time if settle_time is not None else 2 * self.settings.adjustment_interval
+        self._settle_time = settle_time
         self._baseline_weight = 2.0 / (baseline_window + 1)
         self._unpace_after = unpace_after
         self._min_rate = min_rate
@@ -110,7 +111,8 @@ class AdaptiveLimit(Limit):
         self._calm = 0.0
         self._probe_step = 0.01
         self._plateau_left = self._plateau
-        if signal.at - self._last_cut < self._settle_time:
+        settle = self._settle_time if self._settle_time is not None else max(0.25, 2 * (signal.rtt_mean or 0.0))
+        if signal.at - self._last_cut < settle:
             return "throttling"  # answers to attempts sent before the last cut
         if signal.goodput_span >= 0.5 or signal.offered <= 0:
             accepted = signal.goodput

@@ -57,15 +57,21 @@ class _State:
         while now - times[0] > _GOODPUT_SPAN:
             times.popleft()
 
-    @staticmethod
-    def per_second(times: deque[float], now: float) -> tuple[float, float]:
-        """Events per second over the last second (or since the first, if later), and that span."""
+    cut_at: float = -math.inf
+
+    def per_second(self, times: deque[float], now: float) -> tuple[float, float]:
+        """Events per second over the last second, or since the last throttling cut or the first event
+        if later (what came before a cut was sent at another rate), and that span."""
         while times and now - times[0] > _GOODPUT_SPAN:
             times.popleft()
         if not times:
             return 0.0, 0.0
-        span = now - times[0]
-        return len(times) / max(span, 0.1), span
+        start, count = times[0], len(times)
+        if self.cut_at > start:
+            start = self.cut_at
+            count = sum(1 for t in times if t >= start)
+        span = now - start
+        return count / max(span, 0.1), span
 
     def reset(self, now: float) -> None:
         self.since = now
@@ -245,6 +251,8 @@ class LimitController:
             state.scheduler.set_limit(new_limit)
         if decision.rate != old_rate or (decision.rate is not None and state.scheduler.pacer is None):
             state.scheduler.set_pacing(decision.rate, self._call_later)
+        if decision.reason == "throttling" and decision.rate != old_rate:
+            state.cut_at = now
         change = LimitChange(now, partition, old_limit, new_limit, old_rate, decision.rate, decision.reason)
         self._history.append(change)
         changes.append(change)
