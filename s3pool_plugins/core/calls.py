@@ -265,6 +265,8 @@ class CallsMixin(AdmissionMixin):
         queue_timeout: Any = UNSET,
         metadata: Mapping[str, Any] | None = None,
         contextual: bool = True,
+        tenant: str | None = None,
+        fallback_tenant: str | None = None,
     ) -> Call:
         """Start a call: one pool task whose attempts the caller runs (see :class:`Call`).
 
@@ -278,16 +280,22 @@ class CallsMixin(AdmissionMixin):
         that slot. ``contextual=False`` makes a call that changes no context
         variable (no held-slot mark during attempts, no ``s3pool_wrap_task``
         or ``s3pool_wrap_attempt`` wrappers): for callers that cannot be
-        sure to end it in the context that began it. Raises
+        sure to end it in the context that began it. ``tenant`` names the
+        tenant whose fair share the call's attempts count against; without it
+        the tenant scope applies, then ``fallback_tenant`` (an installation's),
+        then the default tenant. Raises
         :class:`~s3pool_plugins.PoolStopped` after ``shutdown``. On a disabled pool the call is a no-op shell (no
         limit, no retries, no hooks).
         """
         if (
             priority is not None
+            or tenant is not None
             or queue_timeout is not UNSET
             or (metadata is not None and not isinstance(metadata, dict))
         ):
-            options = TaskOptions(priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name)
+            options = TaskOptions(
+                priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name, tenant=tenant
+            )
             priority, metadata = options.priority, options.metadata
             wait_limit = self._task_settings(options)[2]
         else:  # the adapters' common case: nothing to validate
@@ -296,7 +304,9 @@ class CallsMixin(AdmissionMixin):
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
         parent = self._join_parent_slot()
-        task = self._make_task(name, "call", priority, metadata, policy.attempts, fallback_priority)
+        task = self._make_task(
+            name, "call", priority, metadata, policy.attempts, fallback_priority, tenant, fallback_tenant
+        )
         self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual
