@@ -188,7 +188,10 @@ class PoolBase:
         fair = self._fair
         if fair is None:
             return {}
-        with self._scheduler.lock:
+        scheduler = self._scheduler
+        with scheduler.lock:
+            if scheduler._inbox:  # waiters queued without the lock are counted too
+                scheduler._drain_inbox_locked()
             return fair.tenant_stats()
 
     def set_tenant_weight(self, tenant: str, weight: float) -> None:
