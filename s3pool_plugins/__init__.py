@@ -13,9 +13,10 @@ from typing import Any
 from .core.batch import BatchCallbackError, BatchItemError, BatchResult
 from .core.cancellation import CancellationToken, current_token
 from .core.config import PoolConfig
-from .core.context import priority_scope, scope_priority
+from .core.context import current_tenant, priority_scope, scope_priority, tenant
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
+from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
 from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
 from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
@@ -79,6 +80,7 @@ __all__ = [
     "Distribution",
     "AttemptRecord",
     "DEFAULT_RETRYABLE_ERRORS",
+    "DEFAULT_TENANT",
     "EVENT_SIGNATURES",
     "NOT_RETRYABLE",
     "THROTTLING",
@@ -93,6 +95,7 @@ __all__ = [
     "CancellationToken",
     "ConfigurationError",
     "ErrorClassification",
+    "FairQueue",
     "OperationsPool",
     "PoolConfig",
     "PoolStats",
@@ -107,8 +110,10 @@ __all__ = [
     "Slot",
     "Task",
     "TaskTimeout",
+    "TenantStats",
     "__version__",
     "config_from_environment",
+    "current_tenant",
     "current_token",
     "default_pool",
     "hookimpl",
@@ -116,4 +121,5 @@ __all__ = [
     "priority_scope",
     "scope_priority",
     "set_default_pool",
+    "tenant",
 ]

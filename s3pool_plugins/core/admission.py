@@ -74,7 +74,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
     def acquire(self, **options: Any) -> Slot:
         """Wait (blocking this thread) for a slot for work the caller runs itself.
 
-        Options: ``priority``, ``queue_timeout``, ``metadata``, ``name``.
+        Options: ``priority``, ``queue_timeout``, ``metadata``, ``name``, ``tenant``.
         Returns a :class:`Slot`; call ``slot.release()`` exactly once when the
         work ends (extra calls do nothing). Inside work that already holds a
         slot of this pool it returns at once with a nested slot.
@@ -103,7 +103,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
         """``async with pool.admit_async(...):``, the async form of :meth:`admit`."""
         return self._admit_async(self._admission_options(options))
 
-    _ADMISSION_OPTIONS = frozenset({"priority", "queue_timeout", "metadata", "name"})
+    _ADMISSION_OPTIONS = frozenset({"priority", "queue_timeout", "metadata", "name", "tenant"})
 
     def _admission_options(self, options: dict[str, Any]) -> TaskOptions:
         unknown = sorted(set(options) - self._ADMISSION_OPTIONS)
@@ -129,7 +129,9 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
 
     def _new_admission(self, options: TaskOptions) -> Task:
         self._check_open()
-        task = self._make_task(options.name or "admission", "admission", options.priority, options.metadata, 1)
+        task = self._make_task(
+            options.name or "admission", "admission", options.priority, options.metadata, 1, tenant=options.tenant
+        )
         self._scheduler.begin_unit()
         self._notify("s3pool_task_queued", task=task)
         return task
@@ -200,6 +202,7 @@ class AdmissionMixin(ThreadTasksMixin, AsyncTasksMixin):
             return
         while True:
             waiter = ThreadWaiter()
+            waiter.tenant = task.tenant
             try:
                 granted = scheduler.acquire_or_enqueue(waiter, task.priority, enqueued_at, new_work=new_work)
             except QueueFull:

@@ -124,7 +124,12 @@ class AsyncTasksMixin(OutcomesMixin):
         nested = parent is not None
         policy, timeout, queue_timeout = self._settings_for(options)
         task = self._make_task(
-            options.name or _callable_name(fn), "task", options.priority, options.metadata, policy.attempts
+            options.name or _callable_name(fn),
+            "task",
+            options.priority,
+            options.metadata,
+            policy.attempts,
+            tenant=options.tenant,
         )
         scheduler.begin_unit()
         settled = False
@@ -215,6 +220,8 @@ class AsyncTasksMixin(OutcomesMixin):
         loop = asyncio.get_running_loop()
         while True:
             waiter = LoopWaiter(loop)
+            if task is not None:
+                waiter.tenant = task.tenant
             try:
                 granted = scheduler.acquire_or_enqueue(waiter, priority, enqueued_at, new_work=new_work)
             except QueueFull:

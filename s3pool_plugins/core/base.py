@@ -20,16 +20,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import ConfigurationError, PoolStopped
 from ..hooks.manager import PoolPluginManager, create_plugin_manager
 from .config import PoolConfig
-from .context import SlotHolder, _scope_priority, exit_slot, held_slot, validate_priority
+from .context import (
+    SlotHolder,
+    _scope_priority,
+    _scope_tenant,
+    exit_slot,
+    held_slot,
+    validate_priority,
+    validate_tenant,
+)
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
+from .fair_queue import DEFAULT_TENANT, FairQueue, TenantStats, validate_weight
 from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
 from .limits.controller import LimitController
 from .limits.history import LimitChange
 from .metrics.recorder import MetricsRecorder
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
-from .queue import PriorityTaskQueue
+from .queue import PriorityTaskQueue, TaskQueue
 from .retry import RetryBudget, RetryPolicy
 from .scheduler import Scheduler, Waiter
 from .stats import PoolStats
@@ -49,6 +58,10 @@ def _add_note(error: BaseException, note: str) -> None:
     add_note = getattr(error, "add_note", None)
     if add_note is not None:
         add_note(note)
+
+
+def _waiter_tenant(waiter: Waiter) -> str | None:
+    return waiter.tenant
 
 
 def _callable_name(fn: object) -> str:
@@ -84,7 +97,12 @@ class PoolBase:
         budget = config.retry_budget
         self._budget: RetryBudget | None = RetryBudget() if budget is True else (budget or None)
         self._rng = random.Random(config.seed)
-        self._queue: PriorityTaskQueue[Waiter] = PriorityTaskQueue(config.aging_rate, self._clock)
+        self._queue: TaskQueue[Waiter] = PriorityTaskQueue(config.aging_rate, self._clock)
+        self._fair: FairQueue[Waiter] | None = None
+        """The queue once tenants share the pool; until then the plain queue serves the one default tenant."""
+        if config.tenants:
+            self._fair = FairQueue(config.aging_rate, self._clock, config.tenants, tenant_of=_waiter_tenant)
+            self._queue = self._fair
         self._scheduler = Scheduler(config.initial_concurrency, self._queue, max_queue=config.max_queue)
         self._timers_lock = threading.Lock()
         self._timers: TimerService | None = None
@@ -175,6 +193,47 @@ class PoolBase:
             closed=self._closed,
         )
 
+    def tenant_stats(self) -> dict[str, TenantStats]:
+        """Per tenant: its weight, queued work and work served from the queue (a consistent snapshot).
+
+        Lists the configured tenants and the others seen lately; empty while
+        the pool has not shared anything between tenants (no ``tenants``
+        option, and no work named a tenant other than ``"default"`` yet).
+        """
+        fair = self._fair
+        if fair is None:
+            return {}
+        scheduler = self._scheduler
+        with scheduler.lock:
+            if scheduler._inbox:  # waiters queued without the lock are counted too
+                scheduler._drain_inbox_locked()
+            return fair.tenant_stats()
+
+    def set_tenant_weight(self, tenant: str, weight: float) -> None:
+        """Give ``tenant`` a new weight (a finite number > 0); it applies from its next slot on."""
+        validate_tenant(tenant)
+        weight = validate_weight(weight, "weight")
+        fair = self._fair_queue()
+        with self._scheduler.lock:
+            fair.set_weight(tenant, weight)
+
+    def _fair_queue(self) -> FairQueue[Waiter]:
+        """The fair queue, replacing the plain one the first time (its queued work becomes the default tenant's)."""
+        fair = self._fair
+        if fair is not None:
+            return fair
+        scheduler = self._scheduler
+        with scheduler.lock:
+            fair = self._fair
+            if fair is None:
+                plain = scheduler.queue
+                assert isinstance(plain, PriorityTaskQueue)
+                fair = FairQueue.adopting(plain, self.config.tenants, tenant_of=_waiter_tenant)
+                scheduler.queue = fair
+                self._queue = fair
+                self._fair = fair
+        return fair
+
     def __repr__(self) -> str:
         snap = self._scheduler.snapshot()
         return (
@@ -235,8 +294,15 @@ class PoolBase:
         metadata: Any,
         max_attempts: int,
         fallback_priority: float | None = None,
+        tenant: str | None = None,
+        fallback_tenant: str | None = None,
     ) -> Task:
-        """A new task: ``explicit`` priority, else the scope's, else the hook's, else the fallback, else the pool's."""
+        """A new task: ``explicit`` priority, else the scope's, else the hook's, else the fallback, else the pool's.
+
+        Its tenant: ``tenant``, else the tenant scope's, else ``fallback_tenant``
+        (an installation's), else None (the default tenant). The first task of
+        a tenant other than the default turns fair sharing on.
+        """
         if explicit is not None:
             priority = explicit
         else:
@@ -245,7 +311,11 @@ class PoolBase:
                 priority = scoped
             else:
                 priority = self._default_priority if fallback_priority is None else fallback_priority
-        task = Task(name, kind, priority, metadata, max_attempts, self._clock())
+        if tenant is None:
+            tenant = _scope_tenant.get() or fallback_tenant
+        task = Task(name, kind, priority, metadata, max_attempts, self._clock(), tenant)
+        if tenant is not None and self._fair is None and tenant != DEFAULT_TENANT:
+            self._fair_queue()
         if self._log_attempts:
             task.attempt_log = []
         if explicit is None and "s3pool_task_priority" in self.plugin_manager.implemented:

@@ -22,7 +22,7 @@ class BoundPool:
     """The pool with per-task options bound: what :meth:`OperationsPool.options` returns.
 
     It offers the same task methods as the pool; every task it starts uses
-    these options (priority, timeout, queue_timeout, retries, metadata, name).
+    these options (priority, timeout, queue_timeout, retries, metadata, name, tenant).
     """
 
     __slots__ = ("_pool", "_options")

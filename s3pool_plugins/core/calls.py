@@ -295,6 +295,8 @@ class CallsMixin(AdmissionMixin):
         metadata: Mapping[str, Any] | None = None,
         contextual: bool = True,
         partition: str | None = None,
+        tenant: str | None = None,
+        fallback_tenant: str | None = None,
     ) -> Call:
         """Start a call: one pool task whose attempts the caller runs (see :class:`Call`).
 
@@ -312,16 +314,22 @@ class CallsMixin(AdmissionMixin):
         bucket or prefix (see :meth:`partition_for`) whose adaptive state
         governs the call when ``auto_tuning.scope`` keeps one per partition:
         each attempt then passes that partition's gate before it queues for
-        the pool's slot. Raises
+        the pool's slot. ``tenant`` names the
+        tenant whose fair share the call's attempts count against; without it
+        the tenant scope applies, then ``fallback_tenant`` (an installation's),
+        then the default tenant. Raises
         :class:`~s3pool_plugins.PoolStopped` after ``shutdown``. On a disabled pool the call is a no-op shell (no
         limit, no retries, no hooks).
         """
         if (
             priority is not None
+            or tenant is not None
             or queue_timeout is not UNSET
             or (metadata is not None and not isinstance(metadata, dict))
         ):
-            options = TaskOptions(priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name)
+            options = TaskOptions(
+                priority=priority, queue_timeout=queue_timeout, metadata=metadata, name=name, tenant=tenant
+            )
             priority, metadata = options.priority, options.metadata
             wait_limit = self._task_settings(options)[2]
         else:  # the adapters' common case: nothing to validate
@@ -330,7 +338,9 @@ class CallsMixin(AdmissionMixin):
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
         parent = self._join_parent_slot()
-        task = self._make_task(name, "call", priority, metadata, policy.attempts, fallback_priority)
+        task = self._make_task(
+            name, "call", priority, metadata, policy.attempts, fallback_priority, tenant, fallback_tenant
+        )
         self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigurationError
-from .context import validate_priority
+from .context import validate_priority, validate_tenant
 from .limits.options import AutoTuning
 from .metrics.options import MonitoringConfig
 from .retry import DEFAULT_RETRYABLE_ERRORS, ErrorMatcher, RetryBudget, RetryPolicy
@@ -36,6 +37,26 @@ def _seconds(option: str, value: object, *, allow_none: bool, allow_zero: bool =
     bound = ">= 0" if allow_zero else "> 0"
     accepted = f"a number of seconds {bound}" + (" or None" if allow_none else "")
     raise ConfigurationError(option, accepted, value)
+
+
+_TENANTS_ACCEPTED = "a mapping of tenant name (non-empty str) to weight (finite number > 0), or None"
+
+
+def _tenant_weights(tenants: object) -> dict[str, float]:
+    if tenants is None:
+        return {}
+    if not isinstance(tenants, Mapping):
+        raise ConfigurationError("tenants", _TENANTS_ACCEPTED, tenants)
+    weights = {}
+    for name, weight in tenants.items():
+        try:
+            validate_tenant(name, "tenants")
+        except ConfigurationError:
+            raise ConfigurationError("tenants", _TENANTS_ACCEPTED, f"a key {name!r}") from None
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ConfigurationError("tenants", _TENANTS_ACCEPTED, f"{{{name!r}: {weight!r}}}")
+        weights[name] = float(weight)
+    return weights
 
 
 def _implements_a_hook(plugin: object) -> bool:
@@ -77,6 +98,12 @@ class PoolConfig:
     - ``monitoring``: ``"off"``, ``"light"`` (default) or ``"full"``, or a
       :class:`MonitoringConfig` (or a mapping of its fields) for the window,
       history and sampling settings; see ``pool.metrics()``.
+    - ``tenants``: weights of tenants sharing the pool by weighted fair
+      queuing (``{"etl": 1, "web": 3}``: a mapping of tenant name to a
+      finite number > 0); tenants not listed weigh 1.0. Work names its
+      tenant with the ``tenant`` scope, the ``tenant`` task option or
+      ``install(..., tenant=...)``. Priorities then order work within a
+      tenant only.
     - ``plugins``: plugin objects to register with this pool's hooks.
     - ``load_entrypoints``: load plugins from the ``s3pool`` entry points.
     - ``name``: a label for logs and threads.
@@ -101,6 +128,7 @@ class PoolConfig:
     max_queue: int | None = None
     queue_full: str = "block"
     monitoring: MonitoringConfig | str | Mapping[str, Any] = "light"
+    tenants: Mapping[str, float] | None = None
     plugins: Sequence[object] = ()
     load_entrypoints: bool = True
     name: str = "s3pool"
@@ -163,6 +191,7 @@ class PoolConfig:
         if self.queue_full not in QUEUE_FULL_MODES:
             raise ConfigurationError("queue_full", " or ".join(repr(m) for m in QUEUE_FULL_MODES), self.queue_full)
         object.__setattr__(self, "monitoring", MonitoringConfig.coerce(self.monitoring))
+        object.__setattr__(self, "tenants", MappingProxyType(_tenant_weights(self.tenants)))
         if isinstance(self.plugins, (str, bytes)) or not isinstance(self.plugins, Iterable):
             raise ConfigurationError("plugins", "a sequence of plugin objects or modules", self.plugins)
         object.__setattr__(self, "plugins", tuple(self.plugins))
@@ -222,5 +251,6 @@ class PoolConfig:
             "max_queue": self.max_queue,
             "queue_full": self.queue_full,
             "monitoring": self.monitoring_config.mode,
+            "tenants": dict(self.tenants or {}),
             "name": self.name,
         }

@@ -1,4 +1,4 @@
-"""Context that follows work across tasks and threads: priority scope and held slots.
+"""Context that follows work across tasks and threads: priority and tenant scopes, held slots.
 
 Both live in :mod:`contextvars`, so they reach everything that inherits the
 context: asyncio tasks created inside, ``contextvars.copy_context().run`` in
@@ -16,6 +16,7 @@ from contextvars import ContextVar, Token
 from ..errors import ConfigurationError
 
 _scope_priority: ContextVar[float | None] = ContextVar("s3pool_priority_scope", default=None)
+_scope_tenant: ContextVar[str | None] = ContextVar("s3pool_tenant_scope", default=None)
 _held_slots: ContextVar[tuple[SlotHolder, ...]] = ContextVar("s3pool_held_slots", default=())
 
 
@@ -44,6 +45,36 @@ def priority_scope(priority: float) -> Iterator[None]:
 def scope_priority() -> float | None:
     """The priority set by the innermost :func:`priority_scope`, if any."""
     return _scope_priority.get()
+
+
+def validate_tenant(value: object, option: str = "tenant") -> str:
+    """Return ``value`` as a tenant name or raise naming ``option``."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(option, "a non-empty str naming the tenant", value)
+    return value
+
+
+@contextmanager
+def tenant(name: str) -> Iterator[None]:
+    """Count all work started inside as work of tenant ``name``.
+
+    Tenants share a pool by weighted fair queuing (the pool option
+    ``tenants`` sets the weights; others weigh 1.0). Like
+    :func:`priority_scope` it reaches asyncio tasks created inside and pool
+    tasks submitted from the block, and it wins over a tenant given to
+    ``install``; an explicit per-task ``tenant`` option wins over it. Scopes
+    nest; the innermost applies.
+    """
+    token = _scope_tenant.set(validate_tenant(name))
+    try:
+        yield
+    finally:
+        _scope_tenant.reset(token)
+
+
+def current_tenant() -> str | None:
+    """The tenant set by the innermost :func:`tenant` scope, if any."""
+    return _scope_tenant.get()
 
 
 class SlotHolder:

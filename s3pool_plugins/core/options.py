@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .config import _positive_int, _seconds
-from .context import validate_priority
+from .context import validate_priority, validate_tenant
 
 
 class _Unset:
@@ -29,7 +29,7 @@ UNSET: Any = _Unset()
 class TaskOptions:
     """Validated per-task options; any option left UNSET uses the pool's."""
 
-    __slots__ = ("priority", "timeout", "queue_timeout", "retries", "metadata", "name")
+    __slots__ = ("priority", "timeout", "queue_timeout", "retries", "metadata", "name", "tenant")
 
     def __init__(
         self,
@@ -39,6 +39,7 @@ class TaskOptions:
         retries: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         name: str | None = None,
+        tenant: str | None = None,
     ) -> None:
         self.priority = None if priority is None else validate_priority(priority)
         self.timeout = timeout if timeout is UNSET else _seconds("timeout", timeout, allow_none=True)
@@ -52,6 +53,7 @@ class TaskOptions:
         if name is not None and not isinstance(name, str):
             raise ConfigurationError("name", "a str or None", name)
         self.name = name
+        self.tenant = None if tenant is None else validate_tenant(tenant)
 
     def merged(self, other: TaskOptions) -> TaskOptions:
         """These options with every option set in ``other`` taking precedence."""

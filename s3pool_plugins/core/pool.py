@@ -55,7 +55,7 @@ class OperationsPool(LifecycleMixin, BatchMixin, CallsMixin, MonitoringMixin, co
 
     def options(self, **options: Any) -> BoundPool:
         """Bind per-task options: ``priority``, ``timeout``, ``queue_timeout``,
-        ``retries``, ``metadata``, ``name``.
+        ``retries``, ``metadata``, ``name``, ``tenant``.
 
         ``pool.options(priority=100).submit(fn, x)`` runs ``fn(x)`` at priority
         100; the callable's own keyword arguments are never consumed.

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import ConfigurationError
 
@@ -43,6 +43,29 @@ class QueueHandle:
     def queued(self) -> bool:
         """True while the item is still waiting in the queue."""
         return bool(self._entry[_ALIVE])
+
+
+class TaskQueue(Protocol[T]):
+    """What the scheduler needs of a queue: :class:`PriorityTaskQueue`, or :class:`~.fair_queue.FairQueue`."""
+
+    @property
+    def aging_rate(self) -> float: ...
+
+    def __len__(self) -> int: ...
+
+    def __bool__(self) -> bool: ...
+
+    def push_entry(self, item: T, priority: float = 0.0, enqueued_at: float | None = None) -> QueueEntry: ...
+
+    def pop(self) -> T: ...
+
+    def peek(self) -> T: ...
+
+    def remove_entry(self, entry: QueueEntry) -> bool: ...
+
+    def items(self) -> list[T]: ...
+
+    def drain_items(self) -> list[T]: ...
 
 
 _MAX_LANES = 8
@@ -196,6 +219,11 @@ class PriorityTaskQueue(Generic[T]):
         """The queued items, in no particular order."""
         entries = [*self._heap, *(entry for lane in self._lanes.values() for entry in lane)]
         return [entry[_ITEM] for entry in entries if entry[_ALIVE]]  # type: ignore[misc]
+
+    def _live_entries(self) -> list[QueueEntry]:
+        """The entries still queued, in no particular order (for :class:`~.fair_queue.FairQueue`)."""
+        entries = [*self._heap, *(entry for lane in self._lanes.values() for entry in lane)]
+        return [entry for entry in entries if entry[_ALIVE]]
 
     def drain_items(self) -> list[T]:
         """Remove every item and return them in dequeue order."""

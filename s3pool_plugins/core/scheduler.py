@@ -30,7 +30,7 @@ from ..errors import PoolStopped, QueueFull
 from .context import SlotHolder
 from .limits.pacer import Pacer
 from .locks import YieldingLock
-from .queue import PriorityTaskQueue, QueueEntry
+from .queue import QueueEntry, TaskQueue
 
 log = logging.getLogger("s3pool_plugins.scheduler")
 
@@ -40,7 +40,7 @@ WAITING, GRANTED, GONE = 0, 1, 2
 class Waiter:
     """Something waiting in the queue for a slot."""
 
-    __slots__ = ("state", "handle")
+    __slots__ = ("state", "handle", "tenant")
 
     runs_inline = False
     """True if a releasing worker thread may run this waiter's work itself."""
@@ -48,6 +48,8 @@ class Waiter:
     def __init__(self) -> None:
         self.state = WAITING
         self.handle: QueueEntry | None = None
+        self.tenant: str | None = None
+        """The tenant whose share this waiter's slot counts against (None: the default tenant)."""
 
     def on_grant(self) -> None:
         """Called without the lock once a slot is counted for this waiter."""
@@ -129,7 +131,7 @@ class Scheduler:
     def __init__(
         self,
         limit: int,
-        queue: PriorityTaskQueue[Waiter],
+        queue: TaskQueue[Waiter],
         *,
         max_queue: int | None = None,
     ) -> None:

@@ -34,6 +34,8 @@ class Task:
     the current or last attempt, starting at 1. ``kind`` is ``"task"`` for
     work the pool runs and ``"admission"`` for work run by the caller under a
     slot (``pool.admit``). ``metadata`` is the caller's mapping, as given.
+    ``tenant`` names the tenant whose fair share the task's attempts count
+    against; None is the default tenant (``"default"``).
     """
 
     __slots__ = (
@@ -41,6 +43,7 @@ class Task:
         "name",
         "kind",
         "priority",
+        "tenant",
         "metadata",
         "attempt",
         "max_attempts",
@@ -66,11 +69,13 @@ class Task:
         metadata: Mapping[str, Any] | None,
         max_attempts: int,
         created_at: float,
+        tenant: str | None = None,
     ) -> None:
         self.id: int = next(_ids)
         self.name = name
         self.kind = kind
         self.priority = priority
+        self.tenant = tenant
         self.metadata: Mapping[str, Any] = metadata if metadata is not None else _NO_METADATA
         self.attempt = 0
         self.max_attempts = max_attempts
@@ -105,6 +110,7 @@ class Task:
             "name": self.name,
             "kind": self.kind,
             "priority": self.priority,
+            "tenant": self.tenant,
             "status": self.status,
             "attempts": self.attempt,
             "queue_wait": self.queue_wait,

@@ -90,6 +90,7 @@ class _SyncTask(Waiter):
         self.started = False
         self.queue_timer: TimerHandle | None = None
         self.cancel_future = False
+        self.tenant = task.tenant
 
     runs_inline = True
 
@@ -239,7 +240,12 @@ class ThreadTasksMixin(OutcomesMixin):
         parent = self._join_parent_slot()
         policy, timeout, queue_timeout = self._settings_for(options)
         task = self._make_task(
-            options.name or _callable_name(fn), "task", options.priority, options.metadata, policy.attempts
+            options.name or _callable_name(fn),
+            "task",
+            options.priority,
+            options.metadata,
+            policy.attempts,
+            tenant=options.tenant,
         )
         entry = _SyncTask(self, task, fn, args, kwargs or _NO_KWARGS, policy, timeout, queue_timeout, parent)
         if parent is not None:

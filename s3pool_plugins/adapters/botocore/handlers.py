@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...core.calls import Call
-from ...core.context import validate_priority
+from ...core.context import validate_priority, validate_tenant
 from ...core.pool import OperationsPool
 from ...errors import S3PoolError
 from .classify import response_error, s3_retry_policy
@@ -149,12 +149,16 @@ class ClientHandlers:
 
     ``priorities`` maps operation names (``"GetObject"``) to the priority a
     call gets when neither a priority scope nor a ``s3pool_task_priority``
-    hook chose one. The pool's retry policy gets the S3 classification rules
-    (:func:`~.classify.s3_retry_policy`).
+    hook chose one. ``tenant`` names the tenant every call counts for unless a
+    tenant scope is active when the call is made. The pool's retry policy gets
+    the S3 classification rules (:func:`~.classify.s3_retry_policy`).
     """
 
-    def __init__(self, pool: OperationsPool, priorities: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self, pool: OperationsPool, priorities: Mapping[str, float] | None = None, tenant: str | None = None
+    ) -> None:
         self.pool = pool
+        self.tenant = None if tenant is None else validate_tenant(tenant)
         checked = {}
         for operation, priority in dict(priorities or {}).items():
             checked[operation] = validate_priority(priority, f"priorities[{operation!r}]")
@@ -199,6 +203,7 @@ class ClientHandlers:
         return self.pool.begin_call(
             f"S3.{operation_name}",
             fallback_priority=self.priorities.get(operation_name),
+            fallback_tenant=self.tenant,
             retry_policy=self.policy,
             metadata=metadata,
             contextual=contextual,

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from ...core.context import validate_tenant
 from ...core.environment import pool_for
 from ...core.pool import OperationsPool
 from .connections import raise_session_connections, warn_if_too_small
@@ -101,6 +102,7 @@ def install(
     pool: OperationsPool | None = None,
     *,
     priorities: Mapping[str, float] | None = None,
+    tenant: str | None = None,
     **options: Any,
 ) -> OperationsPool:
     """Put the S3 calls of ``target`` under ``pool``.
@@ -112,6 +114,9 @@ def install(
     :class:`~s3pool_plugins.ConfigurationError`.
     ``priorities`` maps operation names (``{"GetObject": 5}``) to the
     priority their calls get when no priority scope or hook chose one.
+    ``tenant`` makes every call of ``target`` count for that tenant of the
+    pool's fair sharing (see the pool option ``tenants``); a ``tenant``
+    scope active when a call is made wins over it.
     Installing again is harmless: with the same pool and options nothing
     changes, with others they replace the old ones. A disabled pool
     (``enabled=False``) installs nothing and leaves botocore as it was.
@@ -121,6 +126,8 @@ def install(
     pool = pool_for("install", pool, options)
     if priorities is not None and not isinstance(priorities, Mapping):
         raise TypeError(f"install() needs priorities as a mapping of operation name to priority, got {priorities!r}")
+    if tenant is not None:
+        validate_tenant(tenant)
     session = _session_parts(target)
     if session is None and not _is_client(target):
         raise TypeError(f"install() accepts {ACCEPTED_TARGETS}; got {type(target).__module__}.{type(target).__name__}")
@@ -128,13 +135,13 @@ def install(
         raise ValueError(f"install() pools S3 clients only; this client is for {_service_of(target)!r}")
     previous = _installed.get(target)
     if previous is not None:
-        if previous.pool is pool and dict(previous.priorities) == dict(priorities or {}):
+        if previous.pool is pool and dict(previous.priorities) == dict(priorities or {}) and previous.tenant == tenant:
             return pool
         uninstall(target)
     if not pool.enabled:
         log.debug("pool %s is disabled: nothing installed on %r", pool.config.name, target)
         return pool
-    handlers = ClientHandlers(pool, priorities)
+    handlers = ClientHandlers(pool, priorities, tenant)
     if session is not None:
         botocore_session, emitter = session
         is_async = _is_async_session(botocore_session)

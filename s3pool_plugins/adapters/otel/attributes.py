@@ -23,6 +23,8 @@ def start_attributes(pool_name: str, task: Task) -> dict[str, Any]:
         "s3pool.task.kind": task.kind,
         "s3pool.priority": task.priority,
     }
+    if task.tenant is not None:
+        attributes["s3pool.tenant"] = task.tenant
     metadata = task.metadata
     operation = metadata.get("operation")
     if metadata.get("service") == "s3" and isinstance(operation, str):
@@ -67,7 +69,7 @@ def end_attributes(task: Task, result: Any, error: BaseException | None, record_
     if task.limit_at_start is not None:
         attributes["s3pool.limit_at_start"] = task.limit_at_start
     metadata = task.metadata
-    tenant = metadata.get("tenant")
+    tenant = task.tenant if task.tenant is not None else metadata.get("tenant")
     if isinstance(tenant, str):
         attributes["s3pool.tenant"] = tenant
     if metadata.get("service") == "s3":
