@@ -108,8 +108,19 @@ def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None
     held = [r for r in rates if r == pytest.approx(98.0, abs=0.5)]
     assert len(held) >= 4  # the plateau: 2 s at 98% of the ceiling
     assert rates[-1] > 110  # then probing past it
-    steps = [b / a - 1 for a, b in itertools.pairwise(rates) if b > 99]
-    assert max(steps) <= 0.1 + 1e-9  # probe steps are capped at 10%
+    steps = [(a, b / a - 1) for a, b in itertools.pairwise(rates) if b > 99]
+    assert max(step for rate, step in steps if rate < 150) <= 0.1 + 1e-9  # probes near the ceiling: <= 10%
+    assert max(step for rate, step in steps) <= 0.25 + 1e-9  # far past it: <= 25%
+
+
+def test_throttling_again_at_the_same_ceiling_lengthens_the_plateau() -> None:
+    algorithm = AdaptiveLimit(AutoTuning(), plateau=1.0)
+    plateaus = []
+    for n, goodput in enumerate([100.0, 104.0, 98.0, 101.0, 50.0]):
+        algorithm.update(signal(n * 10.0, throttles=2, goodput=goodput))
+        plateaus.append(algorithm.plateau)
+    # the same ceiling within 15%: twice as long each time, at most four times; a new ceiling starts over
+    assert plateaus == [1.0, 2.0, 4.0, 4.0, 1.0]
 
 
 def test_pacing_ends_after_a_long_calm_when_it_no_longer_binds() -> None:

@@ -15,9 +15,11 @@ Each evaluation reacts to the strongest signal present, in this order:
 3. **Memory** above ``target_memory_percent``: the limit shrinks by 10%.
 4. **Calm**: while paced and using the pace, the rate climbs back towards
    98% of the ceiling (a quarter of the gap per evaluation), holds there for
-   ``plateau`` seconds, then probes past it with steps that double from 1%
-   to 10% per evaluation, so a recovered service is found within seconds
-   while a steady one sees rare, small overshoots. After
+   ``plateau`` seconds (doubled, up to four times, each time throttling
+   comes back at the same ceiling within 15%), then probes past it with
+   steps that double from 1% to 10% per evaluation (25% once 1.5 times past
+   the ceiling), so a recovered service is found within seconds while a
+   steady one sees rare, small overshoots. After
    ``unpace_after`` seconds without throttling while the pace is not
    binding, pacing ends. The limit follows the latency gradient of Netflix's
    Gradient2: ``tolerance * baseline / recent`` clamped to [0.5, 1], where
@@ -63,6 +65,7 @@ class AdaptiveLimit(Limit):
         self._unpace_after = unpace_after
         self._min_rate = min_rate
         self._plateau = plateau
+        self._hold = plateau
         self._plateau_left = plateau
         self._limit = float(self.settings.start)
         self._baseline: float | None = None
@@ -80,6 +83,11 @@ class AdaptiveLimit(Limit):
     @property
     def rate(self) -> float | None:
         return self._reported_rate
+
+    @property
+    def plateau(self) -> float:
+        """Seconds the pace holds just below the ceiling after the last throttling, before probing."""
+        return self._hold
 
     @property
     def baseline_rtt(self) -> float | None:
@@ -110,7 +118,6 @@ class AdaptiveLimit(Limit):
     def _on_throttling(self, signal: LimitSignal) -> str:
         self._calm = 0.0
         self._probe_step = 0.01
-        self._plateau_left = self._plateau
         settle = self._settle_time if self._settle_time is not None else max(0.25, 2 * (signal.rtt_mean or 0.0))
         if signal.at - self._last_cut < settle:
             return "throttling"  # answers to attempts sent before the last cut
@@ -120,7 +127,13 @@ class AdaptiveLimit(Limit):
         else:  # too few successes to measure what the service accepts: halve what was offered, and learn
             accepted = signal.offered
             self._rate = max(self._min_rate, accepted * 0.5)
-        self._ceiling = max(accepted, self._rate)
+        ceiling = max(accepted, self._rate)
+        if self._ceiling is not None and abs(ceiling / self._ceiling - 1) < 0.15:
+            self._hold = min(self._hold * 2, 4 * self._plateau)  # the same ceiling again: probe less often
+        else:
+            self._hold = self._plateau
+        self._plateau_left = self._hold
+        self._ceiling = ceiling
         self._last_cut = signal.at
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
             self._limit = float(signal.peak_inflight + 1)  # a limit above what ran is no limit at all
@@ -140,7 +153,8 @@ class AdaptiveLimit(Limit):
                     self._plateau_left -= signal.interval
                 else:
                     self._rate *= 1.0 + self._probe_step
-                    self._probe_step = min(0.1, self._probe_step * 2)
+                    cap = 0.1 if self._rate < 1.5 * ceiling else 0.25  # far past the ceiling: the service grew
+                    self._probe_step = min(cap, self._probe_step * 2)
             elif self._calm >= self._unpace_after:
                 self._rate = self._ceiling = None
                 return "unpaced"
