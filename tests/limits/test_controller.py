@@ -274,3 +274,32 @@ def test_set_concurrency_pins_an_auto_pool() -> None:
         for _ in range(5):
             pool.submit(time.sleep, 0.001).result()
         assert pool.concurrency == 3
+
+
+def test_an_auto_pool_asks_botocore_for_connections_up_to_its_maximum() -> None:
+    import warnings
+
+    import boto3
+
+    from s3pool_plugins.adapters.botocore import install
+    from s3pool_plugins.adapters.botocore.connections import ConnectionPoolTooSmall, connections_needed
+
+    pool = OperationsPool(concurrency="auto", auto_tuning={"max_concurrency": 48}, load_entrypoints=False)
+    try:
+        assert pool.concurrency == 10 and connections_needed(pool) == 48
+        session = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+        install(session, pool)
+        client = session.client("s3", endpoint_url="http://127.0.0.1:9")
+        assert client.meta.config.max_pool_connections == 48
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            install(session.client("s3", endpoint_url="http://127.0.0.1:9", config=_small()), pool)
+        assert any(issubclass(w.category, ConnectionPoolTooSmall) and "up to 48" in str(w.message) for w in caught)
+    finally:
+        pool.shutdown()
+
+
+def _small() -> object:
+    from botocore.config import Config
+
+    return Config(max_pool_connections=10)

@@ -22,6 +22,12 @@ class ConnectionPoolTooSmall(UserWarning):
     """A client has fewer HTTP connections than the pool may admit attempts."""
 
 
+def connections_needed(pool: Any) -> int:
+    """The most attempts ``pool`` may admit at once: its limit, or on ``concurrency="auto"`` the limit's maximum."""
+    tuning = pool.auto_tuning
+    return int(tuning.max_concurrency) if tuning is not None else int(pool.concurrency)
+
+
 def raise_session_connections(botocore_session: Any, limit: int, *, is_async: bool) -> None:
     """Make ``limit`` the session's default ``max_pool_connections`` if it is larger."""
     current = botocore_session.get_default_client_config()

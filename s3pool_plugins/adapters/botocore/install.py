@@ -22,7 +22,7 @@ from typing import Any
 from ...core.context import validate_tenant
 from ...core.environment import pool_for
 from ...core.pool import OperationsPool
-from .connections import raise_session_connections, warn_if_too_small
+from .connections import connections_needed, raise_session_connections, warn_if_too_small
 from .handlers import ClientHandlers, endpoint_host
 from .mixins import AsyncPooledClientMixin, PooledClientMixin
 from .retries import restore_botocore_retries
@@ -146,13 +146,13 @@ def install(
         botocore_session, emitter = session
         is_async = _is_async_session(botocore_session)
         emitter.register(_CLASS_EVENT, _SessionInstallation(handlers, is_async), unique_id=_CLASS_HANDLER_ID)
-        raise_session_connections(botocore_session, pool.concurrency, is_async=is_async)
+        raise_session_connections(botocore_session, connections_needed(pool), is_async=is_async)
     else:
         if isinstance(target, (PooledClientMixin, AsyncPooledClientMixin)):
             return target._s3pool_handlers.pool
         handlers.server_address = endpoint_host(target)
         handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
-        warn_if_too_small(target, pool.concurrency)
+        warn_if_too_small(target, connections_needed(pool))
     _installed[target] = handlers
     return pool
 
