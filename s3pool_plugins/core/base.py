@@ -135,6 +135,7 @@ class PoolBase:
                 self._call_later,
                 self._announce_limit,
                 aging_rate=config.aging_rate,
+                make_queue=self._gate_queue,
             )
         _live_pools.add(self)
 
@@ -216,6 +217,17 @@ class PoolBase:
         fair = self._fair_queue()
         with self._scheduler.lock:
             fair.set_weight(tenant, weight)
+        for gate in [] if self._limits is None else self._limits.gates():
+            with gate.lock:
+                if isinstance(gate.queue, FairQueue):
+                    gate.queue.set_weight(tenant, weight)
+
+    def _gate_queue(self) -> FairQueue[Waiter]:
+        """The queue of a partition's gate: fair between tenants, with the pool's weights and aging."""
+        weights = dict(self.config.tenants or {})
+        if self._fair is not None:
+            weights.update({name: stats.weight for name, stats in self._fair.tenant_stats().items()})
+        return FairQueue(self.config.aging_rate, self._clock, weights, tenant_of=_waiter_tenant)
 
     def _fair_queue(self) -> FairQueue[Waiter]:
         """The fair queue, replacing the plain one the first time (its queued work becomes the default tenant's)."""

@@ -303,3 +303,37 @@ def _small() -> object:
     from botocore.config import Config
 
     return Config(max_pool_connections=10)
+
+
+def test_a_partition_gate_shares_fairly_between_tenants_with_the_pools_weights() -> None:
+    from s3pool_plugins import FairQueue
+
+    pool = OperationsPool(
+        concurrency="auto", auto_tuning={"scope": "bucket"}, tenants={"a": 1, "b": 3}, load_entrypoints=False
+    )
+    try:
+        gate = pool._limits.gate("bucket")  # type: ignore[union-attr]
+        assert gate is not None and isinstance(gate.queue, FairQueue)
+        gate.set_limit(1)
+        assert gate.try_acquire()
+        waiters = []
+        for tenant in ["a"] * 8 + ["b"] * 8:
+            waiter = ThreadWaiter()
+            waiter.tenant = tenant
+            assert gate.acquire_or_enqueue(waiter, 0.0, None, new_work=True) is False
+            waiters.append(waiter)
+        order = []
+        for _ in range(8):
+            gate.release()
+            granted = [w for w in waiters if w.wait(0)]
+            assert len(granted) == 1
+            order.append(granted[0].tenant)
+            waiters.remove(granted[0])
+        assert order.count("b") == 6 and order.count("a") == 2  # 1:3 at the gate too
+        pool.set_tenant_weight("a", 3)  # a new weight reaches the gates
+        assert gate.queue.tenant_stats()["a"].weight == 3  # type: ignore[union-attr]
+        gate.release()
+        for waiter in waiters:
+            gate.withdraw(waiter)
+    finally:
+        pool.shutdown()

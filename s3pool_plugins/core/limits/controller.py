@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..queue import PriorityTaskQueue
+from ..queue import PriorityTaskQueue, TaskQueue
 from ..scheduler import Scheduler, Waiter
 from .base import FixedLimit, Limit
 from .history import LimitChange
@@ -96,6 +96,7 @@ class LimitController:
         history_size: int = 1000,
         aging_rate: float = 0.0,
         read_memory: Callable[[], float | None] = memory_fraction,
+        make_queue: Callable[[], TaskQueue[Waiter]] | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
@@ -103,6 +104,7 @@ class LimitController:
         self._announce = announce
         self._make_algorithm = make_algorithm
         self._aging_rate = aging_rate
+        self._make_queue = make_queue or (lambda: PriorityTaskQueue(self._aging_rate, self._clock))
         self._read_memory = read_memory
         self._lock = threading.Lock()
         self._history: deque[LimitChange] = deque(maxlen=history_size)
@@ -169,6 +171,11 @@ class LimitController:
         with self._lock:
             return {key: (s.scheduler.limit, s.algorithm.rate) for key, s in self._partitions.items()}
 
+    def gates(self) -> list[Scheduler]:
+        """The partitions' gates now."""
+        with self._lock:
+            return [state.scheduler for state in self._partitions.values()]
+
     def history(self) -> list[LimitChange]:
         """The recorded changes, oldest first."""
         with self._lock:
@@ -211,8 +218,7 @@ class LimitController:
                     if len(self._partitions) < self.settings.max_partitions:
                         break
         algorithm = self._make_algorithm(partition)
-        queue: PriorityTaskQueue[Waiter] = PriorityTaskQueue(self._aging_rate, self._clock)
-        scheduler = Scheduler(algorithm.limit, queue)
+        scheduler = Scheduler(algorithm.limit, self._make_queue())
         state = _State(algorithm, scheduler, self._clock())
         self._partitions[partition] = state
         return state
