@@ -314,37 +314,57 @@ def test_stop_during_backoff_keeps_the_last_error(make_pool) -> None:
     assert isinstance(info.value.__cause__, ConnectionResetError)
 
 
+_CYCLE_CHECK = """
+import asyncio, gc, sys
+from s3pool_plugins import OperationsPool
+
+pool = OperationsPool(concurrency=4, timeout=None if sys.argv[1] == "None" else float(sys.argv[1]))
+
+
+async def coro() -> int:
+    return 1
+
+
+def run_some() -> None:
+    futures = [pool.submit(lambda: 1) for _ in range(300)]
+    for future in futures:
+        future.result(5)
+    asyncio.run(pool.add_batch_async([coro] * 100))
+    for _ in range(100):
+        with pool.admit():
+            pass
+    pool.drain(timeout=5)
+
+
+run_some()  # warm up caches, threads and lazily built objects
+gc.collect()
+gc.disable()
+gc.set_debug(gc.DEBUG_SAVEALL)
+run_some()
+found = gc.collect()
+kinds = sorted({type(obj).__name__ for obj in gc.garbage})[:20]
+gc.garbage.clear()
+gc.set_debug(0)
+gc.enable()
+pool.shutdown()
+print(found, kinds)
+"""
+
+
 @pytest.mark.parametrize("timeout", [None, 30.0])
-def test_finished_work_leaves_no_reference_cycles(make_pool, timeout: float | None) -> None:
+def test_finished_work_leaves_no_reference_cycles(timeout: float | None) -> None:
     """Finished tasks are freed by reference counting, not left to the cyclic GC
-    (with thousands of tasks in flight the GC would otherwise dominate)."""
-    import gc
+    (with thousands of tasks in flight the GC would otherwise dominate).
 
-    pool = make_pool(concurrency=4, timeout=timeout)
+    Runs in a fresh interpreter: in this one, the idle threads of earlier
+    tests' pools may let go of those pools (cycles of their own) during the
+    measured window.
+    """
+    import subprocess
+    import sys
 
-    async def coro() -> int:
-        return 1
-
-    def run_some() -> None:
-        futures = [pool.submit(lambda: 1) for _ in range(300)]
-        for future in futures:
-            future.result(5)
-        asyncio.run(pool.add_batch_async([coro] * 100))
-        for _ in range(100):
-            with pool.admit():
-                pass
-        pool.drain(timeout=5)
-
-    run_some()  # warm up caches, threads and lazily built objects
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        run_some()
-        found = gc.collect()
-        kinds = {type(obj).__name__ for obj in gc.garbage}
-    finally:
-        gc.garbage.clear()
-        gc.set_debug(0)
-        gc.enable()
-    assert found < 50, f"{found} objects in reference cycles: {sorted(kinds)[:20]}"
+    done = subprocess.run(
+        [sys.executable, "-c", _CYCLE_CHECK, str(timeout)], capture_output=True, text=True, timeout=120, check=True
+    )
+    found, _, kinds = done.stdout.strip().partition(" ")
+    assert int(found) < 50, f"{found} objects in reference cycles: {kinds}"
