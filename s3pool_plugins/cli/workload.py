@@ -142,10 +142,11 @@ class _Tally:
                 self.hot_stored += hot
             else:
                 self.failed += 1
-                self.errors[_error_name(error)] += 1
+                self.errors[error_name(error)] += 1
 
 
-def _error_name(error: BaseException) -> str:
+def error_name(error: BaseException) -> str:
+    """The S3 error code of a botocore error, else the exception's class name."""
     response = getattr(error, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code")

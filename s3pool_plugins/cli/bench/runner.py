@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..workload import error_name
 from .competitors import COMPETITORS, Unavailable, Variant
 from .scenarios import PREFIX, Plan, Settings
 
@@ -97,16 +98,6 @@ class _Tally:
                 self.errors[error_name(error)] += 1
                 if in_run:
                     self.failed[second] += 1
-
-
-def error_name(error: BaseException) -> str:
-    """The S3 error code of a botocore error, else the exception's class name."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(error).__name__
 
 
 def _body(worker: int, n: int) -> bytes:
