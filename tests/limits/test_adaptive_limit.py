@@ -86,9 +86,9 @@ def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> N
     assert decision.rate == pytest.approx(108.0)  # 90% of what the service accepted
     assert decision.limit == 13  # the peak in flight, plus one
     # answers to attempts sent before the cut do not cut again
-    assert algorithm.update(signal(1.2, throttles=3, goodput=110.0, peak=12, limit=13)) is None
-    # after settle_time (two round trips, at least 0.25 s) a new throttle does
-    later = algorithm.update(signal(1.4, throttles=3, goodput=100.0, peak=12, limit=13))
+    assert algorithm.update(signal(1.8, throttles=3, goodput=110.0, peak=12, limit=13)) is None
+    # after settle_time (two adjustment intervals) a new throttle does
+    later = algorithm.update(signal(2.1, throttles=3, goodput=100.0, peak=12, limit=13))
     assert later is not None and later.rate == pytest.approx(90.0)
 
 

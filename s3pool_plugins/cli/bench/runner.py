@@ -114,15 +114,16 @@ def _limit_prefix(proxy: Any, bucket: str, rate: float) -> None:
 
 def _history(pool: Any, started: float) -> list[dict[str, Any]]:
     """``pool.limit_history()`` as plain dicts, ``at`` in seconds into the run (when the pool has it)."""
-    method = getattr(pool, "limit_history", None)
-    if method is None:
+    if pool is None:
         return []
     changes = []
-    for change in method():
-        entry = {name: getattr(change, name, None) for name in ("at", "key", "old", "new", "reason", "rate")}
-        if isinstance(entry["at"], (int, float)):
-            entry["at"] = round(entry["at"] - started, 3)
-        changes.append({k: v if isinstance(v, (int, float, str, type(None))) else str(v) for k, v in entry.items()})
+    for change in pool.limit_history():
+        entry = change.as_dict()
+        entry["at"] = round(change.at - started, 3)
+        for name in ("old_rate", "new_rate"):
+            if entry[name] is not None:
+                entry[name] = round(entry[name], 2)
+        changes.append(entry)
     return changes
 
 

@@ -9,8 +9,9 @@ Each evaluation reacts to the strongest signal present, in this order:
    to measure (a cold start), it paces at half the rate attempts were
    ending instead, and measures at the next throttling. Throttling that is
    still in flight from before a cut (within ``settle_time`` of it) cuts
-   no further: ``settle_time`` defaults to two round trips, at least 0.25 s.
-   The next throttling after it measures the accepted rate since the cut.
+   no further: ``settle_time`` defaults to two adjustment intervals, long
+   enough for retries that were waiting out a backoff to come back. The
+   next throttling after it measures the accepted rate since the cut.
 2. **Timeouts**: a multiplicative decrease of the limit (``backoff``).
 3. **Memory** above ``target_memory_percent``: the limit shrinks by 10%.
 4. **Calm**: while paced and using the pace, the rate climbs back towards
@@ -118,7 +119,7 @@ class AdaptiveLimit(Limit):
     def _on_throttling(self, signal: LimitSignal) -> str:
         self._calm = 0.0
         self._probe_step = 0.01
-        settle = self._settle_time if self._settle_time is not None else max(0.25, 2 * (signal.rtt_mean or 0.0))
+        settle = self._settle_time if self._settle_time is not None else 2 * self.settings.adjustment_interval
         if signal.at - self._last_cut < settle:
             return "throttling"  # answers to attempts sent before the last cut
         if signal.goodput_span >= 0.5 or signal.offered <= 0:
