@@ -131,3 +131,22 @@ def test_set_concurrency_validates(make_pool) -> None:
     for bad in (0, -1, 1.5, "3", None):
         with pytest.raises(ConfigurationError, match="concurrency"):
             pool.set_concurrency(bad)
+
+
+def test_auto_tuning_from_the_environment_names_the_variable() -> None:
+    from s3pool_plugins import config_from_environment
+
+    config = config_from_environment(
+        {"S3POOL_CONCURRENCY": "AUTO", "S3POOL_AUTO_MAX_CONCURRENCY": "40", "S3POOL_AUTO_TARGET_LATENCY": "none"}
+    )
+    assert config.adaptive is not None and config.adaptive.max_concurrency == 40
+    assert config.adaptive.target_latency is None
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_CONCURRENCY": "auto", "S3POOL_AUTO_SCOPE": "keys"})
+    assert info.value.option == "S3POOL_AUTO_SCOPE"
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_AUTO_MIN_CONCURRENCY": "2"})
+    assert info.value.option == "S3POOL_AUTO_MIN_CONCURRENCY" and "S3POOL_CONCURRENCY=auto" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_AUTO_SCOPES": "bucket"})
+    assert info.value.option == "S3POOL_AUTO_SCOPES" and "S3POOL_AUTO_SCOPE" in str(info.value)
