@@ -111,7 +111,7 @@ async def test_aiobotocore_calls_pass_their_bucket_gate_and_give_it_back(
     chaos_proxy.limit_prefix(f"{s3_bucket}/", writes_per_second=30, burst=3)
     pool = OperationsPool(
         concurrency="auto",
-        auto_tuning={"scope": "bucket", "adjustment_interval": 0.2},
+        auto_tuning={"scope": "bucket", "adjustment_interval": 0.2, "max_concurrency": 16},
         retries=30,
         retry_delay=0.01,
         max_retry_delay=0.2,
