@@ -68,6 +68,18 @@ def run_summary(report: Mapping[str, Any], *, program: str, exit_code: int, wall
         f"   max {seconds(times['max'])}",
         f"  peak active  {count(report['peak_active'])} of a limit of {count(limit)}{peak_scope}",
     ]
+    adaptive = report.get("adaptive")
+    if adaptive:
+        paced = adaptive.get("paced") or {}
+        pacing = (
+            "; paced now: " + ", ".join(f"{name} at {rate:g}/s" for name, rate in list(paced.items())[:3])
+            if paced
+            else ""
+        )
+        lines.append(
+            f"  adaptive     limit between {count(adaptive['min_limit'])} and {count(adaptive['max_limit'])}, "
+            f"{count(adaptive['changes'])} changes ({count(adaptive['throttling'])} for throttling){pacing}"
+        )
     operations = report.get("operations") or {}
     if operations:
         busiest = sorted(operations.items(), key=lambda item: (-item[1]["calls"], item[0]))[:5]

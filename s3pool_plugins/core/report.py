@@ -186,6 +186,7 @@ class ProcessReport:
                     "limit": stats.limit,
                     "peak_active": stats.peak_active,
                     "closed": stats.closed,
+                    "adaptive": _adaptive(pool),
                 }
             )
         sketch, operations = self.recorder.snapshot()
@@ -203,10 +204,48 @@ class ProcessReport:
             "nested": totals["nested"],
             "peak_active": max((pool["peak_active"] for pool in described), default=0),
             "limit": max((pool["limit"] for pool in described), default=None),
+            "adaptive": merge_adaptive([pool["adaptive"] for pool in described]),
             "pools": described,
             "operations": operations,
             "call_time": sketch,
         }
+
+
+def _adaptive(pool: Any) -> dict[str, Any] | None:
+    """What an auto pool's limit did: the range it moved in, its changes, and what is paced now."""
+    if pool.auto_tuning is None:
+        return None
+    history = pool.limit_history()
+    limits = [pool.auto_tuning.start, *(change.new for change in history if change.partition is None)]
+    paced = {name: rate for name, (_, rate) in pool.partition_limits().items() if rate is not None}
+    rate = next((change.new_rate for change in reversed(history) if change.partition is None), None)
+    if rate is not None:
+        paced["(pool)"] = rate
+    return {
+        "changes": len(history),
+        "throttling": sum(1 for change in history if change.reason == "throttling"),
+        "min_limit": min(limits),
+        "max_limit": max(limits),
+        "paced": {name: round(value, 1) for name, value in sorted(paced.items())},
+    }
+
+
+def merge_adaptive(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The ``adaptive`` figures of several pools or processes as one (None if none was on auto)."""
+    present = [part for part in parts if part]
+    if not present:
+        return None
+    paced: dict[str, float] = {}
+    for part in present:
+        for name, rate in part.get("paced", {}).items():
+            paced[name] = max(rate, paced.get(name, 0.0))
+    return {
+        "changes": sum(int(part["changes"]) for part in present),
+        "throttling": sum(int(part["throttling"]) for part in present),
+        "min_limit": min(int(part["min_limit"]) for part in present),
+        "max_limit": max(int(part["max_limit"]) for part in present),
+        "paced": dict(sorted(paced.items())),
+    }
 
 
 def _counts(pool: Any) -> dict[str, int]:
@@ -376,6 +415,7 @@ def merge_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         **dict(totals),
         "peak_active": max((int(report.get("peak_active", 0)) for report in reports), default=0),
         "limit": max(limits, default=None),
+        "adaptive": merge_adaptive([report.get("adaptive") for report in reports]),
         "operations": dict(sorted(operations.items())),
         "call_time": sketch_to_dict(sketch),
     }

@@ -146,3 +146,43 @@ def test_a_failing_program_still_gets_its_summary(local_s3, s3_bucket, chaos_pro
     assert data["throttles"] == chaos_proxy.stats().throttled == 3  # three attempts, all refused
     assert data["operations"]["S3.PutObject"] == {"calls": 3, "failures": 1}
     assert "1 failed" in done.stderr and "exited with status 1" in done.stderr
+
+
+def test_an_auto_pool_reports_what_its_limit_did(local_s3, s3_bucket, chaos_proxy, tmp_path) -> None:
+    chaos_proxy.limit_prefix(f"{s3_bucket}/", writes_per_second=40, burst=4)
+    report = tmp_path / "report.json"
+    env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
+    done = _s3pool(
+        "run",
+        "--concurrency",
+        "auto",
+        "--max-concurrency",
+        "8",
+        "--auto-scope",
+        "bucket",
+        "--adjustment-interval",
+        "0.2",
+        "--retries",
+        "20",
+        "--retry-delay",
+        "0.01",
+        "--no-otel",
+        "--report",
+        str(report),
+        "--",
+        sys.executable,
+        str(SCRIPTS / "uploads.py"),
+        s3_bucket,
+        "80",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["settings"]["S3POOL_CONCURRENCY"] == "auto" and data["settings"]["S3POOL_AUTO_SCOPE"] == "bucket"
+    assert data["failures"] == 0 and data["throttles"] == chaos_proxy.stats().throttled > 0
+    adaptive = data["adaptive"]
+    assert adaptive["throttling"] >= 1 and adaptive["changes"] >= adaptive["throttling"]
+    assert 1 <= adaptive["min_limit"] <= adaptive["max_limit"] <= 8
+    assert list(adaptive["paced"]) == [s3_bucket] and adaptive["paced"][s3_bucket] > 0
+    assert f"adaptive     limit between {adaptive['min_limit']} and {adaptive['max_limit']}" in done.stderr
+    assert f"paced now: {s3_bucket} at" in done.stderr

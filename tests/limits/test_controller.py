@@ -293,16 +293,18 @@ def test_an_auto_pool_asks_botocore_for_connections_up_to_its_maximum() -> None:
         assert client.meta.config.max_pool_connections == 48
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            install(session.client("s3", endpoint_url="http://127.0.0.1:9", config=_small()), pool)
-        assert any(issubclass(w.category, ConnectionPoolTooSmall) and "up to 48" in str(w.message) for w in caught)
+            install(session.client("s3", endpoint_url="http://127.0.0.1:9", config=_small(10)), pool)
+            assert not caught  # an existing client is checked against the limit in force (10)
+            install(session.client("s3", endpoint_url="http://127.0.0.1:9", config=_small(4)), pool)
+        assert any(issubclass(w.category, ConnectionPoolTooSmall) and "up to 10" in str(w.message) for w in caught)
     finally:
         pool.shutdown()
 
 
-def _small() -> object:
+def _small(connections: int) -> object:
     from botocore.config import Config
 
-    return Config(max_pool_connections=10)
+    return Config(max_pool_connections=connections)
 
 
 def test_a_partition_gate_shares_fairly_between_tenants_with_the_pools_weights() -> None:

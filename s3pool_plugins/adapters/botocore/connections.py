@@ -23,7 +23,13 @@ class ConnectionPoolTooSmall(UserWarning):
 
 
 def connections_needed(pool: Any) -> int:
-    """The most attempts ``pool`` may admit at once: its limit, or on ``concurrency="auto"`` the limit's maximum."""
+    """The connections a session's clients should get: the pool's limit, or on ``concurrency="auto"`` its maximum.
+
+    Only session defaults are raised this far. A client that already exists is
+    checked against the limit in force: an adaptive limit that later grows past
+    it makes urllib3 open short-lived extra connections, and the latency
+    this adds holds the limit back by itself.
+    """
     tuning = pool.auto_tuning
     return int(tuning.max_concurrency) if tuning is not None else int(pool.concurrency)
 

@@ -40,7 +40,7 @@ from ...core.context import validate_priority, validate_tenant
 from ...core.pool import OperationsPool
 from ...errors import S3PoolError
 from .classify import response_error, s3_retry_policy
-from .connections import connections_needed, warn_if_too_small
+from .connections import warn_if_too_small
 from .redact import for_hooks
 
 log = logging.getLogger("s3pool_plugins.botocore")
@@ -212,7 +212,7 @@ class ClientHandlers:
 
     def check_connections(self, client: Any) -> bool:
         """Warn if ``client`` has fewer HTTP connections than the pool's limit; True if it warned."""
-        return warn_if_too_small(client, connections_needed(self.pool), stacklevel=4)
+        return warn_if_too_small(client, self.pool.concurrency, stacklevel=4)
 
     # -- handlers ---------------------------------------------------------
 

@@ -152,7 +152,7 @@ def install(
             return target._s3pool_handlers.pool
         handlers.server_address = endpoint_host(target)
         handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
-        warn_if_too_small(target, connections_needed(pool))
+        warn_if_too_small(target, pool.concurrency)
     _installed[target] = handlers
     return pool
 
