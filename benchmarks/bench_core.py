@@ -113,7 +113,13 @@ def check_pool(pool: Any, n: int, label: str) -> dict[str, Any]:
     return {"peak_active": stats.peak_active}
 
 
-_BASE_THREADS = threading.active_count()
+_WORKER_PREFIXES = ("ThreadPoolExecutor", "bench-", "s3pool")
+
+
+def _workers_alive() -> int:
+    """Threads of earlier pools and executors still alive (long-lived helpers, such as the
+    OpenTelemetry SDK's export thread, are not waited for)."""
+    return sum(1 for thread in threading.enumerate() if thread.name.startswith(_WORKER_PREFIXES))
 
 
 def settle(max_wait: float = 20.0) -> None:
@@ -124,7 +130,7 @@ def settle(max_wait: float = 20.0) -> None:
     otherwise slow down the next measurement), then collects garbage.
     """
     deadline = time.monotonic() + max_wait
-    while threading.active_count() > _BASE_THREADS and time.monotonic() < deadline:
+    while _workers_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
     gc.collect()
     time.sleep(0.02)
