@@ -126,6 +126,8 @@ class PoolBase:
         self._default_settings = self._task_settings(DEFAULT_OPTIONS)
         self._default_priority = config.priority
         self._limits: LimitController | None = None
+        self._gate_weights: dict[str, float] = dict(config.tenants or {})
+        """Tenant weights for partition gates: the configured ones and those set since (never the merely seen)."""
         if config.adaptive is not None:
             self._limits = LimitController(
                 config.adaptive,
@@ -217,6 +219,7 @@ class PoolBase:
         fair = self._fair_queue()
         with self._scheduler.lock:
             fair.set_weight(tenant, weight)
+            self._gate_weights[tenant] = weight
         for gate in [] if self._limits is None else self._limits.gates():
             with gate.lock:
                 if isinstance(gate.queue, FairQueue):
@@ -224,9 +227,8 @@ class PoolBase:
 
     def _gate_queue(self) -> FairQueue[Waiter]:
         """The queue of a partition's gate: fair between tenants, with the pool's weights and aging."""
-        weights = dict(self.config.tenants or {})
-        if self._fair is not None:
-            weights.update({name: stats.weight for name, stats in self._fair.tenant_stats().items()})
+        with self._scheduler.lock:
+            weights = dict(self._gate_weights)
         return FairQueue(self.config.aging_rate, self._clock, weights, tenant_of=_waiter_tenant)
 
     def _fair_queue(self) -> FairQueue[Waiter]:

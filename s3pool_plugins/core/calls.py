@@ -12,6 +12,7 @@ the call ends. Nothing here knows about botocore.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from contextvars import Token
 from typing import Any
@@ -114,11 +115,15 @@ class Call:
         self._check_can_start()
         if self._parent is None:
             task, pool, gate = self.task, self._pool, self._gate
+            wait_limit = self._queue_timeout
             if gate is not None:
-                pool._acquire_slot_sync(task, self._queue_timeout, task.created_at, False, gate)
+                started = time.monotonic()
+                pool._acquire_slot_sync(task, wait_limit, task.created_at, False, gate)
                 self._gate_held = True
+                if wait_limit is not None:  # one queue_timeout for both waits
+                    wait_limit = max(0.0, wait_limit - (time.monotonic() - started))
             try:
-                pool._acquire_slot_sync(task, self._queue_timeout, task.created_at, new_work=task.attempt == 0)
+                pool._acquire_slot_sync(task, wait_limit, task.created_at, new_work=task.attempt == 0)
             except BaseException:
                 self._release_gate()
                 raise
@@ -129,17 +134,17 @@ class Call:
         self._check_can_start()
         if self._parent is None:
             task, pool, gate = self.task, self._pool, self._gate
+            wait_limit = self._queue_timeout
             if gate is not None:
+                started = time.monotonic()
                 if not gate.try_acquire():
-                    await pool._acquire_slot_async(
-                        task, task.created_at, self._queue_timeout, new_work=False, scheduler=gate
-                    )
+                    await pool._acquire_slot_async(task, task.created_at, wait_limit, new_work=False, scheduler=gate)
                 self._gate_held = True
+                if wait_limit is not None:  # one queue_timeout for both waits
+                    wait_limit = max(0.0, wait_limit - (time.monotonic() - started))
             try:
                 if not pool._scheduler.try_acquire():
-                    await pool._acquire_slot_async(
-                        task, task.created_at, self._queue_timeout, new_work=task.attempt == 0
-                    )
+                    await pool._acquire_slot_async(task, task.created_at, wait_limit, new_work=task.attempt == 0)
             except BaseException:
                 self._release_gate()
                 raise
@@ -229,6 +234,8 @@ class Call:
                     pool._scheduler.release_and_end(task.status, holder=own_slot)
                 else:
                     pool._scheduler.end_unit(task.status)
+                if self._gate is not None and pool._limits is not None:
+                    pool._limits.leave(task.partition)
         return True
 
     def _release_gate(self) -> None:
@@ -305,8 +312,9 @@ class CallsMixin(AdmissionMixin):
         ``fallback_priority`` (an adapter's per-operation default), then the
         pool's. ``retry_policy`` replaces the pool's policy for this call
         (the budget stays the pool's). ``queue_timeout`` (seconds or None)
-        bounds each wait for a slot; by default the pool's. A call begun in
-        a context that holds a slot of this pool runs all its attempts under
+        bounds each attempt's wait for a slot (at its partition's gate and
+        the pool's together); by default the pool's. A call begun in a
+        context that holds a slot of this pool runs all its attempts under
         that slot. ``contextual=False`` makes a call that changes no context
         variable (no held-slot mark during attempts, no ``s3pool_wrap_task``
         or ``s3pool_wrap_attempt`` wrappers): for callers that cannot be
@@ -338,16 +346,18 @@ class CallsMixin(AdmissionMixin):
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
         parent = self._join_parent_slot()
+        gate = None
+        if partition is not None and parent is None and self._limits is not None:
+            gate = self._limits.enter(partition)  # before the unit is counted: nothing to undo if it raises
         task = self._make_task(
             name, "call", priority, metadata, policy.attempts, fallback_priority, tenant, fallback_tenant
         )
         self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual
-        if partition is not None and self._limits is not None:
-            task.partition = partition
-            if parent is None:
-                call._gate = self._limits.gate(partition)
+        if gate is not None:
+            task.partition = partition  # nested calls pass no gate and feed no partition's state
+            call._gate = gate
         try:
             hooks = self.plugin_manager.implemented
             if "s3pool_task_queued" in hooks:

@@ -30,20 +30,26 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         """Change the limit now. Lowering it never cancels running work; no new
         attempt starts until ``active`` is below the new limit."""
         _positive_int("concurrency", limit)
-        if self._limits is not None:
-            self._limits.pin(limit)
+        change = None if self._limits is None else self._limits.pin(limit)
         old = self._scheduler.set_limit(limit)
         if old != limit:
             self._notify("s3pool_concurrency_changed", old=old, new=limit, reason=reason)
+        if change is not None:
+            self._notify("s3pool_limit_changed", change=change)
 
     def pause(self) -> None:
         """Stop starting new attempts; running work continues, queued work waits."""
+        if self._limits is not None:
+            self._limits.set_paused(True)  # gates first: nothing takes a gate slot or a token meanwhile
         if self._scheduler.set_paused(True):
             self._notify("s3pool_pool_paused")
 
     def resume(self) -> None:
         """Start queued work again after :meth:`pause`."""
-        if self._scheduler.set_paused(False):
+        changed = self._scheduler.set_paused(False)
+        if self._limits is not None:
+            self._limits.set_paused(False)
+        if changed:
             self._notify("s3pool_pool_resumed")
 
     def drain(self, timeout: float | None = None) -> None:

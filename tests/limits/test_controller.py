@@ -144,8 +144,8 @@ def test_partitions_get_their_own_gate_and_losses_are_charged_to_them() -> None:
     settings = AutoTuning(scope="prefix", max_partitions=2)
     scheduler = _scheduler()
     controller = _controller(settings, clock, timers, changes, scheduler)
-    assert controller.gate(None) is None
-    hot = controller.gate("b/hot/")
+    assert controller.enter(None) is None and controller.gate("b/hot/") is None
+    hot = controller.enter("b/hot/")
     assert hot is not None and hot is controller.gate("b/hot/") and hot is not scheduler
     for _ in range(30):
         clock.now += 0.01
@@ -155,9 +155,13 @@ def test_partitions_get_their_own_gate_and_losses_are_charged_to_them() -> None:
     assert changes[-1].partition == "b/hot/" and hot.pacer is not None
     assert scheduler.pacer is None  # the pool's own state saw no loss
     assert controller.partitions()["b/hot/"][1] == changes[-1].new_rate
-    controller.gate("b/one/")
-    controller.gate("b/two/")  # over max_partitions: the idle oldest one is forgotten
-    assert set(controller.partitions()) == {"b/one/", "b/two/"}
+    controller.enter("b/one/")
+    controller.enter("b/two/")  # over max_partitions, but b/hot/ is still in use by a call
+    assert set(controller.partitions()) == {"b/hot/", "b/one/", "b/two/"}
+    controller.leave("b/hot/")
+    controller.leave("b/one/")
+    controller.enter("b/three/")  # now the least recently used states nobody uses are forgotten
+    assert set(controller.partitions()) == {"b/two/", "b/three/"}
 
 
 def test_partition_names_follow_the_scope() -> None:
@@ -166,7 +170,7 @@ def test_partition_names_follow_the_scope() -> None:
     assert AutoTuning(scope="prefix").partition("b", "x/y/z") == "b/x/"
     assert AutoTuning(scope="prefix", prefix_depth=2).partition("b", "x/y/z") == "b/x/y/"
     assert AutoTuning(scope="prefix", prefix_depth=5).partition("b", "x/y/z") == "b/x/y/"
-    assert AutoTuning(scope="prefix").partition("b", "flat") == "b/"
+    assert AutoTuning(scope="prefix").partition("b", "flat") == "b"  # no prefix: the bucket's own state
     assert AutoTuning(scope="prefix").partition(None, "k") is None
 
 
@@ -314,7 +318,7 @@ def test_a_partition_gate_shares_fairly_between_tenants_with_the_pools_weights()
         concurrency="auto", auto_tuning={"scope": "bucket"}, tenants={"a": 1, "b": 3}, load_entrypoints=False
     )
     try:
-        gate = pool._limits.gate("bucket")  # type: ignore[union-attr]
+        gate = pool._limits.enter("bucket")  # type: ignore[union-attr]
         assert gate is not None and isinstance(gate.queue, FairQueue)
         gate.set_limit(1)
         assert gate.try_acquire()
@@ -339,3 +343,115 @@ def test_a_partition_gate_shares_fairly_between_tenants_with_the_pools_weights()
             gate.withdraw(waiter)
     finally:
         pool.shutdown()
+
+
+class AskingPlugin:
+    """An algorithm hook that reads the pool's partitions (it must not deadlock the controller)."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    @hookimpl
+    def s3pool_limit_algorithm(self, pool: OperationsPool, settings: AutoTuning, partition: str | None) -> None:
+        if partition is not None:
+            self.seen.append(len(pool.partition_limits()))
+
+
+def _finishes(fn: Callable[[], object], seconds: float = 10.0) -> bool:
+    done = threading.Event()
+
+    def run() -> None:
+        fn()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_the_algorithm_hook_runs_outside_the_controllers_lock() -> None:
+    plugin = AskingPlugin()
+    pool = OperationsPool(concurrency="auto", auto_tuning={"scope": "bucket"}, plugins=[plugin], load_entrypoints=False)
+    try:
+        assert _finishes(lambda: pool.begin_call("S3.PutObject", partition="bkt").finish())
+        assert plugin.seen == [0] and pool.stats().pending == 0
+    finally:
+        pool.shutdown()
+
+
+def test_a_call_keeps_its_gate_and_a_used_state_is_never_forgotten() -> None:
+    pool = OperationsPool(
+        concurrency="auto", auto_tuning={"scope": "prefix", "max_partitions": 1}, load_entrypoints=False
+    )
+    try:
+        first = pool.begin_call("S3.PutObject", partition="b/p0/", contextual=False)
+        first.start_attempt()
+        other = pool.begin_call(
+            "S3.PutObject", partition="b/p1/", contextual=False
+        )  # over max_partitions while b/p0/ is in use
+        again = pool.begin_call("S3.PutObject", partition="b/p0/", contextual=False)
+        assert again._gate is first._gate and set(pool.partition_limits()) == {"b/p0/", "b/p1/"}
+        for call in (first, other, again):
+            call.finish()
+        pool.begin_call("S3.PutObject", partition="b/p2/", contextual=False).finish()  # now unused states may go
+        assert set(pool.partition_limits()) == {"b/p2/"}
+        assert pool.stats().pending == 0 and pool.stats().active == 0
+    finally:
+        pool.shutdown()
+
+
+def test_pause_holds_the_gates_too_and_set_concurrency_is_recorded() -> None:
+    recorder = Recorder()
+    pool = OperationsPool(
+        concurrency="auto", auto_tuning={"scope": "bucket"}, plugins=[recorder], load_entrypoints=False
+    )
+    try:
+        before = pool.begin_call("S3.GetObject", partition="early", contextual=False)
+        pool.pause()
+        during = pool.begin_call("S3.GetObject", partition="late", contextual=False)
+        assert before._gate is not None and before._gate.paused
+        assert during._gate is not None and during._gate.paused  # a gate made while paused starts paused
+        pool.resume()
+        assert not before._gate.paused and not during._gate.paused
+        before.finish()
+        during.finish()
+        pool.set_concurrency(4)
+        change = pool.limit_history()[-1]
+        assert (change.old, change.new, change.reason, change.partition) == (10, 4, "set_concurrency", None)
+        assert recorder.limit_changes[-1] == change and recorder.concurrency_changes[-1] == (10, 4, "set_concurrency")
+    finally:
+        pool.shutdown()
+
+
+def test_one_queue_timeout_covers_the_gate_and_the_pool() -> None:
+    from s3pool_plugins import QueueWaitTimeout
+
+    pool = OperationsPool(
+        concurrency="auto",
+        auto_tuning={"scope": "bucket", "max_concurrency": 1, "min_concurrency": 1},
+        load_entrypoints=False,
+    )
+    busy = pool.begin_call("S3.PutObject", partition="bkt", contextual=False)
+    blocker = pool.begin_call("S3.ListBuckets", contextual=False)
+    waiting = pool.begin_call("S3.PutObject", partition="bkt", queue_timeout=0.6, contextual=False)
+    try:
+        busy.start_attempt()  # holds the bucket's gate (limit 1) and the pool's only slot
+        pool.set_concurrency(1)
+        blocker_thread = threading.Thread(target=blocker.start_attempt)  # queued first for the pool's slot
+        blocker_thread.start()
+        time.sleep(0.05)
+        threading.Timer(0.5, busy.finish).start()  # after 0.5 s: the gate to `waiting`, the slot to `blocker`
+        started = time.monotonic()
+        try:
+            waiting.start_attempt()
+        except QueueWaitTimeout:
+            waited = time.monotonic() - started
+        else:
+            raise AssertionError("the call should have waited out its queue_timeout")
+        blocker_thread.join(5)
+        # the gate took about 0.5 s of the 0.6 s; the pool got what was left, not another 0.6 s (1.1 s in all)
+        assert waited < 0.95, waited
+    finally:
+        for call in (waiting, blocker, busy):
+            call.finish()
+        pool.shutdown()
+    assert pool.stats().pending == 0 and pool.stats().active == 0

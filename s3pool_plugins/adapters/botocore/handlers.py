@@ -217,8 +217,8 @@ class ClientHandlers:
     # -- handlers ---------------------------------------------------------
 
     def before_parameter_build(self, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
-        """Keep the call's bucket and key (nothing else of its parameters) for ``before-call``."""
-        kept = {name: params[name] for name in ("Bucket", "Key") if isinstance(params.get(name), str)}
+        """Keep the call's bucket, key and prefix (nothing else of its parameters) for ``before-call``."""
+        kept = {name: params[name] for name in ("Bucket", "Key", "Prefix") if isinstance(params.get(name), str)}
         context[_PARAMS_KEY] = kept
 
     def before_call(self, params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:

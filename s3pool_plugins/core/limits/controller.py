@@ -48,6 +48,8 @@ class _State:
     throttles: int = 0
     timeouts: int = 0
     peak_inflight: int = 0
+    users: int = 0
+    """Calls that may still pass this state's gate (between ``enter`` and ``leave``)."""
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT_MAX))
     ended: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT_MAX))
 
@@ -114,6 +116,8 @@ class LimitController:
         self._pool_state = _State(algorithm, scheduler, now)
         scheduler.set_limit(algorithm.limit)
         self._partitions: OrderedDict[str, _State] = OrderedDict()
+        self._paused = False
+        self._stop_error: Callable[[], BaseException] | None = None
 
     # -- signals -----------------------------------------------------------
 
@@ -154,17 +158,61 @@ class LimitController:
 
     # -- partitions --------------------------------------------------------
 
-    def gate(self, partition: str | None) -> Scheduler | None:
-        """The scheduler an attempt under ``partition`` passes before the pool's, or None."""
+    def enter(self, partition: str | None) -> Scheduler | None:
+        """The gate a call under ``partition`` passes before the pool's slot, or None (no partitions).
+
+        The call counts as a user of the partition's state until
+        :meth:`leave`: a state with users is never forgotten, so every
+        attempt of a call passes the same gate. The algorithm (which may
+        come from a plugin's hook) is made outside the controller's lock.
+        """
         if partition is None or self.settings.scope == "pool":
             return None
         with self._lock:
             state = self._partitions.get(partition)
-            if state is None:
-                state = self._new_partition(partition)
-            else:
+            if state is not None:
                 self._partitions.move_to_end(partition)
+                state.users += 1
+                return state.scheduler
+        algorithm = self._make_algorithm(partition)
+        scheduler = Scheduler(algorithm.limit, self._make_queue())
+        with self._lock:
+            state = self._partitions.get(partition)
+            if state is None:  # else another thread made it meanwhile: use that one
+                if self._stop_error is not None:
+                    scheduler.stop(self._stop_error)
+                elif self._paused:
+                    scheduler.set_paused(True)
+                state = _State(algorithm, scheduler, self._clock())
+                self._partitions[partition] = state
+                state.users += 1
+                self._forget_idle()
+            else:
+                state.users += 1
             return state.scheduler
+
+    def leave(self, partition: str | None) -> None:
+        """A call that :meth:`enter` gave a gate has ended."""
+        if partition is None:
+            return
+        with self._lock:
+            state = self._partitions.get(partition)
+            if state is not None and state.users > 0:
+                state.users -= 1
+
+    def gate(self, partition: str | None) -> Scheduler | None:
+        """The gate of ``partition`` now, without becoming its user (for inspection), or None."""
+        with self._lock:
+            state = None if partition is None else self._partitions.get(partition)
+            return None if state is None else state.scheduler
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume every gate, and those made later (the pool is pausing or resuming)."""
+        with self._lock:
+            self._paused = paused
+            gates = [state.scheduler for state in self._partitions.values()]
+        for gate in gates:
+            gate.set_paused(paused)
 
     def partitions(self) -> dict[str, tuple[int, float | None]]:
         """Each partition's current limit and pacing rate."""
@@ -181,19 +229,25 @@ class LimitController:
         with self._lock:
             return list(self._history)
 
-    def pin(self, limit: int) -> None:
+    def pin(self, limit: int) -> LimitChange:
         """Hold the pool's own limit at ``limit`` from now on (``set_concurrency``): no more adapting, no pacing.
 
-        Partition states keep adapting.
+        Partition states keep adapting. Returns the change, also kept in the
+        history; the caller sets the limit and announces it.
         """
         with self._lock:
             state = self._pool_state
+            old_rate = state.algorithm.rate
             state.algorithm = FixedLimit(limit)
             state.scheduler.set_pacing(None)
+            change = LimitChange(self._clock(), None, state.scheduler.limit, limit, old_rate, None, "set_concurrency")
+            self._history.append(change)
+            return change
 
     def stop(self, error_factory: Callable[[], BaseException]) -> None:
         """Reject whatever waits at a partition gate (the pool is stopping)."""
         with self._lock:
+            self._stop_error = error_factory
             gates = [state.scheduler for state in self._partitions.values()]
         for gate in gates:
             gate.stop(error_factory)
@@ -210,18 +264,17 @@ class LimitController:
         if active > state.peak_inflight:
             state.peak_inflight = active
 
-    def _new_partition(self, partition: str) -> _State:
-        if len(self._partitions) >= self.settings.max_partitions:
-            for key, old in list(self._partitions.items()):
-                if old.scheduler.active == 0 and not old.scheduler.queue:
-                    del self._partitions[key]
-                    if len(self._partitions) < self.settings.max_partitions:
-                        break
-        algorithm = self._make_algorithm(partition)
-        scheduler = Scheduler(algorithm.limit, self._make_queue())
-        state = _State(algorithm, scheduler, self._clock())
-        self._partitions[partition] = state
-        return state
+    def _forget_idle(self) -> None:
+        """Drop the least recently used states beyond ``max_partitions`` that no call uses."""
+        excess = len(self._partitions) - self.settings.max_partitions
+        if excess <= 0:
+            return
+        for key, state in list(self._partitions.items()):
+            if state.users == 0:
+                del self._partitions[key]
+                excess -= 1
+                if excess == 0:
+                    return
 
     def _maybe_evaluate(self, state: _State, partition: str | None, dropped: bool, changes: list[LimitChange]) -> None:
         now = self._clock()

@@ -15,18 +15,33 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None  # "max" means no limit
 
 
+def _inactive_file() -> int:
+    try:
+        with open(_CGROUP / "memory.stat", encoding="ascii") as stat:
+            for line in stat:
+                name, _, value = line.partition(" ")
+                if name == "inactive_file":
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def memory_fraction() -> float | None:
     """The used share (0..1) of the memory this process may use, or None if unknown.
 
-    A cgroup v2 memory limit (``memory.max``, ``memory.current``) when one is
-    set, else the machine's ``MemTotal`` and ``MemAvailable`` from
-    ``/proc/meminfo``. None where neither can be read (not Linux).
+    A cgroup v2 memory limit when one is set: its working set
+    (``memory.current`` less the reclaimable ``inactive_file`` of
+    ``memory.stat``, as Kubernetes counts it, so a process that streams a
+    lot from S3 is not judged by its page cache) over ``memory.max``. Else
+    the machine's ``MemTotal`` and ``MemAvailable`` from ``/proc/meminfo``.
+    None where neither can be read (not Linux).
     """
     limit = _read_int(_CGROUP / "memory.max")
     if limit:
         current = _read_int(_CGROUP / "memory.current")
         if current is not None:
-            return min(1.0, current / limit)
+            return max(0.0, min(1.0, (current - _inactive_file()) / limit))
     fields: dict[str, int] = {}
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:

@@ -138,5 +138,5 @@ class AutoTuning:
             return None
         if self.scope == "bucket" or not key:
             return bucket
-        parts = key.split("/")
-        return "/".join([bucket, *parts[: min(self.prefix_depth, len(parts) - 1)]]) + "/"
+        parts = key.split("/")[: self.prefix_depth + 1][:-1]
+        return "/".join([bucket, *parts]) + "/" if parts else bucket
