@@ -18,14 +18,9 @@ from .context import validate_priority, validate_tenant
 from .limits.options import AutoTuning
 from .metrics.options import MonitoringConfig
 from .retry import DEFAULT_RETRYABLE_ERRORS, ErrorMatcher, RetryBudget, RetryPolicy
+from .validation import positive_int
 
 QUEUE_FULL_MODES = ("block", "raise")
-
-
-def _positive_int(option: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(option, f"an int >= {minimum}", value)
-    return value
 
 
 def _seconds(option: str, value: object, *, allow_none: bool, allow_zero: bool = False) -> float | None:
@@ -187,7 +182,7 @@ class PoolConfig:
             accepted = "a number >= 0 (priority points per second of waiting)"
             raise ConfigurationError("aging_rate", accepted, self.aging_rate)
         if self.max_queue is not None:
-            _positive_int("max_queue", self.max_queue)
+            positive_int("max_queue", self.max_queue)
         if self.queue_full not in QUEUE_FULL_MODES:
             raise ConfigurationError("queue_full", " or ".join(repr(m) for m in QUEUE_FULL_MODES), self.queue_full)
         object.__setattr__(self, "monitoring", MonitoringConfig.coerce(self.monitoring))

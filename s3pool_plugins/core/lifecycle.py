@@ -8,10 +8,10 @@ from typing import TypeVar
 
 from ..errors import ConfigurationError, PoolStopped
 from .async_tasks import AsyncTasksMixin
-from .config import _positive_int
 from .context import holds_slot
 from .scheduler import LoopWaiter, _resolve
 from .thread_tasks import ThreadTasksMixin, _stopped_while_waiting, _SyncTask
+from .validation import positive_int
 
 _Pool = TypeVar("_Pool", bound="LifecycleMixin")
 
@@ -29,7 +29,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
     def set_concurrency(self, limit: int, reason: str = "set_concurrency") -> None:
         """Change the limit now. Lowering it never cancels running work; no new
         attempt starts until ``active`` is below the new limit."""
-        _positive_int("concurrency", limit)
+        positive_int("concurrency", limit)
         change = None if self._limits is None else self._limits.pin(limit)
         old = self._scheduler.set_limit(limit)
         if old != limit:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from .config import _positive_int, _seconds
+from .config import _seconds
 from .context import validate_priority, validate_tenant
+from .validation import positive_int
 
 
 class _Unset:
@@ -46,7 +47,7 @@ class TaskOptions:
         self.queue_timeout = (
             queue_timeout if queue_timeout is UNSET else _seconds("queue_timeout", queue_timeout, allow_none=True)
         )
-        self.retries = None if retries is None else _positive_int("retries", retries, 0)
+        self.retries = None if retries is None else positive_int("retries", retries, 0)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigurationError("metadata", "a mapping (dict) or None", metadata)
         self.metadata = metadata

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from ...errors import ConfigurationError
+from ..validation import positive_int
 from .signals import LimitDecision, LimitSignal
 
 
@@ -38,9 +38,7 @@ class FixedLimit(Limit):
     """A limit that never changes by itself."""
 
     def __init__(self, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigurationError("limit", "an int >= 1", limit)
-        self._limit = limit
+        self._limit = positive_int("limit", limit)
 
     @property
     def limit(self) -> int:

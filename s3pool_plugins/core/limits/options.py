@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ...errors import ConfigurationError
+from ..validation import positive_int
 
 SCOPES = ("pool", "bucket", "prefix")
 
@@ -17,12 +18,6 @@ def _number(option: str, value: object, accepted: str, *, low: float, high: floa
     if ok and (value > low if open_low else value >= low) and value <= high:  # type: ignore[operator]
         return float(value)  # type: ignore[arg-type]
     raise ConfigurationError(option, accepted, value)
-
-
-def _count(option: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(option, "an int >= 1", value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -62,8 +57,8 @@ class AutoTuning:
     max_partitions: int = 1024
 
     def __post_init__(self) -> None:
-        low = _count("auto_tuning.min_concurrency", self.min_concurrency)
-        high = _count("auto_tuning.max_concurrency", self.max_concurrency)
+        low = positive_int("auto_tuning.min_concurrency", self.min_concurrency)
+        high = positive_int("auto_tuning.max_concurrency", self.max_concurrency)
         if high < low:
             raise ConfigurationError(
                 "auto_tuning.max_concurrency", f"an int >= min_concurrency ({low})", self.max_concurrency
@@ -71,7 +66,7 @@ class AutoTuning:
         if self.initial_concurrency is None:
             object.__setattr__(self, "initial_concurrency", max(low, min(10, high)))
         else:
-            start = _count("auto_tuning.initial_concurrency", self.initial_concurrency)
+            start = positive_int("auto_tuning.initial_concurrency", self.initial_concurrency)
             if not low <= start <= high:
                 raise ConfigurationError(
                     "auto_tuning.initial_concurrency", f"an int from {low} to {high}", self.initial_concurrency
@@ -98,8 +93,8 @@ class AutoTuning:
         )
         if self.scope not in SCOPES:
             raise ConfigurationError("auto_tuning.scope", " or ".join(repr(s) for s in SCOPES), self.scope)
-        _count("auto_tuning.prefix_depth", self.prefix_depth)
-        _count("auto_tuning.max_partitions", self.max_partitions)
+        positive_int("auto_tuning.prefix_depth", self.prefix_depth)
+        positive_int("auto_tuning.max_partitions", self.max_partitions)
 
     @property
     def start(self) -> int:

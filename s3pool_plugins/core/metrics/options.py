@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from ...errors import ConfigurationError
+from ..validation import positive_int
 
 MODES = ("off", "light", "full")
 
@@ -48,9 +49,7 @@ class MonitoringConfig:
             ):
                 raise ConfigurationError(f"monitoring.{name}", "a number of seconds > 0", value)
         for name in ("slices", "task_history"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"monitoring.{name}", "an int >= 1", value)
+            positive_int(f"monitoring.{name}", getattr(self, name))
         error = self.relative_error
         if isinstance(error, bool) or not isinstance(error, (int, float)) or not 0.0 < error < 0.5:
             raise ConfigurationError("monitoring.relative_error", "a number in (0, 0.5)", error)
