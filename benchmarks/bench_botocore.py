@@ -71,7 +71,6 @@ import importlib
 import itertools
 import json
 import os
-import platform
 import pstats
 import statistics
 import sys
@@ -756,13 +755,10 @@ def monitoring_mode(pool: Any) -> str | None:
 
 
 def environment() -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    core = importlib.import_module("bench_core")
     return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        **core.environment(),
         "boto3": boto3.__version__,
         "botocore": botocore.__version__,
         "aiobotocore": aiobotocore.__version__,

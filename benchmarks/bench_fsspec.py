@@ -50,8 +50,6 @@ import argparse
 import gc
 import importlib
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -320,13 +318,10 @@ def environment() -> dict[str, Any]:
     import pyarrow
     import s3fs
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    core = importlib.import_module("bench_core")
     return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        **core.environment(),
         "pandas": pandas.__version__,
         "pyarrow": pyarrow.__version__,
         "fsspec": fsspec.__version__,
