@@ -36,6 +36,7 @@ from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
 from .limits.controller import LimitController
 from .limits.history import LimitChange
+from .limits.options import AutoTuning
 from .metrics.recorder import MetricsRecorder
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
 from .queue import PriorityTaskQueue, TaskQueue
@@ -256,7 +257,7 @@ class PoolBase:
         )
 
     @property
-    def auto_tuning(self) -> Any:
+    def auto_tuning(self) -> AutoTuning | None:
         """The :class:`AutoTuning` settings of an adaptive pool, else None."""
         return None if self._limits is None else self._limits.settings
 

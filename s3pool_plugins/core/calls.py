@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from contextvars import Token
 from typing import Any
 
+from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
 from .context import SlotHolder, enter_slot, exit_slot
 from .options import UNSET, TaskOptions
@@ -124,8 +125,10 @@ class Call:
                     wait_limit = max(0.0, wait_limit - (time.monotonic() - started))
             try:
                 pool._acquire_slot_sync(task, wait_limit, task.created_at, new_work=task.attempt == 0)
-            except BaseException:
+            except BaseException as error:
                 self._release_gate()
+                if gate is not None and isinstance(error, QueueWaitTimeout):
+                    raise self._wait_timed_out() from None
                 raise
         self._begin_attempt()
 
@@ -145,8 +148,10 @@ class Call:
             try:
                 if not pool._scheduler.try_acquire():
                     await pool._acquire_slot_async(task, task.created_at, wait_limit, new_work=task.attempt == 0)
-            except BaseException:
+            except BaseException as error:
                 self._release_gate()
+                if gate is not None and isinstance(error, QueueWaitTimeout):
+                    raise self._wait_timed_out() from None
                 raise
         self._begin_attempt()
 
@@ -237,6 +242,14 @@ class Call:
                 if self._gate is not None and pool._limits is not None:
                     pool._limits.leave(task.partition)
         return True
+
+    def _wait_timed_out(self) -> QueueWaitTimeout:
+        """The error of an attempt whose one ``queue_timeout`` ran out between its gate and the pool."""
+        task = self.task
+        return QueueWaitTimeout(
+            f"task {task.id} ({task.name}) waited more than queue_timeout={self._queue_timeout:g} s for a slot "
+            f"(at the gate of {task.partition} and the pool's queue together)"
+        )
 
     def _release_gate(self) -> None:
         if self._gate_held:
