@@ -358,6 +358,7 @@ class ThreadTasksMixin(OutcomesMixin):
                 timer.cancel()
             entry.started = True
             entry.future._s3pool_on_cancel = None  # break the entry <-> future cycle
+            entry.future.set_running_or_notify_cancel()  # wakes concurrent.futures.wait/as_completed
             task = entry.task
             try:
                 self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
@@ -522,6 +523,9 @@ class ThreadTasksMixin(OutcomesMixin):
         future = entry.future
         try:
             if entry.cancel_future and not entry.started and future.cancel():
+                entry.started = True
+                future._s3pool_on_cancel = None
+                future.set_running_or_notify_cancel()  # wakes concurrent.futures.wait/as_completed
                 self._settle_failure(task, concurrent.futures.CancelledError(), cancelled=True)
                 return None
             if not entry.started:

@@ -1,0 +1,176 @@
+"""The pool's Future (LeanFuture): the standard contract, and no lost wake-up or double outcome under races."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3pool_plugins.core.futures import LeanFuture, PoolFuture
+
+from .conftest import Gate
+
+
+def test_the_pool_uses_the_lean_future_on_this_python(make_pool) -> None:
+    assert PoolFuture is LeanFuture
+    pool = make_pool(concurrency=1)
+    assert type(pool.submit(lambda: 1)) is LeanFuture
+
+
+def test_standard_contract_of_a_successful_future() -> None:
+    future = LeanFuture()
+    seen: list[object] = []
+    future.add_done_callback(lambda f: seen.append(("first", f.result())))
+    assert not future.done() and not future.running() and not future.cancelled()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        future.result(0.01)
+    assert future.set_running_or_notify_cancel()
+    assert future.running() and not future.cancel()
+    future.set_result(42)
+    future.add_done_callback(lambda f: seen.append(("late", f.result())))
+    assert future.done() and future.result(0) == 42 and future.exception(0) is None
+    assert seen == [("first", 42), ("late", 42)]
+    assert "finished returned int" in repr(future)
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        future.set_result(1)
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        future.set_exception(ValueError())
+    with pytest.raises(RuntimeError, match="unexpected state"):
+        future.set_running_or_notify_cancel()
+
+
+def test_standard_contract_of_a_failed_and_a_cancelled_future() -> None:
+    failed = LeanFuture()
+    failed.set_running_or_notify_cancel()
+    error = ValueError("boom")
+    failed.set_exception(error)
+    assert failed.exception(0) is error
+    with pytest.raises(ValueError, match="boom"):
+        failed.result(0)
+
+    cancelled = LeanFuture()
+    told: list[str] = []
+    cancelled._s3pool_on_cancel = lambda: told.append("pool")
+    cancelled.add_done_callback(lambda f: told.append("callback"))
+    assert cancelled.cancel() and cancelled.cancel()  # idempotent, told once
+    assert told == ["callback", "pool"]
+    assert cancelled.cancelled() and cancelled.done()
+    with pytest.raises(concurrent.futures.CancelledError):
+        cancelled.result(0)
+    with pytest.raises(concurrent.futures.CancelledError):
+        cancelled.exception(0)
+    assert not cancelled.set_running_or_notify_cancel()
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        cancelled.set_result(1)
+
+
+def test_asyncio_wrap_future_sees_the_result() -> None:
+    async def main() -> int:
+        future = LeanFuture()
+        future.set_running_or_notify_cancel()
+        threading.Timer(0.01, future.set_result, (7,)).start()
+        return await asyncio.wrap_future(future)
+
+    assert asyncio.run(main()) == 7
+
+
+def _waiters(future: LeanFuture, results: list[object]) -> list[threading.Thread]:
+    def by_result() -> None:
+        results.append(("result", future.result(10)))
+
+    def by_wait() -> None:
+        done = concurrent.futures.wait([future], timeout=10).done
+        results.append(("wait", future in done))
+
+    def by_as_completed() -> None:
+        results.append(("as_completed", [f is future for f in concurrent.futures.as_completed([future], 10)]))
+
+    def by_callback() -> None:
+        future.add_done_callback(lambda f: results.append(("callback", f.result(0))))
+
+    return [threading.Thread(target=t) for t in (by_result, by_wait, by_as_completed, by_callback)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(switch_after=st.integers(min_value=0, max_value=4), spin=st.integers(min_value=0, max_value=300))
+def test_no_waiter_misses_a_result_set_without_the_condition(switch_after: int, spin: int) -> None:
+    """Waiters start before, while and after the setter writes: every one of them is woken with the value."""
+    future = LeanFuture()
+    future.set_running_or_notify_cancel()
+    results: list[object] = []
+    threads = _waiters(future, results)
+    for thread in threads[:switch_after]:
+        thread.start()
+    for _ in range(spin):
+        pass
+    future.set_result("v")
+    for thread in threads[switch_after:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results, key=str) == sorted(
+        [("result", "v"), ("wait", True), ("as_completed", [True]), ("callback", "v")], key=str
+    )
+
+
+def test_cancel_and_start_racing_have_exactly_one_winner() -> None:
+    """Cancelling from one thread while a worker starts the future: it either runs or is cancelled, never both."""
+    runs = cancels = 0
+    for _ in range(2000):
+        future = LeanFuture()
+        started: list[bool] = []
+        barrier = threading.Barrier(2)
+
+        def start(
+            future: LeanFuture = future, started: list[bool] = started, barrier: threading.Barrier = barrier
+        ) -> None:
+            barrier.wait()
+            started.append(future.set_running_or_notify_cancel())
+
+        worker = threading.Thread(target=start)
+        worker.start()
+        barrier.wait()
+        cancelled = future.cancel()
+        worker.join()
+        assert started == [not cancelled]
+        assert future.cancelled() is cancelled and future.running() is not cancelled
+        runs += not cancelled
+        cancels += cancelled
+    assert runs + cancels == 2000
+
+
+def test_wait_sees_a_queued_future_cancelled_by_its_caller(make_pool, gate: Gate) -> None:
+    """A caller's cancel takes the task out of the queue and wakes concurrent.futures.wait at once."""
+    pool = make_pool(concurrency=1)
+    pool.submit(gate)
+    assert gate.entered.wait(5)
+    queued = pool.submit(lambda: 1)
+    outcome: list[set[concurrent.futures.Future[int]]] = []
+    waiter = threading.Thread(target=lambda: outcome.append(concurrent.futures.wait([queued], timeout=5).done))
+    waiter.start()
+    assert queued.cancel()
+    waiter.join(10)
+    assert outcome == [{queued}]
+    gate.open()
+    pool.drain(timeout=5)
+
+
+def test_wait_sees_futures_cancelled_by_shutdown(make_pool, gate: Gate) -> None:
+    pool = make_pool(concurrency=1)
+    running = pool.submit(gate)
+    assert gate.entered.wait(5)
+    queued = [pool.submit(lambda: 1) for _ in range(3)]
+    waiter_done: list[int] = []
+    waiter = threading.Thread(target=lambda: waiter_done.append(len(concurrent.futures.wait(queued, timeout=5).done)))
+    waiter.start()
+    closer = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
+    closer.start()
+    waiter.join(10)
+    gate.open()
+    closer.join(10)
+    assert waiter_done == [3]
+    assert all(f.cancelled() for f in queued) and running.result(5) == "gate"
