@@ -60,6 +60,24 @@ def test_sketch_guarantee_holds_for_any_values(values, q, alpha) -> None:
         assert abs(answer - exact) <= alpha * exact * 1.0001
 
 
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(min_value=0.0, max_value=1e4, allow_nan=False), max_size=300))
+def test_sketch_extend_counts_like_adding_each_value(values) -> None:
+    """The bulk path the recorder uses keeps exactly the counts of one add() per value."""
+    one_by_one, bulk = QuantileSketch(), QuantileSketch()
+    for value in values:
+        one_by_one.add(value)
+    bulk.extend(iter(values))
+    assert bulk.bucket_counts == one_by_one.bucket_counts
+    assert (bulk.count, bulk.zeros, bulk.minimum, bulk.maximum) == (
+        one_by_one.count,
+        one_by_one.zeros,
+        one_by_one.minimum,
+        one_by_one.maximum,
+    )
+    assert bulk.total == pytest.approx(one_by_one.total)
+
+
 def test_sketches_merge_like_one() -> None:
     rng = random.Random(1)
     a, b, both = QuantileSketch(), QuantileSketch(), QuantileSketch()

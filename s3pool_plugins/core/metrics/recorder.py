@@ -23,7 +23,6 @@ of a no-op task.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -227,24 +226,9 @@ class MetricsRecorder:
         if len(group) > exact:
             first = exact + (-(before + exact)) % SAMPLE_STRIDE
             measured += group[first::SAMPLE_STRIDE]
-        log, ceil = math.log, math.ceil
-        sketches = (piece.queue_wait, piece.execution, piece.total)
-        for task in measured:
-            created = task.created_at
-            values = (task.queue_wait, task.run_time, (task.finished_at or created) - created)
-            for sketch, value in zip(sketches, values):
-                sketch.count += 1
-                sketch.total += value
-                if value < sketch.minimum:
-                    sketch.minimum = value
-                if value > sketch.maximum:
-                    sketch.maximum = value
-                if value <= sketch.min_value:
-                    sketch.zeros += 1
-                else:
-                    index = ceil(log(value) * sketch.inverse_log_gamma)
-                    buckets = sketch.bucket_counts
-                    buckets[index] = buckets.get(index, 0) + 1
+        piece.queue_wait.extend([task.queue_wait for task in measured])
+        piece.execution.extend([task.run_time for task in measured])
+        piece.total.extend([(task.finished_at or task.created_at) - task.created_at for task in measured])
 
     def _expire(self, now: float) -> None:
         oldest = int(now // self._slice_seconds) - self.config.slices + 1

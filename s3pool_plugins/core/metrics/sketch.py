@@ -18,6 +18,7 @@ smallest value seen.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 
@@ -69,9 +70,23 @@ class QuantileSketch:
         buckets[index] = buckets.get(index, 0) + 1
 
     def extend(self, values: Iterable[float]) -> None:
-        """Count every value of ``values``."""
-        for value in values:
-            self.add(value)
+        """Count every value of ``values`` (the same counts as :meth:`add` of each, in bulk)."""
+        values = values if isinstance(values, list) else list(values)
+        if not values:
+            return
+        self.count += len(values)
+        self.total += sum(values)
+        low, high = min(values), max(values)
+        if low < self.minimum:
+            self.minimum = low
+        if high > self.maximum:
+            self.maximum = high
+        floor, scale, log, ceil = self.min_value, self.inverse_log_gamma, math.log, math.ceil
+        positive = [value for value in values if value > floor]
+        self.zeros += len(values) - len(positive)
+        buckets = self.bucket_counts
+        for index, n in Counter([ceil(log(value) * scale) for value in positive]).items():
+            buckets[index] = buckets.get(index, 0) + n
 
     def merge(self, other: QuantileSketch) -> None:
         """Add ``other``'s counts to this sketch (both must have the same ``alpha``)."""
