@@ -26,6 +26,7 @@ from .context import (
     _scope_tenant,
     exit_slot,
     held_slot,
+    held_slots_var,
     validate_priority,
     validate_tenant,
 )
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _live_pools: weakref.WeakSet[PoolBase] = weakref.WeakSet()
+
+_SHUT_DOWN = "the pool is shut down; it accepts no more work"
 
 
 def _add_note(error: BaseException, note: str) -> None:
@@ -349,11 +352,13 @@ class PoolBase:
         open; nested work may still start while its parent runs after a
         shutdown.
         """
-        parent = held_slot(self)
-        if parent is not None and self._scheduler.retain(parent):
-            self._count("_nested")
-            return parent
-        self._check_open()
+        if held_slots_var.get():  # some pool work runs in this context: is it this pool's?
+            parent = held_slot(self)
+            if parent is not None and self._scheduler.retain(parent):
+                self._count("_nested")
+                return parent
+        if self._closed:
+            raise PoolStopped(_SHUT_DOWN)
         return None
 
     def _settings_for(self, options: TaskOptions) -> tuple[RetryPolicy, float | None, float | None]:
@@ -374,7 +379,7 @@ class PoolBase:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise PoolStopped("the pool is shut down; it accepts no more work")
+            raise PoolStopped(_SHUT_DOWN)
 
     def _count(self, name: str) -> None:
         with self._counts_lock:

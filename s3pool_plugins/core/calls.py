@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
-from .context import SlotHolder, enter_slot, exit_slot
+from .context import SlotHolder, held_slots_var
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
 from .scheduler import Scheduler
@@ -68,6 +68,7 @@ class Call:
         "_task_wrappers",
         "_wrappers",
         "contextual",
+        "finished",
         "gave_up",
         "task",
     )
@@ -89,6 +90,8 @@ class Call:
         self.contextual = True
         """False: the call changes no context variable (no held-slot mark, no wrappers); see ``begin_call``."""
         self._phase = _IDLE
+        self.finished = False
+        """True once :meth:`finish` ran (read only)."""
         self._started = 0.0
         self._waiting_since = task.created_at
         self._backoff_since: float | None = None
@@ -106,13 +109,11 @@ class Call:
         """True between :meth:`start_attempt` and :meth:`end_attempt`."""
         return self._phase == _ATTEMPTING
 
-    @property
-    def finished(self) -> bool:
-        """True once :meth:`finish` ran."""
-        return self._phase == _DONE
-
     def start_attempt(self) -> None:
         """Wait (blocking this thread) for a slot and begin the next attempt."""
+        if self._phase == _IDLE and self._gate is None and self._parent is None and self._pool._scheduler.try_acquire():
+            self._begin_attempt()  # a first attempt that finds a free slot: nothing else to check
+            return
         self._check_can_start()
         if self._parent is None:
             task, pool, gate = self.task, self._pool, self._gate
@@ -134,6 +135,9 @@ class Call:
 
     async def start_attempt_async(self) -> None:
         """:meth:`start_attempt` for async code: awaits the slot on the running loop."""
+        if self._phase == _IDLE and self._gate is None and self._parent is None and self._pool._scheduler.try_acquire():
+            self._begin_attempt()  # a first attempt that finds a free slot: nothing else to check
+            return
         self._check_can_start()
         if self._parent is None:
             task, pool, gate = self.task, self._pool, self._gate
@@ -166,7 +170,8 @@ class Call:
         if self._phase != _ATTEMPTING:
             return None
         self._phase = _BETWEEN
-        self._release_gate()
+        if self._gate_held:
+            self._release_gate()
         pool = self._pool
         holder, self._holder = self._holder, None
         token, self._slot_token = self._slot_token, None
@@ -178,7 +183,7 @@ class Call:
             finally:
                 if token is not None:
                     try:
-                        exit_slot(token)
+                        held_slots_var.reset(token)
                     except ValueError:  # ended from another context (a finalizer): nothing to undo there
                         pass
         finally:
@@ -220,7 +225,9 @@ class Call:
                 own_slot = self._end_attempt(error)  # given back below, with the unit's end: one critical section
         finally:
             self._phase = _DONE
-            self._leave_backoff()
+            self.finished = True
+            if self._backoff_since is not None:
+                self._leave_backoff()
             pool, task = self._pool, self.task
             try:
                 if error is None:
@@ -290,7 +297,7 @@ class Call:
             if "s3pool_task_started" in hooks:
                 pool._notify("s3pool_task_started", task=task)
             return
-        self._slot_token = enter_slot(holder)
+        self._slot_token = held_slots_var.set((*held_slots_var.get(), holder))  # enter_slot(holder)
         if "s3pool_wrap_attempt" in hooks:
             self._wrappers = pool._enter_wrappers(task)
         if "s3pool_task_started" in hooks:
@@ -410,5 +417,6 @@ class _PassThroughCall(Call):
         if self._phase == _DONE:
             return False
         self._phase = _DONE
+        self.finished = True
         self.task.status = SUCCEEDED if error is None else FAILED
         return True

@@ -136,7 +136,7 @@ class FairQueue(Generic[T]):
         "_idle",
         "_heap",
         "_dead",
-        "_len",
+        "size",
         "_vtime",
         "_seq",
     )
@@ -158,7 +158,7 @@ class FairQueue(Generic[T]):
         self._idle: OrderedDict[str, None] = OrderedDict()  # idle unconfigured tenants, oldest first
         self._heap: list[list[object]] = []
         self._dead = 0
-        self._len = 0
+        self.size = 0
         self._vtime = 0
         self._seq = itertools.count()
 
@@ -180,8 +180,8 @@ class FairQueue(Generic[T]):
         state.queue = queue
         for entry in queue._live_entries():
             entry.append(state)
-        fair._len = len(queue)
-        if fair._len:
+        fair.size = len(queue)
+        if fair.size:
             fair._activate(state)
         return fair
 
@@ -193,10 +193,10 @@ class FairQueue(Generic[T]):
         return self._rate
 
     def __len__(self) -> int:
-        return self._len
+        return self.size
 
     def __bool__(self) -> bool:
-        return self._len > 0
+        return self.size > 0
 
     def push_entry(
         self, item: T, priority: float = 0.0, enqueued_at: float | None = None, tenant: str | None = None
@@ -214,7 +214,7 @@ class FairQueue(Generic[T]):
             state = self._state(tenant)
         entry = state.queue.push_entry(item, priority, enqueued_at)
         entry.append(state)
-        self._len += 1
+        self.size += 1
         if state.heap_entry is None:
             self._activate(state)
         return entry
@@ -228,7 +228,7 @@ class FairQueue(Generic[T]):
         if state is None:
             raise IndexError("pop from an empty FairQueue")
         item = state.queue.pop()
-        self._len -= 1
+        self.size -= 1
         state.served += 1
         heap_entry = state.heap_entry
         assert heap_entry is not None
@@ -255,7 +255,7 @@ class FairQueue(Generic[T]):
             return False
         state: _Tenant[T] = entry[_TENANT]  # type: ignore[assignment]
         state.queue.remove_entry(entry)
-        self._len -= 1
+        self.size -= 1
         if not state.queue and state.heap_entry is not None:
             state.heap_entry[2] = None  # left the heap (lazily)
             self._dead += 1
@@ -273,7 +273,7 @@ class FairQueue(Generic[T]):
     def drain_items(self) -> list[T]:
         """Remove every item and return them in dequeue order."""
         items: list[T] = []
-        while self._len:
+        while self.size:
             items.append(self.pop())
         return items
 

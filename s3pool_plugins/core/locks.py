@@ -29,10 +29,20 @@ class YieldingLock:
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
+    @property
+    def mutex(self) -> threading.Lock:
+        """The underlying lock, for the hottest paths: ``if not mutex.acquire(False):
+        lock.acquire_contended()``, then ``mutex.release()`` (two C calls instead of
+        ``__enter__``/``__exit__``)."""
+        return self._lock
+
     def __enter__(self) -> None:
+        if not self._lock.acquire(False):
+            self.acquire_contended()
+
+    def acquire_contended(self) -> None:
+        """Acquire after a failed non-blocking try: yield the GIL a few times, then block."""
         lock = self._lock
-        if lock.acquire(False):
-            return
         sleep = time.sleep
         for _ in range(_SPINS):
             sleep(0)

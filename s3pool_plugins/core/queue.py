@@ -51,6 +51,9 @@ class TaskQueue(Protocol[T]):
     @property
     def aging_rate(self) -> float: ...
 
+    size: int
+    """How many items are queued (what ``len()`` answers, without a Python call)."""
+
     def __len__(self) -> int: ...
 
     def __bool__(self) -> bool: ...
@@ -86,7 +89,7 @@ class PriorityTaskQueue(Generic[T]):
     lanes' heads: O(log n + 8), and O(1) for the common single-priority case.
     """
 
-    __slots__ = ("_heap", "_lanes", "_len", "_dead", "_rate", "_clock", "_counter")
+    __slots__ = ("_heap", "_lanes", "size", "_dead", "_rate", "_clock", "_counter")
 
     def __init__(self, aging_rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         if (
@@ -98,7 +101,7 @@ class PriorityTaskQueue(Generic[T]):
             raise ConfigurationError("aging_rate", "a number >= 0 (priority points per second of waiting)", aging_rate)
         self._heap: list[QueueEntry] = []
         self._lanes: dict[float, deque[QueueEntry]] = {}
-        self._len = 0
+        self.size = 0
         self._dead = 0
         self._rate = float(aging_rate)
         self._clock = clock
@@ -110,10 +113,10 @@ class PriorityTaskQueue(Generic[T]):
         return self._rate
 
     def __len__(self) -> int:
-        return self._len
+        return self.size
 
     def __bool__(self) -> bool:
-        return self._len > 0
+        return self.size > 0
 
     def push(self, item: T, priority: float = 0.0, enqueued_at: float | None = None) -> QueueHandle:
         """Add ``item``; ``enqueued_at`` (clock seconds) defaults to now.
@@ -134,7 +137,7 @@ class PriorityTaskQueue(Generic[T]):
         entry: QueueEntry = [key, next(self._counter), item, True]
         lanes = self._lanes
         lane = lanes.get(priority)
-        self._len += 1
+        self.size += 1
         if lane is not None:
             if not lane or lane[-1][_KEY] <= key:  # type: ignore[operator]
                 lane.append(entry)
@@ -155,7 +158,7 @@ class PriorityTaskQueue(Generic[T]):
             raise IndexError("pop from an empty PriorityTaskQueue")
         entry = heappop(source) if source is self._heap else source.popleft()  # type: ignore[union-attr]
         entry[_ALIVE] = False
-        self._len -= 1
+        self.size -= 1
         item = entry[_ITEM]
         entry[_ITEM] = None  # the item may hold its entry: break the cycle
         return item  # type: ignore[return-value]
@@ -203,9 +206,9 @@ class PriorityTaskQueue(Generic[T]):
             return False
         entry[_ALIVE] = False
         entry[_ITEM] = None
-        self._len -= 1
+        self.size -= 1
         self._dead += 1
-        if self._dead > 64 and self._dead > self._len:
+        if self._dead > 64 and self._dead > self.size:
             self._compact()
         return True
 
@@ -228,7 +231,7 @@ class PriorityTaskQueue(Generic[T]):
     def drain_items(self) -> list[T]:
         """Remove every item and return them in dequeue order."""
         items: list[T] = []
-        while self._len:
+        while self.size:
             items.append(self.pop())
         self._heap.clear()
         self._lanes.clear()

@@ -136,6 +136,7 @@ class Scheduler:
         max_queue: int | None = None,
     ) -> None:
         self.lock = YieldingLock()
+        self._mutex = self.lock.mutex
         self._inbox: deque[tuple[Waiter, float, float | None]] = deque()
         self.limit = limit
         self.active = 0
@@ -240,8 +241,11 @@ class Scheduler:
 
     def try_acquire(self) -> bool:
         """Take a slot only if one is free and nobody is queued (no waiter object)."""
-        with self.lock:
-            if self.stopped or self.paused or self.active >= self.limit or self.queue or self._inbox:
+        mutex = self._mutex
+        if not mutex.acquire(False):
+            self.lock.acquire_contended()
+        try:
+            if self.stopped or self.paused or self.active >= self.limit or self.queue.size or self._inbox:
                 return False
             if self.pacer is not None and not self.pacer.take():
                 return False
@@ -249,6 +253,8 @@ class Scheduler:
             if self.active > self.peak_active:
                 self.peak_active = self.active
             return True
+        finally:
+            mutex.release()
 
     def withdraw(self, waiter: Waiter) -> bool:
         """Take a waiting ``waiter`` out of the queue.
@@ -337,10 +343,16 @@ class Scheduler:
         For a unit that settled while holding its slot.
         """
         granted: list[Waiter] = []
-        room = None
-        with self.lock:  # the hottest critical section: one per finished thread task
+        room = idle = None
+        mutex = self._mutex  # the hottest critical section: one per finished task or call
+        if not mutex.acquire(False):
+            self.lock.acquire_contended()
+        try:
             self.pending -= 1
-            self._count_outcome_locked(outcome)
+            if outcome == "succeeded":
+                self.succeeded += 1
+            else:
+                self._count_outcome_locked(outcome)
             if holder is not None:
                 holder.refs -= 1
             if holder is None or holder.refs <= 0:
@@ -348,17 +360,26 @@ class Scheduler:
                 if self.active < 0:
                     self.active = 0
                     raise RuntimeError("s3pool: a slot was released twice")
-                granted = self._dispatch_locked()
-                room = self._take_room_waiters_locked() if granted else None
-            idle = self._take_idle_locked()
-        return self._after_release(granted, idle, room, handoff)
+                if self.queue.size or self._inbox:
+                    granted = self._dispatch_locked()
+                    room = self._take_room_waiters_locked() if granted else None
+            if self._idle_callbacks:
+                idle = self._take_idle_locked()
+        finally:
+            mutex.release()
+        if granted or idle or room:
+            return self._after_release(granted, idle or [], room, handoff)
+        return None
 
     # -- units of work (for drain) ---------------------------------------
 
     def begin_unit(self) -> None:
         """Count one unit of work that has not settled yet."""
-        with self.lock:
-            self.pending += 1
+        mutex = self._mutex
+        if not mutex.acquire(False):
+            self.lock.acquire_contended()
+        self.pending += 1
+        mutex.release()
 
     def end_unit(self, outcome: str) -> None:
         """One unit settled with ``outcome`` ("succeeded", "failed" or "cancelled").

@@ -3,9 +3,11 @@
 One :class:`ClientHandlers` serves every client installed with the same pool
 and options. Per call (botocore's ``request_context`` dict carries the call):
 
-- ``before-call`` (registered last): the call becomes a pool task
-  (:meth:`OperationsPool.begin_call`), unless a pooled client class already
-  began it (see :mod:`.mixins`).
+- ``before-call`` (registered last, on clients installed one by one): the
+  call becomes a pool task (:meth:`OperationsPool.begin_call`). A pooled
+  client class (see :mod:`.mixins`) begins the task itself and keeps it in a
+  context variable for the duration of the call; its handlers read it there
+  and need no ``before-call``.
 - ``request-created`` (registered first, so before botocore signs): each
   attempt waits for a slot by priority. A request that waited in our queue
   after it was signed could fail with ``RequestTimeTooSkewed``.
@@ -48,12 +50,11 @@ log = logging.getLogger("s3pool_plugins.botocore")
 CALL_KEY = "s3pool_call"
 """Where the call lives in botocore's request context."""
 _GUARD_KEY = "s3pool_guard"
-_OWNED_KEY = "s3pool_owned"
 _TASK_KEY = "s3pool_task_callback"
 _PARAMS_KEY = "s3pool_params"
 
-_pending_call: ContextVar[Call | None] = ContextVar("s3pool_pending_call", default=None)
-"""The call a pooled client class began, until its ``before-call`` takes it."""
+_current_call: ContextVar[Call | None] = ContextVar("s3pool_current_call", default=None)
+"""The call a pooled client class is making in this context (calls nest: the innermost)."""
 
 BOTOCORE_RETRY_HANDLER_ID = "retry-config-{service}"
 
@@ -125,23 +126,10 @@ def endpoint_host(client: Any) -> str | None:
     return urlsplit(url).hostname if url else None
 
 
-def call_of(context: object) -> Call | None:
-    """The pool call recorded in botocore's request ``context``, if any."""
-    if isinstance(context, dict):
-        call = context.get(CALL_KEY)
-        if isinstance(call, Call):
-            return call
-    return None
-
-
-def begin_pending(call: Call) -> object:
-    """Hand ``call`` to the next ``before-call`` in this context; returns a token for :func:`end_pending`."""
-    return _pending_call.set(call)
-
-
-def end_pending(token: object) -> None:
-    """Undo :func:`begin_pending`."""
-    _pending_call.reset(token)  # type: ignore[arg-type]
+enter_call = _current_call.set
+"""``enter_call(call)``: make ``call`` the pooled class's current call here; returns a token for :func:`leave_call`."""
+leave_call = _current_call.reset
+"""``leave_call(token)``: undo :func:`enter_call`."""
 
 
 class ClientHandlers:
@@ -164,6 +152,7 @@ class ClientHandlers:
             checked[operation] = validate_priority(priority, f"priorities[{operation!r}]")
         self.priorities: Mapping[str, float] = MappingProxyType(checked)
         self.policy = s3_retry_policy(pool.retry_policy)
+        self._partitioned = pool.auto_tuning is not None
         self.is_async = False
         self.server_address: str | None = None
         """The endpoint's host of the one client these handlers were installed on, if so."""
@@ -190,12 +179,13 @@ class ClientHandlers:
         if server_address:
             metadata["server_address"] = server_address
         if params:
-            for field, label in (("Bucket", "bucket"), ("Key", "key")):
-                value = params.get(field)
-                if isinstance(value, str):
-                    metadata[label] = value
+            bucket, key = params.get("Bucket"), params.get("Key")
+            if isinstance(bucket, str):
+                metadata["bucket"] = bucket
+            if isinstance(key, str):
+                metadata["key"] = key
         partition = None
-        if self.pool.auto_tuning is not None and "bucket" in metadata:
+        if self._partitioned and "bucket" in metadata:
             prefix = params.get("Prefix") if params else None
             partition = self.pool.partition_for(
                 metadata["bucket"], metadata.get("key") or (prefix if isinstance(prefix, str) else None)
@@ -215,27 +205,23 @@ class ClientHandlers:
         return warn_if_too_small(client, self.pool.concurrency, stacklevel=4)
 
     # -- handlers ---------------------------------------------------------
+    # Clients installed one by one find their call in botocore's request context; clients of a
+    # pooled class (which begin and settle each call themselves) find it in ``_current_call``.
 
     def before_parameter_build(self, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
         """Keep the call's bucket, key and prefix (nothing else of its parameters) for ``before-call``."""
         kept = {name: params[name] for name in ("Bucket", "Key", "Prefix") if isinstance(params.get(name), str)}
         context[_PARAMS_KEY] = kept
 
-    def before_call(self, params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        if call_of(context) is not None:
+    def before_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        if CALL_KEY in context:
             return
-        call = _pending_call.get()
-        if call is not None:
-            _pending_call.set(None)
-            context[_OWNED_KEY] = True
-        else:
-            # An events-only client cannot be sure to end the call in this context (no try/finally around
-            # it): the call changes no context variable. botocore's ``params`` here is the serialized request;
-            # the API parameters were kept by ``before-parameter-build``.
-            call = self.begin(
-                model.name, context.pop(_PARAMS_KEY, None), region=context.get("client_region"), contextual=False
-            )
-            self._watch(call, context)
+        # An events-only client cannot be sure to end the call in this context (no try/finally around
+        # it): the call changes no context variable. botocore's ``params`` here is the serialized request;
+        # the API parameters were kept by ``before-parameter-build``.
+        params = context.pop(_PARAMS_KEY, None)
+        call = self.begin(model.name, params, region=context.get("client_region"), contextual=False)
+        self._watch(call, context)
         context[CALL_KEY] = call
 
     def _watch(self, call: Call, context: dict[str, Any]) -> None:
@@ -259,12 +245,22 @@ class ClientHandlers:
             task.remove_done_callback(callback)
 
     def request_created(self, request: Any, **_: Any) -> None:
-        call = call_of(getattr(request, "context", None))
+        call = request.context.get(CALL_KEY)
         if call is not None and not call.finished:
             call.start_attempt()
 
     async def request_created_async(self, request: Any, **_: Any) -> None:
-        call = call_of(getattr(request, "context", None))
+        call = request.context.get(CALL_KEY)
+        if call is not None and not call.finished:
+            await call.start_attempt_async()
+
+    def request_created_pooled(self, **_: Any) -> None:
+        call = _current_call.get()
+        if call is not None and not call.finished:
+            call.start_attempt()
+
+    async def request_created_pooled_async(self, **_: Any) -> None:
+        call = _current_call.get()
         if call is not None and not call.finished:
             await call.start_attempt_async()
 
@@ -276,9 +272,29 @@ class ClientHandlers:
         operation: Any = None,
         **_: Any,
     ) -> float | None:
-        call = call_of((request_dict or {}).get("context"))
+        call = request_dict["context"].get(CALL_KEY) if request_dict else None
         if call is None or call.finished:
             return None
+        return self._retry_after(call, response, caught_exception, operation)
+
+    def needs_retry_pooled(
+        self, response: Any = None, caught_exception: BaseException | None = None, operation: Any = None, **_: Any
+    ) -> float | None:
+        if (
+            caught_exception is None
+            and response is not None
+            and response[0].status_code < 300
+            and "Error" not in response[1]
+        ):
+            return None  # success: the pooled class settles the call (and its slot) in a moment
+        call = _current_call.get()
+        if call is None or call.finished:
+            return None
+        return self._retry_after(call, response, caught_exception, operation)
+
+    @staticmethod
+    def _retry_after(call: Call, response: Any, caught_exception: BaseException | None, operation: Any) -> float | None:
+        """End the attempt; None if the call is done with attempts, else the seconds to wait before the next."""
         error = caught_exception
         if error is None:
             if response is not None and response[0].status_code < 300 and "Error" not in response[1]:
@@ -298,15 +314,15 @@ class ClientHandlers:
         return delay
 
     def after_call(self, http_response: Any, parsed: Any, model: Any, context: dict[str, Any], **_: Any) -> None:
-        call = call_of(context)
-        if call is None or context.get(_OWNED_KEY):
+        call = context.get(CALL_KEY)
+        if call is None:
             return
         self._unwatch(context)
         call.finish(response_error(model.name, (http_response, parsed)), parsed)
 
     def after_call_error(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
-        call = call_of(context)
-        if call is None or context.get(_OWNED_KEY):
+        call = context.get(CALL_KEY)
+        if call is None:
             return
         self._unwatch(context)
         call.finish(for_hooks(exception))
@@ -316,23 +332,26 @@ class ClientHandlers:
     def register(self, emitter: Any, service: str, is_async: bool, *, settled_by_class: bool = False) -> None:
         """Register the handlers on a client's event ``emitter`` (idempotent per unique id).
 
-        ``settled_by_class``: the client's class settles each call (a pooled
-        client class), so the ``after-call`` handlers are not needed.
+        ``settled_by_class``: the client's class begins and settles each call
+        (a pooled client class), so only ``request-created`` and
+        ``needs-retry`` are needed, and they read the call from the context
+        variable the class sets.
         """
         self.is_async = self.is_async or is_async
         emitter.unregister(f"needs-retry.{service}", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service=service))
-        for event, handler, where in self._handlers(is_async):
-            if settled_by_class and (event.startswith("after-call") or event == "before-parameter-build"):
-                continue
+        for event, handler, where in self._handlers(is_async, settled_by_class):
             add: Callable[..., None] = emitter.register_first if where == "first" else emitter.register_last
             add(f"{event}.{service}", handler, unique_id=f"s3pool-{event}")
 
     def unregister(self, emitter: Any, service: str) -> None:
         """Remove the handlers :meth:`register` added."""
-        for event, _handler, _where in self._handlers(False):
+        for event, _handler, _where in self._handlers(False, False):
             emitter.unregister(f"{event}.{service}", unique_id=f"s3pool-{event}")
 
-    def _handlers(self, is_async: bool) -> list[tuple[str, Callable[..., Any], str]]:
+    def _handlers(self, is_async: bool, settled_by_class: bool) -> list[tuple[str, Callable[..., Any], str]]:
+        if settled_by_class:
+            created = self.request_created_pooled_async if is_async else self.request_created_pooled
+            return [("request-created", created, "first"), ("needs-retry", self.needs_retry_pooled, "first")]
         return [
             ("before-parameter-build", self.before_parameter_build, "last"),
             ("before-call", self.before_call, "last"),

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from ...core.base import _add_note
 from ...core.calls import Call
-from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, begin_pending, end_pending, endpoint_host
+from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, endpoint_host, enter_call, leave_call
 from .redact import for_hooks
 
 
@@ -47,20 +47,20 @@ class _PooledClient:
 
     _s3pool_async = False
 
-    def _s3pool_begin(self, operation_name: str, api_params: Any) -> Call:
-        if not self._s3pool_own_retries_removed:
-            # botocore registers its retry handler after the client object is built: remove it on first use.
-            self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
-            self._s3pool_own_retries_removed = True
-        return type(self)._s3pool_handlers.begin(operation_name, api_params, self.meta.region_name, self._s3pool_server)
+    def _s3pool_remove_own_retries(self) -> None:
+        # botocore registers its retry handler after the client object is built: remove it on first use.
+        self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
+        self._s3pool_own_retries_removed = True
 
 
 class PooledClientMixin(_PooledClient):
     """Base class added to sync botocore S3 clients made by an installed session."""
 
     def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
-        call = self._s3pool_begin(operation_name, api_params)
-        token = begin_pending(call)
+        if not self._s3pool_own_retries_removed:
+            self._s3pool_remove_own_retries()
+        call = self._s3pool_handlers.begin(operation_name, api_params, self.meta.region_name, self._s3pool_server)
+        token = enter_call(call)
         try:
             result = super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
         except BaseException as error:
@@ -68,7 +68,7 @@ class PooledClientMixin(_PooledClient):
             call.finish(for_hooks(error))
             raise
         finally:
-            end_pending(token)
+            leave_call(token)
         call.finish(None, result)
         return result
 
@@ -79,8 +79,10 @@ class AsyncPooledClientMixin(_PooledClient):
     _s3pool_async = True
 
     async def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
-        call = self._s3pool_begin(operation_name, api_params)
-        token = begin_pending(call)
+        if not self._s3pool_own_retries_removed:
+            self._s3pool_remove_own_retries()
+        call = self._s3pool_handlers.begin(operation_name, api_params, self.meta.region_name, self._s3pool_server)
+        token = enter_call(call)
         try:
             result = await super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
         except BaseException as error:
@@ -88,6 +90,6 @@ class AsyncPooledClientMixin(_PooledClient):
             call.finish(for_hooks(error))
             raise
         finally:
-            end_pending(token)
+            leave_call(token)
         call.finish(None, result)
         return result
