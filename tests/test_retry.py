@@ -157,6 +157,38 @@ def test_budget_runs_dry_and_refills() -> None:
     assert budget.try_acquire(ConnectionError()) == 5
 
 
+def test_budget_says_when_it_is_full() -> None:
+    """``full`` lets the pool skip the refund call of a first-try success; it must track the tokens."""
+    budget = RetryBudget(capacity=10, retry_cost=5, success_reward=2)
+    assert budget.full
+    budget.try_acquire(ConnectionError())
+    assert not budget.full and budget.tokens == 5
+    budget.on_success(0)
+    budget.on_success(0)
+    assert not budget.full and budget.tokens == 9
+    budget.on_success(0)
+    assert budget.full and budget.tokens == 10
+
+
+def test_pool_refunds_the_budget_after_first_try_successes(make_pool) -> None:
+    pool = make_pool(concurrency=2, retries=1, retry_budget=RetryBudget(capacity=20, retry_cost=5))
+    flaky = iter([ConnectionError("once"), None])
+
+    def work() -> str:
+        error = next(flaky)
+        if error is not None:
+            raise error
+        return "ok"
+
+    assert pool.submit(work).result(5) == "ok"  # its retry cost 5, refunded on success
+    assert pool.retry_budget.tokens == 20 and pool.retry_budget.full
+    pool.retry_budget.try_acquire(ConnectionError())
+    assert not pool.retry_budget.full
+    for _ in range(5):
+        pool.submit(lambda: None).result(5)  # first-try successes earn a token each
+    assert pool.retry_budget.tokens == 20 and pool.retry_budget.full
+
+
 def test_budget_validates() -> None:
     with pytest.raises(ConfigurationError, match="capacity"):
         RetryBudget(capacity=0)

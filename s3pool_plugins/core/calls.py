@@ -64,6 +64,7 @@ class Call:
         "_queue_timeout",
         "_slot_token",
         "_started",
+        "_ended",
         "_waiting_since",
         "_task_wrappers",
         "_wrappers",
@@ -93,6 +94,7 @@ class Call:
         self.finished = False
         """True once :meth:`finish` ran (read only)."""
         self._started = 0.0
+        self._ended = 0.0
         self._waiting_since = task.created_at
         self._backoff_since: float | None = None
         self.gave_up: str | None = None
@@ -187,7 +189,8 @@ class Call:
                     except ValueError:  # ended from another context (a finalizer): nothing to undo there
                         pass
         finally:
-            self.task.run_time += pool._clock() - self._started
+            self._ended = pool._clock()
+            self.task.run_time += self._ended - self._started
         return holder
 
     def retry_delay(self, error: BaseException) -> float | None:
@@ -231,7 +234,7 @@ class Call:
             pool, task = self._pool, self.task
             try:
                 if error is None:
-                    pool._settle_success(task, result)
+                    pool._settle_success(task, result, self._ended if own_slot is not None else None)
                 else:
                     pool._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
             finally:
@@ -365,14 +368,19 @@ class CallsMixin(AdmissionMixin):
         policy = retry_policy or self._policy
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
-        parent = self._join_parent_slot()
+        parent = self._join_parent_slot() if self._closed or held_slots_var.get() else None
         gate = None
         if partition is not None and parent is None and self._limits is not None:
             gate = self._limits.enter(partition)  # before the unit is counted: nothing to undo if it raises
         task = self._make_task(
             name, "call", priority, metadata, policy.attempts, fallback_priority, tenant, fallback_tenant
         )
-        self._scheduler.begin_unit()
+        scheduler = self._scheduler
+        mutex = scheduler.mutex  # scheduler.begin_unit(), without a Python call on this hot path
+        if not mutex.acquire(False):
+            scheduler.lock.acquire_contended()
+        scheduler.pending += 1
+        mutex.release()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual
         if gate is not None:

@@ -87,13 +87,15 @@ class OutcomesMixin(PoolBase):
         self._notify("s3pool_task_retry", task=task, error=error, delay=delay, classification=verdict)
         return delay, "retry"
 
-    def _settle_success(self, task: Task, result: Any) -> None:
+    def _settle_success(self, task: Task, result: Any, now: float | None = None) -> None:
+        """Settle ``task`` as succeeded (``now``: the clock's time, if the caller just read it)."""
         task.status = SUCCEEDED
-        task.finished_at = self._clock()
+        task.finished_at = self._clock() if now is None else now
         if self._limits is not None and task.started_at is not None:
             self._limits.on_success(task.partition, task.finished_at - task.started_at)
-        if self._budget is not None and task.kind != "admission":
-            self._budget.on_success(task.budget_spent)
+        budget = self._budget
+        if budget is not None and (task.budget_spent or not budget.full) and task.kind != "admission":
+            budget.on_success(task.budget_spent)
         recorder = self._recorder
         if recorder is not None:
             if task.attempt_log is not None:

@@ -141,6 +141,8 @@ class RetryPolicy:
     retryable_errors: frozenset[ErrorMatcher] = DEFAULT_RETRYABLE_ERRORS
     throttling_errors: frozenset[str] = THROTTLING_ERROR_NAMES
     classifier: Classifier | None = field(default=None, compare=False)
+    attempts: int = field(init=False, default=1, repr=False, compare=False)
+    """The largest number of attempts a task gets: ``retries + 1`` (set from ``retries``)."""
 
     def __post_init__(self) -> None:
         _check_number("retries", self.retries, 0, integer=True)
@@ -157,11 +159,7 @@ class RetryPolicy:
         object.__setattr__(self, "throttling_errors", frozenset(self.throttling_errors))
         if self.classifier is not None and not callable(self.classifier):
             raise ConfigurationError("classifier", "a callable(error) -> ErrorClassification | None", self.classifier)
-
-    @property
-    def attempts(self) -> int:
-        """The largest number of attempts a task gets: ``retries + 1``."""
-        return self.retries + 1
+        object.__setattr__(self, "attempts", self.retries + 1)
 
     def replace(self, **changes: object) -> RetryPolicy:
         """A copy with ``changes`` applied (validated like the constructor)."""
@@ -237,6 +235,8 @@ class RetryBudget:
         self.timeout_retry_cost = timeout_retry_cost
         self.success_reward = success_reward
         self._tokens = capacity
+        self.full = True
+        """True while no token is missing (then a first-try success has nothing to refund)."""
         self._lock = threading.Lock()
 
     @property
@@ -257,6 +257,7 @@ class RetryBudget:
             if self._tokens < cost:
                 return None
             self._tokens -= cost
+            self.full = self._tokens >= self.capacity
         return cost
 
     def on_success(self, spent: int) -> None:
@@ -266,6 +267,7 @@ class RetryBudget:
         amount = spent if spent > 0 else self.success_reward
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + amount)
+            self.full = self._tokens >= self.capacity
 
     def __repr__(self) -> str:
         return f"RetryBudget(tokens={self._tokens}/{self.capacity})"

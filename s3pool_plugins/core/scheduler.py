@@ -136,7 +136,8 @@ class Scheduler:
         max_queue: int | None = None,
     ) -> None:
         self.lock = YieldingLock()
-        self._mutex = self.lock.mutex
+        self.mutex = self.lock.mutex
+        """The raw lock under :attr:`lock` (see :attr:`YieldingLock.mutex`), for the hottest paths."""
         self._inbox: deque[tuple[Waiter, float, float | None]] = deque()
         self.limit = limit
         self.active = 0
@@ -241,7 +242,7 @@ class Scheduler:
 
     def try_acquire(self) -> bool:
         """Take a slot only if one is free and nobody is queued (no waiter object)."""
-        mutex = self._mutex
+        mutex = self.mutex
         if not mutex.acquire(False):
             self.lock.acquire_contended()
         try:
@@ -344,7 +345,7 @@ class Scheduler:
         """
         granted: list[Waiter] = []
         room = idle = None
-        mutex = self._mutex  # the hottest critical section: one per finished task or call
+        mutex = self.mutex  # the hottest critical section: one per finished task or call
         if not mutex.acquire(False):
             self.lock.acquire_contended()
         try:
@@ -375,7 +376,7 @@ class Scheduler:
 
     def begin_unit(self) -> None:
         """Count one unit of work that has not settled yet."""
-        mutex = self._mutex
+        mutex = self.mutex
         if not mutex.acquire(False):
             self.lock.acquire_contended()
         self.pending += 1

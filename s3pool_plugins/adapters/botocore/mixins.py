@@ -44,6 +44,7 @@ class _PooledClient:
         handlers.check_connections(self)
         self._s3pool_own_retries_removed = False
         self._s3pool_server = endpoint_host(self)
+        self._s3pool_region = self.meta.region_name
 
     _s3pool_async = False
 
@@ -59,7 +60,7 @@ class PooledClientMixin(_PooledClient):
     def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
         if not self._s3pool_own_retries_removed:
             self._s3pool_remove_own_retries()
-        call = self._s3pool_handlers.begin(operation_name, api_params, self.meta.region_name, self._s3pool_server)
+        call = self._s3pool_handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server)
         token = enter_call(call)
         try:
             result = super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
@@ -81,7 +82,7 @@ class AsyncPooledClientMixin(_PooledClient):
     async def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
         if not self._s3pool_own_retries_removed:
             self._s3pool_remove_own_retries()
-        call = self._s3pool_handlers.begin(operation_name, api_params, self.meta.region_name, self._s3pool_server)
+        call = self._s3pool_handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server)
         token = enter_call(call)
         try:
             result = await super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
