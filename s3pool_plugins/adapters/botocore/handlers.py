@@ -210,7 +210,11 @@ class ClientHandlers:
 
     def before_parameter_build(self, params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
         """Keep the call's bucket, key and prefix (nothing else of its parameters) for ``before-call``."""
-        kept = {name: params[name] for name in ("Bucket", "Key", "Prefix") if isinstance(params.get(name), str)}
+        kept = {}
+        for name in ("Bucket", "Key", "Prefix"):
+            value = params.get(name)
+            if isinstance(value, str):
+                kept[name] = value
         context[_PARAMS_KEY] = kept
 
     def before_call(self, model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -221,28 +225,27 @@ class ClientHandlers:
         # the API parameters were kept by ``before-parameter-build``.
         params = context.pop(_PARAMS_KEY, None)
         call = self.begin(model.name, params, region=context.get("client_region"), contextual=False)
-        self._watch(call, context)
+        # Settle the call if it ends unseen by events: when its context is dropped, or its asyncio task ends.
+        context[_GUARD_KEY] = _ContextGuard(call)
+        if self.is_async:
+            self._watch_task(call, context)
         context[CALL_KEY] = call
 
-    def _watch(self, call: Call, context: dict[str, Any]) -> None:
-        """Settle ``call`` if it ends unseen by events: when its asyncio task ends, or its context is dropped."""
-        if self.is_async:
-            try:
-                task = asyncio.current_task()
-            except RuntimeError:
-                task = None
-            if task is not None:
-                callback = functools.partial(_settle_with_task, call)
-                task.add_done_callback(callback)
-                context[_TASK_KEY] = (task, callback)
-        context[_GUARD_KEY] = _ContextGuard(call)
+    @staticmethod
+    def _watch_task(call: Call, context: dict[str, Any]) -> None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is not None:
+            callback = functools.partial(_settle_with_task, call)
+            task.add_done_callback(callback)
+            context[_TASK_KEY] = (task, callback)
 
     @staticmethod
-    def _unwatch(context: dict[str, Any]) -> None:
-        watched = context.pop(_TASK_KEY, None)
-        if watched is not None:
-            task, callback = watched
-            task.remove_done_callback(callback)
+    def _unwatch_task(watched: tuple[asyncio.Task[Any], Callable[..., Any]]) -> None:
+        task, callback = watched
+        task.remove_done_callback(callback)
 
     def request_created(self, request: Any, **_: Any) -> None:
         call = request.context.get(CALL_KEY)
@@ -272,6 +275,13 @@ class ClientHandlers:
         operation: Any = None,
         **_: Any,
     ) -> float | None:
+        if (
+            caught_exception is None
+            and response is not None
+            and response[0].status_code < 300
+            and "Error" not in response[1]
+        ):
+            return None  # success: after-call settles the call (and gives its slot back) in a moment
         call = request_dict["context"].get(CALL_KEY) if request_dict else None
         if call is None or call.finished:
             return None
@@ -286,7 +296,7 @@ class ClientHandlers:
             and response[0].status_code < 300
             and "Error" not in response[1]
         ):
-            return None  # success: the pooled class settles the call (and its slot) in a moment
+            return None  # success: the pooled class settles the call (and gives its slot back) in a moment
         call = _current_call.get()
         if call is None or call.finished:
             return None
@@ -294,13 +304,11 @@ class ClientHandlers:
 
     @staticmethod
     def _retry_after(call: Call, response: Any, caught_exception: BaseException | None, operation: Any) -> float | None:
-        """End the attempt; None if the call is done with attempts, else the seconds to wait before the next."""
+        """After an attempt that did not succeed: end it; None if the call is done with attempts, else the
+        seconds to wait before the next. (A success is left to the call's settling, which gives the slot
+        back together with the end of the task: one critical section instead of two.)"""
         error = caught_exception
         if error is None:
-            if response is not None and response[0].status_code < 300 and "Error" not in response[1]:
-                # Success, the common case: the call settles in a moment, and its settling gives the slot
-                # back together with the end of the task (one critical section instead of two).
-                return None
             error = response_error(getattr(operation, "name", call.task.name), response)
         if error is None:
             call.end_attempt()
@@ -317,14 +325,19 @@ class ClientHandlers:
         call = context.get(CALL_KEY)
         if call is None:
             return
-        self._unwatch(context)
-        call.finish(response_error(model.name, (http_response, parsed)), parsed)
+        if _TASK_KEY in context:
+            self._unwatch_task(context.pop(_TASK_KEY))
+        if http_response.status_code < 300 and "Error" not in parsed:
+            call.finish(None, parsed)
+        else:
+            call.finish(response_error(model.name, (http_response, parsed)), parsed)
 
     def after_call_error(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
         call = context.get(CALL_KEY)
         if call is None:
             return
-        self._unwatch(context)
+        if _TASK_KEY in context:
+            self._unwatch_task(context.pop(_TASK_KEY))
         call.finish(for_hooks(exception))
 
     # -- registration -----------------------------------------------------
