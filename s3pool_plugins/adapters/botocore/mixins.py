@@ -6,7 +6,11 @@ client class it creates. The base class here only wraps ``_make_api_call``
 in ``try/finally``: the pool task of every call settles however the call
 ends, also on ``asyncio.CancelledError``, ``KeyboardInterrupt`` or an
 exception from some other library's ``before-call`` handler, none of which
-botocore's events report. Nothing of botocore is replaced.
+botocore's events report. While the call runs it is the context's current
+call (:func:`~.handlers.enter_call`), where the client's ``request-created``
+and ``needs-retry`` handlers find it; a call made inside another (botocore's
+region redirector, for one) is current until it returns. Nothing of botocore
+is replaced.
 
 The class attribute ``_s3pool_handlers`` (a :class:`ClientHandlers`) is set
 by the ``creating-client-class`` handler of :func:`~.install.install`.
