@@ -507,7 +507,7 @@ def breakdown(n_hot: int, n_cold: int) -> dict[str, Any]:
     handlers_module = importlib.import_module("s3pool_plugins.adapters.botocore.handlers")
     classify = importlib.import_module("s3pool_plugins.adapters.botocore.classify")
     locks = importlib.import_module("s3pool_plugins.core.locks")
-    begin_pending, end_pending = handlers_module.begin_pending, handlers_module.end_pending
+    enter_call, leave_call = handlers_module.enter_call, handlers_module.leave_call
     pool = make_pool()
     handlers = handlers_module.ClientHandlers(pool)
     bare = boto3.Session(**CREDENTIALS).client("s3", endpoint_url=ENDPOINT)
@@ -533,15 +533,13 @@ def breakdown(n_hot: int, n_cold: int) -> dict[str, Any]:
     def session_path() -> None:
         params, url = requests()
         call = handlers.begin("HeadObject", params, region, ENDPOINT)
-        token = begin_pending(call)
+        token = enter_call(call)
         context: dict[str, Any] = {"client_region": region}
-        handlers.before_call(params=params, model=model, context=context)
-        handlers.request_created(request=types.SimpleNamespace(context=context, url=url))
-        handlers.needs_retry(
+        handlers.request_created_pooled(request=types.SimpleNamespace(context=context, url=url))
+        handlers.needs_retry_pooled(
             response=response, caught_exception=None, request_dict={"context": context}, operation=model
         )
-        handlers.after_call(http_response=http, parsed=parsed, model=model, context=context)
-        end_pending(token)
+        leave_call(token)
         call.finish(None, parsed)
 
     def events_path() -> None:
@@ -589,7 +587,7 @@ def breakdown(n_hot: int, n_cold: int) -> dict[str, Any]:
         emitter.emit("needs-retry.s3.HeadObject", operation=model, **retry)
 
     steps: list[tuple[str, Callable[[], Any]]] = [
-        ("sync session path: begin, pending, 4 handlers, finish", session_path),
+        ("sync session path: begin, current call, 2 handlers, finish", session_path),
         ("sync events-only path: 4 handlers", events_path),
         ("  begin_call + finish (no attempt)", begin_finish),
         ("  start_attempt + end_attempt", attempt),
@@ -646,15 +644,15 @@ def breakdown(n_hot: int, n_cold: int) -> dict[str, Any]:
             async def session_path_async() -> None:
                 params, url = requests()
                 call = async_handlers.begin("HeadObject", params, region, ENDPOINT)
-                token = begin_pending(call)
+                token = enter_call(call)
                 context: dict[str, Any] = {"client_region": region}
-                async_handlers.before_call(params=params, model=model, context=context)
-                await async_handlers.request_created_async(request=types.SimpleNamespace(context=context, url=url))
-                async_handlers.needs_retry(
+                await async_handlers.request_created_pooled_async(
+                    request=types.SimpleNamespace(context=context, url=url)
+                )
+                async_handlers.needs_retry_pooled(
                     response=response, caught_exception=None, request_dict={"context": context}, operation=model
                 )
-                async_handlers.after_call(http_response=http, parsed=parsed, model=model, context=context)
-                end_pending(token)
+                leave_call(token)
                 call.finish(None, parsed)
 
             async def events_path_async() -> None:
@@ -678,7 +676,7 @@ def breakdown(n_hot: int, n_cold: int) -> dict[str, Any]:
             for mode, n, around in (("hot", n_hot, None), ("in_situ", n_cold, aio_between)):
                 overhead = await _time_step_async(empty, n, around, 0.0)
                 base = await _time_step_async(skeleton_async, n, around, overhead)
-                results[mode]["async session path: begin, pending, 4 handlers, finish"] = (
+                results[mode]["async session path: begin, current call, 2 handlers, finish"] = (
                     await _time_step_async(session_path_async, n, around, overhead) - base
                 )
                 results[mode]["async events-only path: 4 handlers"] = (

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import PoolStopped, QueueWaitTimeout
 from .base import PoolBase, _add_note
-from .metrics.recorder import log_attempt
+from .metrics.recorder import FOLD_AT, log_attempt
 from .retry import ErrorClassification, RetryPolicy, error_names
 from .task import CANCELLED, FAILED, SUCCEEDED, Task
 
@@ -100,7 +100,10 @@ class OutcomesMixin(PoolBase):
         if recorder is not None:
             if task.attempt_log is not None:
                 log_attempt(task, task.finished_at, None)
-            recorder.task_settled(task)
+            pending = recorder.pending  # recorder.task_settled(task) without a Python call: the hot path
+            pending.append(task)
+            if len(pending) >= FOLD_AT or self._log_attempts:
+                recorder.after_append(task)
         hooks = self.plugin_manager.implemented
         if "s3pool_task_completed" in hooks:
             self._notify("s3pool_task_completed", task=task, result=result)
