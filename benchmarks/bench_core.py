@@ -162,8 +162,8 @@ async def _async_pool(n: int, timeout: object, info: dict[str, Any], work: Calla
     start = time.perf_counter()
     await asyncio.gather(*[run(work) for _ in range(n)])
     elapsed = time.perf_counter() - start
-    info.update(check_pool(pool, n, "async pool"))
     pool.shutdown(wait=True)
+    info.update(check_pool(pool, n, "async pool"))
     return elapsed
 
 
@@ -230,8 +230,8 @@ def _sync_pool(n: int, timeout: object, info: dict[str, Any]) -> float:
     workers = getattr(pool, "_workers", None)
     if workers is not None:
         info["threads"] = workers.threads  # worker threads alive after the run
+    pool.shutdown(wait=True)  # a task is counted just after its future resolves: count them all first
     info.update(check_pool(pool, n + CONCURRENCY * 2, "sync pool"))
-    pool.shutdown(wait=True)
     return elapsed
 
 
