@@ -250,6 +250,18 @@ def test_asking_twice_for_a_retry_delay_keeps_the_counts_right(make_pool) -> Non
     call.finish()
 
 
+def test_a_retry_delay_asked_before_the_first_attempt_ends_its_backoff_there(make_pool) -> None:
+    """The first attempt's shortcut (a free slot, nothing to check) must not skip a backoff in progress."""
+    pool = make_pool(retries=5)
+    call = pool.begin_call("S3.GetObject")
+    assert call.retry_delay(ConnectionError("before any attempt")) is not None
+    assert pool.stats().backing_off == 1
+    call.start_attempt()
+    assert pool.stats().backing_off == 0 and pool.stats().active == 1
+    call.finish()
+    assert pool.stats().active == 0 and pool.stats().pending == 0
+
+
 def test_a_context_free_call_changes_no_context_variable(make_pool) -> None:
     from s3pool_plugins.core.context import held_slot
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -174,3 +177,72 @@ def test_wait_sees_futures_cancelled_by_shutdown(make_pool, gate: Gate) -> None:
     closer.join(10)
     assert waiter_done == [3]
     assert all(f.cancelled() for f in queued) and running.result(5) == "gate"
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads every microsecond, so races between two threads show up within a few thousand tries."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _race(setter: Callable[[], None], waiter: Callable[[], None]) -> None:
+    start = threading.Barrier(2)
+    threads = [threading.Thread(target=lambda fn=fn: (start.wait(), fn())) for fn in (setter, waiter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+
+def test_wait_all_completed_never_counts_a_future_twice(fast_switching: None) -> None:
+    """A result set while wait() installs its waiters is reported once: wait() never wakes with work pending."""
+    early = 0
+    for _ in range(3000):
+        first, second = LeanFuture(), LeanFuture()
+        first.set_running_or_notify_cancel()
+        second.set_running_or_notify_cancel()
+        returned: list[object] = []
+        start = threading.Barrier(2)
+        setter = threading.Thread(target=lambda f=first, b=start: (b.wait(), f.set_result(1)))
+        waiter = threading.Thread(
+            target=lambda f=first, g=second, b=start, r=returned: (b.wait(), r.append(concurrent.futures.wait([f, g])))
+        )
+        setter.start()
+        waiter.start()
+        setter.join(10)
+        while not returned and not second._waiters:  # wait() is installing its waiter on the running future
+            time.sleep(0)
+        if returned or second._waiters[0].event.is_set():  # woken although `second` still runs
+            early += 1
+        second.set_result(2)
+        waiter.join(10)
+    assert early == 0, f"{early} of 3000 wait(ALL_COMPLETED) calls woke while a future was still running"
+
+
+def test_as_completed_yields_each_future_once(fast_switching: None) -> None:
+    outcomes: list[object] = []
+    for _ in range(3000):
+        first, second = LeanFuture(), LeanFuture()
+        first.set_running_or_notify_cancel()
+        second.set_running_or_notify_cancel()
+        yielded: list[object] = []
+
+        def consume(first: LeanFuture = first, second: LeanFuture = second, yielded: list[object] = yielded) -> None:
+            try:
+                for future in concurrent.futures.as_completed([first, second], timeout=5):
+                    yielded.append(future)
+                    if future is first and not second.done():
+                        second.set_result(2)
+            except BaseException as error:  # KeyError when a future was reported twice
+                yielded.append(error)
+
+        _race(lambda first=first: first.set_result(1), consume)
+        if not second.done():
+            second.set_result(2)
+        outcomes.append("ok" if yielded == [first, second] else repr(yielded))
+    assert [o for o in outcomes if o != "ok"] == []

@@ -113,7 +113,13 @@ class Call:
 
     def start_attempt(self) -> None:
         """Wait (blocking this thread) for a slot and begin the next attempt."""
-        if self._phase == _IDLE and self._gate is None and self._parent is None and self._pool._scheduler.try_acquire():
+        if (
+            self._phase == _IDLE
+            and self._backoff_since is None
+            and self._gate is None
+            and self._parent is None
+            and self._pool._scheduler.try_acquire()
+        ):
             self._begin_attempt()  # a first attempt that finds a free slot: nothing else to check
             return
         self._check_can_start()
@@ -137,7 +143,13 @@ class Call:
 
     async def start_attempt_async(self) -> None:
         """:meth:`start_attempt` for async code: awaits the slot on the running loop."""
-        if self._phase == _IDLE and self._gate is None and self._parent is None and self._pool._scheduler.try_acquire():
+        if (
+            self._phase == _IDLE
+            and self._backoff_since is None
+            and self._gate is None
+            and self._parent is None
+            and self._pool._scheduler.try_acquire()
+        ):
             self._begin_attempt()  # a first attempt that finds a free slot: nothing else to check
             return
         self._check_can_start()
@@ -373,7 +385,7 @@ class CallsMixin(AdmissionMixin):
         if partition is not None and parent is None and self._limits is not None:
             gate = self._limits.enter(partition)  # before the unit is counted: nothing to undo if it raises
         task = self._make_task(
-            name, "call", priority, metadata, policy.attempts, fallback_priority, tenant, fallback_tenant
+            name, "call", priority, metadata, policy.retries + 1, fallback_priority, tenant, fallback_tenant
         )
         scheduler = self._scheduler
         mutex = scheduler.mutex  # scheduler.begin_unit(), without a Python call on this hot path

@@ -12,14 +12,17 @@ they are done, so :class:`LeanFuture`:
 - reads ``done()``, ``running()``, ``cancelled()`` and a finished
   ``result()`` without any lock.
 
-Why waking never gets lost: a setter writes ``_state`` first and then looks
-for the condition; a waiter (``result``, ``wait``, ``as_completed``,
-``add_done_callback``) creates the condition first and then reads
-``_state`` under it. Either the setter finds the condition (and takes it,
-so it waits for the waiter to be inside ``Condition.wait`` or done), or the
-waiter reads the new state. ``PENDING`` → ``RUNNING`` and ``PENDING`` →
-``CANCELLED`` are decided under the same module lock, so a cancelled future
-never runs and a running one is never reported cancelled.
+Why no waiter misses a change, nor sees one twice: the condition is
+created under the module lock, and a setter looks for it under that lock.
+Without a condition nobody waits yet, and nobody can start waiting before
+the change is made (a waiter, ``result``, ``wait``, ``as_completed`` or
+``add_done_callback``, creates the condition first and then reads
+``_state`` under it). With a condition the setter changes the state and
+tells the waiters in one section under the condition, as the standard
+Future does (lock order: a condition, then the module lock). ``PENDING`` →
+``RUNNING`` and ``PENDING`` → ``CANCELLED`` are decided under the module
+lock, so a cancelled future never runs and a running one is never reported
+cancelled.
 
 ``concurrent.futures.wait``/``as_completed`` and ``asyncio.wrap_future``
 work as usual: they use the same ``_condition``, ``_waiters`` and
@@ -41,13 +44,18 @@ from concurrent.futures._base import (
 )
 from typing import Any
 
+from .locks import YieldingLock
+
 _KNOWN_ATTRIBUTES = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 _SETTABLE = (PENDING, RUNNING)
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
-_transition = threading.Lock()
-"""Serialises the state changes of every LeanFuture (each holds it for a few bytecodes)."""
+_transition = YieldingLock()
+"""Serialises the state changes of every LeanFuture (each holds it for a few bytecodes). A
+:class:`~.locks.YieldingLock`: the threads that finish futures and the one that waits on them
+all take it, and a blocking lock would make them queue behind each other (a lock convoy)."""
+_mutex = _transition.mutex
 
 
 class CancelAwareFuture(concurrent.futures.Future):  # type: ignore[type-arg]
@@ -84,7 +92,9 @@ class _LazyCondition:
         if instance is None:
             return self  # type: ignore[return-value]
         # dict.setdefault is atomic: racing threads all get the first condition stored.
-        return instance.__dict__.setdefault("_condition", threading.Condition())  # type: ignore[no-any-return]
+        condition = threading.Condition()
+        with _transition:  # serialised with state changes made while no condition exists
+            return instance.__dict__.setdefault("_condition", condition)  # type: ignore[no-any-return]
 
 
 class LeanFuture(CancelAwareFuture):
@@ -158,44 +168,67 @@ class LeanFuture(CancelAwareFuture):
 
     def set_running_or_notify_cancel(self) -> bool:
         """``Future.set_running_or_notify_cancel``: False (waiters told) if it was cancelled."""
-        with _transition:
-            state = self._state
-            if state == PENDING:
-                self._state = RUNNING
-                return True
-            if state == CANCELLED:
-                self._state = CANCELLED_AND_NOTIFIED
+        if not _mutex.acquire(False):
+            _transition.acquire_contended()
+        state = self._state
+        if state == PENDING:
+            self._state = RUNNING
+        _mutex.release()
+        if state == PENDING:
+            return True
         if state == CANCELLED:
             condition = self._condition
             with condition:
-                for waiter in self._waiters:
-                    waiter.add_cancelled(self)
-            return False
+                with _transition:
+                    state = self._state
+                    if state == CANCELLED:
+                        self._state = CANCELLED_AND_NOTIFIED
+                if state == CANCELLED:
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+                    return False
         raise RuntimeError(f"Future in unexpected state: {state}")
+
+    def _finish(self, attr: str, value: Any, notify: str) -> None:
+        """Store the outcome in ``attr`` and finish, then tell the waiters through ``notify``."""
+        with _transition:
+            condition = self.__dict__.get("_condition")
+            if condition is None:  # nobody waits, nor can start waiting before the state changed
+                state = self._state
+                if state in _SETTABLE:
+                    setattr(self, attr, value)
+                    self._state = FINISHED
+        if condition is not None:
+            with condition:
+                with _transition:
+                    state = self._state
+                    if state in _SETTABLE:
+                        setattr(self, attr, value)
+                        self._state = FINISHED
+                if state in _SETTABLE:
+                    for waiter in self._waiters:
+                        getattr(waiter, notify)(self)
+                    condition.notify_all()
+        if state not in _SETTABLE:
+            raise concurrent.futures.InvalidStateError(f"{state}: {self!r}")
+        self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def set_result(self, result: Any) -> None:
         """``Future.set_result``."""
-        with _transition:
-            state = self._state
-            if state in _SETTABLE:
-                self._result = result
-                self._state = FINISHED
-        if state not in _SETTABLE:
-            raise concurrent.futures.InvalidStateError(f"{state}: {self!r}")
-        self._wake_waiters("add_result")
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        if not _mutex.acquire(False):
+            _transition.acquire_contended()
+        if self._state in _SETTABLE and "_condition" not in self.__dict__:  # nobody waits: the common case
+            self._result = result
+            self._state = FINISHED
+            _mutex.release()
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+            return
+        _mutex.release()
+        self._finish("_result", result, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
         """``Future.set_exception``."""
-        with _transition:
-            state = self._state
-            if state in _SETTABLE:
-                self._exception = exception
-                self._state = FINISHED
-        if state not in _SETTABLE:
-            raise concurrent.futures.InvalidStateError(f"{state}: {self!r}")
-        self._wake_waiters("add_exception")
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        self._finish("_exception", exception, "add_exception")
 
 
 def _lean_future_is_compatible() -> bool:

@@ -141,8 +141,6 @@ class RetryPolicy:
     retryable_errors: frozenset[ErrorMatcher] = DEFAULT_RETRYABLE_ERRORS
     throttling_errors: frozenset[str] = THROTTLING_ERROR_NAMES
     classifier: Classifier | None = field(default=None, compare=False)
-    attempts: int = field(init=False, default=1, repr=False, compare=False)
-    """The largest number of attempts a task gets: ``retries + 1`` (set from ``retries``)."""
 
     def __post_init__(self) -> None:
         _check_number("retries", self.retries, 0, integer=True)
@@ -159,7 +157,11 @@ class RetryPolicy:
         object.__setattr__(self, "throttling_errors", frozenset(self.throttling_errors))
         if self.classifier is not None and not callable(self.classifier):
             raise ConfigurationError("classifier", "a callable(error) -> ErrorClassification | None", self.classifier)
-        object.__setattr__(self, "attempts", self.retries + 1)
+
+    @property
+    def attempts(self) -> int:
+        """The largest number of attempts a task gets: ``retries + 1``."""
+        return self.retries + 1
 
     def replace(self, **changes: object) -> RetryPolicy:
         """A copy with ``changes`` applied (validated like the constructor)."""
