@@ -24,6 +24,14 @@ BatchSpanProcessor to an exporter that discards them).
 Targets (issue 5): light costs at most 5% of the no-op throughput
 (ratio >= 0.95); the inert plugin costs nothing measurable (within 2% of
 light); full with spans costs at most 15% (ratio >= 0.85).
+
+The light and inert targets are judged on the median of the per-round
+paired ratios (each round runs every variant back to back), not on the best
+rounds as in ``bench_core.py``: a cost of a few percent is below the
+round-to-round noise of sync no-op tasks on a shared machine (light and
+light+otel-inert run the very same code, yet their best-round ratios
+differed by up to 0.12 between runs), and the paired median is the robust
+estimate of it. Both figures are printed.
 """
 
 from __future__ import annotations
@@ -123,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N and fewer rounds")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 7, quick 3)")
+    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 15, quick 3)")
     parser.add_argument("-n", type=int, help="tasks per run (default 30,000, quick 5,000)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
     n = args.n or (5_000 if args.quick else 30_000)
-    rounds = args.rounds or (3 if args.quick else 7)
+    rounds = args.rounds or (3 if args.quick else 15)
 
     env = core.environment()
     print("s3pool_plugins monitoring benchmark")
@@ -146,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         core.add_ratios(measured, baseline, None)
         light = measured[f"{prefix}, monitoring light"]
         light["target"] = LIGHT_TARGET
-        light["target_met"] = light["ratio_best"] >= LIGHT_TARGET
+        light["target_met"] = light["ratio_median_paired"] >= LIGHT_TARGET
         met[f"{label}: light"] = light["target_met"]
         inert = measured[f"{prefix}, monitoring light+otel-inert"]
         inert["target"] = LIGHT_TARGET
-        inert["target_met"] = inert["ratio_best"] / light["ratio_best"] >= 0.98
+        inert["target_met"] = inert["ratio_median_paired"] / light["ratio_median_paired"] >= 0.98
         met[f"{label}: OpenTelemetry plugin without an SDK (within 2% of light)"] = inert["target_met"]
         spans = measured[f"{prefix}, monitoring full+otel-sdk"]
         spans["target"] = FULL_WITH_SPANS_TARGET

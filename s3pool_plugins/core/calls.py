@@ -111,8 +111,8 @@ class Call:
         """True between :meth:`start_attempt` and :meth:`end_attempt`."""
         return self._phase == _ATTEMPTING
 
-    def start_attempt(self) -> None:
-        """Wait (blocking this thread) for a slot and begin the next attempt."""
+    def _start_at_once(self) -> bool:
+        """Begin a first attempt now if a slot is free (True): nothing else to check or wait for."""
         if (
             self._phase == _IDLE
             and self._backoff_since is None
@@ -120,7 +120,13 @@ class Call:
             and self._parent is None
             and self._pool._scheduler.try_acquire()
         ):
-            self._begin_attempt()  # a first attempt that finds a free slot: nothing else to check
+            self._begin_attempt()
+            return True
+        return False
+
+    def start_attempt(self) -> None:
+        """Wait (blocking this thread) for a slot and begin the next attempt."""
+        if self._start_at_once():
             return
         self._check_can_start()
         if self._parent is None:
@@ -143,14 +149,7 @@ class Call:
 
     async def start_attempt_async(self) -> None:
         """:meth:`start_attempt` for async code: awaits the slot on the running loop."""
-        if (
-            self._phase == _IDLE
-            and self._backoff_since is None
-            and self._gate is None
-            and self._parent is None
-            and self._pool._scheduler.try_acquire()
-        ):
-            self._begin_attempt()  # a first attempt that finds a free slot: nothing else to check
+        if self._start_at_once():
             return
         self._check_can_start()
         if self._parent is None:

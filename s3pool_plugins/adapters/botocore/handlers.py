@@ -132,6 +132,20 @@ leave_call = _current_call.reset
 """``leave_call(token)``: undo :func:`enter_call`."""
 
 
+def _succeeded(response: Any, caught_exception: BaseException | None) -> bool:
+    """True at ``needs-retry`` after an attempt that succeeded (no exception, a status below 300, no error).
+
+    The common case: the call settles right after it (``after-call``, or the pooled class), and
+    that settling gives the slot back together with the end of the task, in one critical section.
+    """
+    return (
+        caught_exception is None
+        and response is not None
+        and response[0].status_code < 300
+        and "Error" not in response[1]
+    )
+
+
 class ClientHandlers:
     """The handlers of every client installed with one pool and one set of options.
 
@@ -275,13 +289,8 @@ class ClientHandlers:
         operation: Any = None,
         **_: Any,
     ) -> float | None:
-        if (
-            caught_exception is None
-            and response is not None
-            and response[0].status_code < 300
-            and "Error" not in response[1]
-        ):
-            return None  # success: after-call settles the call (and gives its slot back) in a moment
+        if _succeeded(response, caught_exception):
+            return None  # after-call settles the call (and gives its slot back) in a moment
         call = request_dict["context"].get(CALL_KEY) if request_dict else None
         if call is None or call.finished:
             return None
@@ -290,13 +299,8 @@ class ClientHandlers:
     def needs_retry_pooled(
         self, response: Any = None, caught_exception: BaseException | None = None, operation: Any = None, **_: Any
     ) -> float | None:
-        if (
-            caught_exception is None
-            and response is not None
-            and response[0].status_code < 300
-            and "Error" not in response[1]
-        ):
-            return None  # success: the pooled class settles the call (and gives its slot back) in a moment
+        if _succeeded(response, caught_exception):
+            return None  # the pooled class settles the call (and gives its slot back) in a moment
         call = _current_call.get()
         if call is None or call.finished:
             return None
