@@ -262,6 +262,30 @@ def test_a_retry_delay_asked_before_the_first_attempt_ends_its_backoff_there(mak
     assert pool.stats().active == 0 and pool.stats().pending == 0
 
 
+def test_a_retry_while_work_nested_under_the_last_attempt_still_runs(make_pool) -> None:
+    """A call is its own slot holder; an attempt that starts while the last one's slot is still held
+    by nested work takes a new slot with a holder of its own, and each slot goes back exactly once."""
+    pool = make_pool(concurrency=2, retries=3)
+    call = pool.begin_call("S3.GetObject")
+    call.start_attempt()
+    inner = pool.begin_call("S3.HeadObject")  # made during the attempt: runs under its slot
+    assert inner.nested
+    inner.start_attempt()
+    assert call.retry_delay(ConnectionError("x")) is not None
+    assert pool.stats().active == 1  # the first attempt's slot stays while the nested call runs
+    call.start_attempt()
+    assert pool.stats().active == 2
+    inner.finish()
+    assert pool.stats().active == 1  # the first attempt's slot went back with the nested call's end
+    call.finish()
+    stats = pool.stats()
+    assert (stats.active, stats.pending, stats.succeeded) == (0, 0, 2)
+    later = pool.begin_call("S3.PutObject")  # a fresh call: its own holder again
+    later.start_attempt()
+    later.finish()
+    assert pool.stats().active == 0
+
+
 def test_a_context_free_call_changes_no_context_variable(make_pool) -> None:
     from s3pool_plugins.core.context import held_slot
 
