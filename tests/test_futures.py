@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import sys
 import threading
 import time
@@ -246,3 +247,82 @@ def test_as_completed_yields_each_future_once(fast_switching: None) -> None:
             second.set_result(2)
         outcomes.append("ok" if yielded == [first, second] else repr(yielded))
     assert [o for o in outcomes if o != "ok"] == []
+
+
+def test_an_error_inside_a_state_change_never_leaves_the_shared_lock_held() -> None:
+    """The state lock is shared by every future: an exception inside a section must release it."""
+
+    class Refusing(LeanFuture):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "_result" and value == "refused":
+                raise ValueError("refused")
+            super().__setattr__(name, value)
+
+    refusing = Refusing()
+    refusing.set_running_or_notify_cancel()
+    with pytest.raises(ValueError, match="refused"):
+        refusing.set_result("refused")
+    other = LeanFuture()  # would block forever on a leaked lock
+    done = threading.Event()
+    threading.Thread(target=lambda: (other.set_running_or_notify_cancel(), other.set_result(1), done.set())).start()
+    assert done.wait(5) and other.result(0) == 1
+
+
+def test_a_signal_handler_may_touch_futures_while_its_thread_changes_one() -> None:
+    """A handler that runs inside a state change (here: called with the lock held) must not deadlock."""
+    from s3pool_plugins.core.futures import _transition
+
+    queued, running = LeanFuture(), LeanFuture()
+    running.set_running_or_notify_cancel()
+    finished = threading.Event()
+
+    def handler() -> None:
+        with _transition:  # as if interrupted inside a section of this thread
+            assert queued.cancel()
+            running.set_result("from the handler")
+        finished.set()
+
+    worker = threading.Thread(target=handler, daemon=True)
+    worker.start()
+    assert finished.wait(5), "a future touched inside a section of the same thread deadlocked"
+    assert queued.cancelled() and running.result(0) == "from the handler"
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
+def test_an_interrupt_during_a_state_change_never_leaves_the_shared_lock_held() -> None:
+    """A signal handler's exception (KeyboardInterrupt, say) raised at any point of set_running/set_result
+    must not leave the lock every future shares held by this thread."""
+    from s3pool_plugins.core.futures import _transition
+
+    class Interrupt(Exception):
+        pass
+
+    armed = [False]
+
+    def interrupt(signum: int, frame: object) -> None:
+        if armed[0]:  # one raise per arming: the check below runs undisturbed
+            armed[0] = False
+            raise Interrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2e-4, 2e-4)
+    interrupts = made = 0
+    try:
+        while made < 300_000 and interrupts < 300:
+            try:
+                armed[0] = True
+                while made < 300_000:
+                    made += 1
+                    future = LeanFuture()
+                    future.set_running_or_notify_cancel()
+                    future.set_result(1)
+            except Interrupt:
+                interrupts += 1
+                assert not _transition._is_owned(), f"interrupt {interrupts} left the shared lock held"  # type: ignore[attr-defined]
+    except Interrupt:  # landed between the loops' checks: nothing held
+        pass
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert interrupts > 0

@@ -44,18 +44,19 @@ from concurrent.futures._base import (
 )
 from typing import Any
 
-from .locks import YieldingLock
-
 _KNOWN_ATTRIBUTES = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 _SETTABLE = (PENDING, RUNNING)
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
-_transition = YieldingLock()
-"""Serialises the state changes of every LeanFuture (each holds it for a few bytecodes). A
-:class:`~.locks.YieldingLock`: the threads that finish futures and the one that waits on them
-all take it, and a blocking lock would make them queue behind each other (a lock convoy)."""
-_mutex = _transition.mutex
+_transition = threading.RLock()
+"""Serialises the state changes of every LeanFuture. Each section is a few bytecodes, most with no
+call in them, so the thread holding it is hardly ever switched out (the GIL changes hands only at
+calls and backward jumps) and it is almost never contended. Used only as ``with _transition:``,
+whose C-level enter cannot be interrupted between taking the lock and covering the block (an
+``acquire()`` then ``try`` could leak it to a signal handler's exception, and it is shared by every
+future). Reentrant, so that a signal handler that touches a future while its thread is inside a
+section does not deadlock (the standard Future's per-future RLock allows that too)."""
 
 
 class CancelAwareFuture(concurrent.futures.Future):  # type: ignore[type-arg]
@@ -168,14 +169,11 @@ class LeanFuture(CancelAwareFuture):
 
     def set_running_or_notify_cancel(self) -> bool:
         """``Future.set_running_or_notify_cancel``: False (waiters told) if it was cancelled."""
-        if not _mutex.acquire(False):
-            _transition.acquire_contended()
-        state = self._state
-        if state == PENDING:
-            self._state = RUNNING
-        _mutex.release()
-        if state == PENDING:
-            return True
+        with _transition:
+            state = self._state
+            if state == PENDING:
+                self._state = RUNNING
+                return True
         if state == CANCELLED:
             condition = self._condition
             with condition:
@@ -215,16 +213,15 @@ class LeanFuture(CancelAwareFuture):
 
     def set_result(self, result: Any) -> None:
         """``Future.set_result``."""
-        if not _mutex.acquire(False):
-            _transition.acquire_contended()
-        if self._state in _SETTABLE and "_condition" not in self.__dict__:  # nobody waits: the common case
-            self._result = result
-            self._state = FINISHED
-            _mutex.release()
+        with _transition:
+            nobody_waits = self._state in _SETTABLE and "_condition" not in self.__dict__  # the common case
+            if nobody_waits:
+                self._result = result
+                self._state = FINISHED
+        if nobody_waits:
             self._invoke_callbacks()  # type: ignore[attr-defined]
-            return
-        _mutex.release()
-        self._finish("_result", result, "add_result")
+        else:
+            self._finish("_result", result, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
         """``Future.set_exception``."""
