@@ -263,8 +263,8 @@ def test_a_retry_delay_asked_before_the_first_attempt_ends_its_backoff_there(mak
 
 
 def test_a_retry_while_work_nested_under_the_last_attempt_still_runs(make_pool) -> None:
-    """A call is its own slot holder; an attempt that starts while the last one's slot is still held
-    by nested work takes a new slot with a holder of its own, and each slot goes back exactly once."""
+    """An attempt that starts while the last one's slot is still held by nested work takes a new slot,
+    and each slot goes back exactly once."""
     pool = make_pool(concurrency=2, retries=3)
     call = pool.begin_call("S3.GetObject")
     call.start_attempt()

@@ -28,12 +28,8 @@ from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
 _IDLE, _ATTEMPTING, _BETWEEN, _DONE = range(4)
 
 
-class Call(SlotHolder):
+class Call:
     """One pool task made of attempts that the caller runs itself.
-
-    A call is also the :class:`~.context.SlotHolder` of its attempts' slot
-    (``pool``, ``refs``), so an attempt makes no holder object of its own,
-    unless work nested under an earlier attempt still holds that slot.
 
     The contract, for one flow of control (a call is not shared between
     threads; only :meth:`finish` may also come from a finalizer):
@@ -55,8 +51,6 @@ class Call(SlotHolder):
        that calls it can never leak a slot.
     """
 
-    pool: CallsMixin
-
     __slots__ = (
         "__weakref__",
         "_backoff_since",
@@ -66,6 +60,7 @@ class Call(SlotHolder):
         "_parent",
         "_phase",
         "_policy",
+        "_pool",
         "_queue_timeout",
         "_slot_token",
         "_started",
@@ -82,8 +77,7 @@ class Call(SlotHolder):
     def __init__(
         self, pool: CallsMixin, task: Task, policy: RetryPolicy, queue_timeout: float | None, parent: SlotHolder | None
     ) -> None:
-        self.pool = pool
-        self.refs = 0
+        self._pool = pool
         self.task = task
         self._policy = policy
         self._queue_timeout = queue_timeout
@@ -124,7 +118,7 @@ class Call(SlotHolder):
             and self._backoff_since is None
             and self._gate is None
             and self._parent is None
-            and self.pool._scheduler.try_acquire()
+            and self._pool._scheduler.try_acquire()
         ):
             self._begin_attempt()
             return True
@@ -136,7 +130,7 @@ class Call(SlotHolder):
             return
         self._check_can_start()
         if self._parent is None:
-            task, pool, gate = self.task, self.pool, self._gate
+            task, pool, gate = self.task, self._pool, self._gate
             wait_limit = self._queue_timeout
             if gate is not None:
                 started = time.monotonic()
@@ -159,7 +153,7 @@ class Call(SlotHolder):
             return
         self._check_can_start()
         if self._parent is None:
-            task, pool, gate = self.task, self.pool, self._gate
+            task, pool, gate = self.task, self._pool, self._gate
             wait_limit = self._queue_timeout
             if gate is not None:
                 started = time.monotonic()
@@ -182,7 +176,7 @@ class Call(SlotHolder):
         """End the running attempt and give its slot back; does nothing if none runs."""
         holder = self._end_attempt(error)
         if holder is not None:
-            self.pool._scheduler.release(holder=holder)
+            self._pool._scheduler.release(holder=holder)
 
     def _end_attempt(self, error: BaseException | None) -> SlotHolder | None:
         """End the running attempt; return its own slot (not a parent's) for the caller to give back."""
@@ -191,7 +185,7 @@ class Call(SlotHolder):
         self._phase = _BETWEEN
         if self._gate_held:
             self._release_gate()
-        pool = self.pool
+        pool = self._pool
         holder, self._holder = self._holder, None
         token, self._slot_token = self._slot_token, None
         wrappers, self._wrappers = self._wrappers, None
@@ -223,12 +217,12 @@ class Call(SlotHolder):
         if self._phase == _DONE:
             return None
         self._leave_backoff()  # asked twice between attempts: the first backoff is over
-        delay, why = self.pool._retry_decision(self.task, error, self._policy)
+        delay, why = self._pool._retry_decision(self.task, error, self._policy)
         self.gave_up = None if delay is not None else why
         if delay is not None:
             self.task.status = BACKOFF
-            self._backoff_since = self.pool._clock()
-            self.pool._count_backoff(1)
+            self._backoff_since = self._pool._clock()
+            self._pool._count_backoff(1)
         return delay
 
     def finish(self, error: BaseException | None = None, result: Any = None) -> bool:
@@ -248,7 +242,7 @@ class Call(SlotHolder):
             self.finished = True
             if self._backoff_since is not None:
                 self._leave_backoff()
-            pool, task = self.pool, self.task
+            pool, task = self._pool, self.task
             try:
                 if error is None:
                     pool._settle_success(task, result, self._ended if own_slot is not None else None)
@@ -290,17 +284,17 @@ class Call(SlotHolder):
             self.end_attempt()
         self._leave_backoff()
         if self.task.attempt:
-            self._waiting_since = self.pool._clock()
+            self._waiting_since = self._pool._clock()
         self.task.status = QUEUED
 
     def _leave_backoff(self) -> None:
         since, self._backoff_since = self._backoff_since, None
         if since is not None:
-            self.task.backoff_time += self.pool._clock() - since
-            self.pool._count_backoff(-1)
+            self.task.backoff_time += self._pool._clock() - since
+            self._pool._count_backoff(-1)
 
     def _begin_attempt(self) -> None:
-        pool, task = self.pool, self.task
+        pool, task = self._pool, self.task
         start = pool._clock()
         task.queue_wait += start - self._waiting_since
         task.attempt += 1
@@ -309,13 +303,8 @@ class Call(SlotHolder):
         task.limit_at_start = pool._scheduler.limit
         self._started = start
         self._phase = _ATTEMPTING
-        holder = self._parent
-        if holder is None:
-            if self.refs == 0:  # the call is its own slot holder (no object to make), refs counted from 1
-                self.refs = 1
-                holder = self
-            else:  # work nested under an earlier attempt still holds that slot: a holder of its own
-                holder = SlotHolder(pool)
+        holder = self._parent or SlotHolder(pool)
+        if self._parent is None:
             self._holder = holder
         hooks = pool.plugin_manager.implemented
         if not self.contextual:
