@@ -157,17 +157,15 @@ def test_budget_runs_dry_and_refills() -> None:
     assert budget.try_acquire(ConnectionError()) == 5
 
 
-def test_budget_says_when_it_is_full() -> None:
-    """``full`` lets the pool skip the refund call of a first-try success; it must track the tokens."""
+def test_first_try_rewards_refill_the_budget_up_to_its_capacity() -> None:
     budget = RetryBudget(capacity=10, retry_cost=5, success_reward=2)
-    assert budget.full
     budget.try_acquire(ConnectionError())
-    assert not budget.full and budget.tokens == 5
+    assert budget.tokens == 5
     budget.on_success(0)
     budget.on_success(0)
-    assert not budget.full and budget.tokens == 9
+    assert budget.tokens == 9
     budget.on_success(0)
-    assert budget.full and budget.tokens == 10
+    assert budget.tokens == 10
 
 
 def test_pool_refunds_the_budget_after_first_try_successes(make_pool) -> None:
@@ -181,12 +179,12 @@ def test_pool_refunds_the_budget_after_first_try_successes(make_pool) -> None:
         return "ok"
 
     assert pool.submit(work).result(5) == "ok"  # its retry cost 5, refunded on success
-    assert pool.retry_budget.tokens == 20 and pool.retry_budget.full
+    assert pool.retry_budget.tokens == 20
     pool.retry_budget.try_acquire(ConnectionError())
-    assert not pool.retry_budget.full
+    assert pool.retry_budget.tokens == 15
     for _ in range(5):
         pool.submit(lambda: None).result(5)  # first-try successes earn a token each
-    assert pool.retry_budget.tokens == 20 and pool.retry_budget.full
+    assert pool.retry_budget.tokens == 20
 
 
 def test_budget_validates() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
-from .context import SlotHolder, held_slots_var
+from .context import SlotHolder, enter_slot, exit_slot
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
 from .scheduler import Scheduler
@@ -196,7 +196,7 @@ class Call:
             finally:
                 if token is not None:
                     try:
-                        held_slots_var.reset(token)
+                        exit_slot(token)
                     except ValueError:  # ended from another context (a finalizer): nothing to undo there
                         pass
         finally:
@@ -311,7 +311,7 @@ class Call:
             if "s3pool_task_started" in hooks:
                 pool._notify("s3pool_task_started", task=task)
             return
-        self._slot_token = held_slots_var.set((*held_slots_var.get(), holder))  # enter_slot(holder)
+        self._slot_token = enter_slot(holder)
         if "s3pool_wrap_attempt" in hooks:
             self._wrappers = pool._enter_wrappers(task)
         if "s3pool_task_started" in hooks:
@@ -379,19 +379,14 @@ class CallsMixin(AdmissionMixin):
         policy = retry_policy or self._policy
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
-        parent = self._join_parent_slot() if self._closed or held_slots_var.get() else None
+        parent = self._join_parent_slot()
         gate = None
         if partition is not None and parent is None and self._limits is not None:
             gate = self._limits.enter(partition)  # before the unit is counted: nothing to undo if it raises
         task = self._make_task(
             name, "call", priority, metadata, policy.retries + 1, fallback_priority, tenant, fallback_tenant
         )
-        scheduler = self._scheduler
-        mutex = scheduler.mutex  # scheduler.begin_unit(), without a Python call on this hot path
-        if not mutex.acquire(False):
-            scheduler.lock.acquire_contended()
-        scheduler.pending += 1
-        mutex.release()
+        self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual
         if gate is not None:

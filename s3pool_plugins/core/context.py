@@ -19,8 +19,7 @@ _scope_priority: ContextVar[float | None] = ContextVar("s3pool_priority_scope", 
 _scope_tenant: ContextVar[str | None] = ContextVar("s3pool_tenant_scope", default=None)
 _held_slots: ContextVar[tuple[SlotHolder, ...]] = ContextVar("s3pool_held_slots", default=())
 held_slots_var = _held_slots
-"""The slots the current context runs under, innermost last (empty outside any pool work).
-For hot paths: :func:`enter_slot` is ``held_slots_var.set((*held_slots_var.get(), holder))``."""
+"""The slots the current context runs under, innermost last (empty outside any pool work)."""
 
 
 def validate_priority(value: object, option: str = "priority") -> float:

@@ -187,21 +187,28 @@ class LeanFuture(CancelAwareFuture):
                     return False
         raise RuntimeError(f"Future in unexpected state: {state}")
 
-    def _finish(self, attr: str, value: Any, notify: str) -> None:
-        """Store the outcome in ``attr`` and finish, then tell the waiters through ``notify``."""
+    def _finish(self, result: Any, exception: BaseException | None, notify: str) -> None:
+        """Finish with ``result`` or ``exception``, then tell the waiters through ``notify``.
+
+        The section without a condition makes no call (attribute stores and an ``in`` only), so
+        the thread holding the shared lock is never switched out there: no convoy behind it.
+        """
         with _transition:
-            condition = self.__dict__.get("_condition")
-            if condition is None:  # nobody waits, nor can start waiting before the state changed
+            waited_on = "_condition" in self.__dict__
+            if not waited_on:  # nobody waits, nor can start waiting before the state changed
                 state = self._state
                 if state in _SETTABLE:
-                    setattr(self, attr, value)
+                    self._result = result
+                    self._exception = exception
                     self._state = FINISHED
-        if condition is not None:
+        if waited_on:
+            condition = self.__dict__["_condition"]
             with condition:
                 with _transition:
                     state = self._state
                     if state in _SETTABLE:
-                        setattr(self, attr, value)
+                        self._result = result
+                        self._exception = exception
                         self._state = FINISHED
                 if state in _SETTABLE:
                     for waiter in self._waiters:
@@ -213,19 +220,11 @@ class LeanFuture(CancelAwareFuture):
 
     def set_result(self, result: Any) -> None:
         """``Future.set_result``."""
-        with _transition:
-            nobody_waits = self._state in _SETTABLE and "_condition" not in self.__dict__  # the common case
-            if nobody_waits:
-                self._result = result
-                self._state = FINISHED
-        if nobody_waits:
-            self._invoke_callbacks()  # type: ignore[attr-defined]
-        else:
-            self._finish("_result", result, "add_result")
+        self._finish(result, None, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
         """``Future.set_exception``."""
-        self._finish("_exception", exception, "add_exception")
+        self._finish(None, exception, "add_exception")
 
 
 def _lean_future_is_compatible() -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import PoolStopped, QueueWaitTimeout
 from .base import PoolBase, _add_note
-from .metrics.recorder import FOLD_AT, log_attempt
+from .metrics.recorder import log_attempt
 from .retry import ErrorClassification, RetryPolicy, error_names
 from .task import CANCELLED, FAILED, SUCCEEDED, Task
 
@@ -93,17 +93,13 @@ class OutcomesMixin(PoolBase):
         task.finished_at = self._clock() if now is None else now
         if self._limits is not None and task.started_at is not None:
             self._limits.on_success(task.partition, task.finished_at - task.started_at)
-        budget = self._budget
-        if budget is not None and (task.budget_spent or not budget.full) and task.kind != "admission":
-            budget.on_success(task.budget_spent)
+        if self._budget is not None and task.kind != "admission":
+            self._budget.on_success(task.budget_spent)
         recorder = self._recorder
         if recorder is not None:
             if task.attempt_log is not None:
                 log_attempt(task, task.finished_at, None)
-            pending = recorder.pending  # recorder.task_settled(task) without a Python call: the hot path
-            pending.append(task)
-            if len(pending) >= FOLD_AT or self._log_attempts:
-                recorder.after_append(task)
+            recorder.task_settled(task)
         hooks = self.plugin_manager.implemented
         if "s3pool_task_completed" in hooks:
             self._notify("s3pool_task_completed", task=task, result=result)

@@ -237,8 +237,6 @@ class RetryBudget:
         self.timeout_retry_cost = timeout_retry_cost
         self.success_reward = success_reward
         self._tokens = capacity
-        self.full = True
-        """True while no token is missing (then a first-try success has nothing to refund)."""
         self._lock = threading.Lock()
 
     @property
@@ -259,7 +257,6 @@ class RetryBudget:
             if self._tokens < cost:
                 return None
             self._tokens -= cost
-            self.full = self._tokens >= self.capacity
         return cost
 
     def on_success(self, spent: int) -> None:
@@ -269,7 +266,6 @@ class RetryBudget:
         amount = spent if spent > 0 else self.success_reward
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + amount)
-            self.full = self._tokens >= self.capacity
 
     def __repr__(self) -> str:
         return f"RetryBudget(tokens={self._tokens}/{self.capacity})"

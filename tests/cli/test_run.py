@@ -22,6 +22,14 @@ def _s3pool(*argv: str, env: dict[str, str], timeout: float = 90) -> subprocess.
     )
 
 
+def _pooled_uploads(
+    env: dict[str, str], report: Path, bucket: str, count: int, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``s3pool run OPTIONS --no-otel --report REPORT -- python uploads.py BUCKET COUNT``."""
+    argv = ["run", *options, "--no-otel", "--report", str(report), "--"]
+    return _s3pool(*argv, sys.executable, str(SCRIPTS / "uploads.py"), bucket, str(count), env=env)
+
+
 def test_the_exit_status_is_passed_through(capsys) -> None:
     assert main(["run", "--", sys.executable, "-c", "raise SystemExit(3)"]) == 3
     assert main(["run", "--quiet", "--", sys.executable, "-c", "pass"]) == 0
@@ -56,24 +64,7 @@ def test_an_unmodified_boto3_program_is_pooled_and_summarised(local_s3, s3_bucke
     chaos_proxy.inject(Action.THROTTLE, 4)
     report = tmp_path / "report.json"
     env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
-    done = _s3pool(
-        "run",
-        "--concurrency",
-        "3",
-        "--retries",
-        "6",
-        "--retry-delay",
-        "0.001",
-        "--no-otel",
-        "--report",
-        str(report),
-        "--",
-        sys.executable,
-        str(SCRIPTS / "uploads.py"),
-        s3_bucket,
-        "30",
-        env=env,
-    )
+    done = _pooled_uploads(env, report, s3_bucket, 30, "--concurrency", "3", "--retries", "6", "--retry-delay", "0.001")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "uploads done\n"  # the program's output is its own; the summary goes to stderr
     chaos_proxy.wait_idle()
@@ -115,7 +106,7 @@ def test_an_unmodified_boto3_program_is_pooled_and_summarised(local_s3, s3_bucke
 def test_reports_of_several_processes_are_merged(local_s3, s3_bucket, chaos_proxy, tmp_path, method, extra) -> None:
     """Each process reports its own calls, also a child forked after its parent's pool had work."""
     if method not in __import__("multiprocessing").get_all_start_methods():
-        pytest.skip(f"no {method} start method here")
+        pytest.skip(f"multiprocessing has no {method!r} start method on this platform")
     chaos_proxy.inject(Action.THROTTLE, 2)
     report = tmp_path / "report.json"
     env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
@@ -138,8 +129,7 @@ def test_a_failing_program_still_gets_its_summary(local_s3, s3_bucket, chaos_pro
     chaos_proxy.limit_prefix(f"{s3_bucket}/uploads/0", writes_per_second=0)  # the first object never goes in
     report = tmp_path / "report.json"
     env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
-    argv = ["run", "--retries", "2", "--retry-delay", "0.001", "--no-otel", "--report", str(report), "--"]
-    done = _s3pool(*argv, sys.executable, str(SCRIPTS / "uploads.py"), s3_bucket, "3", env=env)
+    done = _pooled_uploads(env, report, s3_bucket, 3, "--retries", "2", "--retry-delay", "0.001")
     assert done.returncode == 1 and "SlowDown" in done.stderr
     data = json.loads(report.read_text())
     assert data["exit_code"] == 1 and data["failures"] == 1
@@ -152,30 +142,9 @@ def test_an_auto_pool_reports_what_its_limit_did(local_s3, s3_bucket, chaos_prox
     chaos_proxy.limit_prefix(f"{s3_bucket}/", writes_per_second=40, burst=4)
     report = tmp_path / "report.json"
     env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
-    done = _s3pool(
-        "run",
-        "--concurrency",
-        "auto",
-        "--max-concurrency",
-        "8",
-        "--auto-scope",
-        "bucket",
-        "--adjustment-interval",
-        "0.2",
-        "--retries",
-        "20",
-        "--retry-delay",
-        "0.01",
-        "--no-otel",
-        "--report",
-        str(report),
-        "--",
-        sys.executable,
-        str(SCRIPTS / "uploads.py"),
-        s3_bucket,
-        "80",
-        env=env,
-    )
+    options = ["--concurrency", "auto", "--max-concurrency", "8", "--auto-scope", "bucket"]
+    options += ["--adjustment-interval", "0.2", "--retries", "20", "--retry-delay", "0.01"]
+    done = _pooled_uploads(env, report, s3_bucket, 80, *options)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(report.read_text())
     assert data["settings"]["S3POOL_CONCURRENCY"] == "auto" and data["settings"]["S3POOL_AUTO_SCOPE"] == "bucket"

@@ -52,19 +52,19 @@ class _PooledClient:
 
     _s3pool_async = False
 
-    def _s3pool_remove_own_retries(self) -> None:
-        # botocore registers its retry handler after the client object is built: remove it on first use.
-        self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
-        self._s3pool_own_retries_removed = True
+    def _s3pool_begin(self, operation_name: str, api_params: Any) -> Call:
+        if not self._s3pool_own_retries_removed:
+            # botocore registers its retry handler after the client object is built: remove it on first use.
+            self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
+            self._s3pool_own_retries_removed = True
+        return self._s3pool_handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server)
 
 
 class PooledClientMixin(_PooledClient):
     """Base class added to sync botocore S3 clients made by an installed session."""
 
     def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
-        if not self._s3pool_own_retries_removed:
-            self._s3pool_remove_own_retries()
-        call = self._s3pool_handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server)
+        call = self._s3pool_begin(operation_name, api_params)
         token = enter_call(call)
         try:
             result = super()._make_api_call(operation_name, api_params)  # type: ignore[misc]
@@ -84,9 +84,7 @@ class AsyncPooledClientMixin(_PooledClient):
     _s3pool_async = True
 
     async def _make_api_call(self, operation_name: str, api_params: Any) -> Any:
-        if not self._s3pool_own_retries_removed:
-            self._s3pool_remove_own_retries()
-        call = self._s3pool_handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server)
+        call = self._s3pool_begin(operation_name, api_params)
         token = enter_call(call)
         try:
             result = await super()._make_api_call(operation_name, api_params)  # type: ignore[misc]

@@ -34,8 +34,7 @@ from .options import MonitoringConfig
 from .sketch import QuantileSketch
 from .snapshot import AttemptRecord, Distribution, PoolMetrics, TaskRecord
 
-FOLD_AT = 256
-"""Settled tasks wait in :attr:`MetricsRecorder.pending` until this many are there, then are folded."""
+_FOLD_AT = 256
 _RETRY = 1
 _THROTTLE = 2
 
@@ -82,9 +81,7 @@ class MetricsRecorder:
         self._clock = clock
         self._full = config.mode == "full"
         self._slice_seconds = config.window / config.slices
-        self.pending: deque[Task] = deque()
-        """Settled tasks not folded yet. Recording a task is ``pending.append(task)`` followed by
-        :meth:`after_append` when ``len(pending) >= FOLD_AT`` or in full mode (see :meth:`task_settled`)."""
+        self._pending: deque[Task] = deque()
         self._events: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
         self._slices: dict[int, _Slice] = {}
@@ -102,12 +99,9 @@ class MetricsRecorder:
 
     def task_settled(self, task: Task) -> None:
         """Count a task that just settled (its ``finished_at`` and ``status`` set). O(1), lock-free."""
-        self.pending.append(task)
-        self.after_append(task)
-
-    def after_append(self, task: Task) -> None:
-        """The rest of :meth:`task_settled` after the append: fold a full batch, keep full mode's record."""
-        if len(self.pending) >= FOLD_AT:
+        pending = self._pending
+        pending.append(task)
+        if len(pending) >= _FOLD_AT:
             self._fold()
         if self._full:
             self._keep_record(task)
@@ -186,7 +180,7 @@ class MetricsRecorder:
         do (see the module docstring). Tasks are handled in batches per
         slice, since this loop is the recorder's whole cost.
         """
-        pending, events = self.pending, self._events
+        pending, events = self._pending, self._events
         if not pending and not events:
             return
         with self._lock:
