@@ -219,8 +219,16 @@ class LeanFuture(CancelAwareFuture):
         self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def set_result(self, result: Any) -> None:
-        """``Future.set_result``."""
-        self._finish(result, None, "add_result")
+        """``Future.set_result``. Every pool task ends here: when nobody waits, it is one short section."""
+        with _transition:
+            nobody_waits = self._state in _SETTABLE and "_condition" not in self.__dict__
+            if nobody_waits:
+                self._result = result
+                self._state = FINISHED
+        if nobody_waits:
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+        else:
+            self._finish(result, None, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
         """``Future.set_exception``."""
