@@ -82,6 +82,78 @@ def test_asyncio_wrap_future_sees_the_result() -> None:
     assert asyncio.run(main()) == 7
 
 
+def _settled_futures() -> tuple[LeanFuture, LeanFuture, LeanFuture]:
+    succeeded, failed, cancelled = LeanFuture(), LeanFuture(), LeanFuture()
+    succeeded.set_running_or_notify_cancel()
+    succeeded.set_result("ok")
+    failed.set_running_or_notify_cancel()
+    failed.set_exception(ValueError("boom"))
+    cancelled.cancel()
+    cancelled.set_running_or_notify_cancel()  # CANCELLED_AND_NOTIFIED, as the pool leaves it
+    return succeeded, failed, cancelled
+
+
+def test_waiting_on_settled_futures_builds_no_condition() -> None:
+    """wait()/as_completed() take every future's condition: a settled one lends a shared one that never blocks."""
+    succeeded, failed, cancelled = settled = _settled_futures()
+    pending = LeanFuture()
+    assert "_condition" not in vars(succeeded) and "_condition" not in vars(failed)
+    result = concurrent.futures.wait([*settled, pending], timeout=0)
+    assert result.done == set(settled) and result.not_done == {pending}
+    assert set(concurrent.futures.as_completed(settled, timeout=0)) == set(settled)
+    assert "_condition" not in vars(succeeded) and "_condition" not in vars(failed)
+    assert "_condition" in vars(pending)  # waited on while pending: a real condition, kept
+    assert not pending._waiters and not any(future._waiters for future in settled)  # every waiter removed
+    # The rest of the standard contract still holds on settled futures.
+    seen: list[object] = []
+    for future in settled:
+        future.add_done_callback(seen.append)
+    assert seen == list(settled)
+    assert succeeded.result(0) == "ok" and isinstance(failed.exception(0), ValueError)
+    with pytest.raises(ValueError, match="boom"):
+        failed.result(0)
+    with pytest.raises(concurrent.futures.CancelledError):
+        cancelled.result(0)
+    assert "finished raised ValueError" in repr(failed) and "cancelled" in repr(cancelled)
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        succeeded.set_result(1)
+    with succeeded._condition:  # the shared condition: never blocks, nothing to wait for
+        assert succeeded._condition.wait(10) and succeeded._condition.wait_for(succeeded.done)
+        succeeded._condition.notify_all()
+
+
+def test_overlapping_waits_on_settled_and_running_futures_never_deadlock(fast_switching: None) -> None:
+    """Threads wait on overlapping sets while the futures settle: each wait ends with every future done.
+
+    The shared condition of settled futures never blocks, so it cannot break the lock order
+    (by id) that wait()/as_completed() keep between the real conditions of unsettled ones.
+    """
+    for _ in range(200):
+        futures = [LeanFuture() for _ in range(6)]
+        for future in futures:
+            future.set_running_or_notify_cancel()
+        outcomes: list[object] = []
+
+        def by_wait(chosen: list[LeanFuture] = futures[:4], out: list[object] = outcomes) -> None:
+            out.append(len(concurrent.futures.wait(chosen, timeout=10).done))
+
+        def by_as_completed(chosen: list[LeanFuture] = futures[2:], out: list[object] = outcomes) -> None:
+            out.append(len(list(concurrent.futures.as_completed(chosen, timeout=10))))
+
+        def setter(chosen: list[LeanFuture] = futures) -> None:
+            for index, future in enumerate(chosen):
+                future.set_result(index)
+
+        threads = [threading.Thread(target=fn) for fn in (by_wait, by_as_completed, by_wait, setter)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert not any(thread.is_alive() for thread in threads)
+        assert sorted(outcomes) == [4, 4, 4]
+        assert not any(future._waiters for future in futures)
+
+
 def _waiters(future: LeanFuture, results: list[object]) -> list[threading.Thread]:
     def by_result() -> None:
         results.append(("result", future.result(10)))
