@@ -15,6 +15,7 @@ from s3pool_plugins import (
     QueueWaitTimeout,
     RetryPolicy,
     TaskTimeout,
+    hookimpl,
     priority_scope,
 )
 
@@ -192,6 +193,45 @@ async def test_admit_async_and_nesting(make_pool) -> None:
         async with pool.admit_async():
             raise ZeroDivisionError
     assert pool.stats().active == 0 and pool.stats().errors == 1
+
+
+class _Abort(BaseException):
+    """Not an Exception: the plugin manager lets it through, as it would a KeyboardInterrupt."""
+
+
+class _AbortsWhileSettling:
+    """Raises from the hooks that run while a task is settled, after its attempt ended."""
+
+    @hookimpl
+    def s3pool_task_completed(self, task, result) -> None:
+        raise _Abort("completed")
+
+    @hookimpl
+    def s3pool_task_error(self, task, error) -> None:
+        raise _Abort("error")
+
+
+async def test_a_settle_interrupted_by_a_hook_still_gives_back_the_slot(make_pool) -> None:
+    """A successful attempt keeps its slot until it is settled; a hook raising there never leaks it."""
+    pool = make_pool(concurrency=1, plugins=[_AbortsWhileSettling()], retries=0)
+
+    async def ok() -> int:
+        return 1
+
+    async def fails() -> int:
+        raise ValueError("no")
+
+    async def nested() -> int:
+        return await pool.run(ok)
+
+    for work in (ok, fails, nested):
+        with pytest.raises(_Abort):
+            await pool.run(work)
+        stats = pool.stats()
+        assert (stats.active, stats.queued) == (0, 0), work.__name__
+    await pool.drain_async(timeout=5)  # raises if a unit were left pending
+    stats = pool.stats()
+    assert (stats.pending, stats.processed, stats.succeeded, stats.errors) == (0, 4, 2, 2)
 
 
 async def test_admit_async_cancelled_while_waiting(make_pool) -> None:

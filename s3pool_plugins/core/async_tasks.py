@@ -133,6 +133,7 @@ class AsyncTasksMixin(OutcomesMixin):
         )
         scheduler.begin_unit()
         settled = False
+        held: SlotHolder | None = None  # the attempt's own slot, while it still holds it
         try:
             if "s3pool_task_queued" in self.plugin_manager.implemented:
                 self._notify("s3pool_task_queued", task=task)
@@ -149,7 +150,7 @@ class AsyncTasksMixin(OutcomesMixin):
                 task.started_at = start
                 task.limit_at_start = scheduler.limit
                 hooks = self.plugin_manager.implemented
-                holder = None if nested else SlotHolder(self)
+                held = holder = None if nested else SlotHolder(self)
                 slot_token = None if holder is None else enter_slot(holder)
                 wrappers = None
                 error: BaseException | None = None
@@ -169,7 +170,8 @@ class AsyncTasksMixin(OutcomesMixin):
                     try:
                         self._leave_attempt(wrappers, error, slot_token)
                     finally:
-                        if holder is not None:
+                        if holder is not None and error is not None:  # a retry waits holding no slot
+                            held = None
                             scheduler.release(holder=holder)
                         task.run_time += self._clock() - start
                 if error is None:
@@ -200,7 +202,12 @@ class AsyncTasksMixin(OutcomesMixin):
         finally:
             if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
                 task.status = FAILED
-            scheduler.release_and_end(task.status, holder=parent) if nested else scheduler.end_unit(task.status)
+            if nested:
+                scheduler.release_and_end(task.status, holder=parent)
+            elif held is not None:  # a successful attempt keeps its slot until it is settled, as thread work does
+                scheduler.release_and_end(task.status, holder=held)
+            else:
+                scheduler.end_unit(task.status)
 
     async def _acquire_slot_async(
         self,
