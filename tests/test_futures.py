@@ -398,3 +398,100 @@ def test_an_interrupt_during_a_state_change_never_leaves_the_shared_lock_held() 
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert interrupts > 0
+
+
+def test_wait_when_a_concurrent_reader_stores_a_condition_after_the_future_settled(monkeypatch) -> None:
+    """_AcquireFutures reads ``_condition`` again in __exit__: it must be the object __enter__ took.
+
+    A reader that saw the future running, and builds its condition while the future settles, must
+    not store a real condition after wait() took the shared settled one: wait() would then release
+    a lock it never acquired (RuntimeError) and leave the later futures' conditions held.
+    """
+    import types
+
+    from s3pool_plugins.core import futures as futures_module
+
+    settled = LeanFuture()
+    settled.set_running_or_notify_cancel()
+    keep = [LeanFuture()]  # a pending future whose condition wait() builds after taking ``settled``'s
+    while id(keep[-1]) < id(settled):
+        keep.append(LeanFuture())
+    pending = keep[-1]
+    reader_building, reader_may_store = threading.Event(), threading.Event()
+    reader_done = threading.Event()
+    real_condition = threading.Condition
+
+    def condition() -> threading.Condition:
+        name = threading.current_thread().name
+        if name == "reader":  # saw RUNNING; builds its condition while the future settles
+            reader_building.set()
+            reader_may_store.wait(5)
+        elif name == "waiter":  # wait() holds the shared condition of ``settled`` by now
+            reader_may_store.set()
+            reader_done.wait(5)
+        return real_condition()
+
+    monkeypatch.setattr(futures_module, "threading", types.SimpleNamespace(Condition=condition))
+    outcome: list[object] = []
+
+    def read() -> None:
+        outcome.append(settled.result(5))
+        reader_done.set()
+
+    def wait() -> None:
+        try:
+            outcome.append(len(concurrent.futures.wait([settled, pending], timeout=0).done))
+        except BaseException as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, name="reader")
+    reader.start()
+    assert reader_building.wait(5)
+    settled.set_result("ok")
+    waiter = threading.Thread(target=wait, name="waiter")
+    waiter.start()
+    waiter.join(5)
+    reader.join(5)
+    monkeypatch.undo()
+    assert outcome == ["ok", 1]
+    pending.set_running_or_notify_cancel()
+    done = threading.Thread(target=pending.set_result, args=(1,), daemon=True)
+    done.start()
+    done.join(2)
+    assert not done.is_alive(), "wait() left the pending future's condition held"
+
+
+def test_wait_when_the_condition_is_stored_while_wait_reads_it() -> None:
+    """wait() misses ``_condition`` in the future's dict, a condition is stored and the future settles,
+    then the descriptor runs: it must answer with the stored condition, not the shared settled one
+    (which _AcquireFutures.__enter__ would take while __exit__ releases the stored one)."""
+    from s3pool_plugins.core.futures import _LazyCondition
+
+    future = LeanFuture()
+    future.set_running_or_notify_cancel()
+    in_get, may_go = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code is _LazyCondition.__get__.__code__ and frame.f_locals["instance"] is future:
+            in_get.set()
+            may_go.wait(5)
+        return None
+
+    def wait() -> None:
+        sys.settrace(tracer)
+        try:
+            outcome.append(len(concurrent.futures.wait([future], timeout=0).done))
+        except BaseException as error:
+            outcome.append(error)
+        finally:
+            sys.settrace(None)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert in_get.wait(5)
+    assert future._condition is vars(future)["_condition"]  # somebody else waits first: a real one, stored
+    future.set_result(1)
+    may_go.set()
+    waiter.join(5)
+    assert outcome == [1]

@@ -5,11 +5,11 @@ microsecond) in its constructor and takes it for every state change and
 every read. Most of the pool's futures are only ever set and then read once
 they are done, so :class:`LeanFuture`:
 
-- creates its ``_condition`` on first use (an atomic ``dict.setdefault``
-  makes racing threads all use the same one), and none at all for a future
-  read after it settled: a settled future never changes, so it answers with
-  a shared condition that never blocks (``concurrent.futures.wait`` over
-  finished futures then costs what it costs for plain ones, or less);
+- creates its ``_condition`` on first use (under the module lock, so racing
+  threads all use the same one), and none at all for a future read after it
+  settled: a settled future never changes, so it answers with a shared
+  condition that never blocks (``concurrent.futures.wait`` over finished
+  futures then costs what it costs for plain ones, or less);
 - changes state under one module-wide lock held for a few bytecodes, and
   takes the condition only if it exists, to wake waiters;
 - reads ``done()``, ``running()``, ``cancelled()`` and a finished
@@ -136,17 +136,28 @@ class _LazyCondition:
     """A non-data descriptor: the first read creates the Condition and stores it
     in the instance ``__dict__``, which then shadows the descriptor, so later
     reads are plain attribute reads. A future that settled before its first
-    read gets the shared :class:`_SettledCondition` instead (nothing stored)."""
+    read gets the shared :class:`_SettledCondition` instead (nothing stored).
+
+    Every read of one future answers with the same object, because a
+    condition is stored only while the future has not settled (checked
+    under the module lock, under which it settles): ``wait()`` and
+    ``as_completed()`` read ``_condition`` once to take it and again to
+    release it."""
 
     def __get__(self, instance: object, owner: type | None = None) -> threading.Condition:
         if instance is None:
             return self  # type: ignore[return-value]
-        if instance._state in _SETTLED:  # type: ignore[attr-defined]  # final states: read without a lock
-            return _SETTLED_CONDITION  # type: ignore[return-value]
-        # dict.setdefault is atomic: racing threads all get the first condition stored.
+        if instance._state in _SETTLED:  # type: ignore[attr-defined]
+            # Final, and conditions are stored only before settling (below): one stored by now stays the answer.
+            return instance.__dict__.get("_condition", _SETTLED_CONDITION)  # type: ignore[no-any-return]
         condition = threading.Condition()
         with _transition:  # serialised with state changes made while no condition exists
-            return instance.__dict__.setdefault("_condition", condition)  # type: ignore[no-any-return]
+            stored = instance.__dict__.get("_condition")
+            if stored is None:
+                if instance._state in _SETTLED:  # type: ignore[attr-defined]  # settled meanwhile: never store
+                    return _SETTLED_CONDITION  # type: ignore[return-value]
+                instance.__dict__["_condition"] = stored = condition
+            return stored
 
 
 class LeanFuture(CancelAwareFuture):
