@@ -243,6 +243,46 @@ def test_a_plugin_returning_something_else_is_reported_and_the_default_is_used()
         pool.shutdown()
 
 
+class OutOfBoundsLimit(Limit):
+    """A plugin's algorithm that starts at 0, then asks for far more than ``max_concurrency``."""
+
+    def __init__(self) -> None:
+        self._limit = 0
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def update(self, signal: LimitSignal) -> LimitDecision | None:
+        self._limit = 10_000
+        return LimitDecision(10_000, None, "growth")
+
+
+class OutOfBoundsPlugin:
+    @hookimpl
+    def s3pool_limit_algorithm(self, settings: AutoTuning, partition: str | None) -> Limit:
+        return OutOfBoundsLimit()
+
+
+def test_a_plugin_algorithm_can_neither_stall_the_pool_nor_leave_its_bounds() -> None:
+    with OperationsPool(
+        concurrency="auto",
+        auto_tuning={"min_concurrency": 2, "max_concurrency": 8, "adjustment_interval": 0.01, "scope": "prefix"},
+        plugins=[OutOfBoundsPlugin()],
+        load_entrypoints=False,
+    ) as pool:
+        assert pool.concurrency == 2  # a limit of 0 would never start anything
+        assert pool.submit(lambda: 1).result(timeout=5) == 1
+        for _ in range(5):
+            pool.submit(time.sleep, 0.012).result(timeout=5)
+        assert pool.concurrency == 8
+        gate = pool._limits.enter("bucket/prefix")  # a partition's gate: bounded too
+        try:
+            assert 2 <= gate.limit <= 8
+        finally:
+            pool._limits.leave("bucket/prefix")
+
+
 class SlowDown(Exception):
     code = "SlowDown"
 

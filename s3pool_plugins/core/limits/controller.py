@@ -114,7 +114,7 @@ class LimitController:
         now = clock()
         algorithm = make_algorithm(None)
         self._pool_state = _State(algorithm, scheduler, now)
-        scheduler.set_limit(algorithm.limit)
+        scheduler.set_limit(self._bounded(algorithm.limit))
         self._partitions: OrderedDict[str, _State] = OrderedDict()
         self._paused = False
         self._stop_error: Callable[[], BaseException] | None = None
@@ -175,7 +175,7 @@ class LimitController:
                 state.users += 1
                 return state.scheduler
         algorithm = self._make_algorithm(partition)
-        scheduler = Scheduler(algorithm.limit, self._make_queue())
+        scheduler = Scheduler(self._bounded(algorithm.limit), self._make_queue())
         with self._lock:
             state = self._partitions.get(partition)
             if state is None:  # else another thread made it meanwhile: use that one
@@ -305,7 +305,7 @@ class LimitController:
         decision = state.algorithm.update(signal)
         if decision is None:
             return
-        new_limit = max(1, int(decision.limit))
+        new_limit = self._bounded(decision.limit)
         if new_limit != old_limit:
             state.scheduler.set_limit(new_limit)
         if decision.rate != old_rate or (decision.rate is not None and state.scheduler.pacer is None):
@@ -315,6 +315,11 @@ class LimitController:
         change = LimitChange(now, partition, old_limit, new_limit, old_rate, decision.rate, decision.reason)
         self._history.append(change)
         changes.append(change)
+
+    def _bounded(self, limit: float) -> int:
+        """``limit`` within [min_concurrency, max_concurrency]: a plugin's algorithm can neither stall nor flood."""
+        settings = self.settings
+        return max(settings.min_concurrency, min(settings.max_concurrency, int(limit)))
 
     def _min_gap(self, state: _State) -> float:
         """The shortest time between two evaluations triggered by losses."""
