@@ -400,3 +400,16 @@ def test_a_light_tenant_within_its_share_barely_waits_behind_a_flood(make_pool) 
     gate.set()
     for future in flood:
         future.result(timeout=30)
+
+
+def test_raising_a_tiny_weight_takes_effect_at_once() -> None:
+    """A tenant served once at weight 0.001 is raised to 1000: its unused lag is rescaled, so it is
+    served among the next few items instead of after about 1000 items of the other tenant."""
+    queue: FairQueue[tuple[str, int]] = FairQueue(weights={"a": 0.001})
+    for i in range(5000):
+        queue.push_entry(("a", i), tenant="a")
+        queue.push_entry(("b", i), tenant="b")
+    assert queue.pop()[0] == "a"  # served once at weight 0.001: its pass is 1000 units ahead
+    queue.set_weight("a", 1000)
+    first_ten = "".join(queue.pop()[0] for _ in range(10))
+    assert first_ten.count("a") >= 9, f"a (weight 1000 against 1) got {first_ten.count('a')} of the next 10 items"

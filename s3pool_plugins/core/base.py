@@ -217,7 +217,8 @@ class PoolBase:
             return fair.tenant_stats()
 
     def set_tenant_weight(self, tenant: str, weight: float) -> None:
-        """Give ``tenant`` a new weight (a finite number > 0); it applies from its next slot on."""
+        """Give ``tenant`` a new weight (a finite number > 0), at once: the share it was already charged
+        at the old weight is rescaled to the new one (stride scheduling's rule)."""
         validate_tenant(tenant)
         weight = validate_weight(weight, "weight")
         fair = self._fair_queue()

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from heapq import heappop, heappush, heapreplace
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Generic, TypeVar
 
 from ..errors import ConfigurationError
@@ -289,14 +289,21 @@ class FairQueue(Generic[T]):
         return self._weights.get(tenant, 1.0)
 
     def set_weight(self, tenant: str, weight: float) -> None:
-        """Change the weight of ``tenant``; it applies from its next service on."""
+        """Change the weight of ``tenant``, at once: its pending lag is rescaled (stride scheduling's rule)."""
         weight = validate_weight(weight, "weight")
         self._weights[validate_tenant(tenant)] = weight
         self._idle.pop(tenant, None)
         state = self._tenants.get(tenant)
         if state is not None:
+            old_stride = state.stride
             state.weight = weight
             state.stride = _stride(weight)
+            lag = state.pass_ - self._vtime  # service already charged at the old weight, not yet used
+            if lag > 0:
+                state.pass_ = self._vtime + lag * state.stride // old_stride
+                if state.heap_entry is not None:
+                    state.heap_entry[0] = state.pass_
+                    heapify(self._heap)
 
     def tenant_stats(self) -> dict[str, TenantStats]:
         """Per tenant: weight, queued and served, for configured and known tenants."""
