@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import fsspec
 import pytest
+from fsspec.exceptions import FSTimeoutError
 from fsspec.implementations.memory import MemoryFileSystem
 
 from s3pool_plugins.adapters.fsspec import PooledFileSystem
@@ -86,3 +89,31 @@ def test_generic_deletes_go_deepest_first_and_tolerate_vanished_directories() ->
         [("/r/a/b", True), ("/r/a/x", False)],
         [("/r/a", True), ("/r/z", False)],
     ]
+
+
+def test_a_timed_out_operation_on_a_sync_target_keeps_its_slot_until_its_thread_ends(make_pool, root) -> None:
+    """A thread cannot be stopped: the operation holds its slot until its write really ended, so at
+    concurrency 1 the next write neither overlaps it nor is overwritten by it afterwards."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    class SlowOldWrites(MemoryFileSystem):
+        def pipe_file(self, path, value, *args, **kwargs):  # type: ignore[no-untyped-def]
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            try:
+                if value == b"old":
+                    time.sleep(0.5)
+                return super().pipe_file(path, value, *args, **kwargs)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    fs = PooledFileSystem(fs=SlowOldWrites(), pool=make_pool(concurrency=1))
+    path = f"{root}/slow"
+    with pytest.raises(FSTimeoutError):
+        fs.pipe_file(path, b"old", timeout=0.1)
+    fs.pipe_file(path, b"new")
+    time.sleep(0.6)  # long enough for a write still running to land
+    assert peak[0] == 1, "two writes ran at once at concurrency 1"
+    assert fs.cat_file(path) == b"new", "the timed-out write landed after the next one"

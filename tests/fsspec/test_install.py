@@ -136,3 +136,22 @@ def test_a_given_session_is_pooled_and_kept(make_pool, local_s3) -> None:
         target_protocol="s3", target_options={"session": session, **local_s3.storage_options()}, pool=pool
     )
     assert fs.fs.session is session and installed_pool(session) is pool
+
+
+def test_a_pool_given_a_pooled_session_can_still_be_collected() -> None:
+    """The table of pooled sessions holds them weakly: a session references its pool (through its
+    handlers), so a strong table would keep every pool that ever got one alive for good."""
+    import gc
+    import weakref
+
+    from s3pool_plugins import OperationsPool
+    from s3pool_plugins.adapters.fsspec import pooled_session
+
+    pool = OperationsPool(concurrency=2, load_entrypoints=False)
+    session = pooled_session(pool)
+    assert pooled_session(pool) is session  # one session per pool and options while it is in use
+    pool.shutdown()
+    alive = weakref.ref(pool)
+    del pool, session
+    gc.collect()
+    assert alive() is None

@@ -12,6 +12,7 @@ import pytest
 import s3fs
 from aiobotocore.session import AioSession
 from fsspec.callbacks import Callback
+from s3fs.utils import FileExpired
 
 from s3pool_plugins import install, priority_scope
 from s3pool_plugins.adapters.fsspec import SingleTryS3FileSystem
@@ -250,3 +251,33 @@ def test_one_pool_holds_boto3_threads_and_the_io_loop_to_one_limit(
     assert 2 <= seen.in_flight_peak <= limit
     assert pool.stats().peak_active <= limit
     assert_settled(pool)
+
+
+def test_a_file_overwritten_while_it_is_read_never_mixes_two_objects(make_pool, pooled, s3_bucket) -> None:
+    """Like s3fs's own files, a pooled read pins the ETag it opened: an overwrite mid-read raises
+    s3fs's FileExpired (an OSError), and never returns bytes of two objects as one file."""
+    fs = pooled(make_pool(concurrency=2))
+    path = f"{s3_bucket}/torn/obj"
+    old, new = b"A" * 4096, b"B" * 4096
+    fs.pipe_file(path, old)
+    with fs.open(path, "rb", block_size=1024, cache_type="none") as file:
+        assert file.read(1024) == old[:1024]
+        fs.pipe_file(path, new)  # overwritten while the reader is mid-file
+        with pytest.raises(FileExpired, match="no longer exists"):
+            file.read()
+
+
+def test_a_file_opened_at_an_older_version_is_read_whole(make_pool, pooled, s3_bucket) -> None:
+    """open(path, version_id=v1) sizes the file by that version, as s3fs does, not by the latest one."""
+    fs = pooled(make_pool(concurrency=2), s3={"version_aware": True})
+    fs.fs.call_s3("put_bucket_versioning", Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+    path = f"{s3_bucket}/versions/obj"
+    old = b"1" * 3000
+    fs.pipe_file(path, old)
+    first_version = fs.info(path)["VersionId"]
+    fs.pipe_file(path, b"2" * 1000)
+    fs.invalidate_cache()
+    with fs.open(path, "rb", version_id=first_version) as file:
+        assert file.read() == old
+    with fs.open(path, "rb") as file:
+        assert file.read() == b"2" * 1000

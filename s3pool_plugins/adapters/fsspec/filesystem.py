@@ -34,6 +34,8 @@ caller's priority scope and held slots cross into fsspec's IO thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import errno
 import functools
 import inspect
 import re
@@ -191,7 +193,7 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             coroutine = getattr(target, f"_{method}", None)
             if coroutine is not None and inspect.iscoroutinefunction(coroutine):
                 return await coroutine(*args, **kwargs)
-        return await asyncio.to_thread(getattr(target, method), *args, **kwargs)
+        return await _in_thread(functools.partial(getattr(target, method), *args, **kwargs))
 
     def _op(
         self, method: str, path: object, *args: Any, _callback: Any = None, _name: str | None = None, **kwargs: Any
@@ -292,6 +294,26 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         except FileNotFoundError:
             return None
 
+    async def _fetch_range_if_match(self, path: str, start: int, end: int, etag: str) -> bytes:
+        """Bytes ``start:end`` of the S3 object ``path`` while its ETag is ``etag`` (else s3fs's FileExpired)."""
+        from s3fs.core import _inner_fetch
+        from s3fs.utils import FileExpired
+
+        bucket, key, _ = self.fs.split_path(path)
+
+        async def attempt() -> bytes:
+            try:
+                data: bytes = await _inner_fetch(self.fs, bucket, key, None, start, end, {"IfMatch": etag})
+            except OSError as error:
+                if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error):
+                    raise FileExpired(filename=path, e_tag=etag) from error
+                raise
+            return data
+
+        return await self._runner.run("cat_file", attempt, path=path)
+
+    fetch_range_if_match = sync_method("fetch_range_if_match")
+
     # -- files --------------------------------------------------------------
 
     def _open(
@@ -334,6 +356,24 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     def sign(self, path: str, expiration: int = 100, **kwargs: Any) -> Any:
         """The target's signed URL for ``path``."""
         return self.fs.sign(path, expiration=expiration, **kwargs)
+
+
+async def _in_thread(fn: Callable[[], Any]) -> Any:
+    """``asyncio.to_thread(fn)``, except that a cancellation waits until the thread is done.
+
+    A thread cannot be stopped: the operation keeps its slot (and its caller
+    waits, see :func:`~.crossing.call_sync`) until its work has really ended,
+    so a cancelled write can neither overlap nor land after the next one.
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(None, contextvars.copy_context().run, fn)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        if not future.cancelled():
+            future.exception()  # retrieved: the caller gets the cancellation
+        raise
 
 
 async def _gather_bounded(factories: list[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:

@@ -53,7 +53,9 @@ class S3RetriesCompound(UserWarning):
 
 
 _lock = threading.Lock()
-_sessions: weakref.WeakKeyDictionary[OperationsPool, dict[str, AioSession]] = weakref.WeakKeyDictionary()
+_sessions: weakref.WeakValueDictionary[tuple[int, str], AioSession] = weakref.WeakValueDictionary()
+"""Held weakly: a session references its pool (through its handlers), so a strong table would keep both forever.
+While a session lives its pool does too, so ``id(pool)`` in its key cannot be reused meanwhile."""
 _made_here: weakref.WeakSet[AioSession] = weakref.WeakSet()
 
 
@@ -65,12 +67,11 @@ def pooled_session(pool: OperationsPool, **session_options: Any) -> AioSession:
     """
     key = repr(sorted(session_options.items()))
     with _lock:
-        per_pool = _sessions.setdefault(pool, {})
-        session = per_pool.get(key)
+        session = _sessions.get((id(pool), key))
         if session is None:
             session = AioSession(**session_options)
             install(session, pool)
-            per_pool[key] = session
+            _sessions[(id(pool), key)] = session
             _made_here.add(session)
         return session
 
