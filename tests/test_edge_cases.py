@@ -368,3 +368,106 @@ def test_finished_work_leaves_no_reference_cycles(timeout: float | None) -> None
     )
     found, _, kinds = done.stdout.strip().partition(" ")
     assert int(found) < 50, f"{found} objects in reference cycles: {kinds}"
+
+
+def test_a_timed_out_nested_task_keeps_its_parents_slot_until_its_thread_returns(make_pool) -> None:
+    """A nested attempt that overran its timeout still runs: its share of the parent's slot stays held,
+    so the slot does not go back (nor run other work at concurrency 1) when the parent returns."""
+    pool = make_pool(concurrency=1, retries=0)
+    release_child, child_running, child_done = threading.Event(), threading.Event(), threading.Event()
+
+    def child() -> None:
+        child_running.set()
+        release_child.wait(10)
+        child_done.set()
+
+    def parent() -> str:
+        future = pool.enqueue(child, timeout=0.05)
+        with pytest.raises(TaskTimeout):
+            future.result(5)
+        return "parent done"
+
+    assert pool.submit(parent).result(5) == "parent done"
+    assert child_running.is_set() and not child_done.is_set()
+    try:
+        time.sleep(0.05)
+        assert pool.stats().active == 1, "the slot went back while nested work still runs"
+        other = threading.Event()
+        pool.submit(other.set)
+        assert not other.wait(0.2), "a second task ran beside the still-running child at concurrency 1"
+    finally:
+        release_child.set()
+    pool.drain(timeout=5)
+    assert other.is_set() and pool.stats().active == 0
+
+
+def test_stop_rejects_every_waiter_even_if_one_loop_was_closed(gate) -> None:
+    """A queued async waiter whose event loop was closed cannot be told; the others still are."""
+    pool = OperationsPool(concurrency=1, load_entrypoints=False)
+    pool.submit(gate)
+    assert gate.entered.wait(5)
+    loop = asyncio.new_event_loop()
+
+    async def wants_slot() -> None:
+        async with pool.admit_async(priority=10):
+            pass
+
+    task = loop.create_task(wants_slot())
+    loop.run_until_complete(asyncio.sleep(0.05))  # the admission is queued now
+    assert pool.stats().queued == 1
+    loop.close()  # closed with the task still pending: its waiter stays queued
+    queued = pool.submit(lambda: "never")
+    try:
+        pool.stop()  # raised 'Event loop is closed' and told nobody after that waiter
+        with pytest.raises(PoolStopped):
+            queued.result(2)
+    finally:
+        gate.open()
+        pool.shutdown(wait=False)
+        del task
+
+
+def test_a_base_exception_from_a_settle_hook_does_not_strand_the_task_handed_over(gate) -> None:
+    """The worker that settles a task is handed the next queued one; if a hook raises a BaseException
+    there, that task is woken normally instead of being dropped with the slot it was granted."""
+
+    class RaisesOnce:
+        raised = False
+
+        @hookimpl
+        def s3pool_task_completed(self, task, result) -> None:
+            if result == "gate" and not self.raised:
+                self.raised = True
+                raise Boom()
+
+    pool = OperationsPool(concurrency=1, load_entrypoints=False, plugins=[RaisesOnce()])
+    try:
+        pool.submit(gate)
+        assert gate.entered.wait(5)
+        queued = pool.submit(lambda: "next")  # granted to the gate's worker when the gate ends
+        gate.open()
+        assert queued.result(5) == "next"
+        pool.drain(timeout=5)
+    finally:
+        pool.stop()
+        pool.shutdown(wait=False)
+
+
+def test_drain_from_a_done_callback_fails_fast_instead_of_waiting_for_itself(make_pool) -> None:
+    """Done callbacks run on the worker before the task gives back its slot: drain() there would wait
+    for its own task, so it raises RuntimeError as it does inside a task."""
+    pool = make_pool(concurrency=1)
+    seen: list[BaseException] = []
+
+    def callback(_future: object) -> None:
+        try:
+            pool.drain(timeout=1)
+        except BaseException as error:
+            seen.append(error)
+
+    go = threading.Event()
+    future = pool.submit(go.wait, 5)
+    future.add_done_callback(callback)  # registered before the task ends: runs on the worker
+    go.set()
+    pool.drain(timeout=5)
+    assert len(seen) == 1 and isinstance(seen[0], RuntimeError) and "wait for itself" in str(seen[0])

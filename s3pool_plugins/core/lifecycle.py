@@ -59,11 +59,15 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         queued work, ``drain`` sleeps (it does not spin) until the pool is
         resumed and the work is done, so pass a ``timeout`` or resume from
         another thread; ``TimeoutError`` is raised when ``timeout`` seconds
-        pass first. Calling it from inside a pool task raises ``RuntimeError``
-        (it would wait for itself).
+        pass first. Calling it from inside a pool task, or from a callback run on
+        one of the pool's worker threads (a future's done callback), raises
+        ``RuntimeError`` (it would wait for itself).
         """
-        if holds_slot(self):
-            raise RuntimeError("drain() was called from work that holds a slot of this pool: it would wait for itself")
+        if holds_slot(self) or self._workers.on_worker_thread():
+            raise RuntimeError(
+                "drain() was called from this pool's own work (a task, or a callback on its worker thread): "
+                "it would wait for itself"
+            )
         _check_drain_timeout(timeout)
         done = threading.Event()
         if not self._scheduler.when_idle(done.set) and not done.wait(timeout):

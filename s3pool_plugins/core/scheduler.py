@@ -113,7 +113,10 @@ class LoopWaiter(Waiter):
         self._deliver(None)
 
     def on_reject(self, error: BaseException) -> None:
-        self._deliver(error)
+        try:
+            self._deliver(error)
+        except RuntimeError:  # its loop is closed: nobody awaits this waiter any more
+            pass
 
 
 def _run_idle_callbacks(callbacks: list[Callable[[], None]]) -> None:
@@ -621,4 +624,7 @@ class Scheduler:
         if waiters:
             for waiter in waiters:
                 waiter.state = GRANTED
-                waiter.on_grant()
+                try:
+                    waiter.on_grant()
+                except Exception:  # its loop is closed; the others must still be told
+                    waiter.state = GONE

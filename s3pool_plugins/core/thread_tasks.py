@@ -388,7 +388,11 @@ class ThreadTasksMixin(OutcomesMixin):
         holder = SlotHolder(self) if parent is None else None
         timeout = entry.timeout
         deadline: _AttemptDeadline | None = None
+        shares_parent = False  # the attempt's own share of its parent's slot, kept past its timeout
         if timeout is not None:
+            # The unit's share (taken at submit) goes back when the unit settles, which a timeout does
+            # at once; the thread may still run, so the attempt holds a share of its own until it returns.
+            shares_parent = parent is not None and scheduler.retain(parent)
             now = start if self._clock is time.monotonic else time.monotonic()
             deadline = _AttemptDeadline(now + timeout, self, entry, start, task.attempt)
             self._deadlines.add(deadline)
@@ -398,7 +402,13 @@ class ThreadTasksMixin(OutcomesMixin):
         ok, value = context.run(self._call_sync, entry, deadline, holder)
         if deadline is not None and not self._deadlines.discard(deadline):
             log.debug("task %s: an attempt returned after its timeout; result discarded", task.id)
-            return None if holder is None else _run_next(scheduler.release(handoff=True, holder=holder))
+            if holder is not None:
+                return _run_next(scheduler.release(handoff=True, holder=holder))
+            if shares_parent:
+                return _run_next(scheduler.release(handoff=True, holder=parent))
+            return None
+        if shares_parent:
+            scheduler.release(holder=parent)  # the unit's own share still holds the slot
         task.run_time += self._clock() - start
         if self.plugin_manager.implemented:  # hooks run in the task's context
             return _run_next(context.run(self._settle_sync_attempt, entry, ok, value, holder))
@@ -470,15 +480,17 @@ class ThreadTasksMixin(OutcomesMixin):
             if not entry.future.done():
                 task.status = FAILED
                 entry.future.set_exception(error)
-            self._end_sync(entry, holder)
+            self._end_sync(entry, holder, handoff=False)
             raise
         if delay is None:
             try:
                 self._settle_failure(task, value)
-            finally:
+            except BaseException:
                 entry.future.set_exception(value)
-                following = self._end_sync(entry, holder)
-            return following
+                self._end_sync(entry, holder, handoff=False)
+                raise
+            entry.future.set_exception(value)
+            return self._end_sync(entry, holder)
         following = None if holder is None else scheduler.release(handoff=True, holder=holder)
         task.status = BACKOFF
         with self._backoff_lock:
@@ -498,13 +510,15 @@ class ThreadTasksMixin(OutcomesMixin):
                 self._sync_backoff[entry] = handle
         return following
 
-    def _end_sync(self, entry: _SyncTask, holder: SlotHolder | None) -> Waiter | None:
-        """Count the task as settled and give back the slot it (or its parent) held."""
+    def _end_sync(self, entry: _SyncTask, holder: SlotHolder | None, handoff: bool = True) -> Waiter | None:
+        """Count the task as settled and give back the slot it (or its parent) held.
+
+        ``handoff=False`` when the caller cannot run a handed-off waiter (it is raising)."""
         status = entry.task.status
         if entry.parent is not None:
             return self._scheduler.release_and_end(status, holder=entry.parent)
         if holder is not None:
-            return self._scheduler.release_and_end(status, handoff=True, holder=holder)
+            return self._scheduler.release_and_end(status, handoff=handoff, holder=holder)
         self._scheduler.end_unit(status)
         return None
 

@@ -34,6 +34,11 @@ class WorkerThreads:
         self._idle = 0
         self._threads = 0
         self._counter = 0
+        self._local = threading.local()
+
+    def on_worker_thread(self) -> bool:
+        """True when called from one of these threads (from a job, or a callback it runs)."""
+        return getattr(self._local, "inside", False)
 
     @property
     def threads(self) -> int:
@@ -70,6 +75,7 @@ class WorkerThreads:
 
     def _loop(self) -> None:
         work = self._work
+        self._local.inside = True
         try:
             while True:
                 try:
