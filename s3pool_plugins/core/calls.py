@@ -107,6 +107,13 @@ class Call:
         return self._parent is not None
 
     @property
+    def slot_holder(self) -> SlotHolder | None:
+        """The slot the running attempt holds (its own or its parent's), or None between attempts."""
+        if self._phase != _ATTEMPTING:
+            return None
+        return self._parent or self._holder
+
+    @property
     def attempting(self) -> bool:
         """True between :meth:`start_attempt` and :meth:`end_attempt`."""
         return self._phase == _ATTEMPTING

@@ -31,19 +31,21 @@ import functools
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...core.base import _add_note
 from ...core.calls import Call
-from ...core.context import validate_priority, validate_tenant
+from ...core.context import SlotHolder, enter_slot, exit_slot, validate_priority, validate_tenant
 from ...core.pool import OperationsPool
 from ...errors import S3PoolError
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
-from .redact import for_hooks
+from .redact import for_hooks, result_for_hooks
 
 log = logging.getLogger("s3pool_plugins.botocore")
 
@@ -58,6 +60,30 @@ _current_call: ContextVar[Call | None] = ContextVar("s3pool_current_call", defau
 
 BOTOCORE_RETRY_HANDLER_ID = "retry-config-{service}"
 
+_thread_attempt = threading.local()
+"""``.call``: the events-only call whose attempt last started on this thread (sync clients)."""
+_task_attempt: weakref.WeakKeyDictionary[asyncio.Task[Any], Call] = weakref.WeakKeyDictionary()
+"""The events-only call whose attempt last started in each asyncio task (async clients)."""
+
+
+def _attempt_slot(pool: OperationsPool, is_async: bool) -> SlotHolder | None:
+    """The slot of ``pool`` held by an events-only call attempting in this flow of control, if any.
+
+    Events-only calls change no context variable, so a call made while one of them holds a slot for
+    its attempt (botocore's S3 Express ``CreateSession``, made while the outer request is signed) is
+    found here instead. An entry left by an ended attempt holds no slot (``Call.slot_holder`` is None).
+    """
+    call: Call | None = getattr(_thread_attempt, "call", None)
+    holder = None if call is None else call.slot_holder
+    if (holder is None or holder.pool is not pool) and is_async:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a sync client of handlers shared with async ones
+            task = None
+        call = None if task is None else _task_attempt.get(task)
+        holder = None if call is None else call.slot_holder
+    return holder if holder is not None and holder.pool is pool else None
+
 
 class CallAbandoned(S3PoolError):
     """The call ended without botocore reporting how (cancelled, or an error outside its endpoint)."""
@@ -69,8 +95,10 @@ def _settle_abandoned(call: Call, error: BaseException | None = None) -> None:
 
 
 _abandoned: queue.SimpleQueue[tuple[Call, BaseException | None]] = queue.SimpleQueue()
-_settler_lock = threading.Lock()
+_settler_lock = threading.RLock()
+"""Reentrant: a finalizer that the collector runs while this thread starts the settler comes back in."""
 _settler: threading.Thread | None = None
+_settler_starting = False
 
 
 def _settle_abandoned_calls() -> None:
@@ -89,13 +117,24 @@ def _hand_over(call: Call, error: BaseException | None = None) -> None:
     task done) come here, so they never settle the same call at once; and a
     finalizer, which may run inside any lock, never settles anything itself.
     """
-    global _settler
     _abandoned.put((call, error))  # SimpleQueue.put is safe from __del__ (reentrant)
     if _settler is None:
-        with _settler_lock:
-            if _settler is None:
-                _settler = threading.Thread(target=_settle_abandoned_calls, name="s3pool-abandoned-calls", daemon=True)
-                _settler.start()
+        _start_settler()
+
+
+def _start_settler() -> None:
+    """Start the one settler thread, once (also when re-entered from a finalizer while starting it)."""
+    global _settler, _settler_starting
+    with _settler_lock:
+        if _settler is not None or _settler_starting:
+            return  # started, or being started further up this thread's stack: it will take the call
+        _settler_starting = True
+        try:
+            thread = threading.Thread(target=_settle_abandoned_calls, name="s3pool-abandoned-calls", daemon=True)
+            thread.start()
+            _settler = thread
+        finally:
+            _settler_starting = False
 
 
 class _ContextGuard:
@@ -238,7 +277,15 @@ class ClientHandlers:
         # it): the call changes no context variable. botocore's ``params`` here is the serialized request;
         # the API parameters were kept by ``before-parameter-build``.
         params = context.pop(_PARAMS_KEY, None)
-        call = self.begin(model.name, params, region=context.get("client_region"), contextual=False)
+        # A call made while another events-only call of this flow holds a slot for its attempt (botocore's
+        # S3 Express CreateSession, made while the outer request is signed) runs under that slot.
+        holder = _attempt_slot(self.pool, self.is_async)
+        token = enter_slot(holder) if holder is not None else None
+        try:
+            call = self.begin(model.name, params, region=context.get("client_region"), contextual=False)
+        finally:
+            if token is not None:
+                exit_slot(token)
         # Settle the call if it ends unseen by events: when its context is dropped, or its asyncio task ends.
         context[_GUARD_KEY] = _ContextGuard(call)
         if self.is_async:
@@ -265,11 +312,15 @@ class ClientHandlers:
         call = request.context.get(CALL_KEY)
         if call is not None and not call.finished:
             call.start_attempt()
+            _thread_attempt.call = call
 
     async def request_created_async(self, request: Any, **_: Any) -> None:
         call = request.context.get(CALL_KEY)
         if call is not None and not call.finished:
             await call.start_attempt_async()
+            task = asyncio.current_task()
+            if task is not None:
+                _task_attempt[task] = call
 
     def request_created_pooled(self, **_: Any) -> None:
         call = _current_call.get()
@@ -317,7 +368,10 @@ class ClientHandlers:
         if error is None:
             call.end_attempt()
             return None
-        delay = call.retry_delay(error)
+        shown = for_hooks(error)
+        delay = call.retry_delay(shown)
+        for note in getattr(shown, "__notes__", ()) if shown is not error else ():
+            _add_note(error, note)  # botocore raises the original: it keeps the pool's notes
         if call.gave_up == "attempts" and response is not None:
             # botocore then says "(reached max retries: N)" in the ClientError, as its own retries do.
             metadata = response[1].get("ResponseMetadata") if isinstance(response[1], dict) else None
@@ -332,7 +386,7 @@ class ClientHandlers:
         if _TASK_KEY in context:
             self._unwatch_task(context.pop(_TASK_KEY))
         if http_response.status_code < 300 and "Error" not in parsed:
-            call.finish(None, parsed)
+            call.finish(None, result_for_hooks(parsed))
         else:
             call.finish(response_error(model.name, (http_response, parsed)), parsed)
 

@@ -149,7 +149,8 @@ def install(
         raise_session_connections(botocore_session, connections_needed(pool), is_async=is_async)
     else:
         if isinstance(target, (PooledClientMixin, AsyncPooledClientMixin)):
-            return target._s3pool_handlers.pool
+            target._s3pool_handlers = handlers  # the instance's handlers win over its class's from now on
+            return pool
         handlers.server_address = endpoint_host(target)
         handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
         warn_if_too_small(target, pool.concurrency)

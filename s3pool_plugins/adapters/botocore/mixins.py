@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from ...core.base import _add_note
 from ...core.calls import Call
 from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, endpoint_host, enter_call, leave_call
-from .redact import for_hooks
+from .redact import for_hooks, result_for_hooks
 
 
 def _attach_notes(call: Call, error: BaseException) -> None:
@@ -74,7 +74,7 @@ class PooledClientMixin(_PooledClient):
             raise
         finally:
             leave_call(token)
-        call.finish(None, result)
+        call.finish(None, result_for_hooks(result))
         return result
 
 
@@ -94,5 +94,5 @@ class AsyncPooledClientMixin(_PooledClient):
             raise
         finally:
             leave_call(token)
-        call.finish(None, result)
+        call.finish(None, result_for_hooks(result))
         return result

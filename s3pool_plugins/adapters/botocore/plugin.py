@@ -25,15 +25,15 @@ from typing import Any
 
 from ...core.environment import default_pool
 from ...errors import ConfigurationError
-from .install import SERVICE, install
+from .install import SERVICE, install, installed_pool
 
 log = logging.getLogger("s3pool_plugins.botocore")
 
 
 def initialize_client_plugin(client: Any) -> None:
     """Install the default pool on ``client`` if it is an S3 client (called by botocore)."""
-    if client.meta.service_model.service_id.hyphenize() != SERVICE:
-        return
+    if client.meta.service_model.service_id.hyphenize() != SERVICE or installed_pool(client) is not None:
+        return  # not S3, or already pooled by an installed session (whose pool it keeps)
     try:
         pool = default_pool()
     except ConfigurationError as error:

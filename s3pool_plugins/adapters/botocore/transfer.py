@@ -33,7 +33,10 @@ def transfer(client: Any, config: Any = None) -> Any:
     CRT transfer client is not used here (it bypasses botocore's events).
     """
     from boto3.s3.transfer import S3Transfer, TransferConfig
+    from s3transfer.futures import NonThreadedExecutor
     from s3transfer.manager import TransferManager
 
-    manager = TransferManager(client, config or TransferConfig(), executor_cls=ContextThreadPoolExecutor)
+    config = config or TransferConfig()
+    executor_cls = ContextThreadPoolExecutor if config.use_threads else NonThreadedExecutor
+    manager = TransferManager(client, config, executor_cls=executor_cls)
     return S3Transfer(manager=manager)
