@@ -171,6 +171,43 @@ def test_waiting_for_room_honours_queue_timeout(make_pool) -> None:
     release.set()
 
 
+def test_a_queue_that_fills_up_again_before_dispatch_still_honours_queue_timeout(make_pool) -> None:
+    """submit() made room in the bounded queue, then another submitter took it before this task was
+    queued: the second wait for room is bounded by queue_timeout too, as the first one is."""
+    pool = make_pool(concurrency=1, max_queue=1, queue_full="block")
+    release = threading.Event()
+    pool.submit(release.wait, 5)  # holds the only slot
+    admit = pool._admit_new
+    filled: list[bool] = []
+
+    def admit_then_fill(*args: object, **kwargs: object) -> None:
+        admit(*args, **kwargs)
+        if not filled:  # another submitter takes the room right after this one saw it
+            filled.append(True)
+            pool.submit(lambda: None)
+
+    pool._admit_new = admit_then_fill
+    outcome: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            pool.options(queue_timeout=0.1).submit(lambda: None)
+        except BaseException as error:
+            outcome.append(error)
+
+    submitter = threading.Thread(target=submit, daemon=True)
+    submitter.start()
+    submitter.join(3)  # without the bound it waits until the slot holder ends (5 s)
+    try:
+        assert not submitter.is_alive(), "the second wait for room ignored queue_timeout"
+        assert len(outcome) == 1 and isinstance(outcome[0], QueueWaitTimeout)
+    finally:
+        release.set()
+    pool.drain(timeout=5)
+    stats = pool.stats()
+    assert (stats.succeeded, stats.pending, stats.queued, stats.active) == (2, 0, 0, 0)  # the refused one never counted
+
+
 def test_a_cancelled_queued_future_frees_its_place(make_pool) -> None:
     pool = make_pool(concurrency=1, max_queue=1, queue_full="raise")
     release = threading.Event()

@@ -323,7 +323,12 @@ class ThreadTasksMixin(OutcomesMixin):
                 if isinstance(error, PoolStopped):
                     self._reject_sync(entry, error)
                     return
-                self._admit_new(entry, task.priority, entry.enqueued_at)
+                try:  # the queue filled up again since _submit made room: wait again, within queue_timeout
+                    self._admit_new(entry, task.priority, entry.enqueued_at, entry.queue_timeout, task)
+                except BaseException as wait_error:
+                    if first:
+                        self._settle_failure(task, wait_error)
+                    raise
                 continue
             break
         if granted:
