@@ -15,8 +15,9 @@ The program is started with
 Every option, inherited ``S3POOL_*`` variable and the program itself are
 checked before the program starts. The program's exit status is passed
 through (``128 + N`` when signal ``N`` ended it). ``SIGTERM`` and ``SIGHUP``
-sent to this command are forwarded to the program; ``SIGINT`` is left to
-the terminal, which delivers Ctrl-C to the program directly.
+sent to this command are forwarded to the program, also while it starts;
+``SIGINT`` is forwarded too unless this command runs in its terminal's
+foreground group (the terminal then delivers Ctrl-C to the program directly).
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -269,43 +269,75 @@ def run_document(
 
 def run_program(command: Sequence[str], environment: Mapping[str, str]) -> int:
     """Run ``command`` to its end; its exit status, or ``128 + N`` when signal ``N`` ended it."""
-    try:
-        process = subprocess.Popen(list(command), env=dict(environment))
-    except OSError as error:
-        print(f"s3pool run: cannot start {command[0]!r}: {error}", file=sys.stderr)
-        return 127 if isinstance(error, FileNotFoundError) else 126
-    with _signals_forwarded_to(process):
+    with _SignalForwarder() as forwarder:
+        try:
+            process = subprocess.Popen(list(command), env=dict(environment))
+        except OSError as error:
+            print(f"s3pool run: cannot start {command[0]!r}: {error}", file=sys.stderr)
+            return 127 if isinstance(error, FileNotFoundError) else 126
+        forwarder.started(process)
         while True:
             try:
                 status = process.wait()
                 break
-            except KeyboardInterrupt:  # only when SIGINT could not be ignored (not the main thread)
+            except KeyboardInterrupt:  # only when SIGINT could not be handled (not the main thread)
                 continue
     return 128 - status if status < 0 else status
 
 
-@contextmanager
-def _signals_forwarded_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """While the program runs: forward SIGTERM and SIGHUP to it, ignore SIGINT (the terminal sends it there)."""
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    wanted: list[tuple[int, Callable[[int, FrameType | None], None] | signal.Handlers]] = [
-        (signal.SIGTERM, forward),
-        (signal.SIGINT, signal.SIG_IGN),
-    ]
-    if hasattr(signal, "SIGHUP"):
-        wanted.append((signal.SIGHUP, forward))
-    previous: dict[int, Any] = {}
+def _terminal_delivers_sigint() -> bool:
+    """True when this process is in its terminal's foreground group: Ctrl-C reaches the program directly."""
     try:
-        for signum, handler in wanted:
+        fd = os.open(os.ctermid(), os.O_RDONLY | getattr(os, "O_NOCTTY", 0))
+    except (OSError, AttributeError):
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class _SignalForwarder:
+    """While the program runs: forward SIGTERM and SIGHUP to it, and SIGINT unless the terminal delivers it.
+
+    Installed before the program starts (``exec`` resets Python handlers, so the program keeps default
+    dispositions): a signal that arrives while it starts is sent to it once it exists, instead of ending
+    this command and orphaning the program.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pending: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and _terminal_delivers_sigint():
+            return
+        if self._process is None:
+            self._pending.append(signum)
+        elif self._process.poll() is None:
+            self._process.send_signal(signum)
+
+    def started(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        pending, self._pending = self._pending, []
+        for signum in pending:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    def __enter__(self) -> _SignalForwarder:
+        wanted = [signal.SIGTERM, signal.SIGINT]
+        if hasattr(signal, "SIGHUP"):
+            wanted.append(signal.SIGHUP)
+        for signum in wanted:
             try:
-                previous[signum] = signal.signal(signum, handler)
+                self._previous[signum] = signal.signal(signum, self._forward)
             except ValueError:  # not the main thread: signals stay as they are
                 break
-        yield
-    finally:
-        for signum, old in previous.items():
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, old in self._previous.items():
             signal.signal(signum, old)

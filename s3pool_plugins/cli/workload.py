@@ -14,6 +14,7 @@ dependency of the package).
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 import time
 from collections import Counter
@@ -120,7 +121,8 @@ class RunResult:
         if not self.call_times:
             return None
         ordered = sorted(self.call_times)
-        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+        rank = math.ceil(quantile * len(ordered) - 1e-9)  # nearest rank, 1-based
+        return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 class _Tally:

@@ -19,7 +19,7 @@ from ..errors import ConfigurationError
 from .config import PoolConfig
 
 PREFIX = "S3POOL_"
-OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT", "S3POOL_OTEL"})
+OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT"})
 """``S3POOL_*`` variables that are not pool options (read elsewhere)."""
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -135,26 +135,37 @@ def variable_for(option: str) -> str:
     return PREFIX + option.upper()
 
 
-def config_from_environment(environ: Mapping[str, str] | None = None, **overrides: Any) -> PoolConfig:
-    """A :class:`PoolConfig` from ``S3POOL_*`` variables (``overrides`` win).
+def config_from_environment(
+    environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, Any] | None = None, **overrides: Any
+) -> PoolConfig:
+    """A :class:`PoolConfig` from ``S3POOL_*`` variables (``overrides`` win; ``defaults`` lose to the variables).
 
     A value that parses but is out of range raises the config's own error,
-    re-labelled with the variable's name.
+    re-labelled with the name of the variable that was set.
     """
-    options = options_from_environment(environ)
-    options.update(overrides)
+    given = options_from_environment(environ)
+    options = {**(defaults or {}), **given, **overrides}
     try:
         return PoolConfig(**options)
     except ConfigurationError as error:
-        given = error.option.split(".")[0]
-        if given in options and given not in overrides and not error.option.startswith(PREFIX):
-            if error.option == "auto_tuning" and isinstance(options["auto_tuning"], dict):
-                first = sorted(options["auto_tuning"])[0]
-                variable = variable_for(f"auto_tuning.{first}")
+        top, _, field = error.option.partition(".")
+        if top not in given or top in overrides or error.option.startswith(PREFIX):
+            raise
+        if top == "auto_tuning" and isinstance(given["auto_tuning"], dict):
+            fields = given["auto_tuning"]
+            if error.option == "auto_tuning":
+                first = sorted(fields)[0]
                 accepted = f"set only together with {PREFIX}CONCURRENCY=auto"
-                raise ConfigurationError(variable, accepted, options["auto_tuning"][first]) from None
+                raise ConfigurationError(variable_for(f"auto_tuning.{first}"), accepted, fields[first]) from None
+            if field not in fields:  # a default conflicts with what was set: blame what was set
+                first = sorted(fields)[0]
+                accepted = (
+                    f"a value consistent with the default {error.option}={error.got!r} "
+                    f"({field} must be {error.accepted})"
+                )
+                raise ConfigurationError(variable_for(f"auto_tuning.{first}"), accepted, fields[first]) from None
             raise ConfigurationError(variable_for(error.option), error.accepted, error.got) from None
-        raise
+        raise ConfigurationError(variable_for(top), error.accepted, error.got) from None
 
 
 _default_lock = threading.Lock()
@@ -172,7 +183,7 @@ def default_pool() -> Any:
         if _default_pool is None or _default_pool.stats().closed:
             from .pool import OperationsPool
 
-            _default_pool = OperationsPool(config_from_environment(name="s3pool-default"))
+            _default_pool = OperationsPool(config_from_environment(defaults={"name": "s3pool-default"}))
             from .report import attach_from_environment
 
             attach_from_environment(_default_pool)  # S3POOL_REPORT set (s3pool run): report at exit

@@ -3,7 +3,7 @@
 Plugins in the ``s3pool`` entry-point group are imported once per process and
 registered into every pool's manager, unless the environment variable
 ``S3POOL_DISABLE_PLUGIN_AUTOLOAD`` is set to a non-empty value other than
-``0``/``false``/``no``, or the pool is built with ``load_entrypoints=False``.
+``0``/``false``/``no``/``off``, or the pool is built with ``load_entrypoints=False``.
 An entry-point plugin may decline to be registered in a pool through an
 ``s3pool_wanted()`` method (see :meth:`PoolPluginManager.load_entrypoint_plugins`).
 """
@@ -36,7 +36,7 @@ _entrypoint_plugins: list[tuple[str, object]] | None = None
 def autoload_disabled() -> bool:
     """True if ``S3POOL_DISABLE_PLUGIN_AUTOLOAD`` turns entry-point loading off."""
     value = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower()
-    return value not in ("", "0", "false", "no")
+    return value not in ("", "0", "false", "no", "off")
 
 
 def entrypoint_plugins() -> list[tuple[str, object]]:
