@@ -569,7 +569,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
         head_bytes = self._head_bytes(status, response.reason, headers)
         self._counters.responded(status)
-        if action is Action.SLOW_BODY:
+        if action is Action.SLOW_BODY and length != 0:  # nothing to trickle: the head is the last write
             self._counters.fault("slow_bodies")
             write(head_bytes)
             self._trickle(response, chunked)

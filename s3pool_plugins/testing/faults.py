@@ -139,8 +139,9 @@ class FaultConfig:
         _check_probability("truncate_fraction", self.truncate_fraction)
         if self.truncate_fraction >= 1.0:
             raise ConfigurationError("truncate_fraction", "a fraction in [0, 1)", self.truncate_fraction)
-        if not (isinstance(self.slow_body_bytes_per_second, (int, float)) and self.slow_body_bytes_per_second > 0):
-            raise ConfigurationError("slow_body_bytes_per_second", "a number > 0", self.slow_body_bytes_per_second)
+        rate = self.slow_body_bytes_per_second
+        if isinstance(rate, bool) or not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+            raise ConfigurationError("slow_body_bytes_per_second", "a finite number > 0", rate)
 
     @classmethod
     def build(cls, base: FaultConfig | None = None, **changes: Any) -> FaultConfig:
@@ -326,6 +327,8 @@ class FaultPlan:
                 _check_non_negative(name, rate)
         if burst is not None:
             _check_non_negative("burst", burst)
+            if burst < 1 and any(rate for rate in (reads_per_second, writes_per_second)):
+                raise ConfigurationError("burst", "a number >= 1 (a bucket holding less never grants a request)", burst)
         limit = PrefixLimit(prefix, reads_per_second, writes_per_second, burst)
         with self._lock:
             now = self._clock()
