@@ -120,10 +120,8 @@ class AsyncTasksMixin(OutcomesMixin):
         if not self._enabled:
             return await _checked_awaitable(fn, args, kwargs)
         scheduler = self._scheduler
-        parent = self._join_parent_slot()
-        nested = parent is not None
         policy, timeout, queue_timeout = self._settings_for(options)
-        task = self._make_task(
+        task = self._make_task(  # before the parent's slot is shared: the priority hook may raise
             options.name or _callable_name(fn),
             "task",
             options.priority,
@@ -131,6 +129,8 @@ class AsyncTasksMixin(OutcomesMixin):
             policy.attempts,
             tenant=options.tenant,
         )
+        parent = self._join_parent_slot()
+        nested = parent is not None
         scheduler.begin_unit()
         settled = False
         held: SlotHolder | None = None  # the attempt's own slot, while it still holds it

@@ -409,23 +409,31 @@ class PoolBase:
         manager = self.plugin_manager
         if not manager.has_impls(hook):
             return []
-        entered = []
+        entered: list[Any] = []
         for cm in manager.collect(hook, pool=self, task=task):
             try:
                 cm.__enter__()
             except Exception:
                 manager.record_error(f"{hook}.__enter__", repr(cm))
                 continue
+            except BaseException as error:  # goes on, but leaves no wrapper entered (no context left set)
+                self._exit_wrappers(entered, error)
+                raise
             entered.append(cm)
         return entered
 
     def _exit_wrappers(self, entered: list[Any], error: BaseException | None) -> None:
         exc_info = (None, None, None) if error is None else (type(error), error, error.__traceback__)
+        raised: BaseException | None = None
         for cm in reversed(entered):
             try:
                 cm.__exit__(*exc_info)
             except Exception:
                 self.plugin_manager.record_error("a wrapper's __exit__", repr(cm))
+            except BaseException as caught:  # every wrapper is exited before it goes on
+                raised = raised or caught
+        if raised is not None:
+            raise raised
 
     def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
         """Call ``callback`` on a seed event such as ``"pool:taskStarted"``.

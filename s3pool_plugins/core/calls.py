@@ -206,6 +206,10 @@ class Call:
                         exit_slot(token)
                     except ValueError:  # ended from another context (a finalizer): nothing to undo there
                         pass
+        except BaseException:  # a wrapper's __exit__ raised a BaseException: the slot goes back first
+            if holder is not None:
+                pool._scheduler.release(holder=holder)
+            raise
         finally:
             self._ended = pool._clock()
             self.task.run_time += self._ended - self._started
@@ -259,16 +263,18 @@ class Call:
                 if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
                     task.status = FAILED
                 wrappers, self._task_wrappers = self._task_wrappers, None
-                if wrappers:
-                    pool._exit_wrappers(wrappers, error)
-                if self._parent is not None:
-                    pool._scheduler.release_and_end(task.status, holder=self._parent)
-                elif own_slot is not None:
-                    pool._scheduler.release_and_end(task.status, holder=own_slot)
-                else:
-                    pool._scheduler.end_unit(task.status)
-                if self._gate is not None and pool._limits is not None:
-                    pool._limits.leave(task.partition)
+                try:
+                    if wrappers:
+                        pool._exit_wrappers(wrappers, error)
+                finally:
+                    if self._parent is not None:
+                        pool._scheduler.release_and_end(task.status, holder=self._parent)
+                    elif own_slot is not None:
+                        pool._scheduler.release_and_end(task.status, holder=own_slot)
+                    else:
+                        pool._scheduler.end_unit(task.status)
+                    if self._gate is not None and pool._limits is not None:
+                        pool._limits.leave(task.partition)
         return True
 
     def _wait_timed_out(self) -> QueueWaitTimeout:
@@ -386,13 +392,13 @@ class CallsMixin(AdmissionMixin):
         policy = retry_policy or self._policy
         if not self._enabled:
             return _PassThroughCall(self, Task(name, "call", 0.0, metadata, 1, self._clock()), policy)
+        task = self._make_task(  # before the parent's slot is shared: the priority hook may raise
+            name, "call", priority, metadata, policy.retries + 1, fallback_priority, tenant, fallback_tenant
+        )
         parent = self._join_parent_slot()
         gate = None
         if partition is not None and parent is None and self._limits is not None:
             gate = self._limits.enter(partition)  # before the unit is counted: nothing to undo if it raises
-        task = self._make_task(
-            name, "call", priority, metadata, policy.retries + 1, fallback_priority, tenant, fallback_tenant
-        )
         self._scheduler.begin_unit()
         call = Call(self, task, policy, wait_limit, parent)
         call.contextual = contextual

@@ -59,6 +59,7 @@ class OutcomesMixin(PoolBase):
             self._limits.on_drop(task.partition, verdict.throttling)
         recorder = self._recorder
         if verdict.throttling:
+            task.throttles += 1
             self._count("_throttled")
             if recorder is not None:
                 recorder.retried(throttling=True)

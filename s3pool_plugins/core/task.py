@@ -57,6 +57,7 @@ class Task:
         "last_error",
         "limit_at_start",
         "budget_spent",
+        "throttles",
         "attempt_log",
         "partition",
     )
@@ -89,6 +90,8 @@ class Task:
         self.last_error: BaseException | None = None
         self.limit_at_start: int | None = None
         self.budget_spent = 0
+        self.throttles = 0
+        """Attempts that failed with a throttling verdict (retried or not)."""
         self.attempt_log: list[tuple[int, float, float, str | None]] | None = None
         self.partition: str | None = None
 

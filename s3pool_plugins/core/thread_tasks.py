@@ -237,9 +237,8 @@ class ThreadTasksMixin(OutcomesMixin):
         if not self._enabled:
             return self._passthrough_submit(fn, args, kwargs)
         scheduler = self._scheduler
-        parent = self._join_parent_slot()
         policy, timeout, queue_timeout = self._settings_for(options)
-        task = self._make_task(
+        task = self._make_task(  # before the parent's slot is shared: the priority hook may raise
             options.name or _callable_name(fn),
             "task",
             options.priority,
@@ -247,13 +246,22 @@ class ThreadTasksMixin(OutcomesMixin):
             policy.attempts,
             tenant=options.tenant,
         )
+        parent = self._join_parent_slot()
         entry = _SyncTask(self, task, fn, args, kwargs or _NO_KWARGS, policy, timeout, queue_timeout, parent)
         if parent is not None:
             scheduler.begin_unit()
         elif scheduler.max_queue is not None:
             self._admit_new(entry, task.priority, entry.enqueued_at, queue_timeout, task)
         if "s3pool_task_queued" in self.plugin_manager.implemented:
-            self._notify("s3pool_task_queued", task=task)
+            try:
+                self._notify("s3pool_task_queued", task=task)
+            except BaseException as error:  # a plugin's BaseException: the task never runs
+                try:
+                    self._settle_failure(task, error)
+                finally:
+                    if parent is not None:
+                        scheduler.release_and_end(FAILED, holder=parent)
+                raise
         self._dispatch_sync(entry)
         return entry.future
 
@@ -428,21 +436,24 @@ class ThreadTasksMixin(OutcomesMixin):
         hooks = self.plugin_manager.implemented
         wrappers = None
         error: BaseException | None = None
+        outcome: tuple[bool, Any]
         try:
             if "s3pool_wrap_attempt" in hooks:
                 wrappers = self._enter_wrappers(task)
             if "s3pool_task_started" in hooks:
                 self._notify("s3pool_task_started", task=task)
-            return True, entry.fn(*entry.args, **entry.kwargs)
+            outcome = True, entry.fn(*entry.args, **entry.kwargs)
         except BaseException as caught:
             error = caught
-            return False, caught
+            outcome = False, caught
+        try:
+            self._leave_attempt(wrappers, error, slot_token)
+        except BaseException as caught:  # a wrapper's __exit__ raised a BaseException: the attempt's outcome
+            outcome = False, caught
         finally:
-            try:
-                self._leave_attempt(wrappers, error, slot_token)
-            finally:
-                if cancel_token is not None:
-                    current_token_var.reset(cancel_token)
+            if cancel_token is not None:
+                current_token_var.reset(cancel_token)
+        return outcome
 
     def _expire_sync_attempt(self, deadline: _AttemptDeadline) -> None:
         """Deadline thread: an attempt overran. Cancel its token; settle it on a worker.

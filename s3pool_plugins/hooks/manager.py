@@ -98,7 +98,7 @@ class PoolPluginManager(pluggy.PluginManager):
         return result
 
     def _plugins_changed(self) -> None:
-        self._impl_cache.clear()
+        self._impl_cache = {}  # a new dict: a lookup that read the old implementations stores into the old one
         self.implemented = frozenset(
             name
             for name in dir(self.hook)
@@ -174,7 +174,8 @@ class PoolPluginManager(pluggy.PluginManager):
         log.exception("s3pool plugin %r raised in %s; the pool carries on", plugin_name, where)
 
     def _impls(self, hook_name: str) -> tuple[_Impl, ...]:
-        cached = self._impl_cache.get(hook_name)
+        cache = self._impl_cache
+        cached = cache.get(hook_name)
         if cached is None:
             caller = getattr(self.hook, hook_name)
             impls: Sequence[pluggy.HookImpl] = caller.get_hookimpls()
@@ -183,7 +184,7 @@ class PoolPluginManager(pluggy.PluginManager):
                 for impl in reversed(impls)
                 if not (impl.wrapper or impl.hookwrapper)
             )
-            self._impl_cache[hook_name] = cached
+            cache[hook_name] = cached
         return cached
 
 

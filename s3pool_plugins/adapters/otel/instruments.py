@@ -73,10 +73,9 @@ class PoolInstruments:
         self.queue_wait.record(task.queue_wait, attributes)
         if outcome != "succeeded":
             self.failures.add(1, attributes)
+        if task.throttles:  # also the throttling answer that ended the task, which was not retried
+            self.throttles.add(task.throttles, bounded_attributes(pool, task))
 
     def retried(self, pool: Any, task: Task, throttling: bool) -> None:
-        """Count one retry (and one throttling answer when ``throttling``)."""
-        attributes = bounded_attributes(pool, task)
-        self.retries.add(1, attributes)
-        if throttling:
-            self.throttles.add(1, attributes)
+        """Count one retry (throttling answers are counted when the task settles)."""
+        self.retries.add(1, bounded_attributes(pool, task))

@@ -12,7 +12,9 @@ Averages, maxima and percentiles describe every task of a slice up to its
 first ``EXACT_PER_SLICE`` (2,048) tasks, that is up to about 400 tasks per
 second with the default 60 s window in 12 slices; percentiles are then within
 the sketch's relative error (1 % by default) of the true value. Past that,
-one task in ``SAMPLE_STRIDE`` (16) is measured: a systematic sample of at
+one task in ``SAMPLE_STRIDE`` (16) is measured, and counts for the 16 it
+stands for, so the exact head of a slice does not outweigh its sampled
+tail: a systematic sample of at
 least 2,048 + (n - 2,048) / 16 tasks per slice (24,000 or more per window
 at 400 tasks per second and above), whose p99 is off by well under half a
 percentile point of rank for a steady stream (and within 1 % in value of the
@@ -129,7 +131,8 @@ class MetricsRecorder:
                 execution.merge(piece.execution)
                 total.merge(piece.total)
             count = self._count
-        span = min(self.config.window, max(now - self._started, 1e-9))
+        covered = now - (int(now // self._slice_seconds) - self.config.slices + 1) * self._slice_seconds
+        span = max(min(covered, now - self._started), 1e-9)  # the kept slices cover less than the window
         return PoolMetrics(
             mode=self.config.mode,
             window=self.config.window,
@@ -177,7 +180,7 @@ class MetricsRecorder:
         Every task is counted (with its outcome and whether it was retried).
         The durations of the first ``EXACT_PER_SLICE`` tasks of a slice go
         into its sketches; after that those of one task in ``SAMPLE_STRIDE``
-        do (see the module docstring). Tasks are handled in batches per
+        do, each weighing ``SAMPLE_STRIDE`` (see the module docstring). Tasks are handled in batches per
         slice, since this loop is the recorder's whole cost.
         """
         pending, events = self._pending, self._events
@@ -222,13 +225,14 @@ class MetricsRecorder:
         piece.retried += retried
         self._count += len(group)
         exact = max(0, EXACT_PER_SLICE - before)
-        measured = group[:exact]
+        sampled: list[Task] = []
         if len(group) > exact:
             first = exact + (-(before + exact)) % SAMPLE_STRIDE
-            measured += group[first::SAMPLE_STRIDE]
-        piece.queue_wait.extend([task.queue_wait for task in measured])
-        piece.execution.extend([task.run_time for task in measured])
-        piece.total.extend([(task.finished_at or task.created_at) - task.created_at for task in measured])
+            sampled = group[first::SAMPLE_STRIDE]
+        for measured, weight in ((group[:exact], 1), (sampled, SAMPLE_STRIDE)):  # a sample stands for its stride
+            piece.queue_wait.extend([task.queue_wait for task in measured], weight)
+            piece.execution.extend([task.run_time for task in measured], weight)
+            piece.total.extend([(task.finished_at or task.created_at) - task.created_at for task in measured], weight)
 
     def _expire(self, now: float) -> None:
         oldest = int(now // self._slice_seconds) - self.config.slices + 1

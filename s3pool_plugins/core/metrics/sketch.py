@@ -69,13 +69,13 @@ class QuantileSketch:
         buckets = self.bucket_counts
         buckets[index] = buckets.get(index, 0) + 1
 
-    def extend(self, values: Iterable[float]) -> None:
-        """Count every value of ``values`` (the same counts as :meth:`add` of each, in bulk)."""
+    def extend(self, values: Iterable[float], weight: int = 1) -> None:
+        """Count every value of ``values`` ``weight`` times (the same counts as :meth:`add` of each, in bulk)."""
         values = values if isinstance(values, list) else list(values)
         if not values:
             return
-        self.count += len(values)
-        self.total += sum(values)
+        self.count += len(values) * weight
+        self.total += sum(values) * weight
         low, high = min(values), max(values)
         if low < self.minimum:
             self.minimum = low
@@ -83,10 +83,10 @@ class QuantileSketch:
             self.maximum = high
         floor, scale, log, ceil = self.min_value, self.inverse_log_gamma, math.log, math.ceil
         positive = [value for value in values if value > floor]
-        self.zeros += len(values) - len(positive)
+        self.zeros += (len(values) - len(positive)) * weight
         buckets = self.bucket_counts
         for index, n in Counter([ceil(log(value) * scale) for value in positive]).items():
-            buckets[index] = buckets.get(index, 0) + n
+            buckets[index] = buckets.get(index, 0) + n * weight
 
     def merge(self, other: QuantileSketch) -> None:
         """Add ``other``'s counts to this sketch (both must have the same ``alpha``)."""
