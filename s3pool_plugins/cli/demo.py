@@ -68,7 +68,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rate",
-        type=types.seconds(),
+        type=types.per_second(),
         default=defaults.hot_writes_per_second,
         metavar="PER_SECOND",
         help=f"writes per second the throttled prefix allows (default {defaults.hot_writes_per_second:g})",

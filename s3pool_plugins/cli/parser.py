@@ -53,8 +53,17 @@ def integer(minimum: int = 0) -> Callable[[str], int]:
 
 def seconds(allow_zero: bool = False) -> Callable[[str], float]:
     """An option type: a finite number of seconds, > 0 (or >= 0 with ``allow_zero``)."""
+    return _finite("seconds", "a number of seconds", allow_zero)
+
+
+def per_second() -> Callable[[str], float]:
+    """An option type: a finite rate per second, > 0."""
+    return _finite("per_second", "a number per second", allow_zero=False)
+
+
+def _finite(name: str, what: str, allow_zero: bool) -> Callable[[str], float]:
     bound = ">= 0" if allow_zero else "> 0"
-    accepted = f"a number of seconds {bound}"
+    accepted = f"{what} {bound}"
 
     def parse(text: str) -> float:
         try:
@@ -65,7 +74,7 @@ def seconds(allow_zero: bool = False) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"expected {accepted}, got {text!r}")
         return value
 
-    parse.__name__ = "seconds"
+    parse.__name__ = name
     return parse
 
 

@@ -129,7 +129,7 @@ def test_an_option_overrides_an_inherited_variable(monkeypatch) -> None:
         (["--objects", "0"], "argument --objects: expected an integer >= 1"),
         (["--threads", "x"], "argument --threads:"),
         (["--concurrency", "0"], "argument --concurrency: expected an integer >= 1 or 'auto'"),
-        (["--rate", "0"], "argument --rate:"),
+        (["--rate", "0"], "argument --rate: expected a number per second > 0"),
         (["--chart", "x.html", "--no-chart"], "argument --no-chart: not allowed with argument --chart"),
     ],
 )

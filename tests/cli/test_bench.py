@@ -28,7 +28,7 @@ def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (["--competitor", "boto4"], "argument --competitor: invalid choice: 'boto4'"),
         (["--duration", "0"], "argument --duration: expected a number of seconds >= 3"),
         (["--duration", "soon"], "argument --duration: expected a number of seconds >= 3"),
-        (["--rate", "-5"], "argument --rate: expected a number of seconds > 0"),
+        (["--rate", "-5"], "argument --rate: expected a number per second > 0"),
         (["--latency", "-1"], "argument --latency: expected a number of milliseconds >= 0"),
         (["--high-latency", "slow"], "argument --high-latency: expected a number of milliseconds >= 0"),
         (["--workers", "0"], "argument --workers: expected an integer >= 1"),

@@ -116,7 +116,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rate",
-        type=types.seconds(),
+        type=types.per_second(),
         default=DEFAULTS.rate,
         metavar="PER_SECOND",
         help=f"R: requests per second the throttled prefix takes (default {DEFAULTS.rate:g})",
