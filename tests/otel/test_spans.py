@@ -203,3 +203,15 @@ def test_a_call_that_succeeds_after_retries_is_not_an_error(make_pool, telemetry
         s3.head_object(Bucket=s3_bucket, Key="k")
     (failed,) = telemetry.finished("S3.HeadObject")
     assert [event.name for event in failed.events].count("exception") == 1
+
+
+def test_gauges_of_pools_that_share_a_name_are_summed(make_pool, telemetry) -> None:
+    """Two pools with one name (the default name is "s3pool") report one point each gauge, their sum:
+    two points with the same attributes would leave only one of them in the export."""
+    plugin = telemetry.plugin()
+    for limit in (3, 7):
+        pool = make_pool(concurrency=limit, name="shared", plugins=[plugin])
+        pool.submit(lambda: None).result(5)  # a pool is watched from its first task on
+    points = telemetry.metric_points()
+    limits = [p.value for p in points["s3pool.limit"] if p.attributes["s3pool.pool"] == "shared"]
+    assert limits == [10]

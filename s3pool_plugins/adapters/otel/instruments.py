@@ -7,6 +7,7 @@ and request ids never become metric attributes.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -49,18 +50,28 @@ class PoolInstruments:
             "s3pool.task.failures", unit="{task}", description="Tasks that finally failed"
         )
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._pools_lock = threading.Lock()
         meter.create_observable_gauge("s3pool.queue.size", [self._observe("queued")], unit="{task}")
         meter.create_observable_gauge("s3pool.active", [self._observe("active")], unit="{task}")
         meter.create_observable_gauge("s3pool.limit", [self._observe("limit")], unit="{task}")
 
     def watch(self, pool: Any) -> None:
         """Report ``pool``'s queue size, active count and limit from now on (while it lives)."""
-        self._pools.add(pool)
+        with self._pools_lock:
+            self._pools.add(pool)
 
     def _observe(self, field: str) -> Any:
+        """A gauge callback: one point per pool name, summed over the pools of that name."""
+
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            for pool in list(self._pools):
-                yield Observation(getattr(pool.stats(), field), {"s3pool.pool": pool.config.name})
+            with self._pools_lock:  # a pool added while the exporter reads would change the set mid-iteration
+                pools = list(self._pools)
+            totals: dict[str, int] = {}
+            for pool in pools:
+                name = pool.config.name
+                totals[name] = totals.get(name, 0) + getattr(pool.stats(), field)
+            for name, value in totals.items():
+                yield Observation(value, {"s3pool.pool": name})
 
         return callback
 
