@@ -215,3 +215,21 @@ def test_gauges_of_pools_that_share_a_name_are_summed(make_pool, telemetry) -> N
     points = telemetry.metric_points()
     limits = [p.value for p in points["s3pool.limit"] if p.attributes["s3pool.pool"] == "shared"]
     assert limits == [10]
+
+
+def test_without_keys_a_failed_tasks_exception_event_keeps_its_type_only(make_pool, telemetry) -> None:
+    """An error's message or traceback can name the object: with record_keys=False the span's
+    exception event says what failed, not where."""
+
+    def missing() -> None:
+        raise FileNotFoundError("bench-bucket/secret/customer-42.csv")
+
+    for record_keys in (True, False):
+        pool = make_pool(retries=0, plugins=[telemetry.plugin(record_keys=record_keys)], name=f"keys-{record_keys}")
+        with pytest.raises(FileNotFoundError):
+            pool.submit(missing).result(5)
+        pool.drain(timeout=5)
+    spans = {span.attributes["s3pool.pool"]: span for span in telemetry.finished()}
+    events = {name: [dict(event.attributes) for event in span.events] for name, span in spans.items()}
+    assert "customer-42" in repr(events["keys-True"])  # the default keeps the standard exception event
+    assert events["keys-False"] == [{"exception.type": "FileNotFoundError"}]

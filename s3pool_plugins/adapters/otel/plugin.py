@@ -32,8 +32,10 @@ class OpenTelemetryPlugin:
 
     - ``tracer_provider`` / ``meter_provider``: use these instead of the
       global providers (tests pass the SDK's in-memory ones).
-    - ``record_keys``: False keeps object keys (``aws.s3.key``) off spans;
-      the ``s3pool_span_attributes`` hook can redact anything else.
+    - ``record_keys``: False keeps object keys (``aws.s3.key``) off spans,
+      and records a failed task's exception event with its type only (its
+      message and traceback can name the object); the
+      ``s3pool_span_attributes`` hook can redact anything else.
     - ``metrics``: False records no metric instruments.
 
     A span starts when a task is created (in the context that created it,
@@ -147,7 +149,10 @@ class OpenTelemetryPlugin:
                 manager.notify("s3pool_span_attributes", pool=pool, task=task, attributes=attributes)
             span.set_attributes(attributes)
             if error is not None:
-                span.record_exception(error)
+                if self.record_keys:
+                    span.record_exception(error)
+                else:  # an error's message or traceback can name the object (s3fs's FileNotFoundError does)
+                    span.add_event("exception", {"exception.type": type(error).__name__})
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}"))
         finally:
             span.end()
