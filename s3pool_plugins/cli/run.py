@@ -332,8 +332,13 @@ class _SignalForwarder:
         if hasattr(signal, "SIGHUP"):
             wanted.append(signal.SIGHUP)
         for signum in wanted:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # ignored by whoever started us (nohup, `cmd &`): exec passes that on to the program
+            # Without POSIX process groups (Windows) Ctrl-C reaches every process of the console, and
+            # SIGINT cannot be sent to a child: it is ignored here, as before.
+            handler = self._forward if signum != signal.SIGINT or os.name == "posix" else signal.SIG_IGN
             try:
-                self._previous[signum] = signal.signal(signum, self._forward)
+                self._previous[signum] = signal.signal(signum, handler)
             except ValueError:  # not the main thread: signals stay as they are
                 break
         return self

@@ -117,3 +117,31 @@ def test_a_timed_out_operation_on_a_sync_target_keeps_its_slot_until_its_thread_
     time.sleep(0.6)  # long enough for a write still running to land
     assert peak[0] == 1, "two writes ran at once at concurrency 1"
     assert fs.cat_file(path) == b"new", "the timed-out write landed after the next one"
+
+
+def test_an_operation_cancelled_twice_still_waits_for_its_thread() -> None:
+    """A second cancellation while the first waits for the thread must not let go early either."""
+    import asyncio
+
+    from s3pool_plugins.adapters.fsspec.filesystem import _in_thread
+
+    release, done = threading.Event(), threading.Event()
+
+    def work() -> None:
+        release.wait(5)
+        done.set()
+
+    async def main() -> None:
+        task = asyncio.create_task(_in_thread(work))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        task.cancel()  # again, while the first cancellation waits for the thread
+        await asyncio.sleep(0.05)
+        assert not task.done(), "let go while its thread still runs"
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert done.is_set()
+
+    asyncio.run(main())

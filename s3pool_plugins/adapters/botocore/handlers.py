@@ -61,7 +61,8 @@ _current_call: ContextVar[Call | None] = ContextVar("s3pool_current_call", defau
 BOTOCORE_RETRY_HANDLER_ID = "retry-config-{service}"
 
 _thread_attempt = threading.local()
-"""``.call``: the events-only call whose attempt last started on this thread (sync clients)."""
+"""``.call``: a weak reference to the events-only call whose attempt last started on this thread (sync
+clients); weak, so that a thread does not keep its last call's pool alive."""
 _task_attempt: weakref.WeakKeyDictionary[asyncio.Task[Any], Call] = weakref.WeakKeyDictionary()
 """The events-only call whose attempt last started in each asyncio task (async clients)."""
 
@@ -73,7 +74,8 @@ def _attempt_slot(pool: OperationsPool, is_async: bool) -> SlotHolder | None:
     its attempt (botocore's S3 Express ``CreateSession``, made while the outer request is signed) is
     found here instead. An entry left by an ended attempt holds no slot (``Call.slot_holder`` is None).
     """
-    call: Call | None = getattr(_thread_attempt, "call", None)
+    ref: weakref.ref[Call] | None = getattr(_thread_attempt, "call", None)
+    call = None if ref is None else ref()
     holder = None if call is None else call.slot_holder
     if (holder is None or holder.pool is not pool) and is_async:
         try:
@@ -312,14 +314,15 @@ class ClientHandlers:
         call = request.context.get(CALL_KEY)
         if call is not None and not call.finished:
             call.start_attempt()
-            _thread_attempt.call = call
+            if not call.nested:  # a nested call's slot is its parent's: the outer entry stays for its siblings
+                _thread_attempt.call = weakref.ref(call)
 
     async def request_created_async(self, request: Any, **_: Any) -> None:
         call = request.context.get(CALL_KEY)
         if call is not None and not call.finished:
             await call.start_attempt_async()
             task = asyncio.current_task()
-            if task is not None:
+            if task is not None and not call.nested:
                 _task_attempt[task] = call
 
     def request_created_pooled(self, **_: Any) -> None:

@@ -149,10 +149,10 @@ def install(
         raise_session_connections(botocore_session, connections_needed(pool), is_async=is_async)
     else:
         if isinstance(target, (PooledClientMixin, AsyncPooledClientMixin)):
-            target._s3pool_handlers = handlers  # the instance's handlers win over its class's from now on
-            return pool
-        handlers.server_address = endpoint_host(target)
-        handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
+            target._s3pool_handlers = handlers  # the instance's handlers win over its class's until uninstall
+        else:
+            handlers.server_address = endpoint_host(target)
+            handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
         warn_if_too_small(target, pool.concurrency)
     _installed[target] = handlers
     return pool
@@ -171,6 +171,8 @@ def uninstall(target: Any) -> bool:
     session = _session_parts(target)
     if session is not None:
         session[1].unregister(_CLASS_EVENT, unique_id=_CLASS_HANDLER_ID)
+    elif isinstance(target, (PooledClientMixin, AsyncPooledClientMixin)):
+        vars(target).pop("_s3pool_handlers", None)  # back to its session's handlers (its class's)
     else:
         handlers.unregister(target.meta.events, SERVICE)
         restore_botocore_retries(target, is_async=_is_async_client(target))

@@ -300,10 +300,15 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         from s3fs.utils import FileExpired
 
         bucket, key, _ = self.fs.split_path(path)
+        # As s3fs's S3File: RequestPayer (older s3fs adds it per call, not in _call_s3), and with
+        # local_expiry_check (stores without If-Match, such as VAST) the ETag is compared locally instead.
+        local = getattr(self.fs, "local_expiry_check", False)
+        request = {**getattr(self.fs, "req_kw", {}), **({} if local else {"IfMatch": etag})}
+        extra = ({"ETag": etag, "name": path},) if local else ()
 
         async def attempt() -> bytes:
             try:
-                data: bytes = await _inner_fetch(self.fs, bucket, key, None, start, end, {"IfMatch": etag})
+                data: bytes = await _inner_fetch(self.fs, bucket, key, None, start, end, request, *extra)
             except OSError as error:
                 if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error):
                     raise FileExpired(filename=path, e_tag=etag) from error
@@ -370,7 +375,11 @@ async def _in_thread(fn: Callable[[], Any]) -> Any:
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        await asyncio.wait({future})
+        while not future.done():
+            try:
+                await asyncio.wait({future})
+            except asyncio.CancelledError:  # cancelled again: the thread still runs, so wait on
+                continue
         if not future.cancelled():
             future.exception()  # retrieved: the caller gets the cancellation
         raise

@@ -53,9 +53,11 @@ class S3RetriesCompound(UserWarning):
 
 
 _lock = threading.Lock()
-_sessions: weakref.WeakValueDictionary[tuple[int, str], AioSession] = weakref.WeakValueDictionary()
-"""Held weakly: a session references its pool (through its handlers), so a strong table would keep both forever.
-While a session lives its pool does too, so ``id(pool)`` in its key cannot be reused meanwhile."""
+_sessions: weakref.WeakKeyDictionary[OperationsPool, weakref.WeakValueDictionary[str, AioSession]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Both weak: a session references its pool (through its handlers), so a strong value would keep the pool
+forever; keyed by the pool itself (not its id), so a dead pool's session never goes to a new pool."""
 _made_here: weakref.WeakSet[AioSession] = weakref.WeakSet()
 
 
@@ -67,11 +69,12 @@ def pooled_session(pool: OperationsPool, **session_options: Any) -> AioSession:
     """
     key = repr(sorted(session_options.items()))
     with _lock:
-        session = _sessions.get((id(pool), key))
+        per_pool = _sessions.setdefault(pool, weakref.WeakValueDictionary())
+        session = per_pool.get(key)
         if session is None:
             session = AioSession(**session_options)
             install(session, pool)
-            _sessions[(id(pool), key)] = session
+            per_pool[key] = session
             _made_here.add(session)
         return session
 
