@@ -8,6 +8,27 @@ example :class:`PoolStopped` is a :class:`RuntimeError`, as
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
+_SHOWN_CHARS = 200
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message: at most 200 characters, and never raising.
+
+    An int too long to print (``repr`` refuses past 4,300 digits) is described
+    by its number of digits; an object whose ``repr`` fails, by its type.
+    """
+    if isinstance(value, int) and value.bit_length() > 640:
+        return f"<an int of about {math.floor(value.bit_length() * math.log10(2)) + 1} digits>"
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
 
 class S3PoolError(Exception):
     """Base class of every error raised by the pool itself."""
@@ -18,13 +39,67 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
 
     The message names the option and the accepted values. It is both a
     ``ValueError`` and a ``TypeError`` so either ``except`` clause catches it.
+
+    Attributes (stable, for tools that present the error in their own terms):
+
+    - ``option``: the option as the user spelled it on the route they used
+      (``"retries"``, ``"auto_tuning.min_concurrency"``, ``"S3POOL_RETRIES"``);
+    - ``key``: the option's canonical key, the same on every route
+      (``"auto_tuning.min_concurrency"`` also for
+      ``S3POOL_AUTO_MIN_CONCURRENCY``; the variable itself for an unknown
+      ``S3POOL_*`` variable);
+    - ``accepted``: what is accepted, in words;
+    - ``mentions``: the keys of other options that ``accepted`` names (for
+      example ``min_concurrency`` in "an int >= ... (50)");
+    - ``got``: the value that was refused.
+
+    :meth:`renamed` spells ``option`` and every mentioned option anew, as a
+    command line does with its flags.
     """
 
-    def __init__(self, option: str, accepted: str, got: object) -> None:
+    def __init__(
+        self,
+        option: str,
+        accepted: str,
+        got: object,
+        *,
+        key: str | None = None,
+        mentions: tuple[str, ...] = (),
+        names: tuple[str, ...] | None = None,
+    ) -> None:
+        """``accepted`` may hold ``{0}``, ``{1}`` ... for the options ``mentions`` (keys) names.
+
+        ``names`` spells them (default: the keys themselves). Without
+        ``mentions``, ``accepted`` is taken literally.
+        """
         self.option = option
-        self.accepted = accepted
+        self.key = option if key is None else key
+        self.mentions = tuple(mentions)
+        self.template = accepted
+        self._names = self.mentions if names is None else tuple(names)
+        self.accepted = accepted.format(*self._names) if mentions else accepted
         self.got = got
-        super().__init__(f"invalid value for option {option!r}: {got!r}; accepted: {accepted}")
+        super().__init__(f"invalid value for option {option!r}: {shown(got)}; accepted: {self.accepted}")
+
+    def renamed(self, name: Callable[[str], str]) -> ConfigurationError:
+        """The same error with its option and every mentioned option spelled ``name(key)``."""
+        return ConfigurationError(
+            name(self.key),
+            self.template,
+            self.got,
+            key=self.key,
+            mentions=self.mentions,
+            names=tuple(name(key) for key in self.mentions),
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.option, self.template, self.got, self.key, self.mentions, self._names))
+
+
+def _rebuild(
+    option: str, template: str, got: object, key: str, mentions: tuple[str, ...], names: tuple[str, ...]
+) -> ConfigurationError:
+    return ConfigurationError(option, template, got, key=key, mentions=mentions, names=names)
 
 
 class PoolStopped(S3PoolError, RuntimeError):

@@ -7,49 +7,39 @@ accepted values. Times are seconds (floats).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, shown
 from .context import validate_priority, validate_tenant
+from .fair_queue import MAX_WEIGHT, MIN_WEIGHT, WEIGHT_ACCEPTED
 from .limits.options import AutoTuning
 from .metrics.options import MonitoringConfig
+from .queue import validate_aging_rate
 from .retry import DEFAULT_RETRYABLE_ERRORS, ErrorMatcher, RetryBudget, RetryPolicy
-from .validation import positive_int
+from .validation import MAX_CONCURRENCY, count, in_range, seconds
 
 QUEUE_FULL_MODES = ("block", "raise")
 
 
-def _seconds(option: str, value: object, *, allow_none: bool, allow_zero: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > 0 or (allow_zero and value == 0)):  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    bound = ">= 0" if allow_zero else "> 0"
-    accepted = f"a number of seconds {bound}" + (" or None" if allow_none else "")
-    raise ConfigurationError(option, accepted, value)
-
-
-_TENANTS_ACCEPTED = "a mapping of tenant name (non-empty str) to weight (finite number > 0), or None"
+TENANTS_ACCEPTED = f"a mapping of tenant name (non-empty str) to weight ({WEIGHT_ACCEPTED}), or None"
 
 
 def _tenant_weights(tenants: object) -> dict[str, float]:
     if tenants is None:
         return {}
     if not isinstance(tenants, Mapping):
-        raise ConfigurationError("tenants", _TENANTS_ACCEPTED, tenants)
+        raise ConfigurationError("tenants", TENANTS_ACCEPTED, tenants)
     weights = {}
     for name, weight in tenants.items():
         try:
             validate_tenant(name, "tenants")
         except ConfigurationError:
-            raise ConfigurationError("tenants", _TENANTS_ACCEPTED, f"a key {name!r}") from None
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
-            raise ConfigurationError("tenants", _TENANTS_ACCEPTED, f"{{{name!r}: {weight!r}}}")
+            raise ConfigurationError("tenants", TENANTS_ACCEPTED, f"a key {shown(name)}") from None
+        if not in_range(weight, MIN_WEIGHT, MAX_WEIGHT):
+            raise ConfigurationError("tenants", TENANTS_ACCEPTED, f"{{{shown(name)}: {shown(weight)}}}")
         weights[name] = float(weight)
     return weights
 
@@ -136,8 +126,9 @@ class PoolConfig:
         if self.concurrency == "auto":
             object.__setattr__(self, "auto_tuning", AutoTuning.coerce(self.auto_tuning))
         else:
-            if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
-                raise ConfigurationError("concurrency", "an int >= 1 or 'auto'", self.concurrency)
+            if not in_range(self.concurrency, 1, MAX_CONCURRENCY, integer=True):
+                accepted = f"an int >= 1 and <= {MAX_CONCURRENCY:,}, or 'auto'"
+                raise ConfigurationError("concurrency", accepted, self.concurrency)
             if self.auto_tuning is not None:
                 raise ConfigurationError(
                     "auto_tuning", "None unless concurrency='auto' (a fixed limit does not adapt)", self.auto_tuning
@@ -171,18 +162,12 @@ class PoolConfig:
         object.__setattr__(self, "retry_policy", policy)
         if not isinstance(self.retry_budget, (bool, RetryBudget)):
             raise ConfigurationError("retry_budget", "True, False or a RetryBudget", self.retry_budget)
-        object.__setattr__(self, "timeout", _seconds("timeout", self.timeout, allow_none=True))
-        object.__setattr__(self, "queue_timeout", _seconds("queue_timeout", self.queue_timeout, allow_none=True))
+        object.__setattr__(self, "timeout", seconds("timeout", self.timeout, allow_none=True))
+        object.__setattr__(self, "queue_timeout", seconds("queue_timeout", self.queue_timeout, allow_none=True))
         validate_priority(self.priority, "priority")
-        if (
-            isinstance(self.aging_rate, bool)
-            or not isinstance(self.aging_rate, (int, float))
-            or not (math.isfinite(self.aging_rate) and self.aging_rate >= 0)
-        ):
-            accepted = "a number >= 0 (priority points per second of waiting)"
-            raise ConfigurationError("aging_rate", accepted, self.aging_rate)
+        validate_aging_rate(self.aging_rate)
         if self.max_queue is not None:
-            positive_int("max_queue", self.max_queue)
+            count("max_queue", self.max_queue)
         if self.queue_full not in QUEUE_FULL_MODES:
             raise ConfigurationError("queue_full", " or ".join(repr(m) for m in QUEUE_FULL_MODES), self.queue_full)
         object.__setattr__(self, "monitoring", MonitoringConfig.coerce(self.monitoring))

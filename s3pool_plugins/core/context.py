@@ -8,12 +8,12 @@ context).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
 from ..errors import ConfigurationError
+from .validation import in_range
 
 _scope_priority: ContextVar[float | None] = ContextVar("s3pool_priority_scope", default=None)
 _scope_tenant: ContextVar[str | None] = ContextVar("s3pool_tenant_scope", default=None)
@@ -22,11 +22,16 @@ held_slots_var = _held_slots
 """The slots the current context runs under, innermost last (empty outside any pool work)."""
 
 
+MAX_PRIORITY = 1e15
+"""Priorities lie in ``[-MAX_PRIORITY, MAX_PRIORITY]``, so aged priorities stay finite floats."""
+
+
 def validate_priority(value: object, option: str = "priority") -> float:
-    """Return ``value`` as a priority or raise naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigurationError(option, "a finite int or float (higher runs first)", value)
-    return value
+    """``value`` as a priority (a number from ``-MAX_PRIORITY`` to ``MAX_PRIORITY``), or raise naming ``option``."""
+    if not in_range(value, -MAX_PRIORITY, MAX_PRIORITY):
+        accepted = f"a finite int or float from {-MAX_PRIORITY:g} to {MAX_PRIORITY:g} (higher runs first)"
+        raise ConfigurationError(option, accepted, value)
+    return value  # type: ignore[return-value]
 
 
 @contextmanager

@@ -9,6 +9,7 @@ with the prefix ``S3POOL_``; values are parsed strictly and a bad one raises
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import threading
@@ -103,36 +104,68 @@ _AUTO_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "adjustment_interval": _number,
     "scope": _text,
     "prefix_depth": _integer,
+    "max_partitions": _integer,
 }
-"""``auto_tuning`` fields settable as ``S3POOL_AUTO_<FIELD>`` (with ``S3POOL_CONCURRENCY=auto``)."""
+"""``auto_tuning`` fields settable as ``S3POOL_AUTO_<FIELD>`` (with ``S3POOL_CONCURRENCY=auto``): every field."""
+
+
+def known_variables() -> list[str]:
+    """Every ``S3POOL_*`` variable that sets a pool option, in the order of the documentation."""
+    return [variable_for(name) for name in _PARSERS] + [variable_for(f"auto_tuning.{name}") for name in _AUTO_PARSERS]
+
+
+def _unknown(variable: str, text: str) -> ConfigurationError:
+    known = known_variables()
+    close = difflib.get_close_matches(variable.upper(), known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return ConfigurationError(variable, f"{hint}one of the variables {', '.join(known)}", text)
+
+
+def _key(option: str) -> str | None:
+    """The option key an ``S3POOL_*`` variable's lower-cased suffix sets, or None if it sets none."""
+    if option.startswith(AUTO_PREFIX) and option[len(AUTO_PREFIX) :] in _AUTO_PARSERS:
+        return "auto_tuning." + option[len(AUTO_PREFIX) :]
+    return option if option in _PARSERS else None
 
 
 def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The pool options given as ``S3POOL_*`` variables, parsed; raises naming a bad variable."""
+    """The pool options given as ``S3POOL_*`` variables, parsed; raises naming a bad variable.
+
+    An unknown ``S3POOL_*`` variable raises too, suggesting the closest known
+    one. Each error's ``key`` is the option the variable sets.
+    """
     environ = os.environ if environ is None else environ
     options: dict[str, Any] = {}
     for variable, text in environ.items():
         if not variable.startswith(PREFIX) or variable in OTHER_VARIABLES:
             continue
-        option = variable[len(PREFIX) :].lower()
-        if option.startswith(AUTO_PREFIX) and option[len(AUTO_PREFIX) :] in _AUTO_PARSERS:
-            field = option[len(AUTO_PREFIX) :]
-            options.setdefault("auto_tuning", {})[field] = _AUTO_PARSERS[field](variable, text)
-            continue
-        parse = _PARSERS.get(option)
-        if parse is None:
-            names = [*_PARSERS, *(AUTO_PREFIX + field for field in _AUTO_PARSERS)]
-            accepted = ", ".join(PREFIX + name.upper() for name in names)
-            raise ConfigurationError(variable, f"one of the variables {accepted}", text)
-        options[option] = parse(variable, text)
+        key = _key(variable[len(PREFIX) :].lower())
+        if key is None:
+            raise _unknown(variable, text)
+        top, _, field = key.partition(".")
+        parse = _AUTO_PARSERS[field] if field else _PARSERS[top]
+        try:
+            value = parse(variable, text)
+        except ConfigurationError as error:
+            raise ConfigurationError(variable, error.accepted, text, key=key) from None
+        if field:
+            options.setdefault(top, {})[field] = value
+        else:
+            options[top] = value
     return options
 
 
-def variable_for(option: str) -> str:
-    """The ``S3POOL_*`` variable of a pool option (``auto_tuning.scope`` -> ``S3POOL_AUTO_SCOPE``)."""
-    if option.startswith("auto_tuning."):
-        return PREFIX + (AUTO_PREFIX + option.split(".", 1)[1]).upper()
-    return PREFIX + option.upper()
+def variable_for(key: str) -> str:
+    """The ``S3POOL_*`` variable of an option key.
+
+    ``auto_tuning.scope`` -> ``S3POOL_AUTO_SCOPE``; any other field of an
+    option is set through the option's own variable (``monitoring.mode`` ->
+    ``S3POOL_MONITORING``).
+    """
+    top, _, field = key.partition(".")
+    if top == "auto_tuning" and field:
+        return PREFIX + (AUTO_PREFIX + field).upper()
+    return PREFIX + top.upper()
 
 
 def config_from_environment(
@@ -141,31 +174,30 @@ def config_from_environment(
     """A :class:`PoolConfig` from ``S3POOL_*`` variables (``overrides`` win; ``defaults`` lose to the variables).
 
     A value that parses but is out of range raises the config's own error,
-    re-labelled with the name of the variable that was set.
+    re-spelled in variables: the variable that was set, and the variables of
+    the options its accepted values mention (see
+    :meth:`ConfigurationError.renamed`). The error's ``key`` stays the option's.
     """
     given = options_from_environment(environ)
     options = {**(defaults or {}), **given, **overrides}
     try:
         return PoolConfig(**options)
     except ConfigurationError as error:
-        top, _, field = error.option.partition(".")
-        if top not in given or top in overrides or error.option.startswith(PREFIX):
+        top = error.key.partition(".")[0]
+        if top not in given or top in overrides:
             raise
-        if top == "auto_tuning" and isinstance(given["auto_tuning"], dict):
-            fields = given["auto_tuning"]
-            if error.option == "auto_tuning":
-                first = sorted(fields)[0]
-                accepted = f"set only together with {PREFIX}CONCURRENCY=auto"
-                raise ConfigurationError(variable_for(f"auto_tuning.{first}"), accepted, fields[first]) from None
-            if field not in fields:  # a default conflicts with what was set: blame what was set
-                first = sorted(fields)[0]
-                accepted = (
-                    f"a value consistent with the default {error.option}={error.got!r} "
-                    f"({field} must be {error.accepted})"
-                )
-                raise ConfigurationError(variable_for(f"auto_tuning.{first}"), accepted, fields[first]) from None
-            raise ConfigurationError(variable_for(error.option), error.accepted, error.got) from None
-        raise ConfigurationError(variable_for(top), error.accepted, error.got) from None
+        if error.key == "auto_tuning":  # auto fields without S3POOL_CONCURRENCY=auto
+            first = sorted(given["auto_tuning"])[0]
+            key = f"auto_tuning.{first}"
+            raise ConfigurationError(
+                variable_for(key),
+                "set only together with {0}=auto",
+                given["auto_tuning"][first],
+                key=key,
+                mentions=("concurrency",),
+                names=(variable_for("concurrency"),),
+            ) from None
+        raise error.renamed(variable_for) from None
 
 
 _default_lock = threading.Lock()

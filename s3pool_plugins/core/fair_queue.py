@@ -33,7 +33,6 @@ simply starts at the virtual time when it comes back).
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +44,7 @@ from typing import Generic, TypeVar
 from ..errors import ConfigurationError
 from .context import validate_tenant
 from .queue import _ALIVE, PriorityTaskQueue, QueueEntry
+from .validation import in_range
 
 T = TypeVar("T")
 
@@ -57,17 +57,23 @@ IDLE_TENANTS_KEPT = 1024
 _TENANT = 4  # index of the tenant state appended to each entry of a tenant's queue
 
 
+MIN_WEIGHT = 1e-6
+MAX_WEIGHT = 1e6
+"""The accepted tenant weights: shares up to a million to one, with exact integer strides."""
+WEIGHT_ACCEPTED = f"a finite number > 0: from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}"
+
+
 def validate_weight(value: object, option: str = "tenants") -> float:
-    """Return ``value`` as a tenant weight or raise naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(option, "a finite number > 0 (the tenant's weight)", value)
-    return float(value)
+    """Return ``value`` as a tenant weight (:data:`MIN_WEIGHT` to :data:`MAX_WEIGHT`) or raise naming ``option``."""
+    if not in_range(value, MIN_WEIGHT, MAX_WEIGHT):
+        raise ConfigurationError(option, f"{WEIGHT_ACCEPTED} (the tenant's weight)", value)
+    return float(value)  # type: ignore[arg-type]
 
 
 def validate_weights(weights: object, option: str = "tenants") -> dict[str, float]:
     """Check a mapping of tenant name to weight; raise naming ``option``."""
     if not isinstance(weights, Mapping):
-        raise ConfigurationError(option, "a mapping of tenant name (str) to weight (finite number > 0)", weights)
+        raise ConfigurationError(option, f"a mapping of tenant name (str) to weight ({WEIGHT_ACCEPTED})", weights)
     checked: dict[str, float] = {}
     for name, weight in weights.items():
         if not isinstance(name, str) or not name:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from .config import _seconds
 from .context import validate_priority, validate_tenant
-from .validation import positive_int
+from .retry import MAX_RETRIES
+from .validation import count, seconds
 
 
 class _Unset:
@@ -43,11 +43,11 @@ class TaskOptions:
         tenant: str | None = None,
     ) -> None:
         self.priority = None if priority is None else validate_priority(priority)
-        self.timeout = timeout if timeout is UNSET else _seconds("timeout", timeout, allow_none=True)
+        self.timeout = timeout if timeout is UNSET else seconds("timeout", timeout, allow_none=True)
         self.queue_timeout = (
-            queue_timeout if queue_timeout is UNSET else _seconds("queue_timeout", queue_timeout, allow_none=True)
+            queue_timeout if queue_timeout is UNSET else seconds("queue_timeout", queue_timeout, allow_none=True)
         )
-        self.retries = None if retries is None else positive_int("retries", retries, 0)
+        self.retries = None if retries is None else count("retries", retries, 0, MAX_RETRIES)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigurationError("metadata", "a mapping (dict) or None", metadata)
         self.metadata = metadata

@@ -15,20 +15,27 @@ equal keys the item pushed first comes out first (FIFO).
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections import deque
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from typing import Generic, Protocol, TypeVar
 
-from ..errors import ConfigurationError
+from .validation import number
 
 T = TypeVar("T")
 
 _KEY, _SEQ, _ITEM, _ALIVE = 0, 1, 2, 3
 
 QueueEntry = list[object]  # [key, seq, item, alive]: opaque outside this module
+
+MAX_AGING_RATE = 1e6
+"""The largest aging rate (priority points per second): aged priorities stay finite floats."""
+
+
+def validate_aging_rate(value: object, option: str = "aging_rate") -> float:
+    """``value`` as an aging rate (a number >= 0 and <= :data:`MAX_AGING_RATE`), or raise naming ``option``."""
+    return number(option, value, 0, MAX_AGING_RATE, unit=" (priority points per second of waiting)")
 
 
 class QueueHandle:
@@ -92,13 +99,7 @@ class PriorityTaskQueue(Generic[T]):
     __slots__ = ("_heap", "_lanes", "size", "_dead", "_rate", "_clock", "_counter")
 
     def __init__(self, aging_rate: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
-        if (
-            isinstance(aging_rate, bool)
-            or not isinstance(aging_rate, (int, float))
-            or not math.isfinite(aging_rate)
-            or aging_rate < 0
-        ):
-            raise ConfigurationError("aging_rate", "a number >= 0 (priority points per second of waiting)", aging_rate)
+        validate_aging_rate(aging_rate)
         self._heap: list[QueueEntry] = []
         self._lanes: dict[float, deque[QueueEntry]] = {}
         self.size = 0

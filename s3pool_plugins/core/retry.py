@@ -10,7 +10,6 @@ spends tokens, each success returns some.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Union
 
 from ..errors import ConfigurationError, TaskTimeout
+from .validation import count, seconds
 
 ErrorMatcher = Union[str, type[BaseException]]  # noqa: UP007 - a runtime alias on 3.10
 """An error name or code (compared to the class name, ``name`` and ``code``), or an exception type."""
@@ -111,11 +111,8 @@ def _validate_matchers(value: object) -> frozenset[ErrorMatcher]:
     return frozenset(matchers)
 
 
-def _check_number(option: str, value: object, minimum: float, *, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < minimum:
-        kind = "an int" if integer else "a finite number (seconds)"
-        raise ConfigurationError(option, f"{kind} >= {minimum}", value)
+MAX_RETRIES = 10_000
+"""The most retries a task may get: far more than any backoff schedule needs."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +140,9 @@ class RetryPolicy:
     classifier: Classifier | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _check_number("retries", self.retries, 0, integer=True)
-        _check_number("retry_delay", self.retry_delay, 0)
-        _check_number("max_retry_delay", self.max_retry_delay, 0)
+        count("retries", self.retries, 0, MAX_RETRIES)
+        object.__setattr__(self, "retry_delay", seconds("retry_delay", self.retry_delay, open_low=False))
+        object.__setattr__(self, "max_retry_delay", seconds("max_retry_delay", self.max_retry_delay, open_low=False))
         object.__setattr__(self, "retryable_errors", _validate_matchers(self.retryable_errors))
         throttling: object = self.throttling_errors
         if (
@@ -228,10 +225,10 @@ class RetryBudget:
         timeout_retry_cost: int = 10,
         success_reward: int = 1,
     ) -> None:
-        _check_number("retry_budget.capacity", capacity, 1, integer=True)
-        _check_number("retry_budget.retry_cost", retry_cost, 0, integer=True)
-        _check_number("retry_budget.timeout_retry_cost", timeout_retry_cost, 0, integer=True)
-        _check_number("retry_budget.success_reward", success_reward, 0, integer=True)
+        count("retry_budget.capacity", capacity)
+        count("retry_budget.retry_cost", retry_cost, 0)
+        count("retry_budget.timeout_retry_cost", timeout_retry_cost, 0)
+        count("retry_budget.success_reward", success_reward, 0)
         self.capacity = capacity
         self.retry_cost = retry_cost
         self.timeout_retry_cost = timeout_retry_cost

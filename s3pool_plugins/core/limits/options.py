@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ...errors import ConfigurationError
-from ..validation import positive_int
+from ..validation import MAX_CONCURRENCY, count, number, seconds
 
 SCOPES = ("pool", "bucket", "prefix")
 
-
-def _number(option: str, value: object, accepted: str, *, low: float, high: float = math.inf, open_low: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and (value > low if open_low else value >= low) and value <= high:  # type: ignore[operator]
-        return float(value)  # type: ignore[arg-type]
-    raise ConfigurationError(option, accepted, value)
+MAX_PREFIX_DEPTH = 1024
+"""The deepest prefix: an S3 key has at most 1,024 bytes, so at most that many parts."""
 
 
 @dataclass(frozen=True)
@@ -57,44 +52,54 @@ class AutoTuning:
     max_partitions: int = 1024
 
     def __post_init__(self) -> None:
-        low = positive_int("auto_tuning.min_concurrency", self.min_concurrency)
-        high = positive_int("auto_tuning.max_concurrency", self.max_concurrency)
+        low = count("auto_tuning.min_concurrency", self.min_concurrency, 1, MAX_CONCURRENCY)
+        high = count("auto_tuning.max_concurrency", self.max_concurrency, 1, MAX_CONCURRENCY)
         if high < low:
-            raise ConfigurationError(
-                "auto_tuning.max_concurrency", f"an int >= min_concurrency ({low})", self.max_concurrency
-            )
+            self._out_of_order(low, high)
         if self.initial_concurrency is None:
             object.__setattr__(self, "initial_concurrency", max(low, min(10, high)))
         else:
-            start = positive_int("auto_tuning.initial_concurrency", self.initial_concurrency)
+            start = count("auto_tuning.initial_concurrency", self.initial_concurrency, 1, MAX_CONCURRENCY)
             if not low <= start <= high:
                 raise ConfigurationError(
-                    "auto_tuning.initial_concurrency", f"an int from {low} to {high}", self.initial_concurrency
+                    "auto_tuning.initial_concurrency",
+                    f"an int from {{0}} ({low}) to {{1}} ({high})",
+                    self.initial_concurrency,
+                    mentions=("auto_tuning.min_concurrency", "auto_tuning.max_concurrency"),
                 )
-        if self.target_latency is not None:
-            _number(
-                "auto_tuning.target_latency",
-                self.target_latency,
-                "a number of seconds > 0 or None",
-                low=0,
-                open_low=True,
-            )
+        seconds("auto_tuning.target_latency", self.target_latency, allow_none=True)
         if self.target_memory_percent is not None:
-            _number(
+            number(
                 "auto_tuning.target_memory_percent",
                 self.target_memory_percent,
-                "a fraction > 0 and <= 1 (0.75 means 75%) or None",
-                low=0,
-                high=1,
+                0,
+                1,
                 open_low=True,
+                kind="a fraction",
+                unit=" (0.75 means 75%) or None",
             )
-        _number(
-            "auto_tuning.adjustment_interval", self.adjustment_interval, "a number of seconds > 0", low=0, open_low=True
-        )
+        seconds("auto_tuning.adjustment_interval", self.adjustment_interval)
         if self.scope not in SCOPES:
             raise ConfigurationError("auto_tuning.scope", " or ".join(repr(s) for s in SCOPES), self.scope)
-        positive_int("auto_tuning.prefix_depth", self.prefix_depth)
-        positive_int("auto_tuning.max_partitions", self.max_partitions)
+        count("auto_tuning.prefix_depth", self.prefix_depth, 1, MAX_PREFIX_DEPTH)
+        count("auto_tuning.max_partitions", self.max_partitions)
+
+    def _out_of_order(self, low: int, high: int) -> None:
+        """Raise for ``min_concurrency > max_concurrency``, blaming the bound that was changed from its default."""
+        blame_min = self.max_concurrency == _DEFAULTS["max_concurrency"]
+        if blame_min:
+            raise ConfigurationError(
+                "auto_tuning.min_concurrency",
+                f"an int <= {{0}} ({high})",
+                self.min_concurrency,
+                mentions=("auto_tuning.max_concurrency",),
+            )
+        raise ConfigurationError(
+            "auto_tuning.max_concurrency",
+            f"an int >= {{0}} ({low})",
+            self.max_concurrency,
+            mentions=("auto_tuning.min_concurrency",),
+        )
 
     @property
     def start(self) -> int:
@@ -112,7 +117,7 @@ class AutoTuning:
         if not isinstance(value, Mapping):
             raise ConfigurationError("auto_tuning", "an AutoTuning, a mapping of its fields, or None", value)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
+        unknown = sorted(set(value) - known, key=str)
         if unknown:
             name = unknown[0]
             raise ConfigurationError(f"auto_tuning.{name}", f"one of {', '.join(sorted(known))}", value[name])
@@ -135,3 +140,6 @@ class AutoTuning:
             return bucket
         parts = key.split("/")[: self.prefix_depth + 1][:-1]
         return "/".join([bucket, *parts]) + "/" if parts else bucket
+
+
+_DEFAULTS = {f.name: f.default for f in fields(AutoTuning)}

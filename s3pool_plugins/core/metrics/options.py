@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from ...errors import ConfigurationError
-from ..validation import positive_int
+from ..validation import count, number, seconds
 
 MODES = ("off", "light", "full")
+
+MIN_WINDOW = 1.0
+"""The shortest rolling window, seconds."""
+MAX_SLICES = 1000
+"""The most slices of a window: a slice then covers at least a millisecond."""
+MIN_RELATIVE_ERROR = 0.0001
+"""The finest percentile accuracy (0.01%): a sketch then needs at most about 130,000 buckets."""
+MAX_RELATIVE_ERROR = 0.5
+"""Relative errors are below this (a sketch needs ``alpha < 1``; 0.5 already answers within a factor of 3)."""
 
 
 @dataclass(frozen=True)
@@ -39,20 +47,18 @@ class MonitoringConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigurationError("monitoring.mode", " or ".join(repr(m) for m in MODES), self.mode)
-        for name, low in (("window", 0.0), ("memory_interval", 0.0)):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value <= low
-            ):
-                raise ConfigurationError(f"monitoring.{name}", "a number of seconds > 0", value)
-        for name in ("slices", "task_history"):
-            positive_int(f"monitoring.{name}", getattr(self, name))
-        error = self.relative_error
-        if isinstance(error, bool) or not isinstance(error, (int, float)) or not 0.0 < error < 0.5:
-            raise ConfigurationError("monitoring.relative_error", "a number in (0, 0.5)", error)
+        seconds("monitoring.window", self.window, low=MIN_WINDOW, open_low=False)
+        count("monitoring.slices", self.slices, 1, MAX_SLICES)
+        count("monitoring.task_history", self.task_history)
+        seconds("monitoring.memory_interval", self.memory_interval)
+        number(
+            "monitoring.relative_error",
+            self.relative_error,
+            MIN_RELATIVE_ERROR,
+            MAX_RELATIVE_ERROR,
+            open_high=True,
+            unit=" (0.01 means 1%)",
+        )
 
     @classmethod
     def coerce(cls, value: object) -> MonitoringConfig:
