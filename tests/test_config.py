@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import fields
+
 import pytest
 
-from s3pool_plugins import ConfigurationError, OperationsPool, PoolConfig, RetryBudget, RetryPolicy
+from s3pool_plugins import (
+    AutoTuning,
+    ConfigurationError,
+    OperationsPool,
+    PoolConfig,
+    RetryBudget,
+    RetryPolicy,
+    config_from_environment,
+)
 
 
 @pytest.mark.parametrize(
@@ -134,8 +145,6 @@ def test_set_concurrency_validates(make_pool) -> None:
 
 
 def test_auto_tuning_from_the_environment_names_the_variable() -> None:
-    from s3pool_plugins import config_from_environment
-
     config = config_from_environment(
         {"S3POOL_CONCURRENCY": "AUTO", "S3POOL_AUTO_MAX_CONCURRENCY": "40", "S3POOL_AUTO_TARGET_LATENCY": "none"}
     )
@@ -150,3 +159,206 @@ def test_auto_tuning_from_the_environment_names_the_variable() -> None:
     with pytest.raises(ConfigurationError) as info:
         config_from_environment({"S3POOL_AUTO_SCOPES": "bucket"})
     assert info.value.option == "S3POOL_AUTO_SCOPES" and "S3POOL_AUTO_SCOPE" in str(info.value)
+
+
+# -- accepted ranges: nothing accepted may break the pool later ------------------
+
+DAYS_7 = 7 * 24 * 3600
+HUGE = 10**400  # beyond float range
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"queue_timeout": 1e10}, "queue_timeout"),
+        ({"timeout": 1e10}, "timeout"),
+        ({"timeout": DAYS_7 + 1}, "timeout"),
+        ({"retry_delay": 1e10}, "retry_delay"),
+        ({"max_retry_delay": 1e10}, "max_retry_delay"),
+        ({"concurrency": "auto", "auto_tuning": {"target_latency": 1e10}}, "auto_tuning.target_latency"),
+        ({"concurrency": "auto", "auto_tuning": {"adjustment_interval": 1e10}}, "auto_tuning.adjustment_interval"),
+        ({"monitoring": {"window": 1e10}}, "monitoring.window"),
+        ({"monitoring": {"memory_interval": 1e10}}, "monitoring.memory_interval"),
+    ],
+)
+def test_seconds_beyond_seven_days_are_refused_naming_the_range(options: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(load_entrypoints=False, **options)
+    assert info.value.key == info.value.option == key
+    assert "<= 604800 (7 days)" in str(info.value)
+
+
+def test_seconds_up_to_seven_days_are_accepted() -> None:
+    config = PoolConfig(timeout=DAYS_7, queue_timeout=float(DAYS_7), retry_delay=DAYS_7, max_retry_delay=DAYS_7)
+    assert (config.timeout, config.queue_timeout, config.policy.max_retry_delay) == (DAYS_7, DAYS_7, DAYS_7)
+
+
+@pytest.mark.parametrize(
+    ("build", "key"),
+    [
+        (lambda: PoolConfig(retries=HUGE), "retries"),
+        (lambda: PoolConfig(timeout=HUGE), "timeout"),
+        (lambda: PoolConfig(queue_timeout=-HUGE), "queue_timeout"),
+        (lambda: PoolConfig(priority=HUGE), "priority"),
+        (lambda: PoolConfig(aging_rate=HUGE), "aging_rate"),
+        (lambda: PoolConfig(tenants={"etl": HUGE}), "tenants"),
+        (lambda: PoolConfig(monitoring={"slices": HUGE}), "monitoring.slices"),
+        (lambda: PoolConfig(monitoring={"task_history": HUGE}), "monitoring.task_history"),
+        (lambda: PoolConfig(concurrency=HUGE), "concurrency"),
+        (lambda: PoolConfig(max_queue=HUGE), "max_queue"),
+        (lambda: RetryBudget(capacity=HUGE), "retry_budget.capacity"),
+        (lambda: RetryPolicy(retry_delay=HUGE), "retry_delay"),
+        (
+            lambda: PoolConfig(concurrency="auto", auto_tuning={"target_memory_percent": HUGE}),
+            "auto_tuning.target_memory_percent",
+        ),
+        (lambda: PoolConfig(concurrency="auto", auto_tuning={"min_concurrency": 2**63}), "auto_tuning.min_concurrency"),
+        (lambda: PoolConfig(concurrency="auto", auto_tuning={"min_concurrency": HUGE}), "auto_tuning.min_concurrency"),
+    ],
+)
+def test_ints_beyond_float_range_are_refused_naming_the_option(build, key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build()
+    assert info.value.key == key
+    assert "digits>" in str(info.value) or "9223372036854775808" in str(info.value)
+
+
+def test_task_options_refuse_huge_values_naming_the_option(make_pool) -> None:
+    pool = make_pool()
+    for option, value in (("priority", HUGE), ("timeout", 1e10), ("queue_timeout", HUGE), ("retries", HUGE)):
+        with pytest.raises(ConfigurationError) as info:
+            pool.options(**{option: value})
+        assert info.value.key == option
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "key"),
+    [
+        ({"relative_error": 1e-320}, "monitoring.relative_error"),
+        ({"relative_error": 0.5}, "monitoring.relative_error"),
+        ({"window": 1e-320}, "monitoring.window"),
+        ({"window": 0.5}, "monitoring.window"),
+        ({"slices": 1001}, "monitoring.slices"),
+    ],
+)
+def test_monitoring_settings_that_would_break_metrics_are_refused(monitoring: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(monitoring=monitoring)
+    assert info.value.key == key
+
+
+def test_monitoring_at_its_bounds_measures(make_pool) -> None:
+    """The extreme accepted settings still give metrics (no division by zero, no overflow)."""
+    for monitoring in (
+        {"mode": "full", "relative_error": 0.0001, "window": 1, "slices": 1000},
+        {"mode": "full", "relative_error": 0.4999, "window": DAYS_7, "slices": 1, "memory_interval": DAYS_7},
+    ):
+        pool = make_pool(monitoring=monitoring)
+        assert [pool.submit(pow, 2, n).result(timeout=10) for n in range(5)] == [1, 2, 4, 8, 16]
+        metrics = pool.metrics()
+        assert metrics.window_count == 5 and metrics.execution.p99 is not None
+
+
+def test_min_concurrency_above_the_maximum_names_itself_in_the_users_terms() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(concurrency="auto", auto_tuning={"min_concurrency": 100})
+    error = info.value
+    assert error.option == "auto_tuning.min_concurrency" and error.mentions == ("auto_tuning.max_concurrency",)
+    assert error.accepted == "an int <= auto_tuning.max_concurrency (64)"
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_CONCURRENCY": "auto", "S3POOL_AUTO_MIN_CONCURRENCY": "100"})
+    assert info.value.option == "S3POOL_AUTO_MIN_CONCURRENCY" and info.value.key == "auto_tuning.min_concurrency"
+    assert info.value.accepted == "an int <= S3POOL_AUTO_MAX_CONCURRENCY (64)"
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(concurrency="auto", auto_tuning={"min_concurrency": 50, "max_concurrency": 20})
+    assert info.value.option == "auto_tuning.max_concurrency"
+    assert info.value.accepted == "an int >= auto_tuning.min_concurrency (50)"
+
+
+def test_an_error_can_be_spelled_in_a_command_lines_terms() -> None:
+    """What a command line does: name its own flags for the option and for the options the message mentions."""
+    flags = {"auto_tuning.min_concurrency": "--min-concurrency", "auto_tuning.max_concurrency": "--max-concurrency"}
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(concurrency="auto", auto_tuning={"min_concurrency": 50, "max_concurrency": 20})
+    renamed = info.value.renamed(flags.__getitem__)
+    assert (
+        str(renamed) == "invalid value for option '--max-concurrency': 20; accepted: an int >= --min-concurrency (50)"
+    )
+    assert (renamed.key, renamed.got, renamed.mentions) == ("auto_tuning.max_concurrency", 20, info.value.mentions)
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_AUTO_SCOPE": "bucket"})
+    assert info.value.accepted == "set only together with S3POOL_CONCURRENCY=auto"
+    assert info.value.renamed(
+        {"auto_tuning.scope": "--auto-scope", "concurrency": "--concurrency"}.__getitem__
+    ).accepted == ("set only together with --concurrency=auto")
+
+
+def test_configuration_errors_pickle_and_never_fail_to_print() -> None:
+    error = ConfigurationError(
+        "auto_tuning.max_concurrency", "an int >= {0} (5)", 2, mentions=("auto_tuning.min_concurrency",)
+    )
+    copy = pickle.loads(pickle.dumps(error.renamed(str.upper)))
+    assert (copy.option, copy.key, copy.accepted) == (
+        "AUTO_TUNING.MAX_CONCURRENCY",
+        "auto_tuning.max_concurrency",
+        "an int >= AUTO_TUNING.MIN_CONCURRENCY (5)",
+    )
+    assert "<an int of about 5001 digits>" in str(ConfigurationError("retries", "an int", 10**5000))
+    assert len(str(ConfigurationError("name", "a str", "x" * 10_000))) < 300
+
+
+def test_every_auto_tuning_field_has_a_variable() -> None:
+    texts = {
+        "min_concurrency": "2",
+        "max_concurrency": "40",
+        "initial_concurrency": "3",
+        "target_latency": "0.5",
+        "target_memory_percent": "0.5",
+        "adjustment_interval": "2",
+        "scope": "prefix",
+        "prefix_depth": "3",
+        "max_partitions": "5",
+    }
+    assert set(texts) == {field.name for field in fields(AutoTuning)}
+    environment = {"S3POOL_CONCURRENCY": "auto", **{f"S3POOL_AUTO_{k.upper()}": v for k, v in texts.items()}}
+    assert config_from_environment(environment).adaptive == AutoTuning(
+        min_concurrency=2,
+        max_concurrency=40,
+        initial_concurrency=3,
+        target_latency=0.5,
+        target_memory_percent=0.5,
+        adjustment_interval=2,
+        scope="prefix",
+        prefix_depth=3,
+        max_partitions=5,
+    )
+
+
+def test_an_unknown_variable_suggests_the_closest_known_one() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_RETRIE": "3"})
+    assert info.value.option == "S3POOL_RETRIE"
+    assert info.value.accepted.startswith("did you mean S3POOL_RETRIES? one of the variables S3POOL_ENABLED")
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_AUTO_MAXPARTITIONS": "3"})
+    assert info.value.accepted.startswith("did you mean S3POOL_AUTO_MAX_PARTITIONS?")
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_ZZZZZZZZZZZZZ": "3"})
+    assert info.value.accepted.startswith("one of the variables")
+
+
+@pytest.mark.parametrize(
+    ("environment", "variable"),
+    [
+        ({"S3POOL_QUEUE_TIMEOUT": "1e10"}, "S3POOL_QUEUE_TIMEOUT"),
+        ({"S3POOL_RETRIES": "9" * 400}, "S3POOL_RETRIES"),
+        ({"S3POOL_RETRIES": "9" * 5000}, "S3POOL_RETRIES"),
+        ({"S3POOL_PRIORITY": "1" + "0" * 400}, "S3POOL_PRIORITY"),
+        ({"S3POOL_MONITORING": "loud"}, "S3POOL_MONITORING"),
+        ({"S3POOL_CONCURRENCY": "auto", "S3POOL_AUTO_MIN_CONCURRENCY": str(2**63)}, "S3POOL_AUTO_MIN_CONCURRENCY"),
+    ],
+)
+def test_bad_variables_are_named(environment: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment(environment)
+    assert info.value.option == variable

@@ -134,8 +134,13 @@ def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[s
     An unknown ``S3POOL_*`` variable raises too, suggesting the closest known
     one. Each error's ``key`` is the option the variable sets.
     """
-    environ = os.environ if environ is None else environ
+    return _parse(os.environ if environ is None else environ)[0]
+
+
+def _parse(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options the ``S3POOL_*`` variables set, and the variable that set each option key."""
     options: dict[str, Any] = {}
+    variables: dict[str, str] = {}
     for variable, text in environ.items():
         if not variable.startswith(PREFIX) or variable in OTHER_VARIABLES:
             continue
@@ -152,7 +157,8 @@ def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[s
             options.setdefault(top, {})[field] = value
         else:
             options[top] = value
-    return options
+        variables[key] = variable
+    return options, variables
 
 
 def variable_for(key: str) -> str:
@@ -178,7 +184,7 @@ def config_from_environment(
     the options its accepted values mention (see
     :meth:`ConfigurationError.renamed`). The error's ``key`` stays the option's.
     """
-    given = options_from_environment(environ)
+    given, variables = _parse(os.environ if environ is None else environ)
     options = {**(defaults or {}), **given, **overrides}
     try:
         return PoolConfig(**options)
@@ -190,14 +196,18 @@ def config_from_environment(
             first = sorted(given["auto_tuning"])[0]
             key = f"auto_tuning.{first}"
             raise ConfigurationError(
-                variable_for(key),
+                variables[key],
                 "set only together with {0}=auto",
                 given["auto_tuning"][first],
                 key=key,
                 mentions=("concurrency",),
                 names=(variable_for("concurrency"),),
             ) from None
-        raise error.renamed(variable_for) from None
+
+        def spelled(key: str) -> str:  # the variable as it was set, else the documented one
+            return variables.get(key) or variables.get(key.partition(".")[0]) or variable_for(key)
+
+        raise error.renamed(spelled) from None
 
 
 _default_lock = threading.Lock()
