@@ -57,13 +57,14 @@ class PoolConfig:
 
     - ``enabled``: False makes the pool a pass-through (no limit, queue,
       retries, timeouts or hooks), the seed's ``operationsPool: false``.
-    - ``concurrency``: the most attempts running at once (int >= 1), or
+    - ``concurrency``: the most attempts running at once (int from 1 to
+      :data:`~.validation.MAX_CONCURRENCY`), or
       ``"auto"`` for an adaptive limit (see ``auto_tuning``).
     - ``auto_tuning``: with ``concurrency="auto"``, an :class:`AutoTuning` or
       a mapping of its fields (``min_concurrency``, ``max_concurrency``,
       ``target_latency``, ``target_memory_percent``,
       ``adjustment_interval``, ``scope`` ...); None for the defaults.
-    - ``retries``: retries after the first attempt (int >= 0).
+    - ``retries``: retries after the first attempt (int from 0 to 10,000).
     - ``retry_delay``: backoff base in seconds; retry ``n`` waits a random time
       in ``[0, min(max_retry_delay, retry_delay * 2**n)]``.
     - ``max_retry_delay``: cap of the backoff window, seconds.
@@ -75,9 +76,10 @@ class PoolConfig:
       disable it, or a budget object (it may be shared by several pools).
     - ``timeout``: per-attempt time limit in seconds, or None for no limit.
     - ``queue_timeout``: the longest a task may wait for a slot, or None.
-    - ``priority``: the default priority (higher runs first).
-    - ``aging_rate``: priority points a waiting task gains per second.
-    - ``max_queue``: the most tasks waiting for a slot, or None (unbounded).
+    - ``priority``: the default priority (higher runs first), from -1e15 to 1e15.
+    - ``aging_rate``: priority points a waiting task gains per second (0 to 1e6).
+    - ``max_queue``: the most tasks waiting for a slot (an int up to
+      :data:`~.validation.MAX_COUNT`), or None (unbounded).
     - ``queue_full``: what a new task does when the queue is full:
       ``"block"`` (wait for room) or ``"raise"`` (:class:`QueueFull`).
     - ``monitoring``: ``"off"``, ``"light"`` (default) or ``"full"``, or a
@@ -95,6 +97,9 @@ class PoolConfig:
     - ``seed``: seeds the backoff jitter for reproducible runs.
     - ``clock``: monotonic clock in seconds used for aging and task times
       (tests inject a fake one).
+
+    Every option in seconds is at most :data:`~.validation.MAX_SECONDS`
+    (7 days), so every wait derived from them is one the platform can wait.
     """
 
     enabled: bool = True

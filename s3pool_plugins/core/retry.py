@@ -119,8 +119,9 @@ MAX_RETRIES = 10_000
 class RetryPolicy:
     """How many times a task is tried and how long it waits in between.
 
-    - ``retries``: retries after the first attempt (``attempts == retries + 1``).
-    - ``retry_delay``: backoff base in seconds. Retry ``n`` (0-based) waits a
+    - ``retries``: retries after the first attempt (``attempts == retries + 1``),
+      an int from 0 to :data:`MAX_RETRIES`.
+    - ``retry_delay``: backoff base in seconds (0 to 7 days, as ``max_retry_delay``). Retry ``n`` (0-based) waits a
       uniformly random time in ``[0, min(max_retry_delay, retry_delay * 2**n)]``
       ("full jitter"), unless the error carried a ``retry_after``.
     - ``max_retry_delay``: the cap of that window, in seconds.
@@ -213,7 +214,8 @@ class RetryBudget:
 
     Defaults follow AWS's "standard" retry mode: 500 tokens, a retry costs 5
     (10 after a timeout), a task that succeeds returns what its retries took,
-    and a first-try success adds ``success_reward`` (1). When the bucket cannot
+    and a first-try success adds ``success_reward`` (1); each is an int up to
+    :data:`~.validation.MAX_COUNT` (``capacity`` >= 1). When the bucket cannot
     pay for a retry the task fails at once with its last error, so an outage
     fails fast instead of multiplying the load. Thread-safe.
     """

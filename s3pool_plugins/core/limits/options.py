@@ -19,16 +19,18 @@ MAX_PREFIX_DEPTH = 1024
 class AutoTuning:
     """How ``concurrency="auto"`` adapts the limit (the seed's ``autoTuning``).
 
-    - ``min_concurrency`` / ``max_concurrency``: bounds of the limit (ints >= 1).
+    - ``min_concurrency`` / ``max_concurrency``: bounds of the limit (ints from
+      1 to :data:`~..validation.MAX_CONCURRENCY`). When ``min > max`` the
+      bound changed from its default is blamed (``max`` if both were).
     - ``initial_concurrency``: where the limit starts (default: ``min(10, max)``,
       at least ``min``).
-    - ``target_latency``: seconds; when the recent attempt time is above it the
+    - ``target_latency``: seconds (up to 7 days); when the recent attempt time is above it the
       limit shrinks even without throttling. None (default): latency is
       judged against its own long-term baseline only.
     - ``target_memory_percent``: a fraction in (0, 1] of the memory available
       to the process (cgroup limit, else the machine's); above it the limit
       shrinks. None turns the memory guard off.
-    - ``adjustment_interval``: seconds between two evaluations of the
+    - ``adjustment_interval``: seconds (> 0, up to 7 days) between two evaluations of the
       latency signal; throttling is acted on at once (at most once per
       round trip).
     - ``scope``: ``"pool"`` keeps one adaptive state for the whole pool;
@@ -36,7 +38,7 @@ class AutoTuning:
       for calls that name them (S3 calls through the botocore adapter), so a
       throttled prefix slows only its own requests.
     - ``prefix_depth``: with ``scope="prefix"``, how many ``/``-separated
-      leading parts of the key make the prefix.
+      leading parts of the key make the prefix (1 to 1,024).
     - ``max_partitions``: the most buckets/prefixes with their own state; the
       idle ones are forgotten first.
     """

@@ -28,13 +28,15 @@ class MonitoringConfig:
       rolling windows and percentiles for ``metrics()``; the default) or
       ``"full"`` (also a record per task for ``task_metrics()`` and memory
       samples).
-    - ``window``: the span of the rolling window; ``slices``: how many parts
-      it is kept in (the window advances one slice at a time).
+    - ``window``: the span of the rolling window (1 s to 7 days);
+      ``slices``: how many parts it is kept in (1 to :data:`MAX_SLICES`; the
+      window advances one slice at a time).
     - ``task_history``: the most per-task records kept ("full"); the oldest
       go first.
     - ``memory_interval``: the shortest time between two memory samples
       ("full").
-    - ``relative_error``: the percentiles' guaranteed relative error.
+    - ``relative_error``: the percentiles' guaranteed relative error, from
+      :data:`MIN_RELATIVE_ERROR` to below :data:`MAX_RELATIVE_ERROR`.
     """
 
     mode: str = "light"
