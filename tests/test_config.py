@@ -362,3 +362,16 @@ def test_bad_variables_are_named(environment: dict[str, str], variable: str) -> 
     with pytest.raises(ConfigurationError) as info:
         config_from_environment(environment)
     assert info.value.option == variable
+
+
+def test_misspelled_fields_and_task_options_suggest_the_closest(make_pool) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(concurrency="auto", auto_tuning={"max_concurency": 8})
+    assert info.value.option == "auto_tuning.max_concurency"
+    assert info.value.accepted.startswith("did you mean auto_tuning.max_concurrency? one of the fields")
+    with pytest.raises(ConfigurationError) as info:
+        PoolConfig(monitoring={"windows": 30})
+    assert info.value.accepted.startswith("did you mean monitoring.window? one of the fields")
+    with pytest.raises(ConfigurationError) as info:
+        make_pool().options(timout=5)
+    assert info.value.option == "timout" and info.value.accepted.startswith("did you mean timeout?")

@@ -9,7 +9,6 @@ with the prefix ``S3POOL_``; values are parsed strictly and a bad one raises
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .config import PoolConfig
+from .validation import unknown_option
 
 PREFIX = "S3POOL_"
 OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT"})
@@ -114,13 +114,6 @@ def known_variables() -> list[str]:
     return [variable_for(name) for name in _PARSERS] + [variable_for(f"auto_tuning.{name}") for name in _AUTO_PARSERS]
 
 
-def _unknown(variable: str, text: str) -> ConfigurationError:
-    known = known_variables()
-    close = difflib.get_close_matches(variable.upper(), known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}? " if close else ""
-    return ConfigurationError(variable, f"{hint}one of the variables {', '.join(known)}", text)
-
-
 def _key(option: str) -> str | None:
     """The option key an ``S3POOL_*`` variable's lower-cased suffix sets, or None if it sets none."""
     if option.startswith(AUTO_PREFIX) and option[len(AUTO_PREFIX) :] in _AUTO_PARSERS:
@@ -146,7 +139,7 @@ def _parse(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
             continue
         key = _key(variable[len(PREFIX) :].lower())
         if key is None:
-            raise _unknown(variable, text)
+            raise unknown_option(variable, known_variables(), text, kind="variables")
         top, _, field = key.partition(".")
         parse = _AUTO_PARSERS[field] if field else _PARSERS[top]
         try:

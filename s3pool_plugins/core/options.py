@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from .context import validate_priority, validate_tenant
 from .retry import MAX_RETRIES
-from .validation import count, seconds
+from .validation import count, seconds, unknown_option
 
 
 class _Unset:
@@ -73,7 +73,5 @@ def task_options(options: Mapping[str, Any]) -> TaskOptions:
     """Build :class:`TaskOptions` from keywords, naming any unknown option and the accepted ones."""
     unknown = sorted(set(options) - set(TaskOptions.__slots__))
     if unknown:
-        raise ConfigurationError(
-            unknown[0], "a task option: " + ", ".join(sorted(TaskOptions.__slots__)), options[unknown[0]]
-        )
+        raise unknown_option(unknown[0], sorted(TaskOptions.__slots__), options[unknown[0]], kind="task options")
     return TaskOptions(**options)

@@ -17,7 +17,9 @@ can never break the pool later:
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Sequence
 
 from ..errors import ConfigurationError
 
@@ -106,3 +108,10 @@ def positive_int(option: str, value: object, minimum: int = 1, maximum: int | No
 def count(option: str, value: object, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
     """``value`` if it is an int (not a bool) from ``minimum`` to ``maximum`` (default :data:`MAX_COUNT`)."""
     return positive_int(option, value, minimum, maximum)
+
+
+def unknown_option(option: str, known: Sequence[str], got: object, *, kind: str = "options") -> ConfigurationError:
+    """The error for an unknown ``option``: it lists the ``known`` ones, first the closest if one is close."""
+    close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return ConfigurationError(option, f"{hint}one of the {kind} {', '.join(known)}", got)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ...errors import ConfigurationError
-from ..validation import MAX_CONCURRENCY, count, number, seconds
+from ..validation import MAX_CONCURRENCY, count, number, seconds, unknown_option
 
 SCOPES = ("pool", "bucket", "prefix")
 
@@ -118,11 +118,10 @@ class AutoTuning:
             return value
         if not isinstance(value, Mapping):
             raise ConfigurationError("auto_tuning", "an AutoTuning, a mapping of its fields, or None", value)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known, key=str)
+        known = [f"auto_tuning.{f.name}" for f in fields(cls)]
+        unknown = sorted((name for name in value if f"auto_tuning.{name}" not in known), key=str)
         if unknown:
-            name = unknown[0]
-            raise ConfigurationError(f"auto_tuning.{name}", f"one of {', '.join(sorted(known))}", value[name])
+            raise unknown_option(f"auto_tuning.{unknown[0]}", known, value[unknown[0]], kind="fields")
         return cls(**value)
 
     def as_dict(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from ...errors import ConfigurationError
-from ..validation import count, number, seconds
+from ..validation import count, number, seconds, unknown_option
 
 MODES = ("off", "light", "full")
 
@@ -70,10 +70,10 @@ class MonitoringConfig:
         if isinstance(value, str):
             return cls(mode=value)
         if isinstance(value, Mapping):
-            known = {f.name for f in fields(cls)}
+            known = [f"monitoring.{f.name}" for f in fields(cls)]
             for key in value:
-                if key not in known:
-                    raise ConfigurationError(f"monitoring.{key}", "one of " + ", ".join(sorted(known)), value[key])
+                if f"monitoring.{key}" not in known:
+                    raise unknown_option(f"monitoring.{key}", known, value[key], kind="fields")
             return cls(**value)
         raise ConfigurationError(
             "monitoring", "'off', 'light', 'full', a mapping of MonitoringConfig fields, or a MonitoringConfig", value
