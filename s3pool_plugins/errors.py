@@ -75,7 +75,7 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
         self.option = option
         self.key = option if key is None else key
         self.mentions = tuple(mentions)
-        self.template = accepted
+        self._template = accepted
         self._names = self.mentions if names is None else tuple(names)
         self.accepted = accepted.format(*self._names) if mentions else accepted
         self.got = got
@@ -85,7 +85,7 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
         """The same error with its option and every mentioned option spelled ``name(key)``."""
         return ConfigurationError(
             name(self.key),
-            self.template,
+            self._template,
             self.got,
             key=self.key,
             mentions=self.mentions,
@@ -93,13 +93,19 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.option, self.template, self.got, self.key, self.mentions, self._names))
+        return (_rebuild, (type(self), self.option, self._template, self.got, self.key, self.mentions, self._names))
 
 
 def _rebuild(
-    option: str, template: str, got: object, key: str, mentions: tuple[str, ...], names: tuple[str, ...]
+    cls: type[ConfigurationError],
+    option: str,
+    template: str,
+    got: object,
+    key: str,
+    mentions: tuple[str, ...],
+    names: tuple[str, ...],
 ) -> ConfigurationError:
-    return ConfigurationError(option, template, got, key=key, mentions=mentions, names=names)
+    return cls(option, template, got, key=key, mentions=mentions, names=names)
 
 
 class PoolStopped(S3PoolError, RuntimeError):
