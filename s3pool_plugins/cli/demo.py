@@ -33,6 +33,11 @@ DEFAULT_CHART = "s3pool-demo.html"
 QUICK = {"objects": 400, "parquet_rows": 20_000}
 """What ``--quick`` changes (``--objects`` still wins)."""
 
+MAX_OBJECTS = 1_000_000
+"""The most uploads a run takes (the workload queues them all at its start)."""
+MAX_PARQUET_ROWS = 10_000_000
+"""The largest DataFrame of the Parquet round trip (built in memory)."""
+
 NEEDS = ("boto3", "moto", "pandas", "pyarrow", "s3fs", "aiobotocore")
 PLAIN, POOLED = "boto3 defaults", "with s3pool"
 
@@ -51,39 +56,49 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--objects",
-        type=types.integer(1),
+        type=types.integer(1, MAX_OBJECTS),
         metavar="N",
-        help=f"objects to upload in each run (default {defaults.objects}; {QUICK['objects']} with --quick)",
+        help=types.with_default(
+            "objects to upload in each run", f"{defaults.objects}; {QUICK['objects']} with --quick"
+        ),
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller workload: about 20 seconds in all")
     parser.add_argument(
-        "--threads", type=types.integer(1), default=defaults.threads, metavar="N", help="upload threads (both runs)"
+        "--quick", action="store_true", help=types.with_default("a smaller workload: about 20 seconds in all", "off")
+    )
+    parser.add_argument(
+        "--threads",
+        type=types.integer(1, types.MAX_THREADS),
+        default=defaults.threads,
+        metavar="N",
+        help=types.with_default("upload threads (both runs)", defaults.threads),
     )
     parser.add_argument(
         "--concurrency",
         type=types.concurrency,
         default=defaults.concurrency,
         metavar="N|auto",
-        help=f"the pool's limit in the pooled run (default {defaults.concurrency}: adaptive, one state per prefix)",
+        help=types.with_default(
+            "the pool's limit in the pooled run", f"{defaults.concurrency}: adaptive, one state per key prefix"
+        ),
     )
     parser.add_argument(
         "--rate",
         type=types.per_second(),
         default=defaults.hot_writes_per_second,
         metavar="PER_SECOND",
-        help=f"writes per second the throttled prefix allows (default {defaults.hot_writes_per_second:g})",
+        help=types.with_default("writes per second the throttled prefix allows", f"{defaults.hot_writes_per_second:g}"),
     )
     parser.add_argument("--seed", type=types.integer(0), default=defaults.seed, help=argparse.SUPPRESS)
-    parser.add_argument("--parquet-rows", type=types.integer(1), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--parquet-rows", type=types.integer(1, MAX_PARQUET_ROWS), default=None, help=argparse.SUPPRESS)
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--chart",
         type=Path,
         default=Path(DEFAULT_CHART),
         metavar="PATH",
-        help=f"the HTML chart (default {DEFAULT_CHART})",
+        help=types.with_default("where to write the HTML chart", DEFAULT_CHART),
     )
-    output.add_argument("--no-chart", action="store_true", help="write no chart")
+    output.add_argument("--no-chart", action="store_true", help=types.with_default("write no chart", "off"))
     parser.set_defaults(execute=execute, command_parser=parser)
     return parser
 
@@ -109,15 +124,17 @@ def missing_dependencies() -> list[str]:
     return [name for name in NEEDS if importlib.util.find_spec(name) is None]
 
 
-def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Check, run both workloads, print the table and the verdict, write the chart."""
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Scenario, Path | None]:
+    """Every check that starts nothing: the scenario and where the chart goes. ``parser.error`` on a problem."""
     chart_path: Path | None = None if args.no_chart else args.chart
     if chart_path is not None:
-        folder = chart_path.parent if str(chart_path.parent) else Path(".")
-        if not folder.is_dir():
-            parser.error(f"argument --chart: the folder {str(folder)!r} does not exist")
-        if chart_path.is_dir():
-            parser.error(f"argument --chart: {str(chart_path)!r} is a folder, not a file")
+        types.check_output_file(parser, "--chart", chart_path)
+    return scenario_from(args), chart_path
+
+
+def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Check, run both workloads, print the table and the verdict, write the chart."""
+    scenario, chart_path = prepare(args, parser)
     missing = missing_dependencies()
     if missing:
         print(
@@ -126,7 +143,6 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return 1
-    scenario = scenario_from(args)
     print("\n".join(describe(scenario)), flush=True)
     progress = ProgressLine()
     results = run_both(scenario, progress)
