@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from . import chart
 from . import parser as types
 from .progress import ProgressLine
 from .summary import count, seconds, table
-from .workload import RunResult, Sample, Scenario, run_workload
+from .workload import PARQUET_PRIORITY, RunResult, Sample, Scenario, run_workload
 
 DEFAULT_CHART = "s3pool-demo.html"
 QUICK = {"objects": 400, "parquet_rows": 20_000}
@@ -156,23 +157,37 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def describe(scenario: Scenario) -> list[str]:
-    """What the demo is about to do, in a few lines."""
+def introduction(scenario: Scenario) -> list[chart.Block]:
+    """What the demo is about to do: two paragraphs and a list of the two runs (code between backticks)."""
     options = ", ".join(
         f"{name}={value:g}" if isinstance(value, (int, float)) else f"{name}={value!r}"
         for name, value in scenario.pool_options().items()
     )
     return [
-        "s3pool demo: a local S3 (moto) behind a fault proxy that adds latency (median "
-        f"{seconds(scenario.latency)}, with a tail)",
-        f"and lets the prefix hot/ take {scenario.hot_writes_per_second:g} writes per second (503 SlowDown beyond).",
+        f"s3pool demo: a local S3 (moto) behind a fault proxy that adds latency (median {seconds(scenario.latency)}, "
+        f"with a tail) and lets the prefix `hot/` take {scenario.hot_writes_per_second:g} writes per second "
+        "(503 SlowDown beyond).",
         f"Workload: {count(scenario.objects)} uploads of {count(scenario.object_size)} bytes from {scenario.threads} "
-        f"threads, every {_ordinal(scenario.hot_every)} to hot/,",
-        f"while a pandas DataFrame of {count(scenario.parquet_rows)} rows makes a Parquet round trip through s3fs.",
-        f"  run 1, {PLAIN}: boto3 and s3fs as they come (botocore's legacy retries: 5 attempts)",
-        f"  run 2, {POOLED}: the same code after install(session, OperationsPool({options}));",
-        f"         the Parquet calls at priority {10} (install(aio_session, pool, priorities=...))",
+        f"threads, every {_ordinal(scenario.hot_every)} to `hot/`, while a pandas DataFrame of "
+        f"{count(scenario.parquet_rows)} rows makes a Parquet round trip through s3fs.",
+        [
+            f"run 1, {PLAIN}: boto3 and s3fs as they come (botocore's legacy retries: 5 attempts)",
+            f"run 2, {POOLED}: the same code after `install(session, OperationsPool({options}))`; the Parquet calls "
+            f"at priority {PARQUET_PRIORITY} (`install(aio_session, pool, priorities=...)`)",
+        ],
     ]
+
+
+def describe(scenario: Scenario, width: int = 110) -> list[str]:
+    """:func:`introduction` as terminal lines: paragraphs wrapped, list items indented."""
+    lines: list[str] = []
+    for block in introduction(scenario):
+        if isinstance(block, str):
+            lines.extend(textwrap.wrap(block.replace("`", ""), width))
+            continue
+        for item in block:
+            lines.extend(textwrap.wrap(item.replace("`", ""), width, initial_indent="  ", subsequent_indent="    "))
+    return lines
 
 
 def _ordinal(n: int) -> str:
@@ -358,12 +373,69 @@ def rates(samples: Sequence[Sample], value: str, window: float = 1.0) -> list[tu
     return points
 
 
+PARTITION_COLORS = ("#1a7f37", "#8250df", "#bf8700", "#cf222e", "#0550ae")
+"""Colours of the pool's partitions (key prefixes) in the charts, in order of appearance."""
+
+
+def paced_partitions(samples: Sequence[Sample]) -> list[str]:
+    """The partitions (key prefixes) that the pool paced at some point of a run, in order of first pacing."""
+    seen: dict[str, None] = {}
+    for sample in samples:
+        for name, (_, rate) in sample.partitions.items():
+            if rate is not None:
+                seen.setdefault(name)
+    return list(seen)
+
+
+def pacing_series(result: RunResult, color_of: dict[str, str]) -> list[chart.Series]:
+    """One dashed line per paced partition: its pacing rate over time (gaps while unpaced)."""
+    return [
+        chart.Series(
+            f"{result.label}: pacing of {name}",
+            [(s.elapsed, s.partitions[name][1] if name in s.partitions else None) for s in result.samples],
+            color_of[name],
+            dashed=True,
+        )
+        for name in paced_partitions(result.samples)
+    ]
+
+
+def limit_series(result: RunResult, color_of: dict[str, str]) -> list[chart.Series]:
+    """What limits the pooled run's concurrency: each partition's adaptive limit, or else the pool's limit."""
+    names = list(dict.fromkeys(name for s in result.samples for name in s.partitions))
+    if not names:
+        limits = [(s.elapsed, None if s.limit is None else float(s.limit)) for s in result.samples]
+        return [chart.Series(f"{result.label}: pool limit", limits, PARTITION_COLORS[0], dashed=True)]
+    return [
+        chart.Series(
+            f"{result.label}: limit of {name}",
+            [(s.elapsed, float(s.partitions[name][0]) if name in s.partitions else None) for s in result.samples],
+            color_of[name],
+            dashed=True,
+        )
+        for name in names
+    ]
+
+
 def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
-    """The HTML page: the table, then throughput, 503s and concurrency over time for both runs."""
+    """The HTML page: the introduction, the table, then what was stored, throttled and what bound each run."""
     colors = {PLAIN: "#bc4c00", POOLED: "#0969da"}
     x_max = max((r.samples[-1].elapsed for r in results if r.samples), default=1.0)
+    names = list(dict.fromkeys(name for r in results for s in r.samples for name in s.partitions))
+    color_of = {name: PARTITION_COLORS[i % len(PARTITION_COLORS)] for i, name in enumerate(names)}
     throughput = [chart.Series(r.label, rates(r.samples, "stored"), colors.get(r.label, "#57606a")) for r in results]
     throttled = [chart.Series(r.label, rates(r.samples, "throttled"), colors.get(r.label, "#57606a")) for r in results]
+    allowed = chart.Series(
+        f"hot/ allows {scenario.hot_writes_per_second:g}/s",
+        [(0.0, scenario.hot_writes_per_second), (x_max, scenario.hot_writes_per_second)],
+        "#8c959f",
+        dashed=True,
+    )
+    hot = [
+        chart.Series(f"{r.label}: stored in hot/", rates(r.samples, "hot_stored"), colors.get(r.label, "#57606a"))
+        for r in results
+    ]
+    hot += [allowed, *(line for r in results if r.pooled for line in pacing_series(r, color_of))]
     concurrency = [
         chart.Series(
             f"{r.label}: in flight",
@@ -372,13 +444,17 @@ def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
         )
         for r in results
     ]
-    for r in results:
-        if r.pooled:
-            limits = [(s.elapsed, None if s.limit is None else float(s.limit)) for s in r.samples]
-            concurrency.append(chart.Series(f"{r.label}: pool limit", limits, "#1a7f37", dashed=True))
+    concurrency += [line for r in results if r.pooled for line in limit_series(r, color_of)]
     charts = [
         chart.line_chart(
             "Objects stored per second", throughput, x_label="seconds into the run", y_label="objects/s", x_max=x_max
+        ),
+        chart.line_chart(
+            "hot/: writes stored per second, what the prefix allows, and the pool's pacing of it",
+            hot,
+            x_label="seconds into the run",
+            y_label="writes/s",
+            x_max=x_max,
         ),
         chart.line_chart(
             "503 SlowDown per second (at the proxy)",
@@ -388,7 +464,7 @@ def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
             x_max=x_max,
         ),
         chart.line_chart(
-            "Concurrency: requests in flight at the proxy, and the pool's limit",
+            "Concurrency: requests in flight at the proxy, and the pool's limits",
             concurrency,
             x_label="seconds into the run",
             y_label="requests",
@@ -398,13 +474,38 @@ def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
     headers, rows = comparison(results, scenario)
     return chart.page(
         "s3pool demo",
-        intro=[" ".join(describe(scenario))],
+        intro=introduction(scenario),
         table=chart.html_table(headers, rows),
         charts=charts,
         notes=[
-            *verdict(results[0], results[1], scenario),
+            *verdict_blocks(verdict(results[0], results[1], scenario)),
+            _what_binds(results),
             f"Measured {time.strftime('%Y-%m-%d %H:%M:%S')} with Python {sys.version.split()[0]}: counters sampled "
-            "every 0.25 s (objects from the workload, requests, 503s and requests in flight from the proxy, the limit "
-            "from the pool); rates over a trailing second.",
+            "every 0.25 s (objects from the workload, requests, 503s and requests in flight from the proxy, the "
+            "limits and pacing rates from the pool); rates over a trailing second.",
         ],
     )
+
+
+def verdict_blocks(lines: Sequence[str]) -> list[chart.Block]:
+    """The verdict's lines for HTML: its heading, then its points as a list (an indented line continues a point)."""
+    heading, *rest = lines
+    points: list[str] = []
+    for line in rest:
+        if line.startswith("  ") and points:
+            points[-1] += " " + line.strip()
+        else:
+            points.append(line)
+    return [heading, points]
+
+
+def _what_binds(results: Sequence[RunResult]) -> str:
+    """A note on what held the pooled run back, from what the pool reported."""
+    paced = [name for r in results if r.pooled for name in paced_partitions(r.samples)]
+    if paced:
+        return (
+            f"What held the pool back: its pacing of {', '.join(f'`{name}`' for name in paced)} (dashed in the "
+            "hot/ chart), the rate it found the prefix accepts; the limits in the concurrency chart are per "
+            "prefix, so the other prefixes were not slowed down."
+        )
+    return "The pool paced no prefix in this run: its limit (dashed in the concurrency chart) is what bound it."
