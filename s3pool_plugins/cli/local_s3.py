@@ -60,6 +60,7 @@ LATENCY_OPTIONS: dict[str, str] = {
 """The proxy's :class:`Latency` fields set by options: field -> flag."""
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+)+")
 _PREFIX_RATE = re.compile(r"(?P<prefix>[^=]*)=(?P<rate>.+)")
 
 
@@ -80,6 +81,15 @@ def bucket_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "expected a bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, starting and ending "
             f"with a letter or digit, got {types.shown(text)}"
+        )
+    return text
+
+
+def region(text: str) -> str:
+    """An option type: an AWS region name such as ``us-east-1``."""
+    if _REGION.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a region name: lower-case letters, digits and hyphens such as us-east-1, got {types.shown(text)}"
         )
     return text
 
@@ -142,7 +152,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help=types.with_default("create this bucket, repeatable", "none"),
     )
     where.add_argument(
-        "--region", default=DEFAULT_REGION, metavar="NAME", help=types.with_default("region to export", "%(default)s")
+        "--region",
+        type=region,
+        default=DEFAULT_REGION,
+        metavar="NAME",
+        help=types.with_default("region to export", "%(default)s"),
     )
     chaos = parser.add_argument_group(
         "fault proxy (--chaos, or any option of this group, puts it in front of the S3 server)"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import select
+import queue
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -33,16 +34,18 @@ class Served:
         )
         self.lines: list[str] = []
         self.environment: dict[str, str] = {}
-        deadline = time.monotonic() + 60
+        lines: queue.Queue[str] = queue.Queue()
         assert self.process.stdout is not None
+        stdout = self.process.stdout
+        threading.Thread(target=lambda: [lines.put(line) for line in iter(stdout.readline, "")], daemon=True).start()
+        deadline = time.monotonic() + 60
         while "AWS_SHARED_CREDENTIALS_FILE" not in self.environment:
             assert time.monotonic() < deadline, f"no environment printed: {self.lines}"
-            ready, _, _ = select.select([self.process.stdout], [], [], 1.0)
-            if not ready:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
                 assert self.process.poll() is None, self.process.communicate()
                 continue
-            line = self.process.stdout.readline()
-            assert line, f"output ended early: {self.lines} {self.process.communicate()}"
             self.lines.append(line.rstrip("\n"))
             if line.startswith("export "):
                 ((name, value),) = [shlex.split(line[len("export ") :])[0].split("=", 1)]
@@ -57,10 +60,12 @@ class Served:
         )
         return session.client("s3", endpoint_url=self.environment["AWS_ENDPOINT_URL"], config=NO_RETRY)
 
-    def stop(self, signum: int = signal.SIGINT) -> tuple[int, str, str]:
+    def stop(self, signum: int = signal.SIGINT) -> tuple[int, str]:
+        """Send ``signum``; the exit status and stderr (stdout is read by the reader thread)."""
         self.process.send_signal(signum)
-        out, err = self.process.communicate(timeout=60)
-        return self.process.returncode, out, err
+        assert self.process.stderr is not None
+        err = self.process.stderr.read()
+        return self.process.wait(timeout=60), err
 
 
 @pytest.fixture
@@ -98,7 +103,7 @@ def test_local_s3_serves_boto3_from_its_printed_environment_until_ctrl_c(served)
         [sys.executable, "-c", script], env={**clean, **server.environment}, capture_output=True, text=True, timeout=60
     )
     assert listed.stdout.strip() == "local-bucket", listed.stderr
-    status, _, err = server.stop(signal.SIGINT)
+    status, err = server.stop(signal.SIGINT)
     assert status == 0, err
     assert "Traceback" not in err
     assert _port_is_closed(endpoint)
@@ -117,7 +122,7 @@ def test_local_s3_with_chaos_puts_the_fault_proxy_in_front_and_stops_on_sigterm(
         client.put_object(Bucket="chaos-bucket", Key="hot/b", Body=b"2")
     assert throttled.value.response["Error"]["Code"] == "SlowDown"
     client.put_object(Bucket="chaos-bucket", Key="cold/c", Body=b"3")  # other prefixes are not limited
-    status, _, err = server.stop(signal.SIGTERM)
+    status, err = server.stop(signal.SIGTERM)
     assert status == 0, err
     assert "the proxy saw 3 requests: 1 throttled" in err
     assert _port_is_closed(server.environment["AWS_ENDPOINT_URL"])
@@ -129,5 +134,5 @@ def test_local_s3_fault_rates_reach_the_proxy(served) -> None:
     with pytest.raises(ClientError) as failed:
         server.client().list_buckets()
     assert failed.value.response["Error"]["Code"] == "InternalError"
-    status, _, err = server.stop()
+    status, err = server.stop()
     assert status == 0 and "1 internal errors" in err

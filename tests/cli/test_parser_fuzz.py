@@ -196,6 +196,7 @@ def test_any_two_options_are_accepted_or_one_is_named(data: st.DataObject) -> No
         ("local-s3", ["--limit-burst", "4"], "argument --limit-burst: only together with --limit-reads"),
         ("local-s3", ["--bucket", "Not_A_Bucket"], "argument --bucket: expected a bucket name"),
         ("local-s3", ["--port", "70000"], "argument --port: expected an integer from 0 to 65535"),
+        ("local-s3", ["--region", ""], "argument --region: expected a region name"),
     ],
 )
 def test_values_that_overflowed_or_failed_later_are_named(command: str, argv: list[str], expected: str) -> None:
