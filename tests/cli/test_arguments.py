@@ -204,3 +204,19 @@ def test_python_dash_m_and_the_console_script_are_the_same_command() -> None:
     assert done.returncode == 2 and "argument --retries: expected an integer >= 0, got 'x'" in done.stderr
     (script,) = entry_points(group="console_scripts", name="s3pool")
     assert script.value == "s3pool_plugins.cli:main"
+
+
+def test_the_pools_messages_are_put_in_the_users_words() -> None:
+    from s3pool_plugins.cli.run import _in_users_words
+
+    typed = {"S3POOL_AUTO_MIN_CONCURRENCY": "50", "S3POOL_CONCURRENCY": "auto"}
+    assert _in_users_words("an int >= min_concurrency (50)", typed) == "an integer >= --min-concurrency (50)"
+    assert _in_users_words("an int >= auto_tuning.min_concurrency (50)", typed) == (
+        "an integer >= --min-concurrency (50)"
+    )
+    # Not typed as an option: the variable the user exported is named instead.
+    assert _in_users_words("an int >= min_concurrency (50)", {}) == "an integer >= S3POOL_AUTO_MIN_CONCURRENCY (50)"
+    assert _in_users_words("set only together with S3POOL_CONCURRENCY=auto", {}) == (
+        "set only together with --concurrency auto"
+    )
+    assert _in_users_words("a number of retries", typed) == "a number of retries"  # plain words stay
