@@ -24,7 +24,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-CHECK_TIMEOUT = 10.0
+CHECK_TIMEOUT = 5.0
 """Seconds the import check of another interpreter may take; beyond, it counts as unknown (no warning)."""
 
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?([a-z]*)?(\.exe)?", re.IGNORECASE)

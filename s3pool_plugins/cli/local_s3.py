@@ -371,7 +371,10 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except OSError as error:
             parser.error(f"argument --host/--port/--proxy-port: cannot listen on {plan.host}: {error}")
         for bucket in plan.buckets:
-            server.create_bucket(bucket)
+            try:
+                server.create_bucket(bucket)
+            except Exception as error:  # the S3 server refused the name (botocore's ClientError)
+                parser.error(f"argument --bucket: the local S3 refused {bucket!r}: {error}")
         endpoint = proxy.endpoint_url if proxy is not None else server.endpoint_url
         print("\n".join(announcement(plan, server, proxy, server.env(endpoint))), flush=True)
         while not stop.wait(0.5):

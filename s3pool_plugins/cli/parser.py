@@ -40,6 +40,12 @@ def shown(text: str) -> str:
     return f"{text[:_SHOWN]!r}... ({len(text)} characters)"
 
 
+def figure(value: float) -> str:
+    """A bound for a message: ``31536000`` rather than ``3.1536e+07``; a year (in seconds or ms) says so."""
+    text = f"{value:.0f}" if value == int(value) else f"{value:g}"
+    return f"{text} (a year)" if value in (MAX_SECONDS, MAX_SECONDS * 1000) else text
+
+
 def with_default(text: str, default: object) -> str:
     """A help text that shows the option's default: ``"text (default: default)"``."""
     return f"{text} (default: {default})"
@@ -99,7 +105,7 @@ def per_second() -> Callable[[str], float]:
 def bounded(name: str, what: str, *, allow_zero: bool = False, maximum: float = math.inf) -> Callable[[str], float]:
     """An option type: a finite number > 0 (>= 0 with ``allow_zero``), at most ``maximum``; ``what`` names it."""
     bound = ">= 0" if allow_zero else "> 0"
-    accepted = f"{what} {bound}" + (f" and <= {maximum:g}" if math.isfinite(maximum) else "")
+    accepted = f"{what} {bound}" + (f" and <= {figure(maximum)}" if math.isfinite(maximum) else "")
 
     def parse(text: str) -> float:
         try:
@@ -122,7 +128,7 @@ def seconds_or_none(text: str) -> float | str:
         return seconds()(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected a number of seconds > 0 and <= {MAX_SECONDS:g}, or 'none', got {shown(text)}"
+            f"expected a number of seconds > 0 and <= {figure(MAX_SECONDS)}, or 'none', got {shown(text)}"
         ) from None
 
 

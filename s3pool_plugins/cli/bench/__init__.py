@@ -56,7 +56,8 @@ def duration(text: str) -> float:
         value = -1.0
     if value < MIN_DURATION:
         raise argparse.ArgumentTypeError(
-            f"expected a number of seconds >= {MIN_DURATION:g} and <= {types.MAX_SECONDS:g}, got {types.shown(text)}"
+            f"expected a number of seconds >= {MIN_DURATION:g} and <= {types.figure(types.MAX_SECONDS)}, "
+            f"got {types.shown(text)}"
         )
     return value
 
