@@ -4,6 +4,10 @@
   every S3 client under one pool per process (:mod:`.run`).
 - ``s3pool demo``: a local, throttled S3; one workload without and with the
   pool; a comparison table and a chart (:mod:`.demo`).
+- ``s3pool bench``: seeded scenarios, each client measured in the same run
+  (:mod:`.bench`).
+- ``s3pool local-s3``: a local S3, optionally behind the fault proxy, for
+  shell tools, until Ctrl-C (:mod:`.local_s3`).
 
 :func:`main` returns the exit status instead of exiting, so it can be
 called in-process.
@@ -17,13 +21,13 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns its exit status.
 
-    Bad arguments raise ``SystemExit(2)`` from argparse, after a usage
-    message that names the problem, before anything has started.
+    Bad arguments raise ``SystemExit(2)`` from argparse, after the usage of
+    the sub-command at fault and a message that names the problem, before
+    anything has started.
     """
-    from .parser import build_parser
+    from .parser import parse
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(None if argv is None else list(argv))
     status: int = args.execute(args, args.command_parser)
     return status
 

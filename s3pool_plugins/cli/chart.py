@@ -1,20 +1,29 @@
 """A self-contained HTML page of line charts: inline SVG and CSS, no script, no network.
 
 :func:`line_chart` draws one SVG chart of several series over a shared time
-axis; :func:`page` wraps charts, a table and notes into an HTML document.
-Every text is escaped.
+axis, its legend below the plot; :func:`page` wraps an introduction (a
+:data:`Block` each: paragraphs and lists), charts, a table and notes into an
+HTML document. Every text is escaped; a text between backticks is code.
 """
 
 from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 WIDTH = 880
 HEIGHT = 240
+"""The height of a chart without its legend; each row of the legend adds :data:`LEGEND_ROW`."""
+LEGEND_ROW = 18
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 30, 34
+
+Block = str | Sequence[str]
+"""A block of an introduction: a paragraph (a text), or a list (a sequence of texts, one per item)."""
+
+_CODE = re.compile(r"`([^`]+)`")
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
     top_x = nice_ceiling(x_max if x_max is not None else max(xs, default=1.0))
     top_y = nice_ceiling(max(ys, default=1.0))
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
+    legend = _legend_rows(series)
+    height = HEIGHT + LEGEND_ROW * len(legend)
 
     def px(x: float) -> float:
         return _LEFT + plot_w * min(max(x / top_x, 0.0), 1.0)
@@ -57,7 +68,7 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
         return _TOP + plot_h * (1 - min(max(y / top_y, 0.0), 1.0))
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
         f'role="img" aria-label="{html.escape(title)}">',
         f'<text x="{_LEFT}" y="18" class="title">{html.escape(title)}</text>',
     ]
@@ -87,17 +98,31 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str, y_label: s
             coordinates = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in run)
             dash = ' stroke-dasharray="6 4"' if line.dashed else ""
             parts.append(f'<polyline points="{coordinates}" fill="none" stroke="{line.color}" stroke-width="2"{dash}/>')
-    legend_x = _LEFT + 8
-    for line in series:
-        dash = ' stroke-dasharray="6 4"' if line.dashed else ""
-        parts.append(
-            f'<line x1="{legend_x}" y1="{_TOP + 10}" x2="{legend_x + 18}" y2="{_TOP + 10}" stroke="{line.color}" '
-            f'stroke-width="2"{dash}/>'
-        )
-        parts.append(f'<text x="{legend_x + 22}" y="{_TOP + 14}" class="legend">{html.escape(line.label)}</text>')
-        legend_x += 30 + 7 * len(line.label)
+    for row, entries in enumerate(legend):
+        y = HEIGHT + LEGEND_ROW * row + 4
+        for legend_x, line in entries:
+            dash = ' stroke-dasharray="6 4"' if line.dashed else ""
+            parts.append(
+                f'<line x1="{legend_x}" y1="{y}" x2="{legend_x + 18}" y2="{y}" stroke="{line.color}" '
+                f'stroke-width="2"{dash}/>'
+            )
+            parts.append(f'<text x="{legend_x + 22}" y="{y + 4}" class="legend">{html.escape(line.label)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _legend_rows(series: Sequence[Series]) -> list[list[tuple[float, Series]]]:
+    """The legend's entries, placed left to right in as many rows as the width needs: (x, series) each."""
+    rows: list[list[tuple[float, Series]]] = []
+    x = float(WIDTH)
+    for line in series:
+        width = 30 + 6.5 * len(line.label)
+        if x + width > WIDTH - _RIGHT:
+            rows.append([])
+            x = _LEFT
+        rows[-1].append((x, line))
+        x += width
+    return rows
 
 
 def _runs(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
@@ -127,7 +152,10 @@ svg { display: block; margin: 0.5em 0 1em; }
 svg .title { font-size: 14px; font-weight: 600; fill: #1f2328; }
 svg .tick, svg .axis, svg .legend { font-size: 11px; fill: #57606a; }
 svg .grid { stroke: #eaeef2; stroke-width: 1; }
-p.note { color: #57606a; font-size: 0.9em; }
+.note { color: #57606a; font-size: 0.9em; }
+code { font-family: ui-monospace, "SF Mono", Menlo, Consolas, monospace; font-size: 0.9em; background: #f6f8fa;
+       padding: 0.1em 0.3em; border-radius: 4px; }
+li { margin: 0.3em 0; }
 """
 
 
@@ -138,10 +166,23 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def page(title: str, *, intro: Sequence[str], table: str, charts: Sequence[str], notes: Sequence[str]) -> str:
-    """A complete HTML document: title, intro paragraphs, a table (HTML), charts (SVG) and notes (text)."""
-    paragraphs = "\n".join(f"<p>{html.escape(text)}</p>" for text in intro)
-    footnotes = "\n".join(f'<p class="note">{html.escape(text)}</p>' for text in notes)
+def text_html(text: str) -> str:
+    """``text`` escaped, with each span between backticks as ``<code>``."""
+    return _CODE.sub(lambda match: f"<code>{match.group(1)}</code>", html.escape(text, quote=False))
+
+
+def block_html(block: Block, css_class: str | None = None) -> str:
+    """A paragraph as ``<p>``, a list as ``<ul>`` with one ``<li>`` per item (of ``css_class``, if given)."""
+    attribute = f' class="{css_class}"' if css_class else ""
+    if isinstance(block, str):
+        return f"<p{attribute}>{text_html(block)}</p>"
+    return f"<ul{attribute}>" + "".join(f"<li>{text_html(item)}</li>" for item in block) + "</ul>"
+
+
+def page(title: str, *, intro: Sequence[Block], table: str, charts: Sequence[str], notes: Sequence[Block]) -> str:
+    """A complete HTML document: title, the introduction, a table (HTML), charts (SVG) and notes (blocks)."""
+    paragraphs = "\n".join(block_html(block) for block in intro)
+    footnotes = "\n".join(block_html(block, "note") for block in notes)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'

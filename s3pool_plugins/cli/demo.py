@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,11 +28,16 @@ from . import chart
 from . import parser as types
 from .progress import ProgressLine
 from .summary import count, seconds, table
-from .workload import RunResult, Sample, Scenario, run_workload
+from .workload import PARQUET_PRIORITY, RunResult, Sample, Scenario, run_workload
 
 DEFAULT_CHART = "s3pool-demo.html"
 QUICK = {"objects": 400, "parquet_rows": 20_000}
 """What ``--quick`` changes (``--objects`` still wins)."""
+
+MAX_OBJECTS = 1_000_000
+"""The most uploads a run takes (the workload queues them all at its start)."""
+MAX_PARQUET_ROWS = 10_000_000
+"""The largest DataFrame of the Parquet round trip (built in memory)."""
 
 NEEDS = ("boto3", "moto", "pandas", "pyarrow", "s3fs", "aiobotocore")
 PLAIN, POOLED = "boto3 defaults", "with s3pool"
@@ -51,39 +57,49 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--objects",
-        type=types.integer(1),
+        type=types.integer(1, MAX_OBJECTS),
         metavar="N",
-        help=f"objects to upload in each run (default {defaults.objects}; {QUICK['objects']} with --quick)",
+        help=types.with_default(
+            "objects to upload in each run", f"{defaults.objects}; {QUICK['objects']} with --quick"
+        ),
     )
-    parser.add_argument("--quick", action="store_true", help="a smaller workload: about 20 seconds in all")
     parser.add_argument(
-        "--threads", type=types.integer(1), default=defaults.threads, metavar="N", help="upload threads (both runs)"
+        "--quick", action="store_true", help=types.with_default("a smaller workload: about 20 seconds in all", "off")
+    )
+    parser.add_argument(
+        "--threads",
+        type=types.integer(1, types.MAX_THREADS),
+        default=defaults.threads,
+        metavar="N",
+        help=types.with_default("upload threads (both runs)", defaults.threads),
     )
     parser.add_argument(
         "--concurrency",
         type=types.concurrency,
         default=defaults.concurrency,
         metavar="N|auto",
-        help=f"the pool's limit in the pooled run (default {defaults.concurrency}: adaptive, one state per prefix)",
+        help=types.with_default(
+            "the pool's limit in the pooled run", f"{defaults.concurrency}: adaptive, one state per key prefix"
+        ),
     )
     parser.add_argument(
         "--rate",
         type=types.per_second(),
         default=defaults.hot_writes_per_second,
         metavar="PER_SECOND",
-        help=f"writes per second the throttled prefix allows (default {defaults.hot_writes_per_second:g})",
+        help=types.with_default("writes per second the throttled prefix allows", f"{defaults.hot_writes_per_second:g}"),
     )
     parser.add_argument("--seed", type=types.integer(0), default=defaults.seed, help=argparse.SUPPRESS)
-    parser.add_argument("--parquet-rows", type=types.integer(1), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--parquet-rows", type=types.integer(1, MAX_PARQUET_ROWS), default=None, help=argparse.SUPPRESS)
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--chart",
         type=Path,
         default=Path(DEFAULT_CHART),
         metavar="PATH",
-        help=f"the HTML chart (default {DEFAULT_CHART})",
+        help=types.with_default("where to write the HTML chart", DEFAULT_CHART),
     )
-    output.add_argument("--no-chart", action="store_true", help="write no chart")
+    output.add_argument("--no-chart", action="store_true", help=types.with_default("write no chart", "off"))
     parser.set_defaults(execute=execute, command_parser=parser)
     return parser
 
@@ -109,15 +125,17 @@ def missing_dependencies() -> list[str]:
     return [name for name in NEEDS if importlib.util.find_spec(name) is None]
 
 
-def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Check, run both workloads, print the table and the verdict, write the chart."""
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Scenario, Path | None]:
+    """Every check that starts nothing: the scenario and where the chart goes. ``parser.error`` on a problem."""
     chart_path: Path | None = None if args.no_chart else args.chart
     if chart_path is not None:
-        folder = chart_path.parent if str(chart_path.parent) else Path(".")
-        if not folder.is_dir():
-            parser.error(f"argument --chart: the folder {str(folder)!r} does not exist")
-        if chart_path.is_dir():
-            parser.error(f"argument --chart: {str(chart_path)!r} is a folder, not a file")
+        types.check_output_file(parser, "--chart", chart_path)
+    return scenario_from(args), chart_path
+
+
+def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Check, run both workloads, print the table and the verdict, write the chart."""
+    scenario, chart_path = prepare(args, parser)
     missing = missing_dependencies()
     if missing:
         print(
@@ -126,7 +144,6 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return 1
-    scenario = scenario_from(args)
     print("\n".join(describe(scenario)), flush=True)
     progress = ProgressLine()
     results = run_both(scenario, progress)
@@ -140,23 +157,37 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def describe(scenario: Scenario) -> list[str]:
-    """What the demo is about to do, in a few lines."""
+def introduction(scenario: Scenario) -> list[chart.Block]:
+    """What the demo is about to do: two paragraphs and a list of the two runs (code between backticks)."""
     options = ", ".join(
         f"{name}={value:g}" if isinstance(value, (int, float)) else f"{name}={value!r}"
         for name, value in scenario.pool_options().items()
     )
     return [
-        "s3pool demo: a local S3 (moto) behind a fault proxy that adds latency (median "
-        f"{seconds(scenario.latency)}, with a tail)",
-        f"and lets the prefix hot/ take {scenario.hot_writes_per_second:g} writes per second (503 SlowDown beyond).",
+        f"s3pool demo: a local S3 (moto) behind a fault proxy that adds latency (median {seconds(scenario.latency)}, "
+        f"with a tail) and lets the prefix `hot/` take {scenario.hot_writes_per_second:g} writes per second "
+        "(503 SlowDown beyond).",
         f"Workload: {count(scenario.objects)} uploads of {count(scenario.object_size)} bytes from {scenario.threads} "
-        f"threads, every {_ordinal(scenario.hot_every)} to hot/,",
-        f"while a pandas DataFrame of {count(scenario.parquet_rows)} rows makes a Parquet round trip through s3fs.",
-        f"  run 1, {PLAIN}: boto3 and s3fs as they come (botocore's legacy retries: 5 attempts)",
-        f"  run 2, {POOLED}: the same code after install(session, OperationsPool({options}));",
-        f"         the Parquet calls at priority {10} (install(aio_session, pool, priorities=...))",
+        f"threads, every {_ordinal(scenario.hot_every)} to `hot/`, while a pandas DataFrame of "
+        f"{count(scenario.parquet_rows)} rows makes a Parquet round trip through s3fs.",
+        [
+            f"run 1, {PLAIN}: boto3 and s3fs as they come (botocore's legacy retries: 5 attempts)",
+            f"run 2, {POOLED}: the same code after `install(session, OperationsPool({options}))`; the Parquet calls "
+            f"at priority {PARQUET_PRIORITY} (`install(aio_session, pool, priorities=...)`)",
+        ],
     ]
+
+
+def describe(scenario: Scenario, width: int = 110) -> list[str]:
+    """:func:`introduction` as terminal lines: paragraphs wrapped, list items indented."""
+    lines: list[str] = []
+    for block in introduction(scenario):
+        if isinstance(block, str):
+            lines.extend(textwrap.wrap(block.replace("`", ""), width))
+            continue
+        for item in block:
+            lines.extend(textwrap.wrap(item.replace("`", ""), width, initial_indent="  ", subsequent_indent="    "))
+    return lines
 
 
 def _ordinal(n: int) -> str:
@@ -342,12 +373,69 @@ def rates(samples: Sequence[Sample], value: str, window: float = 1.0) -> list[tu
     return points
 
 
+PARTITION_COLORS = ("#1a7f37", "#8250df", "#bf8700", "#cf222e", "#0550ae")
+"""Colours of the pool's partitions (key prefixes) in the charts, in order of appearance."""
+
+
+def paced_partitions(samples: Sequence[Sample]) -> list[str]:
+    """The partitions (key prefixes) that the pool paced at some point of a run, in order of first pacing."""
+    seen: dict[str, None] = {}
+    for sample in samples:
+        for name, (_, rate) in sample.partitions.items():
+            if rate is not None:
+                seen.setdefault(name)
+    return list(seen)
+
+
+def pacing_series(result: RunResult, color_of: dict[str, str]) -> list[chart.Series]:
+    """One dashed line per paced partition: its pacing rate over time (gaps while unpaced)."""
+    return [
+        chart.Series(
+            f"{result.label}: pacing of {name}",
+            [(s.elapsed, s.partitions[name][1] if name in s.partitions else None) for s in result.samples],
+            color_of[name],
+            dashed=True,
+        )
+        for name in paced_partitions(result.samples)
+    ]
+
+
+def limit_series(result: RunResult, color_of: dict[str, str]) -> list[chart.Series]:
+    """What limits the pooled run's concurrency: each partition's adaptive limit, or else the pool's limit."""
+    names = list(dict.fromkeys(name for s in result.samples for name in s.partitions))
+    if not names:
+        limits = [(s.elapsed, None if s.limit is None else float(s.limit)) for s in result.samples]
+        return [chart.Series(f"{result.label}: pool limit", limits, PARTITION_COLORS[0], dashed=True)]
+    return [
+        chart.Series(
+            f"{result.label}: limit of {name}",
+            [(s.elapsed, float(s.partitions[name][0]) if name in s.partitions else None) for s in result.samples],
+            color_of[name],
+            dashed=True,
+        )
+        for name in names
+    ]
+
+
 def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
-    """The HTML page: the table, then throughput, 503s and concurrency over time for both runs."""
+    """The HTML page: the introduction, the table, then what was stored, throttled and what bound each run."""
     colors = {PLAIN: "#bc4c00", POOLED: "#0969da"}
     x_max = max((r.samples[-1].elapsed for r in results if r.samples), default=1.0)
+    names = list(dict.fromkeys(name for r in results for s in r.samples for name in s.partitions))
+    color_of = {name: PARTITION_COLORS[i % len(PARTITION_COLORS)] for i, name in enumerate(names)}
     throughput = [chart.Series(r.label, rates(r.samples, "stored"), colors.get(r.label, "#57606a")) for r in results]
     throttled = [chart.Series(r.label, rates(r.samples, "throttled"), colors.get(r.label, "#57606a")) for r in results]
+    allowed = chart.Series(
+        f"hot/ allows {scenario.hot_writes_per_second:g}/s",
+        [(0.0, scenario.hot_writes_per_second), (x_max, scenario.hot_writes_per_second)],
+        "#8c959f",
+        dashed=True,
+    )
+    hot = [
+        chart.Series(f"{r.label}: stored in hot/", rates(r.samples, "hot_stored"), colors.get(r.label, "#57606a"))
+        for r in results
+    ]
+    hot += [allowed, *(line for r in results if r.pooled for line in pacing_series(r, color_of))]
     concurrency = [
         chart.Series(
             f"{r.label}: in flight",
@@ -356,13 +444,17 @@ def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
         )
         for r in results
     ]
-    for r in results:
-        if r.pooled:
-            limits = [(s.elapsed, None if s.limit is None else float(s.limit)) for s in r.samples]
-            concurrency.append(chart.Series(f"{r.label}: pool limit", limits, "#1a7f37", dashed=True))
+    concurrency += [line for r in results if r.pooled for line in limit_series(r, color_of)]
     charts = [
         chart.line_chart(
             "Objects stored per second", throughput, x_label="seconds into the run", y_label="objects/s", x_max=x_max
+        ),
+        chart.line_chart(
+            "hot/: writes stored per second, what the prefix allows, and the pool's pacing of it",
+            hot,
+            x_label="seconds into the run",
+            y_label="writes/s",
+            x_max=x_max,
         ),
         chart.line_chart(
             "503 SlowDown per second (at the proxy)",
@@ -372,7 +464,7 @@ def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
             x_max=x_max,
         ),
         chart.line_chart(
-            "Concurrency: requests in flight at the proxy, and the pool's limit",
+            "Concurrency: requests in flight at the proxy, and the pool's limits",
             concurrency,
             x_label="seconds into the run",
             y_label="requests",
@@ -382,13 +474,38 @@ def render_chart(results: Sequence[RunResult], scenario: Scenario) -> str:
     headers, rows = comparison(results, scenario)
     return chart.page(
         "s3pool demo",
-        intro=[" ".join(describe(scenario))],
+        intro=introduction(scenario),
         table=chart.html_table(headers, rows),
         charts=charts,
         notes=[
-            *verdict(results[0], results[1], scenario),
+            *verdict_blocks(verdict(results[0], results[1], scenario)),
+            _what_binds(results),
             f"Measured {time.strftime('%Y-%m-%d %H:%M:%S')} with Python {sys.version.split()[0]}: counters sampled "
-            "every 0.25 s (objects from the workload, requests, 503s and requests in flight from the proxy, the limit "
-            "from the pool); rates over a trailing second.",
+            "every 0.25 s (objects from the workload, requests, 503s and requests in flight from the proxy, the "
+            "limits and pacing rates from the pool); rates over a trailing second.",
         ],
     )
+
+
+def verdict_blocks(lines: Sequence[str]) -> list[chart.Block]:
+    """The verdict's lines for HTML: its heading, then its points as a list (an indented line continues a point)."""
+    heading, *rest = lines
+    points: list[str] = []
+    for line in rest:
+        if line.startswith("  ") and points:
+            points[-1] += " " + line.strip()
+        else:
+            points.append(line)
+    return [heading, points]
+
+
+def _what_binds(results: Sequence[RunResult]) -> str:
+    """A note on what held the pooled run back, from what the pool reported."""
+    paced = [name for r in results if r.pooled for name in paced_partitions(r.samples)]
+    if paced:
+        return (
+            f"What held the pool back: its pacing of {', '.join(f'`{name}`' for name in paced)} (dashed in the "
+            "hot/ chart), the rate it found the prefix accepts; the limits in the concurrency chart are per "
+            "prefix, so the other prefixes were not slowed down."
+        )
+    return "The pool paced no prefix in this run: its limit (dashed in the concurrency chart) is what bound it."

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -36,10 +36,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..core.config import PoolConfig
 from ..core.environment import PREFIX, config_from_environment, variable_for
+from ..core.limits.options import AutoTuning
+from ..core.metrics.options import MonitoringConfig
 from ..core.report import FILE_PREFIX, REPORT_VARIABLE, call_time_summary, load_reports, merge_reports
 from ..errors import ConfigurationError
 from . import parser as types
+from .interpreter import find_program, interpreter_warning
 from .summary import run_summary
 
 PLUGINS_VARIABLE = "BOTOCORE_EXPERIMENTAL__PLUGINS"
@@ -66,6 +70,30 @@ POOL_OPTIONS: dict[str, str] = {
 """Pool options of ``s3pool run``: argparse destination -> flag. Each sets ``S3POOL_<DESTINATION>``."""
 
 
+def pool_defaults() -> dict[str, str]:
+    """The value each pool option of ``s3pool run`` has when neither the option nor its variable is given."""
+    config = PoolConfig()
+    auto = AutoTuning()
+    policy = config.retry_policy
+    assert policy is not None and isinstance(config.monitoring, MonitoringConfig)
+    values: dict[str, object] = {
+        "concurrency": config.concurrency,
+        "retries": policy.retries,
+        "retry_delay": policy.retry_delay,
+        "max_retry_delay": policy.max_retry_delay,
+        "queue_timeout": config.queue_timeout,
+        "priority": config.priority,
+        "monitoring": config.monitoring.mode,
+        "auto_min_concurrency": auto.min_concurrency,
+        "auto_max_concurrency": auto.max_concurrency,
+        "auto_target_latency": auto.target_latency,
+        "auto_target_memory_percent": auto.target_memory_percent,
+        "auto_adjustment_interval": auto.adjustment_interval,
+        "auto_scope": auto.scope,
+    }
+    return {option: "none" if value is None else _text(value) for option, value in values.items()}
+
+
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add ``run`` to the sub-command parsers ``commands``."""
     parser: argparse.ArgumentParser = commands.add_parser(
@@ -75,51 +103,102 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
             "Run an unmodified program (a Python script, aws-cli, anything using botocore, aiobotocore or s3fs) "
             "with every S3 client under one pool per process, then print a summary of its S3 calls. "
             "It works through botocore's plugin variable BOTOCORE_EXPERIMENTAL__PLUGINS, a mechanism botocore "
-            "marks experimental."
+            "marks experimental. A pool option not given keeps the pool's default, or the S3POOL_ variable "
+            "of the same name when it is exported."
         ),
         epilog="Example: s3pool run --concurrency 32 --retries 8 --report s3.json -- python nightly_export.py",
     )
+    defaults = pool_defaults()
+
+    def helped(option: str, text: str) -> str:
+        return types.with_default(text, defaults[option])
+
     pool = parser.add_argument_group("pool options (each sets the S3POOL_ variable of the same name)")
     pool.add_argument(
         "--concurrency",
         type=types.concurrency,
         metavar="N|auto",
-        help="most S3 requests in flight per process, or 'auto' to adapt it to latency, throttling and memory",
+        help=helped(
+            "concurrency",
+            "most S3 requests in flight per process, or 'auto' to adapt it to latency, throttling and memory",
+        ),
     )
-    pool.add_argument("--retries", type=types.integer(0), metavar="N", help="retries after the first attempt")
-    pool.add_argument("--retry-delay", type=types.seconds(), metavar="SECONDS", help="backoff base")
-    pool.add_argument("--max-retry-delay", type=types.seconds(), metavar="SECONDS", help="backoff cap")
+    pool.add_argument(
+        "--retries", type=types.integer(0), metavar="N", help=helped("retries", "retries after the first attempt")
+    )
+    pool.add_argument(
+        "--retry-delay",
+        type=types.seconds(),
+        metavar="SECONDS",
+        help=helped("retry_delay", "backoff base: retry n waits up to SECONDS * 2**n"),
+    )
+    pool.add_argument(
+        "--max-retry-delay",
+        type=types.seconds(),
+        metavar="SECONDS",
+        help=helped("max_retry_delay", "backoff cap"),
+    )
     pool.add_argument(
         "--queue-timeout",
         type=types.seconds_or_none,
         metavar="SECONDS",
-        help="longest wait for a slot ('none': no limit)",
+        help=helped("queue_timeout", "longest wait for a slot ('none': no limit)"),
     )
-    pool.add_argument("--priority", type=types.number, metavar="P", help="default priority of the calls")
-    pool.add_argument("--monitoring", choices=("off", "light", "full"), help="how much the pool measures")
+    pool.add_argument(
+        "--priority",
+        type=types.number,
+        metavar="P",
+        help=helped("priority", "default priority of the calls (higher runs first)"),
+    )
+    pool.add_argument(
+        "--monitoring",
+        choices=("off", "light", "full"),
+        help=helped("monitoring", "how much the pool measures"),
+    )
     auto = parser.add_argument_group("auto-tuning (with --concurrency auto)")
-    auto.add_argument("--min-concurrency", dest="auto_min_concurrency", type=types.integer(1), metavar="N")
-    auto.add_argument("--max-concurrency", dest="auto_max_concurrency", type=types.integer(1), metavar="N")
+    auto.add_argument(
+        "--min-concurrency",
+        dest="auto_min_concurrency",
+        type=types.integer(1),
+        metavar="N",
+        help=helped("auto_min_concurrency", "lowest limit the adaptive limit may reach"),
+    )
+    auto.add_argument(
+        "--max-concurrency",
+        dest="auto_max_concurrency",
+        type=types.integer(1),
+        metavar="N",
+        help=helped("auto_max_concurrency", "highest limit the adaptive limit may reach"),
+    )
     auto.add_argument(
         "--target-latency",
         dest="auto_target_latency",
         type=types.seconds(),
         metavar="SECONDS",
-        help="shrink the limit when requests take longer than this",
+        help=helped(
+            "auto_target_latency",
+            "shrink the limit when requests take longer than this (none: latency is judged by its own baseline)",
+        ),
     )
     auto.add_argument(
         "--target-memory-percent",
         dest="auto_target_memory_percent",
         type=types.fraction,
         metavar="FRACTION",
-        help="shrink the limit when more of the memory is used (0.9 = 90%%)",
+        help=helped("auto_target_memory_percent", "shrink the limit when more of the memory is used (0.9 = 90%%)"),
     )
-    auto.add_argument("--adjustment-interval", dest="auto_adjustment_interval", type=types.seconds(), metavar="SECONDS")
+    auto.add_argument(
+        "--adjustment-interval",
+        dest="auto_adjustment_interval",
+        type=types.seconds(),
+        metavar="SECONDS",
+        help=helped("auto_adjustment_interval", "seconds between two evaluations of the latency"),
+    )
     auto.add_argument(
         "--auto-scope",
         dest="auto_scope",
         choices=("pool", "bucket", "prefix"),
-        help="one adaptive limit for the pool, or one per bucket or key prefix",
+        help=helped("auto_scope", "one adaptive limit for the pool, or one per bucket or key prefix"),
     )
     otel = pool.add_mutually_exclusive_group()
     otel.add_argument(
@@ -127,18 +206,27 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         dest="otel",
         action="store_true",
         default=None,
-        help="load s3pool's entry-point plugins, OpenTelemetry's included (the default; it records spans "
-        "when the program configures an OpenTelemetry SDK)",
+        help="load s3pool's entry-point plugins, OpenTelemetry's included; it records spans "
+        "when the program configures an OpenTelemetry SDK (default: on)",
     )
     otel.add_argument(
         "--no-otel",
         dest="otel",
         action="store_false",
-        help=f"load no entry-point plugins ({AUTOLOAD_VARIABLE}=1)",
+        help=f"load no entry-point plugins ({AUTOLOAD_VARIABLE}=1) (default: off)",
     )
     output = parser.add_argument_group("output")
-    output.add_argument("--report", type=Path, metavar="FILE", help="also write the summary as JSON to FILE")
-    output.add_argument("--quiet", action="store_true", help="print no summary (the --report file is still written)")
+    output.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help=types.with_default("also write the summary as JSON to FILE", "none"),
+    )
+    output.add_argument(
+        "--quiet",
+        action="store_true",
+        help=types.with_default("print no summary (the --report file is still written)", "off"),
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]", help="what to run")
     parser.set_defaults(execute=execute, command_parser=parser)
     return parser
@@ -179,8 +267,9 @@ def _text(value: Any) -> str:
 def child_environment(args: argparse.Namespace, base: Mapping[str, str]) -> dict[str, str]:
     """The program's environment: ``base`` plus the plugin variable and the pool variables.
 
-    Raises ``ValueError`` with a message naming the option or variable at
-    fault when the pool the program would build is misconfigured.
+    Raises ``ValueError`` with a message naming the option the user typed
+    (or the inherited variable) at fault when the pool the program would
+    build is misconfigured.
     """
     environment = dict(base)
     if args.otel is True:
@@ -189,30 +278,91 @@ def child_environment(args: argparse.Namespace, base: Mapping[str, str]) -> dict
     environment.update(variables)
     try:
         environment[PLUGINS_VARIABLE] = plugins_value(base.get(PLUGINS_VARIABLE))
-        config_from_environment({k: v for k, v in environment.items() if k.startswith(PREFIX)})
+    except ValueError as error:
+        raise ValueError(f"environment variable {error}") from None
+    pool_environment = {k: v for k, v in environment.items() if k.startswith(PREFIX)}
+    _check_auto_options(args, pool_environment)
+    try:
+        config_from_environment(pool_environment)
     except ConfigurationError as error:
         raise ValueError(_blame(error, variables)) from None
     return environment
 
 
+def _flag_of(option: str) -> str:
+    return POOL_OPTIONS[option]
+
+
+def _check_auto_options(args: argparse.Namespace, environment: Mapping[str, str]) -> None:
+    """The relations between options, in the words of the options: auto-tuning needs ``--concurrency auto``,
+    and the minimum of the adaptive limit may not exceed its maximum. Raises ``ValueError``."""
+    given = [option for option in POOL_OPTIONS if option.startswith("auto_") and getattr(args, option) is not None]
+    if not given:
+        return
+    variable = PREFIX + "CONCURRENCY"
+    concurrency = environment.get(variable, pool_defaults()["concurrency"]).strip().lower()
+    if concurrency != "auto":
+        exported = args.concurrency is None and variable in environment
+        source = f"; {variable} is {environment[variable]!r} in the environment" if exported else ""
+        raise ValueError(
+            f"argument {_flag_of(given[0])}: only together with --concurrency auto "
+            f"(a fixed limit does not adapt{source})"
+        )
+    bounds = {}
+    for option in ("auto_min_concurrency", "auto_max_concurrency"):
+        variable = PREFIX + option.upper()
+        if getattr(args, option) is not None:
+            bounds[option] = (getattr(args, option), _flag_of(option))
+            continue
+        try:
+            value = int(environment[variable]) if variable in environment else int(pool_defaults()[option])
+        except ValueError:
+            return  # a bad inherited variable: config_from_environment names it
+        bounds[option] = (value, variable if variable in environment else "default")
+    (low, low_source), (high, high_source) = bounds["auto_min_concurrency"], bounds["auto_max_concurrency"]
+    if low <= high:
+        return
+    if args.auto_max_concurrency is not None:
+        raise ValueError(
+            f"argument --max-concurrency: expected an integer >= the minimum ({low_source} {low}), got {high!r}"
+        )
+    raise ValueError(
+        f"argument --min-concurrency: expected an integer <= the maximum ({high_source} {high}; "
+        f"raise it with --max-concurrency), got {low!r}"
+    )
+
+
 def _blame(error: ConfigurationError, variables: Mapping[str, str]) -> str:
-    """The error, naming the option that set the variable, or the inherited variable."""
+    """The error, naming the option that set the variable, or the inherited variable, in the user's words."""
     variable = error.option if error.option.startswith(PREFIX) else variable_for(error.option)
     option = variable[len(PREFIX) :].lower()
+    accepted = _in_users_words(str(error.accepted), variables)
     if variable in variables and option in POOL_OPTIONS:
-        return f"argument {POOL_OPTIONS[option]}: {error.got!r} is not accepted: expected {error.accepted}"
-    return f"environment variable {variable}: {error.got!r} is not accepted: expected {error.accepted}"
+        return f"argument {POOL_OPTIONS[option]}: {error.got!r} is not accepted: expected {accepted}"
+    return f"environment variable {variable}: {error.got!r} is not accepted: expected {accepted}"
 
 
-def find_program(name: str, environment: Mapping[str, str]) -> str | None:
-    """The executable ``name`` resolves to with the program's ``PATH``, or None."""
-    if os.sep in name or (os.altsep is not None and os.altsep in name):
-        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
-    return shutil.which(name, path=environment.get("PATH", os.defpath))
+def _in_users_words(text: str, variables: Mapping[str, str]) -> str:
+    """``text`` (a message of the pool's configuration) with the pool's option names replaced by what the
+    user typed: the flag for a variable an option set, the ``S3POOL_*`` variable otherwise."""
+    names: dict[str, str] = {f"{PREFIX}CONCURRENCY=auto": "--concurrency auto"}
+    for option, flag in POOL_OPTIONS.items():
+        variable = PREFIX + option.upper()
+        said = flag if variable in variables else variable
+        field = option[len("auto_") :] if option.startswith("auto_") else option
+        core = f"auto_tuning.{field}" if option.startswith("auto_") else option
+        names[variable] = said
+        names.update({name: said for name in (core, field) if "_" in name})  # not words such as "retries"
+    pattern = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    text = re.sub(rf"(?<![\w.=-])(?:{pattern})(?![\w])", lambda match: names[match.group(0)], text)
+    return re.sub(r"\ban int\b", "an integer", text)
 
 
-def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Check everything, run the program, merge the reports, print and write the summary."""
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list[str], dict[str, str]]:
+    """Every check that needs no program run: the command to run and its environment.
+
+    ``parser.error`` (usage, exit status 2) on the first problem.
+    """
     command: list[str] = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -225,11 +375,16 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if find_program(command[0], environment) is None:
         parser.error(f"argument PROGRAM: {command[0]!r} was not found (not on PATH, or not an executable file)")
     if args.report is not None:
-        folder = args.report.parent if str(args.report.parent) else Path(".")
-        if not folder.is_dir():
-            parser.error(f"argument --report: the folder {str(folder)!r} does not exist")
-        if args.report.is_dir():
-            parser.error(f"argument --report: {str(args.report)!r} is a folder, not a file")
+        types.check_output_file(parser, "--report", args.report)
+    return command, environment
+
+
+def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Check everything, run the program, merge the reports, print and write the summary."""
+    command, environment = prepare(args, parser)
+    warning = interpreter_warning(command, environment)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="s3pool-run-") as folder:
         environment[REPORT_VARIABLE] = folder
         started = time.monotonic()

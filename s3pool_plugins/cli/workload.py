@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +67,13 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Sample:
-    """The counters at ``elapsed`` seconds into a run (cumulative counts)."""
+    """The counters at ``elapsed`` seconds into a run (cumulative counts).
+
+    ``limit`` is the pool's own limit; ``partitions`` the adaptive state of
+    each key prefix (``scope="prefix"``), by prefix without the bucket
+    (``"hot/"``): its limit and its pacing rate (attempts per second, None
+    when unpaced). With a prefix paced, its rate is what holds it back.
+    """
 
     elapsed: float
     stored: int
@@ -76,6 +82,8 @@ class Sample:
     throttled: int
     in_flight: int
     limit: int | None
+    hot_stored: int = 0
+    partitions: Mapping[str, tuple[int, float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -231,7 +239,8 @@ def run_workload(
     def sample() -> Sample:
         seen = proxy.stats()
         with tally.lock:
-            stored, failed = tally.stored, tally.failed
+            stored, failed, hot_stored = tally.stored, tally.failed, tally.hot_stored
+        partitions = {} if pool is None else pool.partition_limits()
         return Sample(
             elapsed=time.perf_counter() - started,
             stored=stored,
@@ -240,6 +249,8 @@ def run_workload(
             throttled=seen.throttled,
             in_flight=seen.in_flight,
             limit=None if pool is None else pool.stats().limit,
+            hot_stored=hot_stored,
+            partitions={name.removeprefix(f"{bucket}/"): state for name, state in partitions.items()},
         )
 
     def sampler() -> None:

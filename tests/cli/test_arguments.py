@@ -51,18 +51,34 @@ def test_each_bad_run_option_names_itself(capsys, tmp_path, option, value, expec
     assert not marker.exists()  # nothing half-ran
 
 
-def test_auto_tuning_options_need_auto_concurrency(capsys, tmp_path) -> None:
+def test_auto_tuning_options_need_auto_concurrency(capsys, monkeypatch, tmp_path) -> None:
     marker = tmp_path / "ran"
     program = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
     error = _usage_error(capsys, "run", "--max-concurrency", "8", *program)
-    assert (
-        "argument --max-concurrency: 8 is not accepted: expected set only together with S3POOL_CONCURRENCY=auto"
-        in error
-    )
+    assert "argument --max-concurrency: only together with --concurrency auto" in error
+    assert "S3POOL_" not in error.splitlines()[-1]  # the user typed flags: the message speaks of flags
+    monkeypatch.setenv("S3POOL_CONCURRENCY", "8")
+    error = _usage_error(capsys, "run", "--min-concurrency", "2", *program)
+    assert "argument --min-concurrency: only together with --concurrency auto" in error
+    assert "S3POOL_CONCURRENCY is '8' in the environment" in error  # where the fixed limit came from
+    assert not marker.exists()
+
+
+def test_the_bounds_of_the_adaptive_limit_are_named_by_their_flags(capsys, monkeypatch, tmp_path) -> None:
+    marker = tmp_path / "ran"
+    program = ["--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
     error = _usage_error(
-        capsys, "run", "--concurrency", "auto", "--min-concurrency", "9", "--max-concurrency", "4", *program
+        capsys, "run", "--concurrency", "auto", "--min-concurrency", "50", "--max-concurrency", "4", *program
     )
-    assert "argument --max-concurrency:" in error and "min_concurrency (9)" in error
+    last = error.splitlines()[-1]
+    assert "argument --max-concurrency: expected an integer >= the minimum (--min-concurrency 50), got 4" in last
+    assert "min_concurrency" not in last and "an int " not in last
+    last = _usage_error(capsys, "run", "--concurrency", "auto", "--min-concurrency", "100", *program).splitlines()[-1]
+    assert "argument --min-concurrency: expected an integer <= the maximum (default 64" in last
+    assert "--max-concurrency" in last and "max_concurrency" not in last
+    monkeypatch.setenv("S3POOL_AUTO_MAX_CONCURRENCY", "6")
+    last = _usage_error(capsys, "run", "--concurrency", "auto", "--min-concurrency", "7", *program).splitlines()[-1]
+    assert "argument --min-concurrency:" in last and "(S3POOL_AUTO_MAX_CONCURRENCY 6;" in last
     assert not marker.exists()
 
 
@@ -188,3 +204,19 @@ def test_python_dash_m_and_the_console_script_are_the_same_command() -> None:
     assert done.returncode == 2 and "argument --retries: expected an integer >= 0, got 'x'" in done.stderr
     (script,) = entry_points(group="console_scripts", name="s3pool")
     assert script.value == "s3pool_plugins.cli:main"
+
+
+def test_the_pools_messages_are_put_in_the_users_words() -> None:
+    from s3pool_plugins.cli.run import _in_users_words
+
+    typed = {"S3POOL_AUTO_MIN_CONCURRENCY": "50", "S3POOL_CONCURRENCY": "auto"}
+    assert _in_users_words("an int >= min_concurrency (50)", typed) == "an integer >= --min-concurrency (50)"
+    assert _in_users_words("an int >= auto_tuning.min_concurrency (50)", typed) == (
+        "an integer >= --min-concurrency (50)"
+    )
+    # Not typed as an option: the variable the user exported is named instead.
+    assert _in_users_words("an int >= min_concurrency (50)", {}) == "an integer >= S3POOL_AUTO_MIN_CONCURRENCY (50)"
+    assert _in_users_words("set only together with S3POOL_CONCURRENCY=auto", {}) == (
+        "set only together with --concurrency auto"
+    )
+    assert _in_users_words("a number of retries", typed) == "a number of retries"  # plain words stay

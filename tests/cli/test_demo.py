@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 from s3pool_plugins.cli import main
 from s3pool_plugins.cli.chart import Series, line_chart, nice_ceiling
-from s3pool_plugins.cli.demo import rates, verdict
+from s3pool_plugins.cli.demo import POOLED, rates, render_chart, verdict
 from s3pool_plugins.cli.workload import RunResult, Sample, Scenario
 
 
@@ -46,7 +46,7 @@ def test_quick_demo_end_to_end(capsys, tmp_path) -> None:
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     elements = _Elements()
     elements.feed(page)
-    assert elements.tags["svg"] == 3 and elements.open_svg == 0
+    assert elements.tags["svg"] == 4 and elements.open_svg == 0
     assert elements.tags["script"] == 0 and elements.links == []  # self-contained: no script, nothing fetched
     assert elements.tags["polyline"] >= 6 and elements.tags["table"] == 1
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -117,3 +117,76 @@ def test_the_chart_scales_and_escapes() -> None:
     svg = line_chart("a <b> & c", [Series("x&y", [(0, 1.0), (1, None), (2, 3.0)], "#000")], x_label="s", y_label="n")
     assert "a &lt;b&gt; &amp; c" in svg and "x&amp;y" in svg
     assert svg.count("<polyline") == 2  # the gap splits the line
+
+
+def _samples(paced_from: float | None) -> list[Sample]:
+    """A pooled run's samples: hot/ paced at 38/s from ``paced_from`` seconds (never if None), cold/ unpaced."""
+    samples = []
+    for tick in range(21):
+        t = tick * 0.25
+        hot_rate = 38.0 if paced_from is not None and t >= paced_from else None
+        samples.append(
+            Sample(
+                t,
+                stored=tick * 20,
+                failed=0,
+                requests=tick * 22,
+                throttled=tick,
+                in_flight=12,
+                limit=10,
+                hot_stored=tick * 10,
+                partitions={"hot/": (3, hot_rate), "cold/": (24, None)},
+            )
+        )
+    return samples
+
+
+def _polylines(svg: str) -> list[tuple[str, list[tuple[float, float]]]]:
+    """(stroke colour, points) of each polyline of ``svg``."""
+    found = re.findall(r'<polyline points="([^"]*)" fill="none" stroke="(#[0-9a-f]+)"', svg)
+    return [
+        (stroke, [(float(x), float(y)) for x, y in (p.split(",") for p in points.split())]) for points, stroke in found
+    ]
+
+
+def test_the_chart_draws_the_pacing_that_binds_and_the_limits_per_prefix() -> None:
+    scenario = Scenario(objects=100)
+    plain = _result("boto3 defaults", False, samples=_samples(None))
+    for sample in plain.samples:
+        object.__setattr__(sample, "partitions", {})
+    pooled = _result(POOLED, True, samples=_samples(paced_from=1.0))
+    page = render_chart([plain, pooled], scenario)
+    charts = page.split("<svg")[1:]
+    hot = next(c for c in charts if "what the prefix allows, and the pool&#x27;s pacing" in c)
+    assert "with s3pool: pacing of hot/" in hot and "hot/ allows 40/s" in hot
+    assert "pacing of cold/" not in hot  # never paced: not what bound it
+    concurrency = next(c for c in charts if "Concurrency:" in c)
+    assert "with s3pool: limit of hot/" in concurrency and "with s3pool: limit of cold/" in concurrency
+    assert "pool limit" not in concurrency  # the pool's own limit does not bind requests to a prefix
+    assert "What held the pool back: its pacing of <code>hot/</code>" in page
+    # The pacing line is drawn from 1 s on, at 38/s: 38/50 of the plot's height above the x axis (y from 30 to 206).
+    pacing = [pts for stroke, pts in _polylines(hot) if stroke == "#1a7f37"]
+    assert len(pacing) == 1 and len(pacing[0]) == 17
+    assert all(abs(y - (206 - 176 * 38 / 50)) < 0.1 for _, y in pacing[0])
+
+
+def test_without_prefixes_the_chart_draws_the_pool_limit() -> None:
+    pooled = _result(POOLED, True, samples=_samples(None))
+    for sample in pooled.samples:
+        object.__setattr__(sample, "partitions", {})
+    page = render_chart([_result("boto3 defaults", False, samples=[]), pooled], Scenario(concurrency=16))
+    assert "with s3pool: pool limit" in page and "with s3pool: pacing of" not in page
+    assert "The pool paced no prefix in this run" in page
+
+
+def test_the_chart_introduction_is_paragraphs_and_a_list_not_terminal_lines() -> None:
+    pooled = _result(POOLED, True, samples=_samples(None))
+    page = render_chart([_result("boto3 defaults", False, samples=[]), pooled], Scenario())
+    body = page.split("<body>", 1)[1].split("<table>", 1)[0]
+    paragraphs = re.findall(r"<p>(.*?)</p>", body, re.S)
+    assert len(paragraphs) == 2
+    assert paragraphs[0].startswith("s3pool demo: a local S3") and paragraphs[1].startswith("Workload: 1,000 uploads")
+    items = re.findall(r"<li>(.*?)</li>", body, re.S)
+    assert [item.split(":")[0] for item in items] == ["run 1, boto3 defaults", "run 2, with s3pool"]
+    assert "<code>install(session, OperationsPool(concurrency='auto'" in items[1]
+    assert "  run 1" not in page  # no terminal indentation squashed into the HTML

@@ -30,7 +30,7 @@ from .competitors import COMPETITORS, variants
 from .measures import goodput, throttled_share
 from .report import document, tables
 from .runner import RunRecord, run_one
-from .scenarios import SCENARIOS, Plan, Settings, duration_of, plan
+from .scenarios import HIGH_LATENCY_WORKERS, SCENARIOS, Plan, Settings, duration_of, plan
 
 NEEDS = ("boto3", "moto", "s3fs", "aiobotocore")
 MIN_DURATION = 3.0
@@ -39,14 +39,13 @@ DEFAULTS = Settings()
 
 
 def milliseconds(text: str) -> float:
-    """An option type: a number of milliseconds >= 0; returns seconds."""
-    try:
-        value = types.number(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of milliseconds >= 0, got {text!r}")
-    return value / 1000
+    """An option type: a number of milliseconds >= 0 (at most a year); returns seconds."""
+    return _MILLISECONDS(text) / 1000
+
+
+_MILLISECONDS = types.bounded(
+    "milliseconds", "a number of milliseconds", allow_zero=True, maximum=types.MAX_SECONDS * 1000
+)
 
 
 def duration(text: str) -> float:
@@ -56,22 +55,32 @@ def duration(text: str) -> float:
     except argparse.ArgumentTypeError:
         value = -1.0
     if value < MIN_DURATION:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= {MIN_DURATION:g}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds >= {MIN_DURATION:g} and <= {types.figure(types.MAX_SECONDS)}, "
+            f"got {types.shown(text)}"
+        )
     return value
 
 
 def limits(text: str) -> tuple[int, ...]:
     """An option type: comma-separated fixed limits (ints >= 1), e.g. ``4,16,64``."""
+    accepted = "comma-separated integers >= 1 such as 4,16,64"
     parts = [part for part in text.split(",") if part.strip()]
     if not parts:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1 such as 4,16,64, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {accepted}, got {types.shown(text)}")
     try:
         values = tuple(types.integer(1)(part) for part in parts)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers >= 1 such as 4,16,64, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected {accepted}, got {types.shown(text)}") from None
     return tuple(sorted(set(values)))
+
+
+def _scenario_durations(*, quick: bool) -> str:
+    """The default seconds per run, scenario by scenario, for a help text (``30, capacity-drop 60``)."""
+    lengths = {name: (s.quick_duration if quick else s.default_duration) for name, s in SCENARIOS.items()}
+    common = max(set(lengths.values()), key=list(lengths.values()).count)
+    others = [f"{name} {length:g}" for name, length in lengths.items() if length != common]
+    return ", ".join([f"{common:g}", *others])
 
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
@@ -83,7 +92,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
             "Run seeded scenarios against a local S3 behind a fault proxy: a prefix throttled at R requests/s, "
             "high latency without a rate limit, a capacity drop and recovery, two tenants with weights 1:3. "
             "Each competitor runs the same closed-loop workload (--workers threads making small GET and PUT "
-            "calls); a table per scenario shows the measured figures against the targets of issue #6."
+            "calls); a table per scenario shows the measured figures against the targets set for the pool "
+            "(met or missed)."
         ),
         epilog="Example: s3pool bench --scenario throttled --competitor boto3 --competitor pool-fixed --duration 20",
     )
@@ -92,85 +102,105 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         action="append",
         choices=list(SCENARIOS),
         metavar="NAME",
-        help=f"a scenario to run, repeatable (default: all): {', '.join(SCENARIOS)}",
+        help=types.with_default(f"a scenario to run, repeatable: {', '.join(SCENARIOS)}", "all"),
     )
     parser.add_argument(
         "--competitor",
         action="append",
         choices=list(COMPETITORS),
         metavar="NAME",
-        help=f"a competitor to run, repeatable (default: all): {', '.join(COMPETITORS)}",
+        help=types.with_default(f"a competitor to run, repeatable: {', '.join(COMPETITORS)}", "all"),
     )
     parser.add_argument(
         "--duration",
         type=duration,
         metavar="SECONDS",
-        help="seconds per run (default: 30, high-latency 20, capacity-drop 60; with --quick 6, capacity-drop 9)",
+        help=types.with_default(
+            f"seconds per run, at least {MIN_DURATION:g}",
+            _scenario_durations(quick=False) + "; with --quick " + _scenario_durations(quick=True),
+        ),
     )
     parser.add_argument(
         "--warmup",
         type=types.seconds(allow_zero=True),
         metavar="SECONDS",
-        help=f"first seconds of each run left out of the figures (default {DEFAULTS.warmup:g}; {QUICK_WARMUP:g} "
-        "with --quick)",
+        help=types.with_default(
+            "first seconds of each run left out of the figures", f"{DEFAULTS.warmup:g}; {QUICK_WARMUP:g} with --quick"
+        ),
     )
     parser.add_argument(
         "--rate",
         type=types.per_second(),
         default=DEFAULTS.rate,
         metavar="PER_SECOND",
-        help=f"R: requests per second the throttled prefix takes (default {DEFAULTS.rate:g})",
+        help=types.with_default("R: requests per second the throttled prefix takes", f"{DEFAULTS.rate:g}"),
     )
     parser.add_argument(
         "--latency",
         type=milliseconds,
         default=DEFAULTS.latency,
         metavar="MS",
-        help=f"median latency added by the proxy, in ms (default {DEFAULTS.latency * 1000:g})",
+        help=types.with_default("median latency added by the proxy, in ms", f"{DEFAULTS.latency * 1000:g}"),
     )
     parser.add_argument(
         "--high-latency",
         type=milliseconds,
         default=DEFAULTS.high_latency,
         metavar="MS",
-        help=f"median latency of the high-latency scenario, in ms (default {DEFAULTS.high_latency * 1000:g})",
+        help=types.with_default(
+            "median latency of the high-latency scenario, in ms", f"{DEFAULTS.high_latency * 1000:g}"
+        ),
     )
     parser.add_argument(
         "--workers",
-        type=types.integer(1),
+        type=types.integer(1, types.MAX_THREADS),
         default=DEFAULTS.workers,
         metavar="N",
-        help=f"closed-loop worker threads, the same for every competitor (default {DEFAULTS.workers}; "
-        "high-latency: at least 64)",
+        help=types.with_default(
+            "closed-loop worker threads, the same for every competitor",
+            f"{DEFAULTS.workers}; high-latency: at least {HIGH_LATENCY_WORKERS}",
+        ),
     )
     parser.add_argument(
         "--limit",
         type=types.integer(1),
         default=DEFAULTS.limit,
         metavar="N",
-        help=f"the limit of pool-fixed (default {DEFAULTS.limit})",
+        help=types.with_default("the limit of pool-fixed", DEFAULTS.limit),
     )
     parser.add_argument(
         "--fixed-limits",
         type=limits,
         default=DEFAULTS.fixed_limits,
         metavar="N,N,...",
-        help="the limits pool-fixed runs with in the high-latency scenario (default 4,16,64)",
+        help=types.with_default(
+            "the limits pool-fixed runs with in the high-latency scenario", ",".join(map(str, DEFAULTS.fixed_limits))
+        ),
     )
     parser.add_argument(
         "--auto-scope",
         choices=("pool", "bucket", "prefix"),
         default=DEFAULTS.auto_scope,
-        help=f"auto_tuning scope of pool-auto (default {DEFAULTS.auto_scope})",
+        help=types.with_default("the auto-tuning scope of pool-auto", DEFAULTS.auto_scope),
     )
     parser.add_argument(
         "--seed",
         type=types.integer(0),
         default=DEFAULTS.seed,
-        help=f"seed of the proxy and the pool (default {DEFAULTS.seed})",
+        metavar="N",
+        help=types.with_default("seed of the proxy and the pool", DEFAULTS.seed),
     )
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure and series as JSON")
-    parser.add_argument("--quick", action="store_true", help="short runs for a smoke test (figures are rougher)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help=types.with_default("also write every figure and series as JSON", "none"),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=types.with_default("short runs for a smoke test (figures are rougher)", "off"),
+    )
     parser.set_defaults(execute=execute, command_parser=parser)
     return parser
 
@@ -206,11 +236,14 @@ def check(args: argparse.Namespace, parser: argparse.ArgumentParser, settings: S
     if "tenants" in scenarios and settings.workers < 2:
         parser.error("argument --workers: the tenants scenario needs at least 2 workers (one per tenant)")
     if args.json is not None:
-        folder = args.json.parent if str(args.json.parent) else Path(".")
-        if not folder.is_dir():
-            parser.error(f"argument --json: the folder {str(folder)!r} does not exist")
-        if args.json.is_dir():
-            parser.error(f"argument --json: {str(args.json)!r} is a folder, not a file")
+        types.check_output_file(parser, "--json", args.json)
+
+
+def prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
+    """Every check that starts nothing: the :class:`Settings`. ``parser.error`` (exit 2) on a problem."""
+    settings = settings_from(args)
+    check(args, parser, settings)
+    return settings
 
 
 def missing_dependencies() -> list[str]:
@@ -233,8 +266,7 @@ def _quiet_connection_pools() -> Iterator[None]:
 
 def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Check everything, run every (scenario, competitor), print the tables, write the JSON."""
-    settings = settings_from(args)
-    check(args, parser, settings)
+    settings = prepare(args, parser)
     missing = missing_dependencies()
     if missing:
         print(
@@ -291,4 +323,4 @@ def bench(runs: list[tuple[Plan, Any]], settings: Settings, progress: ProgressLi
     return records
 
 
-__all__ = ["add_parser", "execute"]
+__all__ = ["add_parser", "execute", "prepare"]

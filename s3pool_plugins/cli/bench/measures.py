@@ -1,8 +1,8 @@
-"""What the bench computes from a :class:`~.runner.RunRecord`, and the issue's targets.
+"""What the bench computes from a :class:`~.runner.RunRecord`, and the targets set for the pool.
 
 Pure functions over the per-second series; nothing here measures anything.
 "After the warm-up" means the seconds ``[warmup, duration)`` of a run.
-Targets (issue #6) are checked as ratios within one run; a :class:`Target`
+Targets are checked as ratios within one run; a :class:`Target`
 is ``met`` True or False, or None when the run gives nothing to check.
 """
 
@@ -29,7 +29,7 @@ REACH_WINDOW = 2
 
 @dataclass(frozen=True)
 class Target:
-    """One target of the issue for one run: ``value`` against ``goal`` (a text), ``met`` or not."""
+    """One target for one run: ``value`` against ``goal`` (a text), ``met`` or not."""
 
     name: str
     goal: str

@@ -1,6 +1,6 @@
 """The bench's output: a table per scenario and the JSON document, from the run records.
 
-Every cell is a measured figure; a cell that carries one of the issue's
+Every cell is a measured figure; a cell that carries one of the
 targets says ``met`` or ``missed`` after the figure, and the column header
 names the target.
 """
