@@ -51,7 +51,10 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
     - ``accepted``: what is accepted, in words;
     - ``mentions``: the keys of other options that ``accepted`` names (for
       example ``min_concurrency`` in "an int >= ... (50)");
-    - ``got``: the value that was refused.
+    - ``got``: the value that was refused;
+    - ``unknown``: True when the option itself is not one the pool knows
+      (a misspelled keyword, field or ``S3POOL_*`` variable), and then
+      ``suggestion``: the closest known name, or None.
 
     :meth:`renamed` spells ``option`` and every mentioned option anew, as a
     command line does with its flags.
@@ -66,6 +69,8 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
         key: str | None = None,
         mentions: tuple[str, ...] = (),
         names: tuple[str, ...] | None = None,
+        unknown: bool = False,
+        suggestion: str | None = None,
     ) -> None:
         """``accepted`` may hold ``{0}``, ``{1}`` ... for the options ``mentions`` (keys) names.
 
@@ -79,7 +84,14 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
         self._names = self.mentions if names is None else tuple(names)
         self.accepted = accepted.format(*self._names) if mentions else accepted
         self.got = got
-        super().__init__(f"invalid value for option {option!r}: {shown(got)}; accepted: {self.accepted}")
+        self.unknown = unknown
+        self.suggestion = suggestion
+        if unknown:
+            hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
+            message = f"unknown option {option!r}{hint}; accepted: {self.accepted}"
+        else:
+            message = f"invalid value for option {option!r}: {shown(got)}; accepted: {self.accepted}"
+        super().__init__(message)
 
     def renamed(self, name: Callable[[str], str]) -> ConfigurationError:
         """The same error with its option and every mentioned option spelled ``name(key)``."""
@@ -90,10 +102,13 @@ class ConfigurationError(S3PoolError, ValueError, TypeError):
             key=self.key,
             mentions=self.mentions,
             names=tuple(name(key) for key in self.mentions),
+            unknown=self.unknown,
+            suggestion=self.suggestion,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.option, self._template, self.got, self.key, self.mentions, self._names))
+        state = (self.option, self._template, self.got, self.key, self.mentions, self._names)
+        return (_rebuild, (type(self), *state, self.unknown, self.suggestion))
 
 
 def _rebuild(
@@ -104,8 +119,10 @@ def _rebuild(
     key: str,
     mentions: tuple[str, ...],
     names: tuple[str, ...],
+    unknown: bool = False,
+    suggestion: str | None = None,
 ) -> ConfigurationError:
-    return cls(option, template, got, key=key, mentions=mentions, names=names)
+    return cls(option, template, got, key=key, mentions=mentions, names=names, unknown=unknown, suggestion=suggestion)
 
 
 class PoolStopped(S3PoolError, RuntimeError):

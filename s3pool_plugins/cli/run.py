@@ -337,6 +337,10 @@ def _blame(error: ConfigurationError, variables: Mapping[str, str]) -> str:
     variable = error.option if error.option.startswith(PREFIX) else variable_for(error.option)
     option = variable[len(PREFIX) :].lower()
     accepted = _in_users_words(str(error.accepted), variables)
+    if error.unknown:
+        hint = f"; did you mean {error.suggestion}?" if error.suggestion else ""
+        known = accepted.removeprefix("one of the variables ")
+        return f"environment variable {variable} is not one s3pool knows{hint} (known: {known})"
     if variable in variables and option in POOL_OPTIONS:
         return f"argument {POOL_OPTIONS[option]}: {error.got!r} is not accepted: expected {accepted}"
     return f"environment variable {variable}: {error.got!r} is not accepted: expected {accepted}"

@@ -113,5 +113,5 @@ def count(option: str, value: object, minimum: int = 1, maximum: int = MAX_COUNT
 def unknown_option(option: str, known: Sequence[str], got: object, *, kind: str = "options") -> ConfigurationError:
     """The error for an unknown ``option``: it lists the ``known`` ones, first the closest if one is close."""
     close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}? " if close else ""
-    return ConfigurationError(option, f"{hint}one of the {kind} {', '.join(known)}", got)
+    accepted = f"one of the {kind} {', '.join(known)}"
+    return ConfigurationError(option, accepted, got, unknown=True, suggestion=close[0] if close else None)

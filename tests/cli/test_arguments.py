@@ -123,7 +123,7 @@ def test_a_bad_inherited_variable_is_named(capsys, monkeypatch, tmp_path) -> Non
     marker = tmp_path / "ran"
     monkeypatch.setenv("S3POOL_CONCURENCY", "4")  # a typo in the user's environment
     error = _usage_error(capsys, "run", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w').close()")
-    assert "environment variable S3POOL_CONCURENCY" in error
+    assert "environment variable S3POOL_CONCURENCY is not one s3pool knows; did you mean S3POOL_CONCURRENCY?" in error
     monkeypatch.delenv("S3POOL_CONCURENCY")
     monkeypatch.setenv("S3POOL_RETRIES", "-2")
     assert "environment variable S3POOL_RETRIES" in _usage_error(capsys, "run", "--", sys.executable)
