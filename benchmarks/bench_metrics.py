@@ -21,7 +21,7 @@ full with the plugin and the OpenTelemetry SDK making a span per task and
 recording the metric instruments (``full+otel-sdk``; spans go through a
 BatchSpanProcessor to an exporter that discards them).
 
-Targets (issue 5): light costs at most 5% of the no-op throughput
+Targets: light costs at most 5% of the no-op throughput
 (ratio >= 0.95); the inert plugin costs nothing measurable (within 2% of
 light); full with spans costs at most 15% (ratio >= 0.85).
 
