@@ -8,6 +8,7 @@ from .classify import S3ResponseError, classify_s3_error, s3_retry_policy
 from .connections import ConnectionPoolTooSmall
 from .handlers import CallAbandoned
 from .install import ACCEPTED_TARGETS, install, installed_pool, uninstall
+from .redact import StreamedMember
 from .transfer import ContextThreadPoolExecutor, transfer
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ConnectionPoolTooSmall",
     "ContextThreadPoolExecutor",
     "S3ResponseError",
+    "StreamedMember",
     "classify_s3_error",
     "install",
     "installed_pool",
