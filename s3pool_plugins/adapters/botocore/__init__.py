@@ -4,6 +4,7 @@
 The zero-code route is :mod:`s3pool_plugins.adapters.botocore.plugin`.
 """
 
+from .caller_retries import RetriesOverridden
 from .classify import S3ResponseError, classify_s3_error, s3_retry_policy
 from .connections import ConnectionPoolTooSmall
 from .handlers import CallAbandoned
@@ -16,6 +17,7 @@ __all__ = [
     "CallAbandoned",
     "ConnectionPoolTooSmall",
     "ContextThreadPoolExecutor",
+    "RetriesOverridden",
     "S3ResponseError",
     "StreamedMember",
     "classify_s3_error",
