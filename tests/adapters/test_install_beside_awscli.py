@@ -1,4 +1,4 @@
-"""The project installs beside aws-cli v1 (which pins botocore exactly) and boto3, and pools aws-cli.
+"""The project installs beside aws-cli v1 and boto3, and pools aws-cli.
 
 This installs from the package index into a fresh virtual environment, so it
 runs in CI (``CI`` set) or when asked with ``CHECK_INSTALL_BESIDE_AWSCLI=1``.
@@ -41,6 +41,9 @@ def test_installs_beside_awscli_v1_and_boto3_and_pools_aws(tmp_path: Path, local
     assert checked.returncode == 0, checked.stdout + checked.stderr
     version = _run(bin_dir / "aws", "--version")
     assert version.returncode == 0 and version.stdout.startswith("aws-cli/1."), version.stdout + version.stderr
+    # aws-cli 1.45 and earlier pin botocore exactly (later releases carry their own copy): that resolves too.
+    pinned = _run(python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "awscli<1.46", "boto3", ROOT)
+    assert pinned.returncode == 0, pinned.stderr[-4000:]
 
     # No extra was asked for: the fsspec layer is absent and says which extra brings it.
     probe = "from s3pool_plugins import install_fsspec"

@@ -70,6 +70,23 @@ else:
     assert "pip install 's3pool-plugins[fsspec]'" in done.stdout and "fsspec cannot be imported" in done.stdout
 
 
+def test_the_pool_protocol_says_which_extra_to_install(hidden: Path) -> None:
+    # fsspec itself is installed (another package brought it), s3fs is not: fsspec finds the pool:: entry
+    # point, and the error it raises carries the layer's own as its cause.
+    (hidden / "fsspec.py").unlink()
+    code = """
+import fsspec
+try:
+    fsspec.filesystem("pool")
+except ImportError as error:
+    print(type(error).__name__, error, "| cause:", type(error.__cause__).__name__, error.__cause__)
+"""
+    done = _python(code, _env(hidden))
+    assert done.returncode == 0, done.stderr
+    assert "cause: MissingExtra" in done.stdout and "s3pool-plugins[fsspec]" in done.stdout, done.stdout
+    assert "s3fs cannot be imported" in done.stdout
+
+
 def test_the_core_and_the_botocore_adapter_need_no_fsspec(hidden: Path, local_s3, s3_bucket) -> None:
     code = f"""
 import sys, boto3
