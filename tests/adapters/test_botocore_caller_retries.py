@@ -17,10 +17,13 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.session import Session as BotocoreSession
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from s3pool_plugins import OperationsPool, config_from_environment, install
 from s3pool_plugins.adapters.botocore import RetriesOverridden
-from s3pool_plugins.adapters.botocore.caller_retries import caller_retries
+from s3pool_plugins.adapters.botocore.caller_retries import caller_retries, client_policy
 
 PATH_STYLE = {"s3": {"addressing_style": "path"}}
 
@@ -34,6 +37,14 @@ def clean_aws_env(monkeypatch, tmp_path: Path) -> Path:
     config.write_text("[default]\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     return config
+
+
+@pytest.fixture
+def botocore_session(clean_aws_env) -> BotocoreSession:
+    session = BotocoreSession()
+    session.set_credentials("k", "s")
+    session.set_config_variable("region", "us-east-1")
+    return session
 
 
 def _attempts(client, bucket: str, proxy) -> int:
@@ -172,3 +183,34 @@ async def test_aiobotocore_clients_keep_their_retries(
             await client.head_object(Bucket=s3_bucket, Key="throttled")
     chaos_proxy.wait_idle()
     assert chaos_proxy.stats().requests == 7
+
+
+@given(
+    chosen=st.one_of(st.none(), st.integers(0, 20)),
+    asked=st.one_of(st.none(), st.tuples(st.sampled_from(["max_attempts", "total_max_attempts"]), st.integers(1, 30))),
+    mode=st.sampled_from(["legacy", "standard", "adaptive"]),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_which_retries_a_client_gets(botocore_session, chosen, asked, mode) -> None:
+    retries: dict[str, object] = {"mode": mode}
+    if asked is not None:
+        retries[asked[0]] = asked[1]
+    client = botocore_session.create_client("s3", endpoint_url="http://127.0.0.1:9", config=Config(retries=retries))
+    options = {} if chosen is None else {"retries": chosen}
+    pool = OperationsPool(load_entrypoints=False, **options)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            policy = client_policy(pool.retry_policy, pool, client)
+        asked_retries = None if asked is None else asked[1] - (asked[0] == "total_max_attempts")
+        botocore_default = 5 if mode == "legacy" else 3  # attempts
+        if chosen is not None:
+            assert policy.retries == chosen
+            assert len(caught) == (asked_retries is not None and asked_retries != chosen)
+        elif asked_retries is not None:
+            assert policy.retries == asked_retries and not caught
+        else:
+            assert policy.retries == max(3, botocore_default - 1) and not caught
+        assert policy.retry_delay == pool.retry_policy.retry_delay  # only the count is the client's
+    finally:
+        pool.shutdown()
