@@ -180,10 +180,12 @@ def test_sync_payloads_lead_to_no_secret(make_pool, local_s3, chaos_proxy, s3_bu
         s3 = BotocoreSession().create_client("s3", endpoint_url=chaos_proxy.endpoint_url, config=config, **CREDENTIALS)
         install(s3, pool)
     s3.put_object(Bucket=s3_bucket, Key="secret-object", Body=b"secret payload", **SSE)
-    chaos_proxy.inject(Action.THROTTLE, 1)  # one retry: its error is a payload too
+    chaos_proxy.inject(Action.THROTTLE, 1)  # retries: their errors are payloads too
+    chaos_proxy.inject(Action.RESET, 1)
     unread = s3.get_object(Bucket=s3_bucket, Key="secret-object", **SSE)
     response = s3.get_object(Bucket=s3_bucket, Key="secret-object", **SSE)
     bodies = [response["Body"].read()]
+    assert (chaos_proxy.stats().throttled, chaos_proxy.stats().resets) == (1, 1)
     _check(payloads, bodies)
     unread["Body"].close()
 
@@ -200,10 +202,12 @@ async def test_aiobotocore_payloads_lead_to_no_secret(make_pool, local_s3, chaos
             install(s3, pool)
         await s3.put_object(Bucket=s3_bucket, Key="secret-object", Body=b"secret payload", **SSE)
         chaos_proxy.inject(Action.THROTTLE, 1)
+        chaos_proxy.inject(Action.RESET, 1)
         unread = await s3.get_object(Bucket=s3_bucket, Key="secret-object", **SSE)
         response = await s3.get_object(Bucket=s3_bucket, Key="secret-object", **SSE)
         async with response["Body"] as body:
             bodies = [await body.read()]
+        assert (chaos_proxy.stats().throttled, chaos_proxy.stats().resets) == (1, 1)
         _check(payloads, bodies)
         unread["Body"].close()
     await asyncio.sleep(0)
