@@ -8,6 +8,8 @@ and never fewer than botocore's default would.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -214,3 +216,31 @@ def test_which_retries_a_client_gets(botocore_session, chosen, asked, mode) -> N
         assert policy.retry_delay == pool.retry_policy.retry_delay  # only the count is the client's
     finally:
         pool.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"AWS_MAX_ATTEMPTS": "7"}, 7),
+        ({"AWS_RETRY_MODE": "legacy"}, 5),  # botocore's own default (aws-cli v1 runs with it): 4 retries, not 3
+        ({"AWS_RETRY_MODE": "standard", "S3POOL_RETRIES": "1"}, 2),  # chosen for the pool
+    ],
+)
+def test_s3pool_run_keeps_the_programs_retries(local_s3, chaos_proxy, s3_bucket, settings, expected) -> None:
+    env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
+    env.update(settings)
+    program = (
+        "import boto3, botocore.exceptions\n"
+        "s3 = boto3.client('s3')\n"
+        "try:\n"
+        f"    s3.head_object(Bucket={s3_bucket!r}, Key='throttled')\n"
+        "except botocore.exceptions.ClientError as error:\n"
+        "    print(error.response['Error']['Code'])\n"
+    )
+    chaos_proxy.configure(throttle_rate=1.0)
+    argv = ["-m", "s3pool_plugins", "run", "--no-otel", "--quiet", "--retry-delay", "0.001", "--", sys.executable]
+    done = subprocess.run([sys.executable, *argv, "-c", program], env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["503"]
+    chaos_proxy.wait_idle()
+    assert chaos_proxy.stats().requests == expected
