@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -244,3 +246,29 @@ def test_s3pool_run_keeps_the_programs_retries(local_s3, chaos_proxy, s3_bucket,
     assert done.stdout.split() == ["503"]
     chaos_proxy.wait_idle()
     assert chaos_proxy.stats().requests == expected
+
+
+@pytest.mark.stress
+def test_many_threads_get_one_warning_per_pool(botocore_session) -> None:
+    clients = [
+        botocore_session.create_client(
+            "s3", endpoint_url="http://127.0.0.1:9", config=Config(retries={"max_attempts": 5 + i % 3})
+        )
+        for i in range(16)
+    ]
+    pools = [OperationsPool(retries=1, load_entrypoints=False) for _ in range(2)]
+    start = threading.Barrier(len(clients))
+
+    def resolve(i: int) -> int:
+        start.wait()
+        return client_policy(pools[i % 2].retry_policy, pools[i % 2], clients[i]).retries
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with ThreadPoolExecutor(len(clients)) as executor:
+                assert list(executor.map(resolve, range(len(clients)))) == [1] * len(clients)
+        assert [w.category for w in caught] == [RetriesOverridden, RetriesOverridden]  # one per pool
+    finally:
+        for pool in pools:
+            pool.shutdown()
