@@ -64,7 +64,9 @@ class PoolConfig:
       a mapping of its fields (``min_concurrency``, ``max_concurrency``,
       ``target_latency``, ``target_memory_percent``,
       ``adjustment_interval``, ``scope`` ...); None for the defaults.
-    - ``retries``: retries after the first attempt (int from 0 to 10,000).
+    - ``retries``: retries after the first attempt (int from 0 to 10,000). When neither
+      this nor ``retry_policy`` is given, the botocore adapter uses each
+      client's own retry setting (see :attr:`retries_chosen`).
     - ``retry_delay``: backoff base in seconds; retry ``n`` waits a random time
       in ``[0, min(max_retry_delay, retry_delay * 2**n)]``.
     - ``max_retry_delay``: cap of the backoff window, seconds.
@@ -145,6 +147,7 @@ class PoolConfig:
             "retryable_errors": self.retryable_errors,
         }
         given = {k: v for k, v in policy_options.items() if v is not None}
+        object.__setattr__(self, "_retries_chosen", self.retries is not None or self.retry_policy is not None)
         if self.retry_policy is not None:
             if not isinstance(self.retry_policy, RetryPolicy):
                 raise ConfigurationError("retry_policy", "a RetryPolicy or None", self.retry_policy)
@@ -213,6 +216,15 @@ class PoolConfig:
             return adaptive.start
         assert isinstance(self.concurrency, int)
         return self.concurrency
+
+    @property
+    def retries_chosen(self) -> bool:
+        """True if ``retries`` (``S3POOL_RETRIES`` included) or ``retry_policy`` was given.
+
+        False: the retries are the default, and an adapter may use what the
+        wrapped client was configured for instead (the botocore adapter does).
+        """
+        return bool(self.__dict__.get("_retries_chosen", False))
 
     @property
     def policy(self) -> RetryPolicy:

@@ -4,7 +4,7 @@ Nothing here talks to the internet: :class:`LocalS3` serves moto on a
 loopback port, and :class:`ChaosProxy` forwards only to the upstream it is
 given. pytest fixtures live in :mod:`s3pool_plugins.testing.pytest_plugin`
 (``pytest_plugins = ["s3pool_plugins.testing.pytest_plugin"]`` in a conftest).
-``LocalS3`` needs the ``testing`` extra (boto3 and ``moto[server]``); the
+``LocalS3`` needs the ``testing`` extra (boto3, ``moto[s3]``, Flask and flask-cors); the
 proxy needs only the standard library.
 """
 

@@ -12,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from s3pool_plugins import hookimpl, install, installed_pool, priority_scope, uninstall
-from s3pool_plugins.adapters.botocore import ConnectionPoolTooSmall
+from s3pool_plugins.adapters.botocore import ConnectionPoolTooSmall, RetriesOverridden
 from s3pool_plugins.adapters.botocore.mixins import PooledClientMixin
 from s3pool_plugins.testing import Action
 
@@ -84,10 +84,10 @@ def test_the_pool_owns_retries_and_botocore_does_not_compound_them(
 ) -> None:
     pool = make_pool(retries=2, retry_delay=0.001)
     install(boto3_session, pool)
-    # botocore alone would make 11 attempts with this config; the pool allows 3.
+    # botocore alone would make 11 attempts with this config; the pool's chosen retries allow 3, and say so.
     client = s3_client_for(boto3_session, chaos_proxy.endpoint_url, retries={"max_attempts": 10, "mode": "standard"})
     chaos_proxy.inject(Action.THROTTLE, 50)
-    with pytest.raises(ClientError) as caught:
+    with pytest.raises(ClientError) as caught, pytest.warns(RetriesOverridden, match="configured for 10 retries"):
         client.put_object(Bucket=s3_bucket, Key="hot/x", Body=b"x")
     error = caught.value
     assert error.response["Error"]["Code"] == "SlowDown"
@@ -102,7 +102,8 @@ def test_existing_clients_can_be_installed_and_uninstalled(
 ):
     client = s3_client_for(boto3_session, chaos_proxy.endpoint_url, retries={"max_attempts": 4, "mode": "standard"})
     pool = make_pool(retries=1, retry_delay=0.001)
-    install(client, pool)
+    with pytest.warns(RetriesOverridden, match="configured for 4 retries"):
+        install(client, pool)
     assert install(client, pool) is pool
     chaos_proxy.inject(Action.INTERNAL_ERROR, 100)
     with pytest.raises(ClientError):
@@ -124,7 +125,8 @@ def test_legacy_retries_come_back_after_uninstall(make_pool, local_s3, chaos_pro
     client = local_s3.client(
         endpoint_url=chaos_proxy.endpoint_url, config=Config(retries={"mode": "legacy", "max_attempts": 2})
     )
-    install(client, make_pool(retries=0))
+    with pytest.warns(RetriesOverridden):
+        install(client, make_pool(retries=0))
     uninstall(client)
     chaos_proxy.inject(Action.INTERNAL_ERROR, 100)
     with pytest.raises(ClientError):

@@ -42,7 +42,9 @@ from ...core.base import _add_note
 from ...core.calls import Call
 from ...core.context import SlotHolder, enter_slot, exit_slot, validate_priority, validate_tenant
 from ...core.pool import OperationsPool
+from ...core.retry import RetryPolicy
 from ...errors import S3PoolError
+from .caller_retries import client_policy
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
 from .redact import for_hooks, result_for_hooks
@@ -194,7 +196,8 @@ class ClientHandlers:
     call gets when neither a priority scope nor a ``s3pool_task_priority``
     hook chose one. ``tenant`` names the tenant every call counts for unless a
     tenant scope is active when the call is made. The pool's retry policy gets
-    the S3 classification rules (:func:`~.classify.s3_retry_policy`).
+    the S3 classification rules (:func:`~.classify.s3_retry_policy`), and the
+    retries of each client (:meth:`policy_for`).
     """
 
     def __init__(
@@ -212,6 +215,16 @@ class ClientHandlers:
         self.server_address: str | None = None
         """The endpoint's host of the one client these handlers were installed on, if so."""
 
+    def policy_for(self, client: Any, *, stacklevel: int = 4) -> RetryPolicy:
+        """The retry policy of ``client``'s calls: the pool's, with the retries the client's caller asked
+        of botocore unless the pool's were chosen (see :mod:`.caller_retries`)."""
+        return client_policy(self.policy, self.pool, client, stacklevel=stacklevel)
+
+    def adopt_client(self, client: Any) -> None:
+        """Serve the one ``client`` these handlers were installed on: its endpoint's host and its retries."""
+        self.server_address = endpoint_host(client)
+        self.policy = self.policy_for(client, stacklevel=5)
+
     def begin(
         self,
         operation_name: str,
@@ -219,6 +232,7 @@ class ClientHandlers:
         region: str | None = None,
         server_address: str | None = None,
         contextual: bool = True,
+        retry_policy: RetryPolicy | None = None,
     ) -> Call:
         """A new pool task for one API call.
 
@@ -226,6 +240,8 @@ class ClientHandlers:
         ``operation``, ``bucket`` and ``key`` from the parameters (nothing
         else of them: they can carry SSE-C keys), ``region`` and
         ``server_address`` (the endpoint's host) when known.
+        ``retry_policy``: the client's (:meth:`policy_for`); by default these
+        handlers' own.
         """
         metadata: dict[str, Any] = {"service": "s3", "operation": operation_name}
         if region:
@@ -249,7 +265,7 @@ class ClientHandlers:
             f"S3.{operation_name}",
             fallback_priority=self.priorities.get(operation_name),
             fallback_tenant=self.tenant,
-            retry_policy=self.policy,
+            retry_policy=retry_policy or self.policy,
             metadata=metadata,
             contextual=contextual,
             partition=partition,

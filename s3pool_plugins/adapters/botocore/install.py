@@ -23,7 +23,7 @@ from ...core.context import validate_tenant
 from ...core.environment import pool_for
 from ...core.pool import OperationsPool
 from .connections import connections_needed, raise_session_connections, warn_if_too_small
-from .handlers import ClientHandlers, endpoint_host
+from .handlers import ClientHandlers
 from .mixins import AsyncPooledClientMixin, PooledClientMixin
 from .retries import restore_botocore_retries
 
@@ -151,7 +151,7 @@ def install(
         if isinstance(target, (PooledClientMixin, AsyncPooledClientMixin)):
             target._s3pool_handlers = handlers  # the instance's handlers win over its class's until uninstall
         else:
-            handlers.server_address = endpoint_host(target)
+            handlers.adopt_client(target)
             handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
         warn_if_too_small(target, pool.concurrency)
     _installed[target] = handlers

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from ...core.base import _add_note
 from ...core.calls import Call
+from ...core.retry import RetryPolicy
 from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, endpoint_host, enter_call, leave_call
 from .redact import for_hooks, result_for_hooks
 
@@ -49,15 +50,21 @@ class _PooledClient:
         self._s3pool_own_retries_removed = False
         self._s3pool_server = endpoint_host(self)
         self._s3pool_region = self.meta.region_name
+        self._s3pool_policy: tuple[ClientHandlers, RetryPolicy] | None = None
 
     _s3pool_async = False
 
     def _s3pool_begin(self, operation_name: str, api_params: Any) -> Call:
+        handlers = self._s3pool_handlers
         if not self._s3pool_own_retries_removed:
             # botocore registers its retry handler after the client object is built: remove it on first use.
             self.meta.events.unregister("needs-retry.s3", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service="s3"))
             self._s3pool_own_retries_removed = True
-        return self._s3pool_handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server)
+        if self._s3pool_policy is None or self._s3pool_policy[0] is not handlers:
+            # This client's retries (its config settled by now), for the handlers in force (install() may swap them).
+            self._s3pool_policy = (handlers, handlers.policy_for(self, stacklevel=6))
+        policy = self._s3pool_policy[1]
+        return handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server, retry_policy=policy)
 
 
 class PooledClientMixin(_PooledClient):

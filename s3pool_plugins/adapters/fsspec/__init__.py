@@ -5,8 +5,12 @@
   filesystem (``PooledFileSystem(fs=...)``).
 - :func:`install_fsspec`: one line, and every ``s3://`` filesystem made
   afterwards (pandas included) is pooled, with no call site changed.
+
+Needs the ``fsspec`` extra (``python -m pip install 's3pool-plugins[fsspec]'``):
+without it, importing this package raises an ``ImportError`` that says so.
 """
 
+from . import _require  # noqa: F401  (first: says which extra to install before any import of s3fs fails)
 from .crossing import call_sync
 from .files import PooledReadFile
 from .filesystem import PooledFileSystem, PooledS3FileSystem
