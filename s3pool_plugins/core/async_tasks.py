@@ -71,6 +71,9 @@ class _AttemptTimeout:
     def on_expire(self) -> None:
         self._current.cancel()
 
+    def on_expire_failed(self, error: BaseException) -> None:
+        """Nothing to settle here: the attempt was not cancelled, so it ends by itself (logged by the tracker)."""
+
     def outcome(self, error: BaseException, task: Task, policy: RetryPolicy) -> BaseException:
         """The error the attempt ended with: ``TaskTimeout`` for the cancellation we caused."""
         if not (self.expired and isinstance(error, asyncio.CancelledError)):

@@ -12,6 +12,7 @@ from .context import holds_slot
 from .scheduler import LoopWaiter, _resolve
 from .thread_tasks import ThreadTasksMixin, _stopped_while_waiting, _SyncTask
 from .validation import positive_int
+from .waits import wait_until
 
 _Pool = TypeVar("_Pool", bound="LifecycleMixin")
 
@@ -70,7 +71,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
             )
         _check_drain_timeout(timeout)
         done = threading.Event()
-        if not self._scheduler.when_idle(done.set) and not done.wait(timeout):
+        if not self._scheduler.when_idle(done.set) and not wait_until(done.wait, timeout):
             self._scheduler.forget_idle(done.set)
             raise TimeoutError(self._drain_timeout_message(timeout))
         self._notify("s3pool_pool_drained")

@@ -31,6 +31,7 @@ from .context import SlotHolder
 from .limits.pacer import Pacer
 from .locks import YieldingLock
 from .queue import QueueEntry, TaskQueue
+from .waits import wait_until
 
 log = logging.getLogger("s3pool_plugins.scheduler")
 
@@ -79,8 +80,11 @@ class ThreadWaiter(Waiter):
         self._gate.release()
 
     def wait(self, timeout: float | None) -> bool:
-        """Block until woken; False if ``timeout`` seconds passed first."""
-        return self._gate.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        """Block until woken; False if ``timeout`` seconds (any float) passed first."""
+        gate = self._gate
+        if timeout is None:
+            return gate.acquire()
+        return wait_until(lambda piece: gate.acquire(timeout=piece), timeout)
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
