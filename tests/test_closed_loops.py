@@ -233,9 +233,14 @@ def test_closing_a_loop_at_any_point_settles_every_task_once_and_leaks_no_slot(
         for _ in range(steps):
             loop.run_until_complete(asyncio.sleep(0))
         loop.close()
-        if collect:
+        reapers = [threading.Thread(target=pool.stats) for _ in range(3)]  # reap concurrently ...
+        for reaper in reapers:
+            reaper.start()
+        if collect:  # ... with the garbage collector closing the coroutines
             del tasks
             gc.collect()
+        for reaper in reapers:
+            reaper.join(5)
         pool.drain(timeout=5)
         stats = pool.stats()
         assert (stats.pending, stats.active, stats.queued, stats.backing_off) == (0, 0, 0, 0)

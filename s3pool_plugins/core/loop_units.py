@@ -53,6 +53,8 @@ class AsyncUnit:
 
     def claim(self) -> bool:
         """For the task's coroutine: True if it settles the task (it claimed first, now or before)."""
+        if self._owner == _COROUTINE:  # final once set: no lock needed to read it
+            return True
         with self._lock:
             if not self._owner:
                 self._owner = _COROUTINE
