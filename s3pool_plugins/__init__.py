@@ -40,6 +40,7 @@ from .errors import (
     QueueFull,
     QueueWaitTimeout,
     S3PoolError,
+    ServiceFailed,
     TaskTimeout,
 )
 from .hooks import hookimpl, hookspec
@@ -107,6 +108,7 @@ __all__ = [
     "RetryBudget",
     "RetryPolicy",
     "S3PoolError",
+    "ServiceFailed",
     "Slot",
     "Task",
     "TaskTimeout",

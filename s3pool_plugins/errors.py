@@ -143,3 +143,12 @@ class TaskTimeout(S3PoolError, TimeoutError):
 
 class AttemptCancelled(S3PoolError):
     """Raised by :meth:`CancellationToken.raise_if_cancelled` once the attempt timed out."""
+
+
+class ServiceFailed(S3PoolError, RuntimeError):
+    """A step the pool's own service threads take for this work failed (the cause is chained).
+
+    For example the timer that ends a retry backoff could not hand the next
+    attempt to a thread. The task is settled with this error and its slot
+    given back; the service thread carries on with the other work.
+    """

@@ -202,17 +202,42 @@ class _Abort(BaseException):
 class _AbortsWhileSettling:
     """Raises from the hooks that run while a task is settled, after its attempt ended."""
 
+    def __init__(self, error: type[BaseException] = KeyboardInterrupt) -> None:
+        self.error = error
+
     @hookimpl
     def s3pool_task_completed(self, task, result) -> None:
-        raise _Abort("completed")
+        raise self.error("completed")
 
     @hookimpl
     def s3pool_task_error(self, task, error) -> None:
-        raise _Abort("error")
+        raise self.error("error")
+
+
+async def test_a_settle_hooks_base_exception_is_a_hook_error_that_keeps_the_outcome(make_pool) -> None:
+    pool = make_pool(concurrency=1, plugins=[_AbortsWhileSettling(_Abort)], retries=0)
+
+    async def ok() -> int:
+        return 1
+
+    async def fails() -> int:
+        raise ValueError("no")
+
+    async def nested() -> int:
+        return await pool.run(ok)
+
+    assert await pool.run(ok) == 1
+    with pytest.raises(ValueError):
+        await pool.run(fails)
+    assert await pool.run(nested) == 1
+    await pool.drain_async(timeout=5)
+    stats = pool.stats()
+    assert (stats.pending, stats.active, stats.succeeded, stats.errors, stats.hook_errors) == (0, 0, 3, 1, 4)
 
 
 async def test_a_settle_interrupted_by_a_hook_still_gives_back_the_slot(make_pool) -> None:
-    """A successful attempt keeps its slot until it is settled; a hook raising there never leaks it."""
+    """A successful attempt keeps its slot until it is settled; a KeyboardInterrupt raised there (which is
+    passed on, not counted as a plugin's error) never leaks it, and the task keeps its own outcome."""
     pool = make_pool(concurrency=1, plugins=[_AbortsWhileSettling()], retries=0)
 
     async def ok() -> int:
@@ -225,7 +250,7 @@ async def test_a_settle_interrupted_by_a_hook_still_gives_back_the_slot(make_poo
         return await pool.run(ok)
 
     for work in (ok, fails, nested):
-        with pytest.raises(_Abort):
+        with pytest.raises(KeyboardInterrupt):
             await pool.run(work)
         stats = pool.stats()
         assert (stats.active, stats.queued) == (0, 0), work.__name__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import CoroutineType
@@ -18,13 +19,16 @@ from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
 from .context import SlotHolder, enter_slot
 from .deadlines import loop_deadlines
+from .loop_units import AsyncUnit
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
-from .scheduler import GRANTED, LoopWaiter, Scheduler, _resolve
+from .scheduler import LoopWaiter, Scheduler, _resolve
 from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
 
 T = TypeVar("T")
+
+log = logging.getLogger("s3pool_plugins.pool")
 
 
 def _call_for_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -35,6 +39,13 @@ def _call_for_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
             "run() takes coroutine functions; use submit() for plain callables"
         )
     return awaitable
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # driven by something other than an asyncio loop
+        return None
 
 
 async def _checked_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -70,6 +81,9 @@ class _AttemptTimeout:
 
     def on_expire(self) -> None:
         self._current.cancel()
+
+    def on_expire_failed(self, error: BaseException) -> None:
+        """Nothing to settle here: the attempt was not cancelled, so it ends by itself (logged by the tracker)."""
 
     def outcome(self, error: BaseException, task: Task, policy: RetryPolicy) -> BaseException:
         """The error the attempt ended with: ``TaskTimeout`` for the cancellation we caused."""
@@ -133,7 +147,8 @@ class AsyncTasksMixin(OutcomesMixin):
         nested = parent is not None
         scheduler.begin_unit()
         settled = False
-        held: SlotHolder | None = None  # the attempt's own slot, while it still holds it
+        unit = AsyncUnit(task, _running_loop(), parent)
+        self._loop_units.add(unit)
         try:
             if "s3pool_task_queued" in self.plugin_manager.implemented:
                 self._notify("s3pool_task_queued", task=task)
@@ -141,7 +156,7 @@ class AsyncTasksMixin(OutcomesMixin):
             first = True
             while True:
                 if not nested and not scheduler.try_acquire():
-                    await self._acquire_slot_async(task, task.created_at, queue_timeout, new_work=first)
+                    await self._acquire_slot_async(task, task.created_at, queue_timeout, new_work=first, unit=unit)
                 first = False
                 start = self._clock()
                 task.queue_wait += start - queued_since
@@ -150,7 +165,7 @@ class AsyncTasksMixin(OutcomesMixin):
                 task.started_at = start
                 task.limit_at_start = scheduler.limit
                 hooks = self.plugin_manager.implemented
-                held = holder = None if nested else SlotHolder(self)
+                unit.holder = holder = None if nested else SlotHolder(self)
                 slot_token = None if holder is None else enter_slot(holder)
                 wrappers = None
                 error: BaseException | None = None
@@ -170,24 +185,26 @@ class AsyncTasksMixin(OutcomesMixin):
                     try:
                         self._leave_attempt(wrappers, error, slot_token)
                     finally:
-                        if holder is not None and error is not None:  # a retry waits holding no slot
-                            held = None
+                        # a retry waits holding no slot; after a reap, the reaper gave it back
+                        if error is not None and holder is not None and unit.take_holder() is holder:
                             scheduler.release(holder=holder)
                         task.run_time += self._clock() - start
                 if error is None:
                     settled = True
-                    self._settle_success(task, result)
+                    if unit.claim():
+                        self._settle_success(task, result)
                     return result
-                if isinstance(error, asyncio.CancelledError):
+                if isinstance(error, (asyncio.CancelledError, GeneratorExit)) or unit.reaped:
                     raise error
                 delay = self._retry_delay(task, error, policy)
                 if delay is None:
                     settled = True
-                    self._settle_failure(task, error)
+                    if unit.claim():
+                        self._settle_failure(task, error)
                     raise error
                 task.status = BACKOFF
                 try:
-                    await self._backoff_async(delay)
+                    await self._backoff_async(delay, unit)
                 except PoolStopped as stopped:
                     stopped.__cause__ = error
                     raise
@@ -195,19 +212,22 @@ class AsyncTasksMixin(OutcomesMixin):
                 task.status = QUEUED
                 queued_since = self._clock()
         except BaseException as error:
-            if not settled:
+            if not settled and unit.claim():
                 settled = True
-                self._settle_failure(task, error, cancelled=isinstance(error, asyncio.CancelledError))
+                self._settle_failure(task, error, cancelled=isinstance(error, (asyncio.CancelledError, GeneratorExit)))
             raise
         finally:
-            if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
-                task.status = FAILED
-            if nested:
-                scheduler.release_and_end(task.status, holder=parent)
-            elif held is not None:  # a successful attempt keeps its slot until it is settled, as thread work does
-                scheduler.release_and_end(task.status, holder=held)
-            else:
-                scheduler.end_unit(task.status)
+            if unit.claim():  # else the reaper settled the task and gave everything back
+                self._loop_units.discard(unit)
+                if task.status not in (SUCCEEDED, FAILED, CANCELLED):  # a hook raised while settling
+                    task.status = FAILED
+                held = unit.take_holder()  # a successful attempt keeps its slot until it is settled
+                if nested:
+                    scheduler.release_and_end(task.status, holder=parent)
+                elif held is not None:
+                    scheduler.release_and_end(task.status, holder=held)
+                else:
+                    scheduler.end_unit(task.status)
 
     async def _acquire_slot_async(
         self,
@@ -217,10 +237,12 @@ class AsyncTasksMixin(OutcomesMixin):
         *,
         new_work: bool,
         scheduler: Scheduler | None = None,
+        unit: AsyncUnit | None = None,
     ) -> None:
         """Wait on the running loop for a slot. Callers try ``scheduler.try_acquire()`` first.
 
         ``scheduler``: a partition's gate instead of the pool's scheduler.
+        ``unit``: the ``pool.run()`` task waiting, told of its queue entry while it waits.
         """
         scheduler = scheduler or self._scheduler
         priority = task.priority if task is not None else self.config.priority
@@ -242,13 +264,16 @@ class AsyncTasksMixin(OutcomesMixin):
         timer = None
         if queue_timeout is not None:
             timer = loop.call_later(queue_timeout, self._expire_loop_waiter, waiter, task, queue_timeout, scheduler)
+        if unit is not None:
+            unit.waiter = waiter
         try:
             await waiter.future
         except BaseException:
-            if not scheduler.withdraw(waiter) and waiter.state == GRANTED:
-                scheduler.release()
+            scheduler.give_back(waiter)  # once only, also if a reaper gives it back too
             raise
         finally:
+            if unit is not None:
+                unit.waiter = None
             if timer is not None:
                 timer.cancel()
 
@@ -271,7 +296,7 @@ class AsyncTasksMixin(OutcomesMixin):
             self._scheduler.forget_room_waiter(room)
             raise
 
-    async def _backoff_async(self, delay: float) -> None:
+    async def _backoff_async(self, delay: float, unit: AsyncUnit) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         key = (loop, future)
@@ -279,10 +304,48 @@ class AsyncTasksMixin(OutcomesMixin):
             if self._scheduler.stopped:
                 raise PoolStopped("the pool was stopped while the task waited to retry")
             self._async_backoff.add(key)
+        unit.backoff = key
         handle = loop.call_later(delay, _resolve, future, None)
         try:
             await future
         finally:
+            unit.backoff = None
             handle.cancel()
             with self._backoff_lock:
                 self._async_backoff.discard(key)
+
+    def _reap_closed_loops(self) -> None:
+        """Settle, as cancelled, the ``pool.run()`` tasks whose event loop was closed while they were in flight.
+
+        They would never settle otherwise (a closed loop never runs them
+        again), leaving ``pending`` above 0, ``drain()`` waiting and, perhaps,
+        a slot held. Hooks run on the calling thread. Cheap when no loop is
+        closed: one ``is_closed()`` per loop with work in flight.
+        """
+        for unit in self._loop_units.take_closed():
+            if unit.reap():
+                self._settle_reaped(unit)
+
+    def _settle_reaped(self, unit: AsyncUnit) -> None:
+        task = unit.task
+        error = asyncio.CancelledError(
+            f"task {task.id} ({task.name}) was cancelled: its event loop was closed before the task finished"
+        )
+        scheduler = self._scheduler
+        try:
+            self._settle_failure(task, error, cancelled=True)
+        except BaseException:
+            log.exception("a hook failed while settling task %s, whose event loop was closed", task.id)
+        finally:
+            waiter, key, held = unit.waiter, unit.backoff, unit.take_holder()
+            if waiter is not None:
+                scheduler.give_back(waiter)
+            if key is not None:
+                with self._backoff_lock:
+                    self._async_backoff.discard(key)
+            if unit.parent is not None:
+                scheduler.release_and_end(CANCELLED, holder=unit.parent)
+            elif held is not None:
+                scheduler.release_and_end(CANCELLED, holder=held)
+            else:
+                scheduler.end_unit(CANCELLED)

@@ -38,6 +38,7 @@ from .limits.base import Limit
 from .limits.controller import LimitController
 from .limits.history import LimitChange
 from .limits.options import AutoTuning
+from .loop_units import LoopUnits
 from .metrics.recorder import MetricsRecorder
 from .options import DEFAULT_OPTIONS, UNSET, TaskOptions
 from .queue import PriorityTaskQueue, TaskQueue
@@ -124,6 +125,8 @@ class PoolBase:
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
         self._async_backoff: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._loop_units = LoopUnits()
+        """The ``pool.run()`` tasks in flight, by event loop (to settle those whose loop gets closed)."""
         monitoring = config.monitoring_config
         self._recorder = None if monitoring.mode == "off" else MetricsRecorder(monitoring, self._clock)
         self._log_attempts = self._recorder is not None and self._recorder.keeps_attempts
@@ -171,7 +174,12 @@ class PoolBase:
         return self._scheduler.paused
 
     def stats(self) -> PoolStats:
-        """A consistent snapshot of the pool's counters (the seed's getQueueStats)."""
+        """A consistent snapshot of the pool's counters (the seed's getQueueStats).
+
+        Async tasks whose event loop was closed under them are settled (as
+        cancelled) first, so they never show as pending.
+        """
+        self._reap_closed_loops()
         snap = self._scheduler.snapshot()
         with self._backoff_lock:
             backing_off = len(self._sync_backoff) + len(self._async_backoff) + self._calls_backing_off
@@ -199,6 +207,9 @@ class PoolBase:
             stopped=self._scheduler.stopped,
             closed=self._closed,
         )
+
+    def _reap_closed_loops(self) -> None:
+        """Settle the async tasks whose event loop was closed (see ``AsyncTasksMixin``)."""
 
     def tenant_stats(self) -> dict[str, TenantStats]:
         """Per tenant: its weight, queued work and work served from the queue (a consistent snapshot).

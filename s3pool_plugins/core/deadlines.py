@@ -6,6 +6,14 @@ timer (a daemon thread for thread work, one ``call_at`` handle per event loop
 for async work) is armed for the earliest live deadline and, when it fires,
 expires what is due and re-arms for the next. Live deadlines are bounded by
 the attempts running, so each firing scans only a few entries.
+
+A deadline's callback that raises is logged and its ``on_expire_failed`` is
+called to settle the attempt another way; the tracker carries on. On the
+daemon thread that covers every ``BaseException`` (there, ``SystemExit`` or
+``KeyboardInterrupt`` could only end the thread and every later timeout);
+on an event loop ``SystemExit`` and ``KeyboardInterrupt`` propagate, as
+asyncio's own callbacks let them. Deadlines may be any distance away: the
+thread waits in pieces the platform can wait (see :mod:`.waits`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import time
 import weakref
 from collections.abc import Callable
 from typing import Protocol
+
+from .waits import clamp_wait
 
 log = logging.getLogger("s3pool_plugins.deadlines")
 
@@ -33,20 +43,36 @@ class Expirable(Protocol):
     def on_expire(self) -> object:
         """Called once, on the tracker's thread or loop, when ``when`` passes."""
 
+    def on_expire_failed(self, error: BaseException) -> object:
+        """Called (on the same thread or loop) if :meth:`on_expire` raised ``error``: settle another way."""
+
 
 class Deadline:
-    """``callback()`` is called once if ``when`` passes before the deadline is discarded."""
+    """``callback()`` is called once if ``when`` passes before the deadline is discarded.
 
-    __slots__ = ("when", "callback", "expired")
+    If it raises, ``on_error(error)`` is called, when given.
+    """
 
-    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+    __slots__ = ("when", "callback", "expired", "on_error")
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[[], object],
+        on_error: Callable[[BaseException], object] | None = None,
+    ) -> None:
         self.when = when
         self.callback = callback
         self.expired = False
+        self.on_error = on_error
 
     def on_expire(self) -> object:
         """Run the callback."""
         return self.callback()
+
+    def on_expire_failed(self, error: BaseException) -> object:
+        """Run ``on_error``, if any."""
+        return None if self.on_error is None else self.on_error(error)
 
 
 def _expire_due(active: dict[Expirable, None], now: float) -> tuple[list[Expirable], float]:
@@ -63,13 +89,29 @@ def _expire_due(active: dict[Expirable, None], now: float) -> tuple[list[Expirab
     return due, earliest
 
 
-def _fire(due: list[Expirable]) -> None:
+_PROPAGATE_ON_LOOPS = (SystemExit, KeyboardInterrupt)
+
+
+def _fire(due: list[Expirable], propagate: tuple[type[BaseException], ...] = ()) -> None:
+    """Expire ``due``; one that raises is logged and told, then the others still expire.
+
+    An error of a type in ``propagate`` is re-raised once every deadline was handled.
+    """
+    kept: BaseException | None = None
     for deadline in due:
         deadline.expired = True
         try:
             deadline.on_expire()
-        except Exception:
-            log.exception("deadline callback of %r failed", deadline)
+        except BaseException as error:
+            log.exception("deadline callback of %r failed; the tracker carries on", deadline)
+            try:
+                deadline.on_expire_failed(error)
+            except BaseException:
+                log.exception("the error handler of deadline %r failed too", deadline)
+            if isinstance(error, propagate) and kept is None:
+                kept = error
+    if kept is not None:
+        raise kept
 
 
 class ThreadDeadlines:
@@ -151,7 +193,7 @@ class ThreadDeadlines:
                             if self._adds == adds:
                                 break
                         break
-                    cond.wait(None if self._armed_at == math.inf else self._armed_at - now)
+                    cond.wait(None if self._armed_at == math.inf else clamp_wait(self._armed_at - now))
             _fire(due)
 
 
@@ -187,7 +229,7 @@ class LoopDeadlines:
         if earliest != math.inf:
             self._armed_at = earliest
             self._handle = self._loop.call_at(earliest, self._on_timer)
-        _fire(due)
+        _fire(due, _PROPAGATE_ON_LOOPS)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDeadlines] = weakref.WeakKeyDictionary()

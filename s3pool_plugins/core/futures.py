@@ -47,6 +47,8 @@ from concurrent.futures._base import (
 )
 from typing import Any
 
+from .waits import MAX_WAIT, wait_until
+
 _KNOWN_ATTRIBUTES = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
 _SETTABLE = (PENDING, RUNNING)
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
@@ -79,6 +81,21 @@ class CancelAwareFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         if cancelled:
             self._notify_pool_of_cancel()
         return cancelled
+
+    def result(self, timeout: float | None = None) -> Any:
+        """``Future.result``; any ``timeout`` is accepted (the standard one overflows above ``TIMEOUT_MAX``)."""
+        return super().result(self._wait_long(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """``Future.exception``; any ``timeout`` is accepted."""
+        return super().exception(self._wait_long(timeout))
+
+    def _wait_long(self, timeout: float | None) -> float | None:
+        """Wait out a timeout longer than one blocking wait may be, in pieces; returns the timeout left to use."""
+        if timeout is None or not timeout > MAX_WAIT:
+            return timeout
+        wait_until(lambda piece: not concurrent.futures.wait((self,), piece).not_done, timeout)
+        return 0
 
     def _notify_pool_of_cancel(self) -> None:
         callback = self._s3pool_on_cancel

@@ -12,8 +12,12 @@ from .context import holds_slot
 from .scheduler import LoopWaiter, _resolve
 from .thread_tasks import ThreadTasksMixin, _stopped_while_waiting, _SyncTask
 from .validation import positive_int
+from .waits import wait_until
 
 _Pool = TypeVar("_Pool", bound="LifecycleMixin")
+
+CLOSED_LOOP_CHECK = 1.0
+"""Seconds between two checks, by a waiting ``drain()``, for async tasks whose event loop was closed."""
 
 
 def _check_drain_timeout(timeout: object) -> None:
@@ -59,9 +63,13 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         queued work, ``drain`` sleeps (it does not spin) until the pool is
         resumed and the work is done, so pass a ``timeout`` or resume from
         another thread; ``TimeoutError`` is raised when ``timeout`` seconds
-        pass first. Calling it from inside a pool task, or from a callback run on
-        one of the pool's worker threads (a future's done callback), raises
-        ``RuntimeError`` (it would wait for itself).
+        pass first (any float is accepted). Calling it from inside a pool task,
+        or from a callback run on one of the pool's worker threads (a future's
+        done callback), raises ``RuntimeError`` (it would wait for itself).
+
+        While it waits it checks every ``CLOSED_LOOP_CHECK`` seconds for async
+        tasks whose event loop was closed under them, and settles them as
+        cancelled: they could never finish.
         """
         if holds_slot(self) or self._workers.on_worker_thread():
             raise RuntimeError(
@@ -69,8 +77,11 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
                 "it would wait for itself"
             )
         _check_drain_timeout(timeout)
+        self._reap_closed_loops()
         done = threading.Event()
-        if not self._scheduler.when_idle(done.set) and not done.wait(timeout):
+        if not self._scheduler.when_idle(done.set) and not wait_until(
+            done.wait, timeout, interval=CLOSED_LOOP_CHECK, between=self._reap_closed_loops
+        ):
             self._scheduler.forget_idle(done.set)
             raise TimeoutError(self._drain_timeout_message(timeout))
         self._notify("s3pool_pool_drained")
@@ -80,13 +91,20 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         if holds_slot(self):
             raise RuntimeError("drain_async() was called from work that holds a slot of this pool")
         _check_drain_timeout(timeout)
+        self._reap_closed_loops()
         loop = asyncio.get_running_loop()
         waiter = LoopWaiter(loop)
         if not self._scheduler.when_idle(waiter.on_grant):
+            deadline = None if timeout is None else loop.time() + timeout
             try:
-                await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(self._drain_timeout_message(timeout)) from None
+                while not waiter.future.done():
+                    left = None if deadline is None else deadline - loop.time()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(self._drain_timeout_message(timeout))
+                    await asyncio.wait(
+                        (waiter.future,), timeout=CLOSED_LOOP_CHECK if left is None else min(left, CLOSED_LOOP_CHECK)
+                    )
+                    self._reap_closed_loops()
             finally:  # also when the caller is cancelled: never leave a callback behind
                 self._scheduler.forget_idle(waiter.on_grant)
         self._notify("s3pool_pool_drained")
@@ -108,6 +126,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
         self._stop(cancel_futures=False)
 
     def _stop(self, cancel_futures: bool) -> None:
+        self._reap_closed_loops()
         self._closed = True
         if cancel_futures:
             for waiter in self._scheduler.queued_waiters():

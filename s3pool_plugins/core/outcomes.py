@@ -102,10 +102,26 @@ class OutcomesMixin(PoolBase):
                 log_attempt(task, task.finished_at, None)
             recorder.task_settled(task)
         hooks = self.plugin_manager.implemented
-        if "s3pool_task_completed" in hooks:
-            self._notify("s3pool_task_completed", task=task, result=result)
-        if "s3pool_task_metrics" in hooks:
-            self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())
+        if "s3pool_task_completed" in hooks or "s3pool_task_metrics" in hooks:
+            self._notify_settled(task, "s3pool_task_completed", result=result)
+
+    def _notify_settled(self, task: Task, hook_name: str, **kwargs: Any) -> None:
+        """Run the hooks of a settled task: ``hook_name``, then ``s3pool_task_metrics``.
+
+        Nothing a plugin raises changes the task's outcome: every exception
+        is logged and counted in ``hook_errors``, except ``KeyboardInterrupt``
+        and ``SystemExit``, which are raised after all hooks ran (the task has
+        settled by then, with its own outcome).
+        """
+        manager = self.plugin_manager
+        interrupt = None
+        if manager.has_impls(hook_name):
+            interrupt = manager.notify_isolated(hook_name, pool=self, task=task, **kwargs)
+        if manager.has_impls("s3pool_task_metrics"):
+            later = manager.notify_isolated("s3pool_task_metrics", pool=self, task=task, metrics=task.metrics())
+            interrupt = interrupt or later
+        if interrupt is not None:
+            raise interrupt
 
     def _settle_failure(self, task: Task, error: BaseException, cancelled: bool = False) -> None:
         task.status = CANCELLED if cancelled else FAILED
@@ -116,6 +132,4 @@ class OutcomesMixin(PoolBase):
             if task.attempt_log is not None:
                 log_attempt(task, task.finished_at, error)
             recorder.task_settled(task)
-        self._notify("s3pool_task_error", task=task, error=error)
-        if self.plugin_manager.has_impls("s3pool_task_metrics"):
-            self._notify("s3pool_task_metrics", task=task, metrics=task.metrics())
+        self._notify_settled(task, "s3pool_task_error", error=error)

@@ -25,6 +25,7 @@ import atexit
 import concurrent.futures
 import contextvars
 import logging
+import time
 from typing import Any
 
 from .admission import Slot
@@ -63,15 +64,43 @@ class OperationsPool(LifecycleMixin, BatchMixin, CallsMixin, MonitoringMixin, co
         return BoundPool(self, task_options(options))
 
 
-def _shutdown_live_pools() -> None:
-    """At interpreter exit, let every pool finish its queued work (a paused one is stopped)."""
+EXIT_TIMEOUT = 60.0
+"""Seconds the exit hook waits, for all pools together, for their work to finish."""
+
+
+def _shutdown_live_pools(timeout: float | None = None) -> None:
+    """At interpreter exit, let every pool finish its queued work (a paused one is stopped).
+
+    Waits at most ``timeout`` seconds in all, then logs a warning saying what
+    each pool left unfinished: work that cannot end (a thread that hangs
+    without a timeout, a task on an event loop that no longer runs) never
+    keeps the interpreter from exiting. ``timeout`` None: :data:`EXIT_TIMEOUT`.
+    """
+    timeout = EXIT_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     for pool in list(_live_pools):
-        if not isinstance(pool, OperationsPool) or (pool.stats().closed and pool.stats().pending == 0):
+        if not isinstance(pool, OperationsPool):
+            continue
+        stats = pool.stats()  # also settles the tasks of closed event loops
+        if stats.closed and stats.pending == 0:
             continue
         try:
             if pool.paused:
                 pool.stop()
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=False)
+            pool.drain(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            left = pool.stats()
+            log.warning(
+                "s3pool: at exit, %r still had %d queued, %d active, %d waiting to retry and %d unsettled "
+                "after waiting %g s in all; exiting without them",
+                pool,
+                left.queued,
+                left.active,
+                left.backing_off,
+                left.pending,
+                timeout,
+            )
         except Exception:
             log.exception("could not shut down %r at exit", pool)
 

@@ -31,6 +31,7 @@ from .context import SlotHolder
 from .limits.pacer import Pacer
 from .locks import YieldingLock
 from .queue import QueueEntry, TaskQueue
+from .waits import wait_until
 
 log = logging.getLogger("s3pool_plugins.scheduler")
 
@@ -79,8 +80,11 @@ class ThreadWaiter(Waiter):
         self._gate.release()
 
     def wait(self, timeout: float | None) -> bool:
-        """Block until woken; False if ``timeout`` seconds passed first."""
-        return self._gate.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        """Block until woken; False if ``timeout`` seconds (any float) passed first."""
+        gate = self._gate
+        if timeout is None:
+            return gate.acquire()
+        return wait_until(lambda piece: gate.acquire(timeout=piece), timeout)
 
 
 def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -278,6 +282,27 @@ class Scheduler:
             room = self._take_room_waiters_locked()
         self._wake_room(room)
         return True
+
+    def give_back(self, waiter: Waiter) -> None:
+        """``waiter`` will never take its slot: withdraw it, or give back the slot it was granted.
+
+        Safe to call any number of times and from any thread: only the first
+        call after the grant gives the slot back. Only for a waiter whose
+        owner has not taken its slot (it was not woken, or will never run).
+        """
+        with self.lock:
+            if self._inbox:
+                self._drain_inbox_locked()
+            state = waiter.state
+            waiter.state = GONE
+            if state == WAITING and waiter.handle is not None:
+                self.queue.remove_entry(waiter.handle)
+                waiter.handle = None
+            room = self._take_room_waiters_locked() if state == WAITING else None
+        if state == GRANTED:
+            self.release()
+        else:
+            self._wake_room(room)
 
     def retain(self, holder: SlotHolder) -> bool:
         """Count one more unit running under ``holder``'s slot.
@@ -584,10 +609,8 @@ class Scheduler:
         for waiter in granted:
             try:
                 waiter.on_grant()
-            except Exception:
-                # The waiter can no longer take its slot (its loop is closed).
-                waiter.state = GONE
-                self.release()
+            except Exception:  # the waiter can no longer take its slot (its loop is closed)
+                self.give_back(waiter)
 
     def _count_outcome_locked(self, outcome: str) -> None:
         if outcome == "succeeded":

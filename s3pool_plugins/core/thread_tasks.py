@@ -19,7 +19,7 @@ from functools import partial
 from types import FunctionType
 from typing import Any, TypeVar
 
-from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
+from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, ServiceFailed, TaskTimeout
 from .base import _callable_name
 from .cancellation import CancellationToken, current_token_var
 from .context import SlotHolder, enter_slot
@@ -27,7 +27,7 @@ from .futures import CancelAwareFuture, PoolFuture
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
-from .scheduler import WAITING, ThreadWaiter, Waiter
+from .scheduler import GONE, WAITING, ThreadWaiter, Waiter
 from .task import BACKOFF, FAILED, QUEUED, RUNNING, Task
 from .timers import TimerHandle
 from .workers import Job
@@ -96,7 +96,10 @@ class _SyncTask(Waiter):
 
     def on_grant(self) -> None:
         self.prepare_inline()
-        self.pool._workers.run(self.run_attempt)
+        try:
+            self.pool._workers.run(self.run_attempt)
+        except BaseException as error:  # no thread for the attempt: settle here and give the slot back
+            self.pool._attempt_not_started(self, error)
 
     def prepare_inline(self) -> None:
         """Called when granted; the attempt will run on a worker thread."""
@@ -143,6 +146,10 @@ class _AttemptDeadline(CancellationToken):
     def on_expire(self) -> None:
         self.pool._expire_sync_attempt(self)
 
+    def on_expire_failed(self, error: BaseException) -> None:
+        """The expiry could not be handed to a worker: settle the attempt as timed out here."""
+        self.pool._settle_timed_out(self)
+
 
 def _stopped_while_waiting(last_error: BaseException | None) -> PoolStopped:
     error = PoolStopped("the pool was stopped while the task waited to retry")
@@ -181,7 +188,7 @@ def _iterate_results(futures: list[concurrent.futures.Future[T]], timeout: float
                 if deadline is None:
                     yield future.result()
                 else:
-                    yield future.result(deadline - time.monotonic())
+                    yield future.result(max(0.0, deadline - time.monotonic()))
         finally:
             for future in futures:
                 future.cancel()
@@ -311,7 +318,10 @@ class ThreadTasksMixin(OutcomesMixin):
         slot.
         """
         if entry.parent is not None:
-            self._workers.run(entry.run_attempt)
+            try:
+                self._workers.run(entry.run_attempt)
+            except BaseException as error:  # no thread: settle it (giving back its share of the parent's slot)
+                self._attempt_not_started(entry, error)
             return
         scheduler = self._scheduler
         task = entry.task
@@ -340,14 +350,16 @@ class ThreadTasksMixin(OutcomesMixin):
                 continue
             break
         if granted:
-            self._workers.run(entry.run_attempt)
+            entry.on_grant()
         else:
             self._arm_queue_timeout(entry)
 
     def _arm_queue_timeout(self, entry: _SyncTask) -> None:
         if entry.queue_timeout is None:
             return
-        entry.queue_timer = self._timer_service().call_later(entry.queue_timeout, self._expire_queued_sync, entry)
+        entry.queue_timer = self._timer_service().call_later(
+            entry.queue_timeout, self._expire_queued_sync, entry, on_error=partial(self._queue_timer_failed, entry)
+        )
         if entry.state != WAITING:  # granted before the timer was stored
             timer, entry.queue_timer = entry.queue_timer, None
             if timer is not None:
@@ -362,6 +374,30 @@ class ThreadTasksMixin(OutcomesMixin):
                 f"task {task.id} ({task.name}) waited more than queue_timeout={entry.queue_timeout:g} s for a slot"
             )
             self._workers.run(partial(self._reject_sync, entry, error))
+
+    def _queue_timer_failed(self, entry: _SyncTask, error: BaseException) -> None:
+        """Timer thread: :meth:`_expire_queued_sync` raised. Settle the task here if it left the queue."""
+        if self._scheduler.withdraw(entry) or (entry.state == GONE and not entry.started):
+            task = entry.task
+            failure = ServiceFailed(
+                f"task {task.id} ({task.name}) waited more than queue_timeout={entry.queue_timeout:g} s for a slot, "
+                "and the pool could not settle it on a worker thread"
+            )
+            failure.__cause__ = error
+            self._reject_sync(entry, failure)
+
+    def _attempt_not_started(self, entry: _SyncTask, error: BaseException) -> None:
+        """``entry`` was granted a slot but no thread could run its attempt: fail it and give the slot back."""
+        task = entry.task
+        failure = ServiceFailed(
+            f"task {task.id} ({task.name}): no thread could be started for attempt {task.attempt + 1}"
+        )
+        failure.__cause__ = error
+        try:
+            self._reject_sync(entry, failure)
+        finally:
+            if entry.parent is None:  # a nested task's share went back with its unit
+                self._scheduler.release()
 
     def _cancel_queued_sync(self, entry: _SyncTask) -> None:
         """The caller cancelled a future that had not started: take it out of the queue."""
@@ -488,8 +524,10 @@ class ThreadTasksMixin(OutcomesMixin):
         scheduler = self._scheduler
         try:
             if ok:
-                self._settle_success(task, value)
-                entry.future.set_result(value)
+                try:
+                    self._settle_success(task, value)
+                finally:  # a KeyboardInterrupt from a hook is raised on, but the work's result stands
+                    entry.future.set_result(value)
                 return self._end_sync(entry, holder)
             delay = self._retry_delay(task, value, entry.policy)
         except BaseException as error:
@@ -520,7 +558,9 @@ class ThreadTasksMixin(OutcomesMixin):
         if delay <= 0:
             self._retry_sync(entry)
             return following
-        handle = self._timer_service().call_later(delay, self._workers.run, partial(self._retry_sync, entry))
+        handle = self._timer_service().call_later(
+            delay, self._workers.run, partial(self._retry_sync, entry), on_error=partial(self._retry_not_started, entry)
+        )
         with self._backoff_lock:
             if entry in self._sync_backoff:
                 self._sync_backoff[entry] = handle
@@ -546,6 +586,17 @@ class ThreadTasksMixin(OutcomesMixin):
         entry.task.status = QUEUED
         entry.queued_since = self._clock()
         entry.context.copy().run(self._dispatch_sync, entry)
+
+    def _retry_not_started(self, entry: _SyncTask, error: BaseException) -> None:
+        """Timer thread: the retry after ``entry``'s backoff could not be started. Fail the task now."""
+        with self._backoff_lock:
+            if entry not in self._sync_backoff:  # stop() settled it meanwhile
+                return
+            del self._sync_backoff[entry]
+        task = entry.task
+        failure = ServiceFailed(f"task {task.id} ({task.name}): the retry after its backoff could not be started")
+        failure.__cause__ = error
+        self._reject_sync(entry, failure)
 
     def _reject_sync(self, entry: _SyncTask, error: BaseException) -> Job | None:
         """Settle a thread task that will never run (again) with ``error``."""
@@ -578,7 +629,7 @@ class ThreadTasksMixin(OutcomesMixin):
         """``enabled=False``: run at once on a thread, no limit, no retries; still
         counted as pending so ``drain``/``shutdown(wait=True)`` wait for it."""
         self._check_open()
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = CancelAwareFuture()
         context = contextvars.copy_context()
         scheduler = self._scheduler
         scheduler.begin_unit()

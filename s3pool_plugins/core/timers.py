@@ -1,9 +1,14 @@
 """One background thread that runs short callbacks at given times.
 
-The pool uses it for retry backoffs and per-attempt timeouts of thread work.
-Callbacks must be quick and must not block; an exception in one is logged and
-does not stop the others. Cancelled timers are dropped lazily and compacted
-so a long timeout that is usually cancelled costs O(log n) and bounded memory.
+The pool uses it for retry backoffs, queue timeouts and pacing of thread work.
+Callbacks must be quick and must not block. Whatever one raises (any
+``BaseException``: on this thread even ``SystemExit`` or ``KeyboardInterrupt``
+could only end the thread, and with it every later timer) is logged, handed
+to the timer's ``on_error`` so the caller can settle what the timer was for,
+and the thread carries on. Delays of any size are accepted: the thread waits
+in pieces the platform can wait (see :mod:`.waits`). Cancelled timers are
+dropped lazily and compacted so a long timeout that is usually cancelled
+costs O(log n) and bounded memory.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .waits import clamp_wait
+
 log = logging.getLogger("s3pool_plugins.timers")
 
-_WHEN, _SEQ, _FN, _ARGS, _LIVE = 0, 1, 2, 3, 4
+_WHEN, _SEQ, _FN, _ARGS, _LIVE, _ON_ERROR = 0, 1, 2, 3, 4, 5
 
 
 class TimerHandle:
@@ -47,13 +54,31 @@ class TimerService:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def call_later(self, delay: float, fn: Callable[..., object], *args: object) -> TimerHandle:
-        """Run ``fn(*args)`` after ``delay`` seconds."""
-        return self.call_at(time.monotonic() + max(0.0, delay), fn, *args)
+    def call_later(
+        self,
+        delay: float,
+        fn: Callable[..., object],
+        *args: object,
+        on_error: Callable[[BaseException], object] | None = None,
+    ) -> TimerHandle:
+        """Run ``fn(*args)`` after ``delay`` seconds (any float; NaN or negative: now).
 
-    def call_at(self, when: float, fn: Callable[..., object], *args: object) -> TimerHandle:
-        """Run ``fn(*args)`` at monotonic time ``when``."""
-        entry: list[Any] = [when, next(self._counter), fn, args, True]
+        If ``fn`` raises, ``on_error(error)`` is called on the timer thread
+        (it must settle whatever the timer was for, quickly).
+        """
+        return self.call_at(time.monotonic() + (delay if delay > 0 else 0.0), fn, *args, on_error=on_error)
+
+    def call_at(
+        self,
+        when: float,
+        fn: Callable[..., object],
+        *args: object,
+        on_error: Callable[[BaseException], object] | None = None,
+    ) -> TimerHandle:
+        """Run ``fn(*args)`` at monotonic time ``when``; see :meth:`call_later` for ``on_error``."""
+        if when != when:  # NaN never compares due: run it now rather than never
+            when = time.monotonic()
+        entry: list[Any] = [when, next(self._counter), fn, args, True, on_error]
         with self._cond:
             if self._closed:
                 raise RuntimeError("timer service is closed")
@@ -83,7 +108,7 @@ class TimerService:
             if not entry[_LIVE]:
                 return False
             entry[_LIVE] = False
-            entry[_FN] = entry[_ARGS] = None
+            entry[_FN] = entry[_ARGS] = entry[_ON_ERROR] = None
             self._cancelled += 1
             if self._cancelled > 256 and self._cancelled * 2 > len(self._heap):
                 self._heap = [e for e in self._heap if e[_LIVE]]
@@ -109,10 +134,23 @@ class TimerService:
                     if delay <= 0:
                         entry = heapq.heappop(heap)
                         entry[_LIVE] = False
-                        fn, args = entry[_FN], entry[_ARGS]
+                        fn, args, on_error = entry[_FN], entry[_ARGS], entry[_ON_ERROR]
+                        entry[_FN] = entry[_ARGS] = entry[_ON_ERROR] = None
                         break
-                    cond.wait(delay)
+                    cond.wait(clamp_wait(delay))
+            _run_entry(fn, args, on_error)
+
+
+def _run_entry(
+    fn: Callable[..., object], args: tuple[object, ...], on_error: Callable[[BaseException], object] | None
+) -> None:
+    """Run one timer's callback; nothing it raises leaves this function."""
+    try:
+        fn(*args)
+    except BaseException as error:
+        log.exception("timer callback %r failed; the timer thread carries on", fn)
+        if on_error is not None:
             try:
-                fn(*args)
-            except Exception:
-                log.exception("timer callback %r failed", fn)
+                on_error(error)
+            except BaseException:
+                log.exception("the error handler %r of a failed timer callback failed too", on_error)

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .waits import clamp_wait
+
 Job = Callable[[], Any]
 """A unit of work for a worker; it may return another job to run next on the same thread."""
 
@@ -28,7 +30,7 @@ class WorkerThreads:
 
     def __init__(self, name: str, idle_timeout: float = 30.0) -> None:
         self._name = name
-        self._idle_timeout = idle_timeout
+        self._idle_timeout = clamp_wait(idle_timeout)
         self._work: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
@@ -49,18 +51,24 @@ class WorkerThreads:
         """Run ``job()`` on an idle thread, or on a new one if none is idle.
 
         If ``job`` returns a callable, the same thread runs that next (and so
-        on), before it looks for queued work again.
+        on), before it looks for queued work again. If no thread can be
+        started, the error is raised and ``job`` will never run.
         """
-        self._work.put(job)
         with self._lock:
-            if self._idle:
+            if self._idle:  # reserve an idle thread; it takes the job from the queue
                 self._idle -= 1
+                self._work.put(job)
                 return
             self._threads += 1
             self._counter += 1
             number = self._counter
-        thread = threading.Thread(target=self._loop, name=f"{self._name}-worker-{number}", daemon=True)
-        thread.start()
+        thread = threading.Thread(target=self._loop, args=(job,), name=f"{self._name}-worker-{number}", daemon=True)
+        try:
+            thread.start()
+        except BaseException:  # no thread (resources exhausted): the job was not taken, the caller settles it
+            with self._lock:
+                self._threads -= 1
+            raise
 
     def close(self) -> None:
         """Ask the idle threads to exit; busy ones exit once idle for ``idle_timeout``.
@@ -73,21 +81,12 @@ class WorkerThreads:
         for _ in range(count):
             self._work.put(_STOP)
 
-    def _loop(self) -> None:
+    def _loop(self, first: Job) -> None:
         work = self._work
         self._local.inside = True
+        job: Job | None = first
         try:
             while True:
-                try:
-                    job = work.get(timeout=self._idle_timeout)
-                except queue.Empty:
-                    with self._lock:
-                        if self._idle:
-                            self._idle -= 1
-                            return
-                    continue
-                if job is None:
-                    return
                 while job is not None:
                     try:
                         job = job()
@@ -96,6 +95,18 @@ class WorkerThreads:
                         job = None
                 with self._lock:
                     self._idle += 1
+                while True:
+                    try:
+                        job = work.get(timeout=self._idle_timeout)
+                    except queue.Empty:
+                        with self._lock:
+                            if self._idle:  # nobody reserved this thread: it leaves
+                                self._idle -= 1
+                                return
+                        continue  # reserved: its job is on the way
+                    break
+                if job is None:
+                    return
         finally:
             with self._lock:
                 self._threads -= 1

@@ -29,6 +29,9 @@ DISABLE_AUTOLOAD_ENV = "S3POOL_DISABLE_PLUGIN_AUTOLOAD"
 
 _Impl = tuple[Callable[..., Any], tuple[str, ...], str]
 
+INTERRUPTS = (KeyboardInterrupt, SystemExit)
+"""What :meth:`PoolPluginManager.notify_isolated` passes on instead of counting as a plugin's error."""
+
 _entrypoint_lock = threading.Lock()
 _entrypoint_plugins: list[tuple[str, object]] | None = None
 
@@ -141,6 +144,26 @@ class PoolPluginManager(pluggy.PluginManager):
                 function(*[kwargs[arg] for arg in argnames])
             except Exception:
                 self.record_error(hook_name, plugin_name)
+
+    def notify_isolated(self, hook_name: str, **kwargs: Any) -> BaseException | None:
+        """:meth:`notify` that isolates every ``BaseException`` too, for hooks that must not change an outcome.
+
+        An implementation that raises anything is logged and counted in
+        ``hook_errors``, and the others still run. ``KeyboardInterrupt`` and
+        ``SystemExit`` are not a plugin's bug but a request to stop: the
+        first one is returned (not counted), for the caller to raise once it
+        has finished what it was doing.
+        """
+        interrupt: BaseException | None = None
+        for function, argnames, plugin_name in self._impls(hook_name):
+            try:
+                function(*[kwargs[arg] for arg in argnames])
+            except INTERRUPTS as error:
+                if interrupt is None:
+                    interrupt = error
+            except BaseException:
+                self.record_error(hook_name, plugin_name)
+        return interrupt
 
     def first_result(self, hook_name: str, **kwargs: Any) -> Any:
         """The first non-None result of ``hook_name``'s implementations, or None."""

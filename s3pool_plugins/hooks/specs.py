@@ -53,13 +53,19 @@ def s3pool_task_started(pool: OperationsPool, task: Task) -> None:
 
 @hookspec
 def s3pool_task_completed(pool: OperationsPool, task: Task, result: Any) -> None:
-    """The task succeeded with ``result``; called once per task."""
+    """The task succeeded with ``result``; called once per task.
+
+    Nothing raised here changes the task's outcome (see ``s3pool_task_metrics``).
+    """
 
 
 @hookspec
 def s3pool_task_error(pool: OperationsPool, task: Task, error: BaseException) -> None:
     """The task failed for good with ``error`` (retries exhausted, not retryable,
-    budget empty, cancelled, or rejected by ``stop()``); called once per task."""
+    budget empty, cancelled, or rejected by ``stop()``); called once per task.
+
+    Nothing raised here changes the task's outcome (see ``s3pool_task_metrics``).
+    """
 
 
 @hookspec
@@ -77,7 +83,14 @@ def s3pool_task_retry(
 @hookspec
 def s3pool_task_metrics(pool: OperationsPool, task: Task, metrics: dict[str, Any]) -> None:
     """The task's figures (``task.metrics()``) once it is settled, after
-    ``s3pool_task_completed`` or ``s3pool_task_error``."""
+    ``s3pool_task_completed`` or ``s3pool_task_error``.
+
+    The task has settled before these three hooks run: whatever an
+    implementation raises, even a ``BaseException`` that is not an
+    ``Exception``, is logged and counted in ``hook_errors`` and the task keeps
+    its outcome. ``KeyboardInterrupt`` and ``SystemExit`` are not counted but
+    raised on, after every implementation ran.
+    """
 
 
 @hookspec

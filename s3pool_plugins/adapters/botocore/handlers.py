@@ -110,7 +110,7 @@ def _settle_abandoned_calls() -> None:
         call, error = _abandoned.get()
         try:
             _settle_abandoned(call, error)
-        except Exception:
+        except BaseException:  # on this thread anything, even SystemExit, would only end it: log and go on
             log.exception("could not settle an abandoned call %r", call)
 
 
