@@ -5,9 +5,9 @@ that raised it died, and then no backoff, queue timeout, pacing or attempt
 timeout of its pool fired again. A service thread must also survive whatever
 one entry raises, and settle that entry.
 
-The configuration may refuse some of these values up front (a bound on
-seconds options); a test that builds its pool through such an option is then
-skipped, and the ``injected`` tests put the same entries into the pool's
+The configuration refuses seconds above ``MAX_SECONDS`` (7 days) up front,
+naming the option: the tests that go through an option use the largest value
+it accepts, and the ``injected`` tests put 1e10 s entries into the pool's
 services directly, which no configuration bound can prevent.
 """
 
@@ -36,6 +36,7 @@ from s3pool_plugins import (
 from s3pool_plugins.core.deadlines import Deadline, ThreadDeadlines
 from s3pool_plugins.core.scheduler import ThreadWaiter
 from s3pool_plugins.core.timers import TimerService
+from s3pool_plugins.core.validation import MAX_SECONDS
 from s3pool_plugins.core.waits import MAX_WAIT, clamp_wait, wait_until
 
 HUGE = 1e10  # above threading.TIMEOUT_MAX (about 9.2e9 s on Linux, 4.3e6 s on Windows)
@@ -45,18 +46,14 @@ class Boom(BaseException):
     """Not an Exception: what a careless callback could raise."""
 
 
-def pool_or_skip(make_pool: Callable[..., OperationsPool], **options: Any) -> OperationsPool:
-    try:
-        return make_pool(**options)
-    except ConfigurationError as error:
-        pytest.skip(f"the configuration refuses this value up front ({error}); see the injected tests")
-
-
-def options_or_skip(pool: OperationsPool, **options: Any) -> Any:
-    try:
-        return pool.options(**options)
-    except ConfigurationError as error:
-        pytest.skip(f"the configuration refuses this value up front ({error}); see the injected tests")
+@pytest.mark.parametrize("option", ["queue_timeout", "timeout"])
+def test_the_configuration_refuses_a_wait_beyond_its_bound_naming_it(make_pool, option: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        make_pool(**{option: HUGE})
+    assert refused.value.option == option
+    with pytest.raises(ConfigurationError) as refused:
+        make_pool().options(**{option: HUGE})
+    assert refused.value.option == option
 
 
 class Flaky:
@@ -153,7 +150,7 @@ def test_a_huge_deadline_does_not_kill_the_deadline_thread() -> None:
 
 def test_a_huge_queue_timeout_leaves_later_timers_working(make_pool, gate) -> None:
     """The issue's case: queue_timeout=1e10, a task waits for a slot, and then nothing time-based fires."""
-    pool = pool_or_skip(make_pool, concurrency=1, queue_timeout=HUGE)
+    pool = make_pool(concurrency=1, queue_timeout=MAX_SECONDS)
     pool.submit(gate)
     assert gate.entered.wait(5)
     queued = pool.submit(lambda: "queued")  # arms a queue timer of 1e10 s
@@ -166,7 +163,7 @@ def test_a_huge_queue_timeout_leaves_later_timers_working(make_pool, gate) -> No
 
 
 def test_a_huge_attempt_timeout_leaves_later_timeouts_working(make_pool) -> None:
-    pool = pool_or_skip(make_pool, concurrency=2, timeout=HUGE)
+    pool = make_pool(concurrency=2, timeout=MAX_SECONDS)
     assert pool.submit(lambda: "quick").result(5) == "quick"  # its deadline is 1e10 s away
     time.sleep(0.05)
     later_timers_still_fire(pool)
@@ -224,16 +221,11 @@ def test_admit_with_a_huge_queue_timeout_waits_for_its_slot(make_pool) -> None:
 
     def admit() -> None:
         try:
-            with pool.admit(queue_timeout=HUGE):
+            with pool.admit(queue_timeout=MAX_SECONDS):
                 outcome.append("admitted")
         except BaseException as error:
             outcome.append(error)
 
-    try:
-        pool.options(queue_timeout=HUGE)
-    except ConfigurationError as error:
-        holder.release()
-        pytest.skip(f"the configuration refuses this value up front ({error})")
     thread = threading.Thread(target=admit)
     thread.start()
     deadline = time.monotonic() + 5
@@ -246,7 +238,7 @@ def test_admit_with_a_huge_queue_timeout_waits_for_its_slot(make_pool) -> None:
 
 def test_a_thread_task_waiting_with_a_huge_queue_timeout_gets_its_slot(make_pool, gate) -> None:
     pool = make_pool(concurrency=1, max_queue=1, queue_full="block")
-    bound = options_or_skip(pool, queue_timeout=HUGE)
+    bound = pool.options(queue_timeout=MAX_SECONDS)
     pool.submit(gate)
     assert gate.entered.wait(5)
     pool.submit(lambda: "fills the queue")
