@@ -380,3 +380,18 @@ def test_misspelled_fields_and_task_options_suggest_the_closest(make_pool) -> No
         make_pool().options(timout=5)
     assert info.value.option == "timout" and info.value.suggestion == "timeout"
     assert "did you mean 'timeout'?" in str(info.value)
+
+
+def test_a_misspelled_pool_keyword_suggests_the_closest_option() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        OperationsPool(concurency=4)
+    assert info.value.unknown and info.value.option == "concurency"
+    assert info.value.suggestion == "concurrency"
+
+
+def test_set_concurrency_refuses_a_limit_above_the_accepted_range(make_pool) -> None:
+    pool = make_pool(concurrency=2)
+    with pytest.raises(ConfigurationError) as info:
+        pool.set_concurrency(2**63)
+    assert info.value.option == "concurrency" and info.value.accepted == "an int >= 1 and <= 100,000"
+    assert pool.stats().limit == 2

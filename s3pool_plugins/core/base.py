@@ -47,6 +47,7 @@ from .scheduler import Scheduler, Waiter
 from .stats import PoolStats
 from .task import Task
 from .timers import TimerHandle, TimerService
+from .validation import unknown_option
 from .workers import WorkerThreads
 
 if TYPE_CHECKING:
@@ -91,9 +92,7 @@ class PoolBase:
         else:
             unknown = sorted(set(options) - set(PoolConfig.__dataclass_fields__))
             if unknown:
-                raise ConfigurationError(
-                    unknown[0], f"one of the options {', '.join(PoolConfig.__dataclass_fields__)}", options[unknown[0]]
-                )
+                raise unknown_option(unknown[0], list(PoolConfig.__dataclass_fields__), options[unknown[0]])
             config = PoolConfig(**options)
         self.config = config
         self._enabled = config.enabled

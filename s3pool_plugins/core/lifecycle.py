@@ -11,7 +11,7 @@ from .async_tasks import AsyncTasksMixin
 from .context import holds_slot
 from .scheduler import LoopWaiter, _resolve
 from .thread_tasks import ThreadTasksMixin, _stopped_while_waiting, _SyncTask
-from .validation import positive_int
+from .validation import MAX_CONCURRENCY, positive_int
 from .waits import wait_until
 
 _Pool = TypeVar("_Pool", bound="LifecycleMixin")
@@ -33,7 +33,7 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
     def set_concurrency(self, limit: int, reason: str = "set_concurrency") -> None:
         """Change the limit now. Lowering it never cancels running work; no new
         attempt starts until ``active`` is below the new limit."""
-        positive_int("concurrency", limit)
+        positive_int("concurrency", limit, maximum=MAX_CONCURRENCY)
         change = None if self._limits is None else self._limits.pin(limit)
         old = self._scheduler.set_limit(limit)
         if old != limit:
