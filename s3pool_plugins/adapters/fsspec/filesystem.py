@@ -38,18 +38,17 @@ import contextvars
 import errno
 import functools
 import inspect
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import fsspec
-from fsspec.asyn import AsyncFileSystem, async_methods
+from fsspec.asyn import AsyncFileSystem
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractFileSystem
 
 from ...core.context import validate_priority
 from ...core.pool import OperationsPool
-from .crossing import sync_method
+from .crossing import add_sync_methods, sync_method
 from .deletes import RmItem, generic_rm_stages, s3_rm_stages
 from .files import PooledReadFile
 from .operations import OperationRunner
@@ -400,79 +399,4 @@ async def _gather_bounded(factories: list[Callable[[], Awaitable[Any]]], limit: 
     return outcomes
 
 
-class PooledS3FileSystem(PooledFileSystem):
-    """The pooled filesystem registered for ``s3://`` and ``s3a://`` by :func:`~.install.install_fsspec`.
-
-    It takes s3fs's options (``key``, ``client_kwargs`` ...) plus ``pool``
-    and ``priority``, and parses paths and URLs as s3fs does, so every
-    ``s3://`` route (pandas, pyarrow through fsspec, ``fsspec.open``,
-    dask) gets operation-level pooling without a changed call site.
-    """
-
-    protocol = S3_PROTOCOLS
-
-    def __init__(
-        self,
-        *,
-        pool: OperationsPool | None = None,
-        priority: float | None = None,
-        asynchronous: bool = False,
-        loop: asyncio.AbstractEventLoop | None = None,
-        batch_size: int | None = None,
-        **s3_options: Any,
-    ) -> None:
-        super().__init__(
-            target_protocol="s3",
-            target_options=s3_options,
-            pool=pool,
-            priority=priority,
-            asynchronous=asynchronous,
-            loop=loop,
-            batch_size=batch_size,
-        )
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> Any:
-        """As s3fs strips its paths."""
-        from s3fs import S3FileSystem
-
-        return S3FileSystem._strip_protocol(path)
-
-    @staticmethod
-    def _get_kwargs_from_urls(urlpath: str) -> dict[str, Any]:
-        """As s3fs reads options from URLs (``?versionId=``)."""
-        from s3fs import S3FileSystem
-
-        options: dict[str, Any] = S3FileSystem._get_kwargs_from_urls(urlpath)
-        return options
-
-    def unstrip_protocol(self, name: str) -> str:
-        """``s3://bucket/key``, as s3fs."""
-        url: str = self.fs.unstrip_protocol(name)
-        return url
-
-
-_PRIVATE = re.compile("_[^_]")
-
-
-def _add_sync_methods(cls: type) -> None:
-    """Give ``cls`` a sync method for each of its coroutine methods whose sync name is fsspec's default.
-
-    The same rule as fsspec's ``mirror_sync_methods``, made once for the
-    class, with :func:`~.crossing.sync_method` (the caller's context
-    crosses over) instead of fsspec's ``sync_wrapper``.
-    """
-    for name in sorted(set(async_methods) | set(dir(cls))):
-        if not _PRIVATE.match(name):
-            continue
-        public = name[1:]
-        default = getattr(AbstractFileSystem, public, None)
-        if default is None or getattr(cls, public, None) is not default:
-            continue
-        if inspect.iscoroutinefunction(getattr(cls, name, None)):
-            method = sync_method(public)
-            method.__doc__ = default.__doc__
-            setattr(cls, public, method)
-
-
-_add_sync_methods(PooledFileSystem)
+add_sync_methods(PooledFileSystem)

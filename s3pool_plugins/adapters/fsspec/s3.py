@@ -79,6 +79,19 @@ def pooled_session(pool: OperationsPool, **session_options: Any) -> AioSession:
         return session
 
 
+def session_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of s3fs ``options`` that s3fs would give the ``AioSession`` it makes itself."""
+    return {name: options[name] for name in SESSION_OPTIONS if name in options}
+
+
+def new_pooled_session(pool: OperationsPool, **session_options: Any) -> AioSession:
+    """A new aiobotocore session, installed with ``pool`` before it makes any client: one filesystem's own."""
+    session = AioSession(**session_options)
+    install(session, pool)
+    _made_here.add(session)
+    return session
+
+
 def is_s3(fs: object) -> bool:
     """True for an s3fs filesystem."""
     return isinstance(fs, s3fs.S3FileSystem)
@@ -102,9 +115,8 @@ def make_target(pool: OperationsPool, options: Mapping[str, Any]) -> Any:
     if not pool.enabled:
         return s3fs.S3FileSystem(**options)
     session = options.get("session")
-    if session is None or session in _made_here:  # none, or ours (install_fsspec's configuration default)
-        session_options = {name: options[name] for name in SESSION_OPTIONS if name in options}
-        options["session"] = pooled_session(pool, **session_options)
+    if session is None:  # this filesystem gets a session of its own, as s3fs would make
+        options["session"] = new_pooled_session(pool, **session_options(options))
     elif installed_pool(session) is None:
         install(session, pool)
     options.setdefault("max_concurrency", 1)

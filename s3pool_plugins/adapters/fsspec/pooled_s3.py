@@ -1,0 +1,204 @@
+"""``PooledS3FileSystem``: s3fs's own filesystem class, each of its operations a pool task.
+
+What :func:`~.install.install_fsspec` registers for ``s3://`` and
+``s3a://``. It **is** an ``s3fs.S3FileSystem`` (a subclass, registered
+through fsspec's public ``register_implementation``; nothing in s3fs is
+replaced), so ``isinstance(fs, S3FileSystem)`` holds, and every method,
+attribute and file is s3fs's own. The subclass adds three things:
+
+- **operations**: each public operation that talks to S3 (:data:`OPERATIONS`)
+  runs s3fs's own implementation as one pool task (see :mod:`.operations`);
+  bulk methods (``cat``, ``get``, ``rm`` ...) are s3fs's, so they make one
+  task per file or per ``DeleteObjects`` batch;
+- **requests**: the filesystem has a session of its own with the
+  :doc:`botocore adapter <botocore>` installed, made like the session s3fs
+  would make (its ``profile`` ...), new on ``connect(refresh=True)``, never
+  shared with another filesystem; its requests run under the operation's
+  slot, and files (s3fs's ``S3File``) are pooled per request;
+- **one owner per retry**: s3fs's own retry loop is off (``retries = 1``);
+  the pool retries, with at least as many retries as s3fs would have made
+  unless the pool's ``retries`` was set explicitly (see :mod:`.retries`).
+
+It pickles as any fsspec filesystem, by its options: an ``OperationsPool``
+given as ``pool=`` travels as its configuration (see
+:func:`~.pools.picklable_pool_options`), none as none, so an unpickled
+filesystem binds to a pool of the process it lands in.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import s3fs
+from fsspec.spec import make_instance
+from s3fs.core import S3File, _inner_fetch
+from s3fs.utils import FileExpired
+
+from ...core.context import validate_priority
+from ...core.pool import OperationsPool
+from ..botocore import install, installed_pool
+from .crossing import add_sync_methods, sync_method
+from .operations import OperationRunner
+from .pools import picklable_options, resolve_pool_option
+from .s3 import new_pooled_session, session_options
+
+OPERATIONS: dict[str, str] = {
+    "cat_file": "cat_file",
+    "pipe_file": "pipe_file",
+    "get_file": "get_file",
+    "put_file": "put_file",
+    "cp_file": "cp_file",
+    "rm_file": "rm_file",
+    "bulk_delete": "rm",
+    "info": "info",
+    "ls": "ls",
+    "find": "find",
+    "exists": "exists",
+    "isdir": "isdir",
+    "mkdir": "mkdir",
+    "makedirs": "makedirs",
+    "rmdir": "rmdir",
+    "touch": "touch",
+    "checksum": "checksum",
+    "metadata": "metadata",
+    "getxattr": "getxattr",
+    "setxattr": "setxattr",
+    "chmod": "chmod",
+    "merge": "merge",
+    "object_version_info": "object_version_info",
+    "is_bucket_versioned": "is_bucket_versioned",
+    "make_bucket_versioned": "make_bucket_versioned",
+    "list_multipart_uploads": "list_multipart_uploads",
+    "abort_mpu": "abort_mpu",
+    "clear_multipart_uploads": "clear_multipart_uploads",
+    "get_delegated_s3pars": "get_delegated_s3pars",
+}
+"""s3fs coroutine methods (without their ``_``) run as one pool task each, and the task's name (``fsspec.<name>``).
+
+Everything else is s3fs's as is: bulk and composite methods call these, so
+each file or batch they touch is one task; methods that make no request
+(``split_path``, ``url``, ``invalidate_cache``) make no task."""
+
+
+def _pooled(name: str, task_name: str) -> Callable[..., Awaitable[Any]]:
+    """``_<name>`` of this class: s3fs's ``_<name>`` run as the operation ``task_name``."""
+    implementation = getattr(s3fs.S3FileSystem, f"_{name}")
+
+    async def method(self: PooledS3FileSystem, *args: Any, **kwargs: Any) -> Any:
+        attempt = functools.partial(implementation, self, *args, **kwargs)
+        path = args[0] if args else kwargs.get("path", kwargs.get("rpath"))
+        first = path[0] if isinstance(path, list) and path else path
+        return await self._runner.run(task_name, attempt, path=first, callback=kwargs.get("callback"))
+
+    method.__name__ = method.__qualname__ = f"_{name}"
+    method.__doc__ = implementation.__doc__
+    return method
+
+
+class PooledS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+    """An ``s3fs.S3FileSystem`` whose operations and requests are pool tasks (see the module docstring).
+
+    Takes every s3fs option, plus ``pool`` (an
+    :class:`~s3pool_plugins.OperationsPool`, or a mapping of pool options
+    for a pool shared by every filesystem made with the same ones; default:
+    the pool of ``install_fsspec``, else ``default_pool()``) and
+    ``priority`` (the fallback priority of its operations; a priority
+    scope wins). A bad option raises ``ConfigurationError`` naming it. On a
+    disabled pool it is plain s3fs, s3fs's own retries included.
+    """
+
+    retries = 1
+    mirror_sync_methods = False  # made once for the class below, crossing the caller's context
+    session: Any
+
+    def __init__(
+        self,
+        *args: Any,
+        pool: OperationsPool | Mapping[str, Any] | None = None,
+        priority: float | None = None,
+        **options: Any,
+    ) -> None:
+        resolved = resolve_pool_option(pool)
+        if priority is not None:
+            priority = validate_priority(priority)
+        self.pool = resolved
+        self.priority = priority
+        given = options.get("session")
+        own_session = given is None and resolved.enabled
+        if resolved.enabled:
+            options.setdefault("max_concurrency", 1)
+            if own_session:
+                options["session"] = new_pooled_session(resolved, **session_options(options))
+            elif installed_pool(given) is None:
+                install(given, resolved)
+        super().__init__(*args, **options)
+        self._pooled_session = self.session if own_session else None
+        if not resolved.enabled:
+            self.retries = s3fs.S3FileSystem.retries
+        self._runner = OperationRunner(
+            resolved, priority=priority, requests_pool=resolved if resolved.enabled else None
+        )
+
+    async def set_session(self, refresh: bool = False, kwargs: Mapping[str, Any] | None = None) -> Any:
+        """s3fs's ``set_session``; ``refresh=True`` also makes a new pooled session, as s3fs makes a new one."""
+        if refresh and self._pooled_session is not None and self.session is self._pooled_session:
+            self.session = self._pooled_session = new_pooled_session(self.pool, **session_options(self.kwargs))
+        return await super().set_session(refresh=refresh, kwargs=dict(kwargs or {}))
+
+    _connect = set_session
+    connect = sync_method("connect")
+
+    def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        """s3fs's file; read, its range requests are operations (:class:`PooledS3File`)."""
+        file = super()._open(path, mode, *args, **kwargs)
+        if type(file) is S3File and "r" in mode:
+            # s3fs's own file, made by s3fs's _open (so every option means what it means there); the
+            # subclass adds no state, only its _fetch_range, which the file's cache is given too.
+            file.__class__ = PooledS3File
+            file.cache.fetcher = file._fetch_range
+        return file
+
+    async def _fetch_object_range(
+        self, bucket: str, key: str, version_id: str | None, start: int, end: int, request: Any, details: Any
+    ) -> bytes:
+        """Bytes ``start:end`` of an object as s3fs's files read them, as one operation (``fsspec.cat_file``)."""
+        attempt = functools.partial(_inner_fetch, self, bucket, key, version_id, start, end, request, details)
+        data: bytes = await self._runner.run("cat_file", attempt, path=f"{bucket}/{key}")
+        return data
+
+    fetch_object_range = sync_method("fetch_object_range")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its options, the pool as its configuration (see the module docstring)."""
+        return make_instance, (type(self), self.storage_args, picklable_options(self.storage_options))
+
+
+class PooledS3File(S3File):  # type: ignore[misc]
+    """s3fs's ``S3File``, each range it reads one operation of the pool, body included.
+
+    Everything else is s3fs's: the version or ETag it pins, ``url``,
+    ``metadata``, ``getxattr``, ``setxattr``, its errors.
+    """
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        if start == end:
+            return b""
+        try:
+            data: bytes = self.fs.fetch_object_range(
+                self.bucket, self.key, self.version_id, start, end, self.read_kw, self.details
+            )
+        except OSError as error:  # as S3File: a failed If-Match is the object changing under the reader
+            if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error.args[1:]):
+                raise FileExpired(filename=self.details["name"], e_tag=self.details.get("ETag")) from error
+            raise
+        return data
+
+
+for _name, _task in OPERATIONS.items():
+    setattr(PooledS3FileSystem, f"_{_name}", _pooled(_name, _task))
+    if _name in vars(s3fs.S3FileSystem):  # s3fs's own sync wrapper would call s3fs's coroutine, not this one
+        setattr(PooledS3FileSystem, _name, sync_method(_name))
+add_sync_methods(PooledS3FileSystem)
