@@ -38,6 +38,7 @@ import contextvars
 import errno
 import functools
 import inspect
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -127,6 +128,7 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             resolved, priority=priority, requests_pool=requests_pool(self.fs) if s3_target else None
         )
         self._s3_target = s3_target
+        self._adopt_target_methods()
         # Paths are the target's: strip our protocol, then the target's (as fsspec's own wrappers do).
         self._strip_protocol = self._strip_target_protocol  # type: ignore[method-assign]
         self._parent = self.fs._parent
@@ -177,6 +179,33 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     def fsid(self) -> str:
         """The target's ``fsid`` with a ``pool_`` prefix."""
         return f"pool_{self.fs.fsid}"
+
+    def _adopt_target_methods(self) -> None:
+        """Where the target overrides fsspec's generic method, use the target's (pooled if it is a coroutine).
+
+        ``__getattr__`` reaches only names this class lacks; fsspec's base
+        classes define many that a target gives its own meaning
+        (s3fs's ``checksum``, ``modified``, ``open_async``, ``_glob`` ...).
+        The listings cache is the target's too.
+        """
+        self.dircache = self.fs.dircache
+        target = type(self.fs)
+        for name in dir(target):
+            if name.startswith("__") or not _generic_here(type(self), name) or _generic_here(target, name):
+                continue
+            if name.startswith("_"):
+                if inspect.iscoroutinefunction(getattr(target, name)):  # _glob: one operation
+                    setattr(self, name, functools.partial(self._target_operation, name[1:]))
+            elif inspect.iscoroutinefunction(getattr(target, f"_{name}", None)):  # checksum: its coroutine, pooled
+                if _generic_here(type(self), f"_{name}") or not hasattr(type(self), f"_{name}"):
+                    setattr(self, f"_{name}", functools.partial(self._target_operation, name))
+                setattr(self, name, types.MethodType(sync_method(name), self))
+            else:  # modified, open_async: the target's own
+                setattr(self, name, getattr(self.fs, name))
+
+    async def _target_operation(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The target's ``_<method>`` as one operation (for the methods :meth:`_adopt_target_methods` adopts)."""
+        return await self._op(method, args[0] if args else kwargs.get("path"), *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or "fs" not in self.__dict__:
@@ -329,7 +358,15 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         cache_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Reading: a :class:`~.files.PooledReadFile`. Writing: the target's own file."""
+        """S3: s3fs's own file, its range reads operations. Others: a :class:`~.files.PooledReadFile` to read,
+        the target's own file to write."""
+        if self._s3_target:
+            from .pooled_s3 import pool_reads
+
+            file = self.fs._open(
+                path, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, **kwargs
+            )
+            return pool_reads(file, self, self._runner)
         if mode == "rb":
             kwargs.pop("fill_cache", None)
             return PooledReadFile(
@@ -360,6 +397,12 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     def sign(self, path: str, expiration: int = 100, **kwargs: Any) -> Any:
         """The target's signed URL for ``path``."""
         return self.fs.sign(path, expiration=expiration, **kwargs)
+
+
+def _generic_here(cls: type, name: str) -> bool:
+    """True if ``cls.<name>`` is fsspec's generic ``AsyncFileSystem`` one (absent there: False)."""
+    generic = getattr(AsyncFileSystem, name, None)
+    return generic is not None and getattr(cls, name, None) is generic
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:

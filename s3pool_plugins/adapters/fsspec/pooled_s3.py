@@ -40,7 +40,7 @@ from s3fs.utils import FileExpired
 from ...core.context import validate_priority
 from ...core.pool import OperationsPool
 from ..botocore import install, installed_pool
-from .crossing import add_sync_methods, sync_method
+from .crossing import add_sync_methods, call_sync, sync_method
 from .operations import OperationRunner
 from .pools import picklable_options, resolve_pool_option
 from .s3 import new_pooled_session, session_options
@@ -153,43 +153,46 @@ class PooledS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         """s3fs's file; read, its range requests are operations (:class:`PooledS3File`)."""
-        file = super()._open(path, mode, *args, **kwargs)
-        if type(file) is S3File and "r" in mode:
-            # s3fs's own file, made by s3fs's _open (so every option means what it means there); the
-            # subclass adds no state, only its _fetch_range, which the file's cache is given too.
-            file.__class__ = PooledS3File
-            file.cache.fetcher = file._fetch_range
-        return file
-
-    async def _fetch_object_range(
-        self, bucket: str, key: str, version_id: str | None, start: int, end: int, request: Any, details: Any
-    ) -> bytes:
-        """Bytes ``start:end`` of an object as s3fs's files read them, as one operation (``fsspec.cat_file``)."""
-        attempt = functools.partial(_inner_fetch, self, bucket, key, version_id, start, end, request, details)
-        data: bytes = await self._runner.run("cat_file", attempt, path=f"{bucket}/{key}")
-        return data
-
-    fetch_object_range = sync_method("fetch_object_range")
+        return pool_reads(super()._open(path, mode, *args, **kwargs), self, self._runner)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled by its options, the pool as its configuration (see the module docstring)."""
         return make_instance, (type(self), self.storage_args, picklable_options(self.storage_options))
 
 
+def pool_reads(file: Any, fs: Any, runner: OperationRunner) -> Any:
+    """``file`` (s3fs's, of ``fs``), reading each range as an operation of ``runner`` if opened for reading.
+
+    The file stays the one s3fs's ``_open`` made, so every option means
+    what it means there; it becomes a :class:`PooledS3File`, whose cache is
+    given its ``_fetch_range``.
+    """
+    if type(file) is S3File and "r" in file.mode:
+        file.__class__ = PooledS3File
+        file.pooled_reads = (fs, runner)
+        file.cache.fetcher = file._fetch_range
+    return file
+
+
 class PooledS3File(S3File):  # type: ignore[misc]
-    """s3fs's ``S3File``, each range it reads one operation of the pool, body included.
+    """s3fs's ``S3File``, each range it reads one operation of the pool, body included (see :func:`pool_reads`).
 
     Everything else is s3fs's: the version or ETag it pins, ``url``,
     ``metadata``, ``getxattr``, ``setxattr``, its errors.
     """
 
+    pooled_reads: tuple[Any, OperationRunner]
+    """The filesystem whose loop runs the reads, and the runner that makes them operations."""
+
     def _fetch_range(self, start: int, end: int) -> bytes:
         if start == end:
             return b""
+        loop_owner, runner = self.pooled_reads
+        attempt = functools.partial(
+            _inner_fetch, self.fs, self.bucket, self.key, self.version_id, start, end, self.read_kw, self.details
+        )
         try:
-            data: bytes = self.fs.fetch_object_range(
-                self.bucket, self.key, self.version_id, start, end, self.read_kw, self.details
-            )
+            data: bytes = call_sync(loop_owner.loop, runner.run, "cat_file", attempt, path=self.path)
         except OSError as error:  # as S3File: a failed If-Match is the object changing under the reader
             if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error.args[1:]):
                 raise FileExpired(filename=self.details["name"], e_tag=self.details.get("ETag")) from error

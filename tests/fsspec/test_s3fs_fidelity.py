@@ -1,0 +1,66 @@
+"""Pooled filesystems answer as s3fs does: its own methods, its files, its sessions (one per filesystem)."""
+
+from __future__ import annotations
+
+import datetime
+
+import fsspec
+import pytest
+import s3fs
+
+from s3pool_plugins import installed_pool
+from s3pool_plugins.adapters.fsspec import install_fsspec
+
+from .conftest import assert_settled
+
+
+def test_the_wrapper_uses_s3fs_methods_where_s3fs_has_its_own(make_pool, tasks, pooled, s3_bucket) -> None:
+    pool = make_pool(plugins=[tasks])
+    fs = pooled(pool)
+    path = f"{s3_bucket}/f"
+    fs.pipe_file(path, b"data")
+    target = fs.fs
+    assert fs.dircache is target.dircache  # s3fs's listings cache, not an empty one of the wrapper
+    checksum = fs.checksum(path)
+    assert checksum == target.checksum(path, refresh=True) == fs.checksum(path, refresh=True)
+    fs.ls(s3_bucket)
+    assert fs.checksum(path) == checksum  # unchanged by a listing (s3fs's, from the ETag)
+    assert isinstance(fs.modified(path), datetime.datetime)  # s3fs's, not NotImplementedError
+    assert fs.glob(f"{s3_bucket}/*") == [path]
+    with pytest.raises(ValueError):
+        fs.glob("*")  # s3fs refuses to crawl all of S3
+    assert "fsspec.checksum" in tasks.operations() and "fsspec.glob" in tasks.operations()
+    assert_settled(pool)
+
+
+@pytest.mark.parametrize("route", ["pool::", "install_fsspec"])
+def test_files_are_s3fs_files(make_pool, pooled, local_s3, s3_bucket, route) -> None:
+    pool = make_pool()
+    if route == "install_fsspec":
+        install_fsspec(pool)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **local_s3.storage_options())
+    else:
+        fs = pooled(pool)
+    path = f"{s3_bucket}/f"
+    fs.pipe_file(path, b"data")
+    fs.setxattr(path, color="blue")
+    with fs.open(path, "rb") as file:
+        assert isinstance(file, s3fs.core.S3File) and file.read() == b"data"
+        assert file.url().startswith(local_s3.endpoint_url)
+        assert file.metadata() == {"color": "blue"} and file.getxattr("color") == "blue"
+    for bad in ("", s3_bucket):
+        with pytest.raises(ValueError):
+            fs.open(bad, "rb")
+    assert_settled(pool)
+
+
+def test_each_filesystem_has_its_own_session_and_refresh_makes_a_new_one(make_pool, local_s3) -> None:
+    pool = install_fsspec(make_pool())
+    first = fsspec.filesystem("s3", **local_s3.storage_options())
+    second = fsspec.filesystem("s3", anon=False, **local_s3.storage_options())  # another configuration
+    assert first is not second and first.session is not second.session
+    assert installed_pool(first.session) is pool and installed_pool(second.session) is pool
+    old = first.session
+    first.connect(refresh=True)
+    assert first.session is not old and installed_pool(first.session) is pool  # new, and pooled
+    assert first.ls("/") is not None
