@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import fsspec
 import fsspec.config
 import pytest
@@ -107,16 +109,30 @@ def test_bad_pool_options_fail_at_construction(make_pool, local_s3) -> None:
         PooledFileSystem(target_protocol="memory", pool=make_pool(), priority="high")
     with pytest.raises(TypeError, match="OperationsPool"):
         PooledFileSystem(target_protocol="memory", pool="mine")
-    with pytest.raises(ValueError, match="needs a filesystem to wrap"):
+    with pytest.raises(ConfigurationError, match="filesystem to wrap"):
         PooledFileSystem(pool=make_pool())
 
 
-def test_an_s3fs_that_retries_on_its_own_is_flagged(make_pool, local_s3) -> None:
-    own = s3fs.S3FileSystem(skip_instance_cache=True, **local_s3.storage_options())
+def test_an_s3fs_that_retries_on_its_own_is_flagged_once_per_configuration(make_pool, local_s3) -> None:
+    class OwnRetries(s3fs.S3FileSystem):  # a configuration no other test wraps
+        retries = 7
+
+    def own() -> s3fs.S3FileSystem:
+        return OwnRetries(skip_instance_cache=True, **local_s3.storage_options())
+
     with pytest.warns(S3RetriesCompound, match="fs.retries = 1"):
-        PooledFileSystem(fs=own, pool=make_pool())
-    own.retries = 1
-    PooledFileSystem(fs=own, pool=make_pool())  # no warning now
+        PooledFileSystem(fs=own(), pool=make_pool())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            PooledFileSystem(fs=own(), pool=make_pool())  # the same configuration again: said once is enough
+        single = own()
+        single.retries = 1
+        PooledFileSystem(fs=single, pool=make_pool())  # no compounding at all
+    other = own()
+    other.retries = 3
+    with pytest.warns(S3RetriesCompound, match="up to 3 times"):
+        PooledFileSystem(fs=other, pool=make_pool())  # another configuration
 
 
 def test_a_given_session_is_pooled_and_kept(make_pool, local_s3) -> None:

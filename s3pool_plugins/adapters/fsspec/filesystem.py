@@ -45,7 +45,7 @@ from typing import Any
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.spec import AbstractFileSystem
+from fsspec.spec import AbstractFileSystem, make_instance
 
 from ...core.context import validate_priority
 from ...core.pool import OperationsPool
@@ -53,7 +53,8 @@ from .crossing import add_sync_methods, sync_method
 from .deletes import RmItem, generic_rm_stages, s3_rm_stages
 from .files import PooledReadFile
 from .operations import OperationRunner
-from .pools import resolve_pool
+from .options import check_io, check_target
+from .pools import picklable_options, resolve_pool
 from .s3 import S3_PROTOCOLS, check_retries, is_s3, make_target, requests_pool
 
 try:
@@ -107,6 +108,8 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         batch_size: int | None = None,
         **pool_options: Any,
     ) -> None:
+        fs, target_protocol, options = check_target(fs, target_protocol, target_options)
+        check_io(asynchronous, loop, batch_size)
         resolved = resolve_pool(pool, pool_options)
         if priority is not None:
             priority = validate_priority(priority)
@@ -114,7 +117,7 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         self.pool = resolved
         self.priority = priority
         given = fs is not None
-        self.fs = fs if given else self._make_target(target_protocol, target_options, loop)
+        self.fs = fs if given else self._make_target(str(target_protocol), options, loop)
         self._target_async = bool(getattr(self.fs, "async_impl", False))
         if self._target_async and bool(self.fs.asynchronous) != bool(self.asynchronous):
             raise ValueError(
@@ -135,15 +138,7 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         self.root_marker = self.fs.root_marker
         self.sep = self.fs.sep
 
-    def _make_target(
-        self, protocol: str | None, options: dict[str, Any] | None, loop: asyncio.AbstractEventLoop | None
-    ) -> Any:
-        if protocol is None:
-            raise ValueError(
-                "PooledFileSystem needs a filesystem to wrap: fs=<filesystem>, or target_protocol= and "
-                "target_options= (as in 'pool::s3://bucket/key')"
-            )
-        options = dict(options or {})
+    def _make_target(self, protocol: str, options: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> Any:
         cls: Any = None if protocol in S3_PROTOCOLS else fsspec.get_filesystem_class(protocol)
         if cls is None or cls.async_impl:
             options.setdefault("asynchronous", self.asynchronous)
@@ -170,6 +165,10 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         if isinstance(path, list):
             return [self._strip_target_protocol(p) for p in path]
         return self.fs._strip_protocol(type(self)._strip_protocol(path))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its options, as fsspec's filesystems; a pool object travels as its configuration."""
+        return make_instance, (type(self), self.storage_args, picklable_options(self.storage_options))
 
     def unstrip_protocol(self, name: str) -> str:
         """The chained URL of ``name``: ``pool::s3://bucket/key``."""

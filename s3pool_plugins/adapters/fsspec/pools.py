@@ -94,9 +94,7 @@ def resolve_pool(pool: object, options: Mapping[str, Any]) -> OperationsPool:
         if options:
             name = sorted(options)[0]
             raise ConfigurationError(name, "no pool options together with a pool (give them to OperationsPool)", pool)
-        if not isinstance(pool, OperationsPool):
-            raise TypeError(f"the 'pool' storage option needs an OperationsPool, got {type(pool).__name__}")
-        return pool
+        return resolve_pool_option(pool)
     if options:
         return shared_pool(options)
     installed = _installed

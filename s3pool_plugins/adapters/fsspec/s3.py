@@ -123,10 +123,22 @@ def make_target(pool: OperationsPool, options: Mapping[str, Any]) -> Any:
     return SingleTryS3FileSystem(**options)
 
 
+_warned: set[tuple[str, int]] = set()
+
+
 def check_retries(fs: Any) -> None:
-    """Warn if an s3fs filesystem given to the pool would retry on its own as well."""
+    """Warn if an s3fs filesystem given to the pool would retry on its own as well.
+
+    Once per process for each filesystem class and retry count: the
+    hundredth such filesystem says nothing new.
+    """
     retries = getattr(fs, "retries", 1)
     if isinstance(retries, int) and retries > 1:
+        key = (f"{type(fs).__module__}.{type(fs).__qualname__}", retries)
+        with _lock:
+            if key in _warned:
+                return
+            _warned.add(key)
         warnings.warn(
             S3RetriesCompound(
                 f"this s3fs filesystem retries each request up to {retries} times on its own, on top of the pool's "
