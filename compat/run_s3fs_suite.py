@@ -15,7 +15,7 @@ each such test is in :data:`EXPECTED_DIFFERENCES` (with its reason), 1
 otherwise, 2 for bad arguments or a suite that could not be fetched or run.
 
 Usage: ``python compat/run_s3fs_suite.py [--routes plain,install,pool]
-[--keep DIR] [-k EXPRESSION] [--sdist FILE]``.
+[--keep DIR [--reuse]] [-k EXPRESSION] [--sdist FILE]``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def fetch_suite(into: Path, sdist: Path | None) -> Path:
 
 def run_route(root: Path, route: str, report: Path, expression: str | None) -> dict[str, str]:
     """Run the suite through ``route``; test id -> outcome (passed, failed, error, skipped, xfailed, xpassed)."""
-    env = dict(os.environ, S3POOL_COMPAT_ROUTE=route)
+    env = dict(os.environ, S3FS_SUITE_ROUTE=route)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "pytest", *TEST_FILES, "-p", "s3fs_routes", "-q", "-p", "no:cacheprovider"]
     command += ["--junitxml", str(report), "-o", "junit_family=xunit1", "--rootdir", str(root)]
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", default=",".join(ROUTES), help="comma-separated routes (default: %(default)s)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: take a route's report left there")
     parser.add_argument("--sdist", type=Path, help="an s3fs sdist already downloaded (default: from the index)")
     parser.add_argument("-k", dest="expression", help="pytest -k expression: run a subset")
     args = parser.parse_args(argv)
@@ -124,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         try:
             root = fetch_suite(work, args.sdist)
-            results = {route: run_route(root, route, work / f"{route}.xml", args.expression) for route in routes}
+            results = {}
+            for route in routes:
+                report = work / f"{route}.xml"
+                reuse = args.reuse and args.keep is not None and report.exists()
+                results[route] = outcomes(report) if reuse else run_route(root, route, report, args.expression)
         except (subprocess.CalledProcessError, RuntimeError, OSError, tarfile.TarError) as error:
             print(f"run_s3fs_suite: {error}", file=sys.stderr)
             return 2

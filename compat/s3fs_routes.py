@@ -1,7 +1,7 @@
 """A pytest plugin that runs s3fs's own tests through a route of s3pool-plugins, without editing a test.
 
 Loaded by ``run_s3fs_suite.py`` with ``-p s3fs_routes``; the route comes
-from ``S3POOL_COMPAT_ROUTE``:
+from ``S3FS_SUITE_ROUTE`` (not an ``S3POOL_*`` name: the pool reads those):
 
 - ``plain``: nothing changes (the reference run);
 - ``install``: ``install_fsspec()`` at start, and the suite's filesystem
@@ -24,14 +24,14 @@ from typing import Any
 
 import pytest
 
-ROUTE = os.environ.get("S3POOL_COMPAT_ROUTE", "plain")
+ROUTE = os.environ.get("S3FS_SUITE_ROUTE", "plain")
 FIXTURES = ("s3", "fs")
 ROUTES = ("plain", "install", "pool")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if ROUTE not in ROUTES:
-        raise pytest.UsageError(f"S3POOL_COMPAT_ROUTE: expected one of {', '.join(ROUTES)}, got {ROUTE!r}")
+        raise pytest.UsageError(f"S3FS_SUITE_ROUTE: expected one of {', '.join(ROUTES)}, got {ROUTE!r}")
     if ROUTE == "install":
         from s3pool_plugins.adapters.fsspec import install_fsspec
 

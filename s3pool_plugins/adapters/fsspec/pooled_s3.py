@@ -11,7 +11,7 @@ attribute and file is s3fs's own. The subclass adds three things:
   bulk methods (``cat``, ``get``, ``rm`` ...) are s3fs's, so they make one
   task per file or per ``DeleteObjects`` batch;
 - **requests**: the filesystem has a session of its own with the
-  :doc:`botocore adapter <botocore>` installed, made like the session s3fs
+  botocore adapter installed, made like the session s3fs
   would make (its ``profile`` ...), new on ``connect(refresh=True)``, never
   shared with another filesystem; its requests run under the operation's
   slot, and files (s3fs's ``S3File``) are pooled per request;
