@@ -64,3 +64,24 @@ def test_each_filesystem_has_its_own_session_and_refresh_makes_a_new_one(make_po
     first.connect(refresh=True)
     assert first.session is not old and installed_pool(first.session) is pool  # new, and pooled
     assert first.ls("/") is not None
+
+
+@pytest.mark.parametrize("route", ["pool::", "install_fsspec"])
+def test_a_missing_key_probed_by_exists_is_expected_not_an_error(make_pool, pooled, local_s3, s3_bucket, route) -> None:
+    pool = make_pool(monitoring="full")
+    if route == "install_fsspec":
+        install_fsspec(pool)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **local_s3.storage_options())
+    else:
+        fs = pooled(pool)
+    assert not fs.exists(f"{s3_bucket}/missing")
+    assert not fs.isfile(f"{s3_bucket}/missing-too")
+    assert not fs.isdir(f"{s3_bucket}/missing-three")
+    stats = pool.stats()
+    assert stats.errors == 0 and stats.expected >= 2, stats  # the 404s answered the probes
+    assert stats.processed == stats.succeeded + stats.errors + stats.expected
+    assert pool.metrics().failure_rate == 0.0
+    with pytest.raises(FileNotFoundError):
+        fs.info(f"{s3_bucket}/missing")  # outside a probe, a missing key is a failure as before
+    assert pool.stats().errors >= 1
+    assert_settled(pool)

@@ -358,14 +358,22 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         **kwargs: Any,
     ) -> Any:
         """S3: s3fs's own file, its range reads operations. Others: a :class:`~.files.PooledReadFile` to read,
-        the target's own file to write."""
+        the target's own file to write.
+
+        The S3 file is made by s3fs's ``_open`` for this filesystem (so its
+        ``fs`` is this one: the ``info`` and ``exists`` it makes are pooled
+        operations, the rest of what it asks of its filesystem reaches the
+        target through ``__getattr__``).
+        """
         if self._s3_target:
+            from s3fs import S3FileSystem
+
             from .pooled_s3 import pool_reads
 
-            file = self.fs._open(
-                path, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, **kwargs
+            file = S3FileSystem._open(
+                self, path, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, **kwargs
             )
-            return pool_reads(file, self, self._runner)
+            return pool_reads(file, self._runner, self.fs)
         if mode == "rb":
             kwargs.pop("fill_cache", None)
             return PooledReadFile(

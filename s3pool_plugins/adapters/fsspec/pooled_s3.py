@@ -58,6 +58,7 @@ OPERATIONS: dict[str, str] = {
     "find": "find",
     "exists": "exists",
     "isdir": "isdir",
+    "isfile": "isfile",
     "mkdir": "mkdir",
     "makedirs": "makedirs",
     "rmdir": "rmdir",
@@ -153,15 +154,18 @@ class PooledS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         """s3fs's file; read, its range requests are operations (:class:`PooledS3File`)."""
-        return pool_reads(super()._open(path, mode, *args, **kwargs), self, self._runner)
+        return pool_reads(super()._open(path, mode, *args, **kwargs), self._runner, self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled by its options, the pool as its configuration (see the module docstring)."""
         return make_instance, (type(self), self.storage_args, picklable_options(self.storage_options))
 
 
-def pool_reads(file: Any, fs: Any, runner: OperationRunner) -> Any:
-    """``file`` (s3fs's, of ``fs``), reading each range as an operation of ``runner`` if opened for reading.
+def pool_reads(file: Any, runner: OperationRunner, s3: Any) -> Any:
+    """``file`` (an s3fs ``S3File``), reading each range as an operation of ``runner`` if opened for reading.
+
+    ``s3`` is the s3fs filesystem that makes the range requests (the
+    file's own ``fs``, or the one a pooled wrapper wraps).
 
     The file stays the one s3fs's ``_open`` made, so every option means
     what it means there; it becomes a :class:`PooledS3File`, whose cache is
@@ -169,7 +173,7 @@ def pool_reads(file: Any, fs: Any, runner: OperationRunner) -> Any:
     """
     if type(file) is S3File and "r" in file.mode:
         file.__class__ = PooledS3File
-        file.pooled_reads = (fs, runner)
+        file.pooled_reads = (runner, s3)
         file.cache.fetcher = file._fetch_range
     return file
 
@@ -181,18 +185,18 @@ class PooledS3File(S3File):  # type: ignore[misc]
     ``metadata``, ``getxattr``, ``setxattr``, its errors.
     """
 
-    pooled_reads: tuple[Any, OperationRunner]
-    """The filesystem whose loop runs the reads, and the runner that makes them operations."""
+    pooled_reads: tuple[OperationRunner, Any]
+    """The runner that makes the reads operations, and the s3fs filesystem whose requests they are."""
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         if start == end:
             return b""
-        loop_owner, runner = self.pooled_reads
+        runner, s3 = self.pooled_reads
         attempt = functools.partial(
-            _inner_fetch, self.fs, self.bucket, self.key, self.version_id, start, end, self.read_kw, self.details
+            _inner_fetch, s3, self.bucket, self.key, self.version_id, start, end, self.read_kw, self.details
         )
         try:
-            data: bytes = call_sync(loop_owner.loop, runner.run, "cat_file", attempt, path=self.path)
+            data: bytes = call_sync(s3.loop, runner.run, "cat_file", attempt, path=self.path)
         except OSError as error:  # as S3File: a failed If-Match is the object changing under the reader
             if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error.args[1:]):
                 raise FileExpired(filename=self.details["name"], e_tag=self.details.get("ETag")) from error
