@@ -31,8 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from ...core.context import expected_errors, priority_scope
-from ...core.retry import error_names
 from ...core.pool import OperationsPool
+from ...core.retry import error_names
 from .retries import RequestErrors, current_request_errors, operation_policy, watch_request_errors
 
 T = TypeVar("T")
