@@ -85,3 +85,18 @@ def test_a_missing_key_probed_by_exists_is_expected_not_an_error(make_pool, pool
         fs.info(f"{s3_bucket}/missing")  # outside a probe, a missing key is a failure as before
     assert pool.stats().errors >= 1
     assert_settled(pool)
+
+
+def test_instances_are_cached_per_pool_object_not_per_its_state(make_pool, local_s3) -> None:
+    from s3pool_plugins.adapters.fsspec import PooledS3FileSystem
+
+    options = local_s3.storage_options()
+    one, other = make_pool(name="same"), make_pool(name="same")  # alike in text, two pools
+    first = PooledS3FileSystem(pool=one, **options)
+    assert PooledS3FileSystem(pool=one, **options) is first
+    with one.admit():  # its text (what fsspec's token is made of) changes while a slot is held
+        assert PooledS3FileSystem(pool=one, **options) is first
+    second = PooledS3FileSystem(pool=other, **options)
+    assert second is not first and second.pool is other and first.pool is one
+    PooledS3FileSystem.clear_instance_cache()
+    assert PooledS3FileSystem(pool=one, **options) is not first

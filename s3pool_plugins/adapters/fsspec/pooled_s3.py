@@ -33,17 +33,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import s3fs
-from fsspec.spec import make_instance
 from s3fs.core import S3File, _inner_fetch
 from s3fs.utils import FileExpired
 
 from ...core.context import validate_priority
 from ...core.pool import OperationsPool
-from ..botocore import install, installed_pool
 from .crossing import add_sync_methods, call_sync, sync_method
 from .operations import OperationRunner
-from .pools import picklable_options, resolve_pool_option
-from .s3 import new_pooled_session, session_options
+from .s3 import SingleTryS3FileSystem
 
 OPERATIONS: dict[str, str] = {
     "cat_file": "cat_file",
@@ -99,7 +96,7 @@ def _pooled(name: str, task_name: str) -> Callable[..., Awaitable[Any]]:
     return method
 
 
-class PooledS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
+class PooledS3FileSystem(SingleTryS3FileSystem):
     """An ``s3fs.S3FileSystem`` whose operations and requests are pool tasks (see the module docstring).
 
     Takes every s3fs option, plus ``pool`` (an
@@ -107,13 +104,12 @@ class PooledS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
     for a pool shared by every filesystem made with the same ones; default:
     the pool of ``install_fsspec``, else ``default_pool()``) and
     ``priority`` (the fallback priority of its operations; a priority
-    scope wins). A bad option raises ``ConfigurationError`` naming it. On a
-    disabled pool it is plain s3fs, s3fs's own retries included.
+    scope wins). A bad option raises ``ConfigurationError`` naming it. Its
+    requests and session are those of :class:`~.s3.SingleTryS3FileSystem`.
+    On a disabled pool it is plain s3fs, s3fs's own retries included.
     """
 
-    retries = 1
     mirror_sync_methods = False  # made once for the class below, crossing the caller's context
-    session: Any
 
     def __init__(
         self,
@@ -122,43 +118,16 @@ class PooledS3FileSystem(s3fs.S3FileSystem):  # type: ignore[misc]
         priority: float | None = None,
         **options: Any,
     ) -> None:
-        resolved = resolve_pool_option(pool)
         if priority is not None:
             priority = validate_priority(priority)
-        self.pool = resolved
+        super().__init__(*args, pool=pool, **options)
         self.priority = priority
-        given = options.get("session")
-        own_session = given is None and resolved.enabled
-        if resolved.enabled:
-            options.setdefault("max_concurrency", 1)
-            if own_session:
-                options["session"] = new_pooled_session(resolved, **session_options(options))
-            elif installed_pool(given) is None:
-                install(given, resolved)
-        super().__init__(*args, **options)
-        self._pooled_session = self.session if own_session else None
-        if not resolved.enabled:
-            self.retries = s3fs.S3FileSystem.retries
-        self._runner = OperationRunner(
-            resolved, priority=priority, requests_pool=resolved if resolved.enabled else None
-        )
-
-    async def set_session(self, refresh: bool = False, kwargs: Mapping[str, Any] | None = None) -> Any:
-        """s3fs's ``set_session``; ``refresh=True`` also makes a new pooled session, as s3fs makes a new one."""
-        if refresh and self._pooled_session is not None and self.session is self._pooled_session:
-            self.session = self._pooled_session = new_pooled_session(self.pool, **session_options(self.kwargs))
-        return await super().set_session(refresh=refresh, kwargs=dict(kwargs or {}))
-
-    _connect = set_session
-    connect = sync_method("connect")
+        enabled = self.pool.enabled
+        self._runner = OperationRunner(self.pool, priority=priority, requests_pool=self.pool if enabled else None)
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         """s3fs's file; read, its range requests are operations (:class:`PooledS3File`)."""
         return pool_reads(super()._open(path, mode, *args, **kwargs), self._runner, self)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled by its options, the pool as its configuration (see the module docstring)."""
-        return make_instance, (type(self), self.storage_args, picklable_options(self.storage_options))
 
 
 def pool_reads(file: Any, runner: OperationRunner, s3: Any) -> Any:
