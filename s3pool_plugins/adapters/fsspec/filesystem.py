@@ -14,14 +14,16 @@ operation                    pool tasks
 ``info``, ``ls``, ``find``,  one each (a listing, all its pages)
 ``exists``, ``isdir``, ...
 ``open(..., "rb")``          one ``info`` when the file opens, then one per
-                             range request (:class:`~.files.PooledReadFile`)
+                             range request (S3: s3fs's ``S3File``, see
+                             :func:`~.pooled_s3.pool_reads`; others:
+                             :class:`~.files.PooledReadFile`)
 ``cat``, ``get``, ``put``,   one per file (fsspec's bulk methods call the
 ``pipe``, ``copy``           per-file operations above)
 ``rm`` (bulk)                one per file, or one per S3 ``DeleteObjects``
                              batch of up to 1000 keys (:mod:`.deletes`)
 ===========================  ==================================================
 
-Files opened for writing are the target's own; on S3 each of their upload
+Files opened for writing are the target's own (on S3, s3fs's); each of their upload
 requests is a pool task of the botocore adapter (the request body is sent
 within the request, so that slot covers the upload).
 
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import errno
 import functools
 import inspect
 import types
@@ -320,31 +321,6 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             return await self._call(method, *args, **kwargs)
         except FileNotFoundError:
             return None
-
-    async def _fetch_range_if_match(self, path: str, start: int, end: int, etag: str) -> bytes:
-        """Bytes ``start:end`` of the S3 object ``path`` while its ETag is ``etag`` (else s3fs's FileExpired)."""
-        from s3fs.core import _inner_fetch
-        from s3fs.utils import FileExpired
-
-        bucket, key, _ = self.fs.split_path(path)
-        # As s3fs's S3File: RequestPayer (older s3fs adds it per call, not in _call_s3), and with
-        # local_expiry_check (stores without If-Match, such as VAST) the ETag is compared locally instead.
-        local = getattr(self.fs, "local_expiry_check", False)
-        request = {**getattr(self.fs, "req_kw", {}), **({} if local else {"IfMatch": etag})}
-        extra = ({"ETag": etag, "name": path},) if local else ()
-
-        async def attempt() -> bytes:
-            try:
-                data: bytes = await _inner_fetch(self.fs, bucket, key, None, start, end, request, *extra)
-            except OSError as error:
-                if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error):
-                    raise FileExpired(filename=path, e_tag=etag) from error
-                raise
-            return data
-
-        return await self._runner.run("cat_file", attempt, path=path)
-
-    fetch_range_if_match = sync_method("fetch_range_if_match")
 
     # -- files --------------------------------------------------------------
 
