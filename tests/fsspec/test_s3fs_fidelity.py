@@ -51,6 +51,17 @@ def test_files_are_s3fs_files(make_pool, pooled, local_s3, s3_bucket, route) -> 
     for bad in ("", s3_bucket):
         with pytest.raises(ValueError):
             fs.open(bad, "rb")
+    plain = s3fs.S3FileSystem(skip_instance_cache=True, **local_s3.storage_options())
+    for mode in ("rb", "wb"):  # a missing bucket: whatever s3fs raises, the pooled filesystem raises too
+        errors = []
+        for each in (plain, fs):
+            try:
+                with each.open("no-such-bucket-here/key", mode) as file:
+                    if mode == "wb":
+                        file.write(b"x")
+            except Exception as error:
+                errors.append(type(error))
+        assert len(errors) == 2 and errors[0] is errors[1], (mode, errors)
     assert_settled(pool)
 
 
