@@ -111,3 +111,19 @@ def test_instances_are_cached_per_pool_object_not_per_its_state(make_pool, local
     assert second is not first and second.pool is other and first.pool is one
     PooledS3FileSystem.clear_instance_cache()
     assert PooledS3FileSystem(pool=one, **options) is not first
+
+
+def test_s3fs_own_count_of_tries_is_its_clients_retry_setting_unless_the_pool_has_one(
+    make_pool, local_s3, monkeypatch
+) -> None:
+    from s3pool_plugins.adapters.fsspec import PooledS3FileSystem
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    options = {"skip_instance_cache": True, **local_s3.storage_options()}
+    unset = PooledS3FileSystem(pool=make_pool(retry_delay=0.01), **options)
+    assert unset.retries == 1  # s3fs itself tries once: the pool retries
+    assert unset.s3.meta.config.retries["total_max_attempts"] == s3fs.S3FileSystem.retries
+    chosen = PooledS3FileSystem(pool=make_pool(retries=7), **options)
+    assert "total_max_attempts" not in (chosen.s3.meta.config.retries or {})  # the pool's own setting rules
+    own = PooledS3FileSystem(pool=make_pool(), config_kwargs={"retries": {"max_attempts": 9}}, **options)
+    assert own.s3.meta.config.retries["total_max_attempts"] == 10  # the caller's, as botocore reads it

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 import weakref
@@ -53,7 +54,8 @@ class SingleTryS3FileSystem(s3fs.S3FileSystem, metaclass=PoolKeyedCache):  # typ
     new on ``connect(refresh=True)`` as s3fs's is; or through the caller's
     ``session``, installed with the pool if it is not pooled yet.
     ``max_concurrency`` defaults to 1, so that the pool's limit is the number
-    of requests in flight. On a disabled pool it is plain s3fs, s3fs's own
+    of requests in flight. s3fs's own count of tries is kept where the pool
+    takes a caller's retry setting (see :func:`s3fs_retry_config`). On a disabled pool it is plain s3fs, s3fs's own
     retries included. It pickles by its options, a pool object as its
     configuration. Everything else is s3fs's.
     """
@@ -68,6 +70,7 @@ class SingleTryS3FileSystem(s3fs.S3FileSystem, metaclass=PoolKeyedCache):  # typ
         own_session = given is None and resolved.enabled
         if resolved.enabled:
             options.setdefault("max_concurrency", 1)
+            options["config_kwargs"] = s3fs_retry_config(resolved, options.get("config_kwargs"))
             if own_session:
                 options["session"] = new_pooled_session(resolved, **session_options(options))
             elif installed_pool(given) is None:
@@ -126,6 +129,23 @@ def pooled_session(pool: OperationsPool, **session_options: Any) -> AioSession:
             per_pool[key] = session
             _made_here.add(session)
         return session
+
+
+def s3fs_retry_config(pool: OperationsPool, config_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """s3fs's ``config_kwargs``, with s3fs's own count of tries as its client's botocore retry setting.
+
+    s3fs tries each request ``S3FileSystem.retries`` times (5); under the
+    pool it tries once and the pool retries. Where the pool's ``retries``
+    was not set and the caller gave no retry setting of their own
+    (``config_kwargs["retries"]``, ``AWS_MAX_ATTEMPTS``), the client says
+    ``total_max_attempts = S3FileSystem.retries``: the botocore adapter takes
+    a client's retry setting for its requests when the pool's was not set,
+    so a pooled s3fs request gets no fewer tries than s3fs would make.
+    """
+    config = dict(config_kwargs or {})
+    if pool.config.retries is None and "retries" not in config and "AWS_MAX_ATTEMPTS" not in os.environ:
+        config["retries"] = {"total_max_attempts": s3fs.S3FileSystem.retries}
+    return config
 
 
 def session_options(options: Mapping[str, Any]) -> dict[str, Any]:
