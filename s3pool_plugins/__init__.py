@@ -13,7 +13,7 @@ from typing import Any
 from .core.batch import BatchCallbackError, BatchItemError, BatchResult
 from .core.cancellation import CancellationToken, current_token
 from .core.config import PoolConfig
-from .core.context import current_tenant, priority_scope, scope_priority, tenant
+from .core.context import current_tenant, expected_errors, priority_scope, scope_priority, tenant
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
 from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
@@ -120,6 +120,7 @@ __all__ = [
     "default_pool",
     "hookimpl",
     "hookspec",
+    "expected_errors",
     "priority_scope",
     "scope_priority",
     "set_default_pool",

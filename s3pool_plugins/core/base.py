@@ -192,7 +192,7 @@ class PoolBase:
             active=snap["active"],
             backing_off=backing_off,
             pending=snap["pending"],
-            processed=succeeded + failed,
+            processed=succeeded + failed + snap["expected"],
             succeeded=succeeded,
             errors=failed,
             cancelled=cancelled,
@@ -205,6 +205,7 @@ class PoolBase:
             paused=snap["paused"],
             stopped=self._scheduler.stopped,
             closed=self._closed,
+            expected=snap["expected"],
         )
 
     def _reap_closed_loops(self) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 
 from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
-from .context import SlotHolder, enter_slot, exit_slot
+from .context import SlotHolder, enter_slot, exit_slot, is_expected_error
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
-from .scheduler import Scheduler
+from .scheduler import EXPECTED_OUTCOME, Scheduler
 from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
 
 _IDLE, _ATTEMPTING, _BETWEEN, _DONE = range(4)
@@ -254,6 +254,8 @@ class Call:
             if self._backoff_since is not None:
                 self._leave_backoff()
             pool, task = self._pool, self.task
+            if error is not None and not isinstance(error, asyncio.CancelledError) and is_expected_error(error):
+                task.expected = True
             try:
                 if error is None:
                     pool._settle_success(task, result, self._ended if own_slot is not None else None)
@@ -267,12 +269,13 @@ class Call:
                     if wrappers:
                         pool._exit_wrappers(wrappers, error)
                 finally:
+                    outcome = EXPECTED_OUTCOME if task.expected and task.status == FAILED else task.status
                     if self._parent is not None:
-                        pool._scheduler.release_and_end(task.status, holder=self._parent)
+                        pool._scheduler.release_and_end(outcome, holder=self._parent)
                     elif own_slot is not None:
-                        pool._scheduler.release_and_end(task.status, holder=own_slot)
+                        pool._scheduler.release_and_end(outcome, holder=own_slot)
                     else:
-                        pool._scheduler.end_unit(task.status)
+                        pool._scheduler.end_unit(outcome)
                     if self._gate is not None and pool._limits is not None:
                         pool._limits.leave(task.partition)
         return True

@@ -8,7 +8,7 @@ context).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
@@ -47,6 +47,32 @@ def priority_scope(priority: float) -> Iterator[None]:
         yield
     finally:
         _scope_priority.reset(token)
+
+
+_expected: ContextVar[tuple[Callable[[BaseException], bool], ...]] = ContextVar("s3pool_expected_errors", default=())
+
+
+@contextmanager
+def expected_errors(is_expected: Callable[[BaseException], bool]) -> Iterator[None]:
+    """Calls that fail inside with an error ``is_expected(error)`` accepts are expected answers, not failures.
+
+    For errors the caller handles as an answer: ``exists()`` probing a key
+    that is not there gets a 404 by design. Such a call (a task of
+    ``begin_call``, as the adapters' requests and operations are) still
+    fails for its caller, but counts in ``stats().expected`` instead of
+    ``errors``, in ``metrics()`` not as a failure, and its span carries no
+    error status. Scopes nest; any enclosing predicate may accept.
+    """
+    token = _expected.set((*_expected.get(), is_expected))
+    try:
+        yield
+    finally:
+        _expected.reset(token)
+
+
+def is_expected_error(error: BaseException) -> bool:
+    """True if an :func:`expected_errors` scope of the current context accepts ``error``."""
+    return any(predicate(error) for predicate in _expected.get())
 
 
 def scope_priority() -> float | None:

@@ -37,6 +37,9 @@ log = logging.getLogger("s3pool_plugins.scheduler")
 
 WAITING, GRANTED, GONE = 0, 1, 2
 
+EXPECTED_OUTCOME = "expected"
+"""The outcome of a call that failed with an error its caller expects (see ``context.expected_errors``)."""
+
 
 class Waiter:
     """Something waiting in the queue for a slot."""
@@ -157,6 +160,7 @@ class Scheduler:
         self.succeeded = 0
         self.failed = 0
         self.cancelled = 0
+        self.expected = 0
         self._idle_callbacks: list[Callable[[], None]] = []
         self._room_waiters: list[Waiter] = []
         self.pacer: Pacer | None = None
@@ -411,7 +415,7 @@ class Scheduler:
         mutex.release()
 
     def end_unit(self, outcome: str) -> None:
-        """One unit settled with ``outcome`` ("succeeded", "failed" or "cancelled").
+        """One unit settled with ``outcome`` ("succeeded", "failed", "cancelled" or "expected").
 
         Counts it and wakes drainers when nothing is left. A cancelled unit
         counts as failed too.
@@ -583,6 +587,7 @@ class Scheduler:
                 "succeeded": self.succeeded,
                 "failed": self.failed,
                 "cancelled": self.cancelled,
+                "expected": self.expected,
             }
 
     # -- internals -------------------------------------------------------
@@ -615,6 +620,8 @@ class Scheduler:
     def _count_outcome_locked(self, outcome: str) -> None:
         if outcome == "succeeded":
             self.succeeded += 1
+        elif outcome == EXPECTED_OUTCOME:
+            self.expected += 1
         else:
             self.failed += 1
             if outcome == "cancelled":

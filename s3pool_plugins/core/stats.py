@@ -14,9 +14,11 @@ class PoolStats:
       work that timed out stays active until it really returns);
       ``backing_off``: waiting out a retry delay (holding no slot);
       ``pending``: submitted and not settled yet.
-    - ``processed`` = ``succeeded`` + ``errors`` (``errors`` counts tasks that
-      failed for good, cancelled ones included; ``cancelled`` counts those
-      separately). ``retries``: retry attempts scheduled; ``throttled``:
+    - ``processed`` = ``succeeded`` + ``errors`` + ``expected`` (``errors``
+      counts tasks that failed for good, cancelled ones included;
+      ``cancelled`` counts those separately; ``expected`` counts calls that
+      failed with an error their caller expects as an answer, such as the
+      404 of an ``exists()`` probe, see ``expected_errors``). ``retries``: retry attempts scheduled; ``throttled``:
       failed attempts classified as throttling; ``nested``: work that ran
       under a slot its caller already held.
     - ``hook_errors``: plugin and callback exceptions caught and logged.
@@ -41,6 +43,7 @@ class PoolStats:
     paused: bool
     stopped: bool
     closed: bool
+    expected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict."""

@@ -60,6 +60,7 @@ class Task:
         "throttles",
         "attempt_log",
         "partition",
+        "expected",
     )
 
     def __init__(
@@ -94,6 +95,8 @@ class Task:
         """Attempts that failed with a throttling verdict (retried or not)."""
         self.attempt_log: list[tuple[int, float, float, str | None]] | None = None
         self.partition: str | None = None
+        self.expected = False
+        """Failed with an error its caller expects as an answer (see ``expected_errors``): counted apart."""
 
     @property
     def retries(self) -> int:

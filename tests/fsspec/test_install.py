@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import fsspec
 import fsspec.config
 import pytest
@@ -12,10 +14,8 @@ from s3pool_plugins.adapters.fsspec import (
     PooledFileSystem,
     PooledS3FileSystem,
     S3RetriesCompound,
-    SingleTryS3FileSystem,
     install_fsspec,
     installed_fsspec_pool,
-    pooled_session,
     uninstall_fsspec,
 )
 from s3pool_plugins.adapters.fsspec.pools import shared_pool
@@ -23,7 +23,9 @@ from s3pool_plugins.adapters.fsspec.pools import shared_pool
 from .conftest import assert_settled
 
 
-def test_install_registers_the_pooled_class_and_a_pooled_session(make_pool, tasks, local_s3, s3_bucket) -> None:
+def test_install_registers_an_s3fs_subclass_and_leaves_the_configuration_alone(
+    make_pool, tasks, local_s3, s3_bucket
+) -> None:
     before = fsspec.get_filesystem_class("s3")
     conf_before = {key: dict(value) for key, value in fsspec.config.conf.items()}
     pool = make_pool(concurrency=2, plugins=[tasks])
@@ -31,33 +33,26 @@ def test_install_registers_the_pooled_class_and_a_pooled_session(make_pool, task
     assert install_fsspec(pool) is pool  # again: nothing changes
     assert fsspec.get_filesystem_class("s3") is PooledS3FileSystem
     assert fsspec.get_filesystem_class("s3a") is PooledS3FileSystem
-    session = fsspec.config.conf["s3"]["session"]
-    assert session is pooled_session(pool) and installed_pool(session) is pool
+    assert {key: dict(value) for key, value in fsspec.config.conf.items()} == conf_before  # no live session there
 
     fs = fsspec.filesystem("s3", **local_s3.storage_options())
-    assert isinstance(fs, PooledS3FileSystem) and fs.pool is pool
-    assert isinstance(fs.fs, SingleTryS3FileSystem) and fs.fs.retries == 1
+    assert isinstance(fs, s3fs.S3FileSystem) and isinstance(fs, PooledS3FileSystem) and fs.pool is pool
+    assert fs.retries == 1 and installed_pool(fs.session) is pool
     fs.pipe_file(f"{s3_bucket}/a", b"a")
     assert fs.ls(s3_bucket) == [f"{s3_bucket}/a"]  # s3fs's own defaults (detail=False) are kept
     assert fs.unstrip_protocol(f"{s3_bucket}/a") == f"s3://{s3_bucket}/a"
-    assert fs.split_path(f"s3://{s3_bucket}/a") == (s3_bucket, "a", None)  # the target's own API
+    assert fs.split_path(f"s3://{s3_bucket}/a") == (s3_bucket, "a", None)
+    assert tasks.operations() == ["fsspec.pipe_file", "fsspec.ls"]
     other = fsspec.filesystem("s3", profile="elsewhere", **local_s3.storage_options())
-    assert other.fs.session is pooled_session(pool, profile="elsewhere") is not session  # the profile is kept
+    assert other.session is not fs.session and other.session.profile == "elsewhere"  # its own, the profile kept
 
-    # A directly constructed S3FileSystem gets the pooled session from fsspec's configuration defaults:
-    # its requests are pool tasks (not its operations), and it keeps s3fs's own retry count.
+    # A directly constructed S3FileSystem is s3fs's own: install_fsspec changes nothing there.
     direct = s3fs.S3FileSystem(skip_instance_cache=True, **local_s3.storage_options())
-    assert direct.session is session and direct.retries == s3fs.S3FileSystem.retries
-    operations, requests = len(tasks.operations()), len(tasks.requests())
-    assert direct.cat_file(f"{s3_bucket}/a") == b"a"
-    assert (len(tasks.operations()), tasks.requests()[requests:]) == (operations, ["S3.HeadObject", "S3.GetObject"])
+    assert direct.session is None and direct.retries == s3fs.S3FileSystem.retries
 
     assert uninstall_fsspec() is True and uninstall_fsspec() is False
     assert fsspec.get_filesystem_class("s3") is before
-    assert {key: dict(value) for key, value in fsspec.config.conf.items()} == conf_before
     assert installed_fsspec_pool() is None
-    plain = s3fs.S3FileSystem(skip_instance_cache=True, **local_s3.storage_options())
-    assert plain.session is None  # s3fs makes its own again
     assert_settled(pool)
 
 
@@ -65,7 +60,6 @@ def test_install_replaces_an_earlier_pool_and_builds_one_from_options(make_pool)
     first = install_fsspec(make_pool())
     second = install_fsspec(make_pool())
     assert installed_fsspec_pool() is second is not first
-    assert fsspec.config.conf["s3"]["session"] is pooled_session(second)
     built = install_fsspec(concurrency=3, load_entrypoints=False)
     assert built.concurrency == 3 and installed_fsspec_pool() is built
     with pytest.raises(ConfigurationError, match="concurrency"):
@@ -115,16 +109,30 @@ def test_bad_pool_options_fail_at_construction(make_pool, local_s3) -> None:
         PooledFileSystem(target_protocol="memory", pool=make_pool(), priority="high")
     with pytest.raises(TypeError, match="OperationsPool"):
         PooledFileSystem(target_protocol="memory", pool="mine")
-    with pytest.raises(ValueError, match="needs a filesystem to wrap"):
+    with pytest.raises(ConfigurationError, match="filesystem to wrap"):
         PooledFileSystem(pool=make_pool())
 
 
-def test_an_s3fs_that_retries_on_its_own_is_flagged(make_pool, local_s3) -> None:
-    own = s3fs.S3FileSystem(skip_instance_cache=True, **local_s3.storage_options())
+def test_an_s3fs_that_retries_on_its_own_is_flagged_once_per_configuration(make_pool, local_s3) -> None:
+    class OwnRetries(s3fs.S3FileSystem):  # a configuration no other test wraps
+        retries = 7
+
+    def own() -> s3fs.S3FileSystem:
+        return OwnRetries(skip_instance_cache=True, **local_s3.storage_options())
+
     with pytest.warns(S3RetriesCompound, match="fs.retries = 1"):
-        PooledFileSystem(fs=own, pool=make_pool())
-    own.retries = 1
-    PooledFileSystem(fs=own, pool=make_pool())  # no warning now
+        PooledFileSystem(fs=own(), pool=make_pool())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(3):
+            PooledFileSystem(fs=own(), pool=make_pool())  # the same configuration again: said once is enough
+        single = own()
+        single.retries = 1
+        PooledFileSystem(fs=single, pool=make_pool())  # no compounding at all
+    other = own()
+    other.retries = 3
+    with pytest.warns(S3RetriesCompound, match="up to 3 times"):
+        PooledFileSystem(fs=other, pool=make_pool())  # another configuration
 
 
 def test_a_given_session_is_pooled_and_kept(make_pool, local_s3) -> None:

@@ -56,7 +56,7 @@ def test_each_operation_is_one_task_with_its_requests_nested(make_pool, pooled, 
         "fsspec.isdir",
         "fsspec.cp_file",
         "fsspec.find",
-        "fsspec.info",  # open: the size
+        "fsspec.info",  # open: s3fs's own file asks its filesystem (the pooled one) for the size
         "fsspec.cat_file",  # open: one range request
         "fsspec.rm",
         "fsspec.exists",

@@ -233,3 +233,17 @@ def test_without_keys_a_failed_tasks_exception_event_keeps_its_type_only(make_po
     events = {name: [dict(event.attributes) for event in span.events] for name, span in spans.items()}
     assert "customer-42" in repr(events["keys-True"])  # the default keeps the standard exception event
     assert events["keys-False"] == [{"exception.type": "FileNotFoundError"}]
+
+
+def test_an_expected_not_found_span_has_no_error_status(make_pool, telemetry, local_s3, s3_bucket) -> None:
+    from opentelemetry.trace import StatusCode
+
+    from s3pool_plugins.adapters.fsspec import PooledFileSystem
+
+    pool = make_pool(plugins=[telemetry.plugin()])
+    fs = PooledFileSystem(target_protocol="s3", target_options=local_s3.storage_options(), pool=pool)
+    assert not fs.exists(f"{s3_bucket}/missing")  # its HEAD answers 404: the answer, not a failure
+    heads = telemetry.finished("S3.HeadObject")
+    assert heads and all(span.status.status_code is not StatusCode.ERROR for span in heads)
+    assert all(span.attributes.get("s3pool.expected") is True for span in heads)
+    assert [event.name for event in heads[0].events] == ["s3pool.expected"]

@@ -13,9 +13,10 @@ without it, importing this package raises an ``ImportError`` that says so.
 from . import _require  # noqa: F401  (first: says which extra to install before any import of s3fs fails)
 from .crossing import call_sync
 from .files import PooledReadFile
-from .filesystem import PooledFileSystem, PooledS3FileSystem
+from .filesystem import PooledFileSystem
 from .install import install_fsspec, uninstall_fsspec
 from .operations import OperationRunner
+from .pooled_s3 import PooledS3FileSystem
 from .pools import installed_fsspec_pool, shared_pool
 from .retries import STREAM_ERRORS
 from .s3 import S3RetriesCompound, SingleTryS3FileSystem, pooled_session

@@ -22,10 +22,14 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from fsspec.asyn import async_methods
 from fsspec.exceptions import FSTimeoutError
+from fsspec.spec import AbstractFileSystem
 
 T = TypeVar("T")
 
@@ -151,3 +155,26 @@ def sync_method(name: str) -> Callable[..., Any]:
     method.__name__ = name
     method.__qualname__ = name
     return method
+
+
+_PRIVATE = re.compile("_[^_]")
+
+
+def add_sync_methods(cls: type) -> None:
+    """Give ``cls`` a sync method for each of its coroutine methods whose sync name is fsspec's default.
+
+    The same rule as fsspec's ``mirror_sync_methods``, made once for the
+    class, with :func:`sync_method` (the caller's context crosses over)
+    instead of fsspec's ``sync_wrapper``.
+    """
+    for name in sorted(set(async_methods) | set(dir(cls))):
+        if not _PRIVATE.match(name):
+            continue
+        public = name[1:]
+        default = getattr(AbstractFileSystem, public, None)
+        if default is None or getattr(cls, public, None) is not default:
+            continue
+        if inspect.iscoroutinefunction(getattr(cls, name, None)):
+            method = sync_method(public)
+            method.__doc__ = default.__doc__
+            setattr(cls, public, method)

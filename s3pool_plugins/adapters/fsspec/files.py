@@ -17,16 +17,10 @@ from fsspec.spec import AbstractBufferedFile
 class PooledReadFile(AbstractBufferedFile):  # type: ignore[misc]
     """A read-only file (``mode="rb"``) whose range requests are pool operations.
 
-    ``kwargs`` left after fsspec's own file options (for example s3fs's
-    ``version_id``) go to every ``cat_file`` call. The size comes from
+    For targets other than S3 (on S3 the files are s3fs's own, see
+    :func:`~.pooled_s3.pool_reads`). ``kwargs`` left after fsspec's own
+    file options go to every ``cat_file`` call. The size comes from
     ``size`` if given, else from one ``info`` operation when the file opens.
-
-    On an S3 target the file reads the object it opened, as s3fs's
-    ``S3File`` does: the ``version_id`` asked for (on a ``version_aware``
-    filesystem, the version ``info`` reported), else the ETag ``info`` saw,
-    sent as ``IfMatch`` with every range; an object replaced meanwhile
-    raises s3fs's ``FileExpired``. A caller-given ``size`` skips that
-    ``info`` and the pin, as in s3fs.
     """
 
     def __init__(
@@ -43,19 +37,6 @@ class PooledReadFile(AbstractBufferedFile):  # type: ignore[misc]
     ) -> None:
         if mode != "rb":
             raise NotImplementedError(f"PooledReadFile only reads (mode 'rb'), not {mode!r}")
-        self._if_match: str | None = None
-        if getattr(fs, "_s3_target", False):  # as s3fs's S3File: size the version read, pin what was opened
-            version_id = kwargs.get("version_id") or fs.fs.split_path(path)[2]
-            if size is None:
-                details = fs.info(path, **({"version_id": version_id} if version_id else {}))
-                self._details = details
-                size = details["size"]
-                if version_id is None and fs.fs.version_aware:
-                    version_id = details.get("VersionId")
-                if version_id is None:
-                    self._if_match = details.get("ETag")
-            if version_id:
-                kwargs["version_id"] = version_id
         super().__init__(
             fs,
             path,
@@ -69,8 +50,5 @@ class PooledReadFile(AbstractBufferedFile):  # type: ignore[misc]
         )
 
     def _fetch_range(self, start: int, end: int) -> bytes:
-        if self._if_match is not None:
-            pinned: bytes = self.fs.fetch_range_if_match(self.path, start, end, self._if_match)
-            return pinned
         data: bytes = self.fs.cat_file(self.path, start=start, end=end, **self.kwargs)
         return data

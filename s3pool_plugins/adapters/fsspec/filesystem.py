@@ -14,14 +14,16 @@ operation                    pool tasks
 ``info``, ``ls``, ``find``,  one each (a listing, all its pages)
 ``exists``, ``isdir``, ...
 ``open(..., "rb")``          one ``info`` when the file opens, then one per
-                             range request (:class:`~.files.PooledReadFile`)
+                             range request (S3: s3fs's ``S3File``, see
+                             :func:`~.pooled_s3.pool_reads`; others:
+                             :class:`~.files.PooledReadFile`)
 ``cat``, ``get``, ``put``,   one per file (fsspec's bulk methods call the
 ``pipe``, ``copy``           per-file operations above)
 ``rm`` (bulk)                one per file, or one per S3 ``DeleteObjects``
                              batch of up to 1000 keys (:mod:`.deletes`)
 ===========================  ==================================================
 
-Files opened for writing are the target's own; on S3 each of their upload
+Files opened for writing are the target's own (on S3, s3fs's); each of their upload
 requests is a pool task of the botocore adapter (the request body is sent
 within the request, so that slot covers the upload).
 
@@ -35,25 +37,25 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import errno
 import functools
 import inspect
-import re
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import fsspec
-from fsspec.asyn import AsyncFileSystem, async_methods
+from fsspec.asyn import AsyncFileSystem
 from fsspec.callbacks import DEFAULT_CALLBACK
-from fsspec.spec import AbstractFileSystem
+from fsspec.spec import AbstractFileSystem, make_instance
 
 from ...core.context import validate_priority
 from ...core.pool import OperationsPool
-from .crossing import sync_method
+from .crossing import add_sync_methods, sync_method
 from .deletes import RmItem, generic_rm_stages, s3_rm_stages
 from .files import PooledReadFile
 from .operations import OperationRunner
-from .pools import resolve_pool
+from .options import check_io, check_target
+from .pools import picklable_options, resolve_pool
 from .s3 import S3_PROTOCOLS, check_retries, is_s3, make_target, requests_pool
 
 try:
@@ -107,6 +109,8 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         batch_size: int | None = None,
         **pool_options: Any,
     ) -> None:
+        fs, target_protocol, options = check_target(fs, target_protocol, target_options)
+        check_io(asynchronous, loop, batch_size)
         resolved = resolve_pool(pool, pool_options)
         if priority is not None:
             priority = validate_priority(priority)
@@ -114,7 +118,7 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         self.pool = resolved
         self.priority = priority
         given = fs is not None
-        self.fs = fs if given else self._make_target(target_protocol, target_options, loop)
+        self.fs = fs if given else self._make_target(str(target_protocol), options, loop)
         self._target_async = bool(getattr(self.fs, "async_impl", False))
         if self._target_async and bool(self.fs.asynchronous) != bool(self.asynchronous):
             raise ValueError(
@@ -128,21 +132,14 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             resolved, priority=priority, requests_pool=requests_pool(self.fs) if s3_target else None
         )
         self._s3_target = s3_target
+        self._adopt_target_methods()
         # Paths are the target's: strip our protocol, then the target's (as fsspec's own wrappers do).
         self._strip_protocol = self._strip_target_protocol  # type: ignore[method-assign]
         self._parent = self.fs._parent
         self.root_marker = self.fs.root_marker
         self.sep = self.fs.sep
 
-    def _make_target(
-        self, protocol: str | None, options: dict[str, Any] | None, loop: asyncio.AbstractEventLoop | None
-    ) -> Any:
-        if protocol is None:
-            raise ValueError(
-                "PooledFileSystem needs a filesystem to wrap: fs=<filesystem>, or target_protocol= and "
-                "target_options= (as in 'pool::s3://bucket/key')"
-            )
-        options = dict(options or {})
+    def _make_target(self, protocol: str, options: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> Any:
         cls: Any = None if protocol in S3_PROTOCOLS else fsspec.get_filesystem_class(protocol)
         if cls is None or cls.async_impl:
             options.setdefault("asynchronous", self.asynchronous)
@@ -170,6 +167,10 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             return [self._strip_target_protocol(p) for p in path]
         return self.fs._strip_protocol(type(self)._strip_protocol(path))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its options, as fsspec's filesystems; a pool object travels as its configuration."""
+        return make_instance, (type(self), self.storage_args, picklable_options(self.storage_options))
+
     def unstrip_protocol(self, name: str) -> str:
         """The chained URL of ``name``: ``pool::s3://bucket/key``."""
         return f"{PROTOCOL}::{self.fs.unstrip_protocol(name)}"
@@ -178,6 +179,33 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     def fsid(self) -> str:
         """The target's ``fsid`` with a ``pool_`` prefix."""
         return f"pool_{self.fs.fsid}"
+
+    def _adopt_target_methods(self) -> None:
+        """Where the target overrides fsspec's generic method, use the target's (pooled if it is a coroutine).
+
+        ``__getattr__`` reaches only names this class lacks; fsspec's base
+        classes define many that a target gives its own meaning
+        (s3fs's ``checksum``, ``modified``, ``open_async``, ``_glob`` ...).
+        The listings cache is the target's too.
+        """
+        self.dircache = self.fs.dircache
+        target = type(self.fs)
+        for name in dir(target):
+            if name.startswith("__") or not _generic_here(type(self), name) or _generic_here(target, name):
+                continue
+            if name.startswith("_"):
+                if inspect.iscoroutinefunction(getattr(target, name)):  # _glob: one operation
+                    setattr(self, name, functools.partial(self._target_operation, name[1:]))
+            elif inspect.iscoroutinefunction(getattr(target, f"_{name}", None)):  # checksum: its coroutine, pooled
+                if _generic_here(type(self), f"_{name}") or not hasattr(type(self), f"_{name}"):
+                    setattr(self, f"_{name}", functools.partial(self._target_operation, name))
+                setattr(self, name, types.MethodType(sync_method(name), self))
+            else:  # modified, open_async: the target's own
+                setattr(self, name, getattr(self.fs, name))
+
+    async def _target_operation(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The target's ``_<method>`` as one operation (for the methods :meth:`_adopt_target_methods` adopts)."""
+        return await self._op(method, args[0] if args else kwargs.get("path"), *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or "fs" not in self.__dict__:
@@ -294,31 +322,6 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         except FileNotFoundError:
             return None
 
-    async def _fetch_range_if_match(self, path: str, start: int, end: int, etag: str) -> bytes:
-        """Bytes ``start:end`` of the S3 object ``path`` while its ETag is ``etag`` (else s3fs's FileExpired)."""
-        from s3fs.core import _inner_fetch
-        from s3fs.utils import FileExpired
-
-        bucket, key, _ = self.fs.split_path(path)
-        # As s3fs's S3File: RequestPayer (older s3fs adds it per call, not in _call_s3), and with
-        # local_expiry_check (stores without If-Match, such as VAST) the ETag is compared locally instead.
-        local = getattr(self.fs, "local_expiry_check", False)
-        request = {**getattr(self.fs, "req_kw", {}), **({} if local else {"IfMatch": etag})}
-        extra = ({"ETag": etag, "name": path},) if local else ()
-
-        async def attempt() -> bytes:
-            try:
-                data: bytes = await _inner_fetch(self.fs, bucket, key, None, start, end, request, *extra)
-            except OSError as error:
-                if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error):
-                    raise FileExpired(filename=path, e_tag=etag) from error
-                raise
-            return data
-
-        return await self._runner.run("cat_file", attempt, path=path)
-
-    fetch_range_if_match = sync_method("fetch_range_if_match")
-
     # -- files --------------------------------------------------------------
 
     def _open(
@@ -330,7 +333,23 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         cache_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Reading: a :class:`~.files.PooledReadFile`. Writing: the target's own file."""
+        """S3: s3fs's own file, its range reads operations. Others: a :class:`~.files.PooledReadFile` to read,
+        the target's own file to write.
+
+        The S3 file is made by s3fs's ``_open`` for this filesystem (so its
+        ``fs`` is this one: the ``info`` and ``exists`` it makes are pooled
+        operations, the rest of what it asks of its filesystem reaches the
+        target through ``__getattr__``).
+        """
+        if self._s3_target:
+            from s3fs import S3FileSystem
+
+            from .pooled_s3 import pool_reads
+
+            file = S3FileSystem._open(
+                self, path, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, **kwargs
+            )
+            return pool_reads(file, self._runner, self.fs)
         if mode == "rb":
             kwargs.pop("fill_cache", None)
             return PooledReadFile(
@@ -361,6 +380,12 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     def sign(self, path: str, expiration: int = 100, **kwargs: Any) -> Any:
         """The target's signed URL for ``path``."""
         return self.fs.sign(path, expiration=expiration, **kwargs)
+
+
+def _generic_here(cls: type, name: str) -> bool:
+    """True if ``cls.<name>`` is fsspec's generic ``AsyncFileSystem`` one (absent there: False)."""
+    generic = getattr(AsyncFileSystem, name, None)
+    return generic is not None and getattr(cls, name, None) is generic
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -400,79 +425,4 @@ async def _gather_bounded(factories: list[Callable[[], Awaitable[Any]]], limit: 
     return outcomes
 
 
-class PooledS3FileSystem(PooledFileSystem):
-    """The pooled filesystem registered for ``s3://`` and ``s3a://`` by :func:`~.install.install_fsspec`.
-
-    It takes s3fs's options (``key``, ``client_kwargs`` ...) plus ``pool``
-    and ``priority``, and parses paths and URLs as s3fs does, so every
-    ``s3://`` route (pandas, pyarrow through fsspec, ``fsspec.open``,
-    dask) gets operation-level pooling without a changed call site.
-    """
-
-    protocol = S3_PROTOCOLS
-
-    def __init__(
-        self,
-        *,
-        pool: OperationsPool | None = None,
-        priority: float | None = None,
-        asynchronous: bool = False,
-        loop: asyncio.AbstractEventLoop | None = None,
-        batch_size: int | None = None,
-        **s3_options: Any,
-    ) -> None:
-        super().__init__(
-            target_protocol="s3",
-            target_options=s3_options,
-            pool=pool,
-            priority=priority,
-            asynchronous=asynchronous,
-            loop=loop,
-            batch_size=batch_size,
-        )
-
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> Any:
-        """As s3fs strips its paths."""
-        from s3fs import S3FileSystem
-
-        return S3FileSystem._strip_protocol(path)
-
-    @staticmethod
-    def _get_kwargs_from_urls(urlpath: str) -> dict[str, Any]:
-        """As s3fs reads options from URLs (``?versionId=``)."""
-        from s3fs import S3FileSystem
-
-        options: dict[str, Any] = S3FileSystem._get_kwargs_from_urls(urlpath)
-        return options
-
-    def unstrip_protocol(self, name: str) -> str:
-        """``s3://bucket/key``, as s3fs."""
-        url: str = self.fs.unstrip_protocol(name)
-        return url
-
-
-_PRIVATE = re.compile("_[^_]")
-
-
-def _add_sync_methods(cls: type) -> None:
-    """Give ``cls`` a sync method for each of its coroutine methods whose sync name is fsspec's default.
-
-    The same rule as fsspec's ``mirror_sync_methods``, made once for the
-    class, with :func:`~.crossing.sync_method` (the caller's context
-    crosses over) instead of fsspec's ``sync_wrapper``.
-    """
-    for name in sorted(set(async_methods) | set(dir(cls))):
-        if not _PRIVATE.match(name):
-            continue
-        public = name[1:]
-        default = getattr(AbstractFileSystem, public, None)
-        if default is None or getattr(cls, public, None) is not default:
-            continue
-        if inspect.iscoroutinefunction(getattr(cls, name, None)):
-            method = sync_method(public)
-            method.__doc__ = default.__doc__
-            setattr(cls, public, method)
-
-
-_add_sync_methods(PooledFileSystem)
+add_sync_methods(PooledFileSystem)

@@ -1,23 +1,21 @@
-"""``install_fsspec()``: one line, and every S3 filesystem made afterwards uses the pool.
+"""``install_fsspec()``: one line, and every S3 filesystem made by protocol afterwards uses the pool.
 
-Two public extension points of fsspec, nothing replaced in s3fs or fsspec:
+One public extension point of fsspec, nothing replaced in s3fs or fsspec:
+**fsspec's registry** (``fsspec.register_implementation(..., clobber=True)``)
+maps the protocols ``s3`` and ``s3a`` to
+:class:`~.pooled_s3.PooledS3FileSystem`, a subclass of
+``s3fs.S3FileSystem``. Everything that makes its filesystem by protocol,
+``fsspec.filesystem("s3")``, ``fsspec.open("s3://...")``, ``url_to_fs``,
+pandas' ``storage_options`` route, pyarrow through fsspec, dask, gets an
+``S3FileSystem`` whose operations and requests are pool tasks.
 
-1. **fsspec's registry** (``fsspec.register_implementation``): the
-   protocols ``s3`` and ``s3a`` map to :class:`~.filesystem.PooledS3FileSystem`.
-   Everything that makes its filesystem by protocol, ``fsspec.filesystem("s3")``,
-   ``fsspec.open("s3://...")``, ``url_to_fs``, pandas' ``storage_options``
-   route, pyarrow through fsspec, dask, gets operation-level tasks and s3fs
-   with one try per request.
-2. **fsspec's configuration defaults** (``fsspec.config.conf["s3"]``, which
-   fsspec applies to every filesystem class of that protocol when it is
-   constructed): ``session`` is the pool's aiobotocore session. An
-   ``s3fs.S3FileSystem(...)`` constructed directly then makes its requests
-   through the pool, one task per request (not per operation). s3fs reads
-   its own retry count from the attribute ``retries`` (5) and has no
-   constructor argument for it, so such a filesystem also retries on its
-   own: set ``fs.retries = 1`` on it, or make it by protocol instead.
+fsspec's configuration defaults (``fsspec.config.conf``) are left alone: a
+live session there would reach every filesystem's options, so none would
+pickle, and all would share it. An ``s3fs.S3FileSystem(...)`` constructed
+directly is therefore not pooled by this call (use the botocore route,
+``s3pool run`` or ``BOTOCORE_EXPERIMENTAL__PLUGINS``, or make it by protocol).
 
-:func:`uninstall_fsspec` puts both back as they were.
+:func:`uninstall_fsspec` puts the registry back as it was.
 """
 
 from __future__ import annotations
@@ -26,16 +24,14 @@ import threading
 from typing import Any
 
 import fsspec
-import fsspec.config
 
 from ...core.environment import pool_for
 from ...core.pool import OperationsPool
-from .filesystem import PooledS3FileSystem
+from .pooled_s3 import PooledS3FileSystem
 from .pools import installed_fsspec_pool, set_installed_pool
-from .s3 import S3_PROTOCOLS, pooled_session
+from .s3 import S3_PROTOCOLS
 
 _lock = threading.Lock()
-_MISSING = object()
 
 
 class _Installation:
@@ -44,16 +40,13 @@ class _Installation:
     def __init__(self, pool: OperationsPool) -> None:
         self.pool = pool
         self.previous_classes: dict[str, Any] = {}
-        self.session: Any = None
-        self.previous_session: Any = _MISSING
-        self.created_conf = False
 
 
 _current: _Installation | None = None
 
 
 def install_fsspec(pool: OperationsPool | None = None, **options: Any) -> OperationsPool:
-    """Put every S3 filesystem made from now on under ``pool`` (see the module docstring).
+    """Put every S3 filesystem made by protocol from now on under ``pool`` (see the module docstring).
 
     Without ``pool``: a new pool built from ``options`` (any
     :class:`~s3pool_plugins.PoolConfig` option), or, without options
@@ -77,12 +70,8 @@ def install_fsspec(pool: OperationsPool | None = None, **options: Any) -> Operat
         for protocol in S3_PROTOCOLS:
             installation.previous_classes[protocol] = fsspec.get_filesystem_class(protocol)
             fsspec.register_implementation(protocol, PooledS3FileSystem, clobber=True)
-        conf = fsspec.config.conf
-        installation.created_conf = "s3" not in conf
-        s3_defaults = conf.setdefault("s3", {})
-        installation.previous_session = s3_defaults.get("session", _MISSING)
-        installation.session = s3_defaults["session"] = pooled_session(pool)
         set_installed_pool(pool)
+        PooledS3FileSystem.clear_instance_cache()  # cached instances are bound to the pool they were made with
         _current = installation
     return pool
 
@@ -90,9 +79,8 @@ def install_fsspec(pool: OperationsPool | None = None, **options: Any) -> Operat
 def uninstall_fsspec() -> bool:
     """Undo :func:`install_fsspec`; False if it was not installed.
 
-    The ``s3`` protocols map to the classes they mapped to before, and the
-    configuration default ``session`` is removed (or restored). Filesystems
-    made while installed stay pooled.
+    The ``s3`` protocols map to the classes they mapped to before.
+    Filesystems made while installed stay pooled.
     """
     global _current
     with _lock:
@@ -106,13 +94,6 @@ def uninstall_fsspec() -> bool:
 def _undo(installation: _Installation) -> None:
     for protocol, previous in installation.previous_classes.items():
         fsspec.register_implementation(protocol, previous, clobber=True)
-    s3_defaults = fsspec.config.conf.get("s3")
-    if s3_defaults is not None and s3_defaults.get("session") is installation.session:
-        if installation.previous_session is _MISSING:
-            del s3_defaults["session"]
-            if installation.created_conf and not s3_defaults:
-                del fsspec.config.conf["s3"]
-        else:
-            s3_defaults["session"] = installation.previous_session
     if installed_fsspec_pool() is installation.pool:
         set_installed_pool(None)
+    PooledS3FileSystem.clear_instance_cache()

@@ -17,23 +17,49 @@ whose attempts it drives itself:
   under that slot;
 - retries follow :mod:`.retries`; a retried attempt gives its slot back for
   the backoff and rewinds the progress callback to where the attempt began;
-- the task settles exactly once, also on ``asyncio.CancelledError``.
+- the task settles exactly once, also on ``asyncio.CancelledError``;
+- inside :data:`PROBES` (``exists``, ``isfile``, ``isdir``), a "not found"
+  of the requests and operations they make is their answer: those count as
+  expected (``stats().expected``), not as errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from ...core.context import priority_scope
+from ...core.context import expected_errors, priority_scope
 from ...core.pool import OperationsPool
+from ...core.retry import error_names
 from .retries import RequestErrors, current_request_errors, operation_policy, watch_request_errors
 
 T = TypeVar("T")
 
 TASK_PREFIX = "fsspec."
 """Operation tasks are named ``fsspec.<operation>`` (``fsspec.cat_file``)."""
+
+PROBES = frozenset({"exists", "isfile", "isdir"})
+"""Operations that ask whether something is there: a "not found" inside them is their answer, not a failure."""
+
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+
+
+def is_not_found(error: BaseException) -> bool:
+    """A "not found": ``FileNotFoundError`` (s3fs's), or an S3 404 / ``NoSuchKey`` / ``NoSuchBucket``.
+
+    S3 answers come as the pool's ``S3ResponseError`` (its ``code`` and
+    status) or as botocore's ``ClientError`` (its ``response``).
+    """
+    if isinstance(error, FileNotFoundError) or not NOT_FOUND.isdisjoint(error_names(error)):
+        return True
+    response = getattr(error, "response", None)
+    if not isinstance(response, Mapping):
+        return False
+    code = (response.get("Error") or {}).get("Code")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return str(code) in NOT_FOUND or status == 404
 
 
 class OperationRunner:
@@ -80,12 +106,16 @@ class OperationRunner:
         )
         record = RequestErrors(call.task) if self.requests_pooled else None
         token = current_request_errors.set(record) if record is not None else None
+        probe = name in PROBES
         try:
             while True:
                 await call.start_attempt_async()
                 mark = getattr(callback, "value", None)
                 try:
-                    with priority_scope(call.task.priority):  # its requests carry its priority
+                    with (
+                        priority_scope(call.task.priority),  # its requests carry its priority
+                        expected_errors(is_not_found) if probe else contextlib.nullcontext(),
+                    ):
                         result = await attempt()
                 except Exception as error:
                     if record is not None and record.came_from_request(error):

@@ -46,15 +46,55 @@ def shared_pool(options: Mapping[str, Any]) -> OperationsPool:
         return pool
 
 
+def resolve_pool_option(pool: object) -> OperationsPool:
+    """The pool of a ``pool`` storage option: an ``OperationsPool``, a mapping of pool options, or None.
+
+    A mapping gives :func:`shared_pool` of it; None the installed pool, else
+    the default pool. Anything else raises ``ConfigurationError`` naming ``pool``.
+    """
+    if pool is None:
+        return resolve_pool(None, {})
+    if isinstance(pool, OperationsPool):
+        return pool
+    if isinstance(pool, Mapping):
+        return shared_pool(pool)
+    raise ConfigurationError("pool", "an OperationsPool, a mapping of OperationsPool options, or None", pool)
+
+
+def pool_options(pool: OperationsPool) -> dict[str, Any]:
+    """Options that build a pool configured as ``pool`` (what of its configuration pickles).
+
+    Its plugins, clock, seed and retryable errors are objects of this
+    process and stay behind; the pool rebuilt from these options loads
+    plugins from entry points as ``pool`` did. ``retries`` is left out when
+    ``pool`` did not set it (so the rebuilt pool does not either).
+    """
+    config = pool.config
+    options = config.as_dict()
+    options["load_entrypoints"] = config.load_entrypoints
+    if not options["tenants"]:
+        del options["tenants"]
+    if config.retries is None:
+        del options["retries"]
+    return options
+
+
+def picklable_options(storage_options: Mapping[str, Any]) -> dict[str, Any]:
+    """``storage_options`` with an ``OperationsPool`` under ``pool`` replaced by its :func:`pool_options`."""
+    options = dict(storage_options)
+    pool = options.get("pool")
+    if isinstance(pool, OperationsPool):
+        options["pool"] = pool_options(pool)
+    return options
+
+
 def resolve_pool(pool: object, options: Mapping[str, Any]) -> OperationsPool:
     """The pool for a filesystem made with ``pool=`` and pool ``options`` (see the module docstring)."""
     if pool is not None:
         if options:
             name = sorted(options)[0]
             raise ConfigurationError(name, "no pool options together with a pool (give them to OperationsPool)", pool)
-        if not isinstance(pool, OperationsPool):
-            raise TypeError(f"the 'pool' storage option needs an OperationsPool, got {type(pool).__name__}")
-        return pool
+        return resolve_pool_option(pool)
     if options:
         return shared_pool(options)
     installed = _installed

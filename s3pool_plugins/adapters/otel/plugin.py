@@ -148,7 +148,10 @@ class OpenTelemetryPlugin:
             if manager.has_impls("s3pool_span_attributes"):
                 manager.notify("s3pool_span_attributes", pool=pool, task=task, attributes=attributes)
             span.set_attributes(attributes)
-            if error is not None:
+            if error is not None and task.expected:  # an answer its caller expects (exists() on a missing key)
+                span.set_attribute("s3pool.expected", True)
+                span.add_event("s3pool.expected", {"exception.type": type(error).__name__})
+            elif error is not None:
                 if self.record_keys:
                     span.record_exception(error)
                 else:  # an error's message or traceback can name the object (s3fs's FileNotFoundError does)

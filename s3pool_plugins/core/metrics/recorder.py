@@ -215,7 +215,7 @@ class MetricsRecorder:
     def _fold_group(self, piece: _Slice, group: list[Task]) -> None:
         failed = retried = 0
         for task in group:
-            if task.status is not SUCCEEDED:
+            if task.status is not SUCCEEDED and not task.expected:
                 failed += 1
             if task.attempt > 1:
                 retried += 1

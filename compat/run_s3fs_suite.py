@@ -1,0 +1,188 @@
+#!/usr/bin/env python
+"""Run s3fs's own test suite plain, under ``install_fsspec()`` and through ``pool::``; compare.
+
+The suite is the one of the installed s3fs release: its sdist is taken from
+the package index (``pip download --no-deps --no-binary :all: s3fs==X``)
+into a temporary folder and its tests run from there, unedited, with the
+pytest plugin :mod:`s3fs_routes` choosing the route (see its docstring).
+The suite starts its own moto servers on ports 5555 and 5556, so the three
+runs go one after the other, and two runs of this script on one machine
+cannot overlap.
+
+Prints per route the counts of passed, failed, skipped ... tests and every
+test that plain s3fs passes and the route does not. Exit status: 0 when
+each such test is in :data:`EXPECTED_DIFFERENCES` (with its reason), 1
+otherwise, 2 for bad arguments or a suite that could not be fetched or run.
+
+Usage: ``python compat/run_s3fs_suite.py [--routes plain,install,pool]
+[--keep DIR [--reuse]] [-k EXPRESSION] [--sdist FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TEST_FILES = ("s3fs/tests/test_s3fs.py", "s3fs/tests/test_mapping.py", "s3fs/tests/derived/s3fs_test.py")
+ROUTES = ("plain", "install", "pool")
+
+EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {
+    ("pool", "s3fs/tests/test_s3fs.py::test_fsspec_url_to_fs_compatability"): (
+        "asserts isinstance(url_to_fs('s3://...')[0], type(s3)): the pool:: route hands the test a "
+        "PooledFileSystem, which wraps any filesystem and so is no S3FileSystem, while fsspec builds a plain "
+        "S3FileSystem for the s3:// URL (install_fsspec() passes it: there both are PooledS3FileSystem)"
+    ),
+    ("pool", "s3fs/tests/test_s3fs.py::test_copy_managed"): (
+        "calls s3fs's private coroutine _copy_managed on the filesystem it is given: the pool:: wrapper forwards "
+        "s3fs's public names only, so that fsspec's and Python's probes of private attributes stay the wrapper's "
+        "(install_fsspec() passes it: there the filesystem is an S3FileSystem)"
+    ),
+    ("pool", "s3fs/tests/test_s3fs.py::test_invalidate_cache"): (
+        "calls s3fs's private coroutine _call_s3 on the filesystem it is given (see test_copy_managed)"
+    ),
+    ("install", "s3fs/tests/test_s3fs.py::test_multiple_objects"): (
+        "asserts that S3FileSystem(<the fixture's options>) has a session right after s3.connect(): in plain s3fs "
+        "that is the fixture's own cached instance. The install route hands the test what fsspec.filesystem('s3') "
+        "gives (a PooledS3FileSystem, cached apart from s3fs's class), so the directly made S3FileSystem is a new, "
+        "not yet connected instance: an effect of swapping the fixture, not of the pooled filesystem"
+    ),
+}
+"""(route, test id) -> why that route may fail a test that plain s3fs passes; an id without ``[...]`` covers
+every parameter of that test."""
+
+
+def expected_reason(route: str, test_id: str) -> str | None:
+    """Why ``route`` may fail ``test_id`` (see :data:`EXPECTED_DIFFERENCES`), or None."""
+    return EXPECTED_DIFFERENCES.get((route, test_id)) or EXPECTED_DIFFERENCES.get((route, test_id.split("[")[0]))
+
+
+def fetch_suite(into: Path, sdist: Path | None) -> Path:
+    """The folder of the extracted sdist of the installed s3fs release (downloaded unless ``sdist`` is given)."""
+    release = version("s3fs")
+    if sdist is None:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
+        command += [f"s3fs=={release}", "--dest", str(into)]
+        subprocess.run(command, check=True)
+        found = sorted(into.glob(f"s3fs-{release}.tar.gz"))
+        if not found:
+            raise RuntimeError(f"pip download left no s3fs-{release}.tar.gz in {into}")
+        sdist = found[0]
+    with tarfile.open(sdist) as archive:
+        archive.extractall(into, filter="data")
+    root = into / f"s3fs-{release}"
+    missing = [name for name in TEST_FILES if not (root / name).is_file()]
+    if missing:
+        raise RuntimeError(f"the s3fs {release} sdist has no {', '.join(missing)}")
+    return root
+
+
+def run_route(root: Path, route: str, report: Path, expression: str | None) -> dict[str, str]:
+    """Run the suite through ``route``; test id -> outcome (passed, failed, error, skipped, xfailed, xpassed)."""
+    env = dict(os.environ, S3FS_SUITE_ROUTE=route)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "pytest", *TEST_FILES, "-p", "s3fs_routes", "-q", "-p", "no:cacheprovider"]
+    command += ["--junitxml", str(report), "-o", "junit_family=xunit1", "--rootdir", str(root)]
+    command += ["-o", "timeout=300", "-W", "ignore::DeprecationWarning"]
+    if expression:
+        command += ["-k", expression]
+    print(f"== {route}: {' '.join(command[1:])}", flush=True)
+    completed = subprocess.run(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail = completed.stdout.strip().splitlines()[-1:] or ["(no output)"]
+    print(f"   {tail[0]}", flush=True)
+    if not report.exists():
+        print(completed.stdout[-5000:])
+        raise RuntimeError(f"the {route} run wrote no report (pytest exit {completed.returncode})")
+    return outcomes(report)
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """Test id (``file::Class::test[param]``) -> outcome, from a JUnit XML report."""
+    results: dict[str, str] = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        file = case.get("file") or ""
+        classname = case.get("classname") or ""
+        module = file[:-3].replace("/", ".") if file.endswith(".py") else ""
+        inner = classname[len(module) + 1 :] if module and classname.startswith(module + ".") else ""
+        test_id = "::".join(filter(None, [file, inner, case.get("name") or ""]))
+        results[test_id] = _outcome(case)
+    return results
+
+
+def _outcome(case: ElementTree.Element) -> str:
+    tags = {child.tag: child for child in case}
+    if "failure" in tags:
+        return "xpassed" if "[XPASS(strict)]" in (tags["failure"].get("message") or "") else "failed"
+    if "error" in tags:
+        return "error"
+    if "skipped" in tags:
+        return "xfailed" if tags["skipped"].get("type") == "pytest.xfail" else "skipped"
+    return "passed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routes", default=",".join(ROUTES), help="comma-separated routes (default: %(default)s)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: take a route's report left there")
+    parser.add_argument("--sdist", type=Path, help="an s3fs sdist already downloaded (default: from the index)")
+    parser.add_argument("-k", dest="expression", help="pytest -k expression: run a subset")
+    args = parser.parse_args(argv)
+    routes = [route.strip() for route in args.routes.split(",") if route.strip()]
+    bad = [route for route in routes if route not in ROUTES]
+    if bad or "plain" not in routes:
+        parser.error(f"--routes: expected a comma-separated list of {', '.join(ROUTES)} that includes plain")
+    with tempfile.TemporaryDirectory(prefix="s3fs-suite-") as temporary:
+        work = args.keep or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            root = fetch_suite(work, args.sdist)
+            results = {}
+            for route in routes:
+                report = work / f"{route}.xml"
+                reuse = args.reuse and args.keep is not None and report.exists()
+                results[route] = outcomes(report) if reuse else run_route(root, route, report, args.expression)
+        except (subprocess.CalledProcessError, RuntimeError, OSError, tarfile.TarError) as error:
+            print(f"run_s3fs_suite: {error}", file=sys.stderr)
+            return 2
+    return compare(results)
+
+
+def compare(results: dict[str, dict[str, str]]) -> int:
+    """Print counts and differences from the plain run; 1 if a route fails a test plain passes, unexpectedly."""
+    plain = results["plain"]
+    unexpected = 0
+    print(f"\ns3fs {version('s3fs')} suite ({', '.join(TEST_FILES)})")
+    for route, found in results.items():
+        counts = Counter(found.values())
+        print(f"{route:>8}: " + ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts)))
+    for route, found in results.items():
+        if route == "plain":
+            continue
+        for test_id in sorted(plain):
+            if plain[test_id] != "passed" or found.get(test_id) in ("passed", "xfailed"):
+                continue
+            reason = expected_reason(route, test_id)
+            mark = "expected" if reason else "UNEXPECTED"
+            unexpected += reason is None
+            print(f"  {route}: {test_id} {found.get(test_id, 'not run')} ({mark}{': ' + reason if reason else ''})")
+        extra = sorted(set(found) - set(plain))
+        for test_id in extra:
+            print(f"  {route}: {test_id} ran only in this route ({found[test_id]})")
+    if unexpected:
+        print(f"{unexpected} unexpected difference(s) from plain s3fs")
+        return 1
+    print("every route passes what plain s3fs passes, apart from the expected differences listed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
