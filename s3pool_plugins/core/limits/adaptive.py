@@ -35,10 +35,25 @@ Each evaluation reacts to the strongest signal present, in this order:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from .base import Limit
+from .cause import AMBIENT, DEEPER, NO_EFFECT, WORSE, ThrottleCause
 from .options import AutoTuning
 from .signals import LimitDecision, LimitSignal
+
+
+@dataclass(frozen=True)
+class _Undo:
+    """What a cut changed, to restore when it turns out to have no effect."""
+
+    limit: float
+    rate: float | None
+    ceiling: float | None
+    hold: float
+    plateau_left: float
+    probe_step: float
+    calm: float
 
 
 class AdaptiveLimit(Limit):
@@ -76,6 +91,8 @@ class AdaptiveLimit(Limit):
         self._last_cut = -math.inf
         self._calm = 0.0
         self._reported_rate: float | None = None
+        self.cause: ThrottleCause[_Undo] = ThrottleCause()
+        """Whether throttling is the pool's doing: the record of cuts tested, kept and undone."""
 
     @property
     def limit(self) -> int:
@@ -95,11 +112,41 @@ class AdaptiveLimit(Limit):
         """The long-term round-trip baseline in seconds (None before the first sample)."""
         return self._baseline
 
+    @property
+    def state(self) -> str:
+        """``"testing"`` (a cut on trial), ``"ambient"`` (throttling judged not the pool's doing; no cut is
+        kept for it), ``"paced"`` (a cut that worked is kept) or ``"unpaced"``."""
+        if self.cause.testing:
+            return "testing"
+        if self.cause.state == AMBIENT:
+            return "ambient"
+        return "paced" if self._rate is not None else "unpaced"
+
     def update(self, signal: LimitSignal) -> LimitDecision | None:
         old_limit, old_rate = self.limit, self._reported_rate
         target_memory = self.settings.target_memory_percent
-        if signal.throttles:
-            reason = self._on_throttling(signal)
+        cause = self.cause
+        cause.observe(signal.at, signal.successes + signal.throttles, signal.throttles)
+        verdict = cause.judge(signal.at)
+        reason: str | None = None
+        if verdict is not None and verdict.outcome == NO_EFFECT:
+            self._restore(verdict.undo)
+            reason = "ambient"
+        elif verdict is not None and verdict.outcome in (WORSE, DEEPER):
+            if verdict.outcome == WORSE:
+                cause.rebase(self._snapshot())
+            self._cut(signal, measured=True)
+            reason = "throttling"
+        if reason is not None:
+            pass
+        elif signal.throttles and cause.testing:
+            reason = "throttling"  # the cut on trial is judged first
+        elif signal.throttles and cause.excess(signal.at):
+            undo = self._snapshot()
+            if self._on_throttling(signal):
+                rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
+                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo)
+            reason = "throttling"
         elif signal.timeouts:
             self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
             reason = "timeouts"
@@ -116,17 +163,46 @@ class AdaptiveLimit(Limit):
             return None
         return LimitDecision(self.limit, self._reported_rate, reason)
 
-    def _on_throttling(self, signal: LimitSignal) -> str:
+    def _snapshot(self) -> _Undo:
+        return _Undo(
+            self._limit, self._rate, self._ceiling, self._hold, self._plateau_left, self._probe_step, self._calm
+        )
+
+    def _restore(self, undo: _Undo) -> None:
+        """Undo a cut that had no effect: back to the limit and pace from before it (never below them now)."""
+        self._limit = max(self._limit, undo.limit)
+        self._rate = None if undo.rate is None or self._rate is None else max(self._rate, undo.rate)
+        self._ceiling = undo.ceiling
+        self._hold, self._plateau_left = undo.hold, undo.plateau_left
+        self._probe_step, self._calm = undo.probe_step, undo.calm
+
+    def _on_throttling(self, signal: LimitSignal) -> bool:
+        """Cut on throttling, unless it answers attempts sent before the last cut; True if it cut."""
         self._calm = 0.0
         self._probe_step = 0.01
         settle = self._settle_time if self._settle_time is not None else 2 * self.settings.adjustment_interval
         if signal.at - self._last_cut < settle:
-            return "throttling"  # answers to attempts sent before the last cut
-        if signal.goodput_span >= 0.5 or signal.offered <= 0:
-            accepted = signal.goodput
+            return False  # answers to attempts sent before the last cut
+        self._cut(signal)
+        return True
+
+    def _cut(self, signal: LimitSignal, measured: bool = False) -> None:
+        """Pace at what the service accepts (throttling at the ambient level does not count against it).
+
+        ``measured``: the goodput since the last cut is what the service accepts, however short the span.
+        """
+        self._calm = 0.0
+        self._probe_step = 0.01
+        if measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
+            accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.9))
+            if signal.offered > 0:
+                accepted = min(accepted, max(signal.goodput, signal.offered))
             self._rate = max(self._min_rate, accepted * self._pace_margin)
-        else:  # too few successes to measure what the service accepts: halve what was offered, and learn
+        else:  # a cold start: too little to measure what the service accepts; halve what was offered, and learn
+            rtt = signal.rtt_mean or self._baseline
             accepted = signal.offered
+            if rtt and signal.peak_inflight:  # a rate over the first few ms says little; in flight / rtt says more
+                accepted = max(accepted, signal.peak_inflight / rtt)
             self._rate = max(self._min_rate, accepted * 0.5)
         ceiling = max(accepted, self._rate)
         if self._ceiling is not None and abs(ceiling / self._ceiling - 1) < 0.15:
@@ -138,13 +214,12 @@ class AdaptiveLimit(Limit):
         self._last_cut = signal.at
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
             self._limit = float(signal.peak_inflight + 1)  # a limit above what ran is no limit at all
-        return "throttling"
 
     def _on_calm(self, signal: LimitSignal) -> str:
         reason = "latency"
         if self._rate is not None:
             self._calm += signal.interval
-            binding = signal.goodput >= 0.8 * self._rate
+            binding = max(signal.goodput, signal.offered) >= 0.8 * self._rate
             if binding:
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
@@ -152,6 +227,7 @@ class AdaptiveLimit(Limit):
                     self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
                 elif self._plateau_left > 0:
                     self._plateau_left -= signal.interval
+                    self.cause.calibrate(signal.at)  # below a ceiling that holds: what throttling is left is ambient
                 else:
                     self._rate *= 1.0 + self._probe_step
                     cap = 0.1 if self._rate < 1.5 * ceiling else 0.25  # far past the ceiling: the service grew
