@@ -194,7 +194,7 @@ class AdaptiveLimit(Limit):
         self._calm = 0.0
         self._probe_step = 0.01
         if measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
-            accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.9))
+            accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.5))
             if signal.offered > 0:
                 accepted = min(accepted, max(signal.goodput, signal.offered))
             self._rate = max(self._min_rate, accepted * self._pace_margin)

@@ -218,6 +218,12 @@ class ThrottleCause(Generic[S]):
         )
         if due:
             outcome = self._compare(trial, after, offered)
+            if outcome == NO_EFFECT and trial.before - after > self._error(trial, after):
+                # it seems to have fallen, not clearly: measure longer, then cut deeper to make it clear
+                if at < trial.cut_at + self._max_trial:
+                    return None
+                if trial.deeper < 3:
+                    outcome = DEEPER
         elif elapsed >= self._min_trial / 2 and trial.attempts >= self._min_samples // 2 and self._rose(trial, after, self._excess_z):
             outcome = WORSE  # the share rose clearly: cut deeper at once
         else:
@@ -267,22 +273,20 @@ class ThrottleCause(Generic[S]):
         """Which hypothesis the share after the cut fits.
 
         Ambient throttling keeps its share whatever the pool sends: ``after == before``. Throttling the pool
-        causes comes from a capacity that stays put, so the successes per second stay what they were while
-        fewer attempts are sent: ``after == 1 - (1 - before) * offered_before / offered_after`` (never below
-        the ambient level). ``"worse"`` when the share rose clearly; ``"deeper"`` when the cut hardly lowered
-        what was sent (the test says nothing yet: cut deeper, up to three times); ``"works"`` when the share fell
-        clearly (or by half) to nearer the second prediction than the first; else ``"no effect"``.
+        causes falls when the pool sends less. ``"worse"`` when the share rose clearly; ``"deeper"`` when the
+        cut hardly lowered what was sent (the test says nothing yet: cut deeper, up to three times);
+        ``"works"`` when the share fell clearly (by ``z`` standard errors and a fifth), or by half; else
+        ``"no effect"``.
         """
         before = trial.before
         if not trial.attempts:
             return WORKS  # nothing was sent since the cut, so nothing was throttled: keep it
         if self._rose(trial, after, self._z):
             return WORSE
-        if offered >= 0.9 * trial.offered:
+        if offered >= 0.95 * trial.offered:
             return DEEPER if trial.deeper < 3 else NO_EFFECT
-        caused = max(self.ambient, 1 - (1 - before) * trial.offered / offered)
-        clearly = before - after > self._z * self._error(trial, after) or after <= 0.5 * before
-        return WORKS if clearly and after < (before + caused) / 2 else NO_EFFECT
+        fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
+        return WORKS if fell or after <= 0.5 * before else NO_EFFECT
 
     def _trim(self, at: float) -> None:
         window = self._window
