@@ -140,6 +140,7 @@ class PoolBase:
                 self._clock,
                 self._call_later,
                 self._announce_limit,
+                name=config.name,
                 aging_rate=config.aging_rate,
                 make_queue=self._gate_queue,
             )
@@ -178,6 +179,7 @@ class PoolBase:
         with self._counts_lock:
             retries, throttled, nested = self._retries, self._throttled, self._nested
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
+        caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
         return PoolStats(
             enabled=self._enabled,
             limit=snap["limit"],
@@ -198,6 +200,8 @@ class PoolBase:
             paused=snap["paused"],
             stopped=self._scheduler.stopped,
             closed=self._closed,
+            throttled_caused=caused,
+            throttled_ambient=ambient,
         )
 
     def tenant_stats(self) -> dict[str, TenantStats]:

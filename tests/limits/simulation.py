@@ -96,12 +96,12 @@ def simulate(
         changes.append,
         read_memory=lambda: None,
     )
-    tokens = bucket = float(service.rate or 0.0)
+    bucket = float(service.rate or 0.0)
     rate = service.rate
     pending_changes = sorted(service.changes)
     pace_tokens = 1.0
     in_flight: list[tuple[float, bool]] = []  # (ends at, throttled)
-    run = Run([Second() for _ in range(int(math.ceil(seconds)))], [], [], changes, algorithm)
+    run = Run([Second() for _ in range(math.ceil(seconds))], [], [], changes, algorithm)
     steps = int(seconds / dt)
     for step in range(steps):
         now = clock.now = step * dt
@@ -139,7 +139,7 @@ def simulate(
         scheduler.active = len(in_flight)
         second.min_limit = min(second.min_limit, scheduler.limit)
         second.min_rate = min(second.min_rate, pace if pace is not None else math.inf)
-        if step % int(round(1 / dt)) == 0:
+        if step % round(1 / dt) == 0:
             run.limits.append(scheduler.limit)
             run.rates.append(pace)
     return run

@@ -126,6 +126,8 @@ class AdaptiveLimit(Limit):
         old_limit, old_rate = self.limit, self._reported_rate
         target_memory = self.settings.target_memory_percent
         cause = self.cause
+        if self._rate is not None and self._rate <= (self._ceiling or self._rate) * 0.98 + 1e-9:
+            cause.calibrate(signal.at)  # at a kept cut, not probing past it: what throttling was left is ambient
         cause.observe(signal.at, signal.successes + signal.throttles, signal.throttles)
         verdict = cause.judge(signal.at)
         reason: str | None = None
@@ -227,7 +229,6 @@ class AdaptiveLimit(Limit):
                     self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
                 elif self._plateau_left > 0:
                     self._plateau_left -= signal.interval
-                    self.cause.calibrate(signal.at)  # below a ceiling that holds: what throttling is left is ambient
                 else:
                     self._rate *= 1.0 + self._probe_step
                     cap = 0.1 if self._rate < 1.5 * ceiling else 0.25  # far past the ceiling: the service grew

@@ -131,7 +131,10 @@ class ThrottleCause(Generic[S]):
         self.caused = 0
         """Throttling answers judged to be caused by the pool's rate."""
         self.ambient_count = 0
-        """Throttling answers judged ambient (not changed by cutting)."""
+        """Throttling answers judged ambient (not changed by cutting). Both counts only grow."""
+        self._unjudged = 0
+        self.last_verdict: Verdict[S] | None = None
+        """The last verdict given, if any."""
 
     @property
     def testing(self) -> bool:
@@ -140,6 +143,8 @@ class ThrottleCause(Generic[S]):
 
     def observe(self, at: float, attempts: int, throttles: int) -> None:
         """Count what ended since the last call: ``attempts`` (successes and throttling answers), ``throttles``."""
+        self.ambient_count += self._unjudged  # the last ones did not lead to a cut: within the ambient level
+        self._unjudged = 0
         if attempts <= 0 and throttles <= 0:
             self._trim(at)
             return
@@ -151,8 +156,8 @@ class ThrottleCause(Generic[S]):
             if at >= trial.measure_from:
                 trial.attempts += attempts
                 trial.throttles += throttles
-        elif throttles:
-            self.ambient_count += throttles  # did not lead to a cut: within the ambient level
+        else:
+            self._unjudged = throttles  # ambient, unless they lead to a cut (start)
 
     def share(self, at: float) -> tuple[float, int]:
         """The throttling share over the last ``window`` seconds, and the attempts it is measured on."""
@@ -199,10 +204,8 @@ class ThrottleCause(Generic[S]):
         Throttling in the window that led to the cut is part of the trial's count.
         """
         before, n = self.share(at)
-        recent = self._window[-1][2] if self._window and self._window[-1][0] >= at else 0
-        if recent:  # observe() counted the answers that led to the cut as ambient: they are the trial's
-            self.ambient_count -= recent
-        self._trial = _Trial(at, at + settle, before, n, offered, undo, pending=recent)
+        self._trial = _Trial(at, at + settle, before, n, offered, undo, pending=self._unjudged)
+        self._unjudged = 0
         self.state = TESTING
 
     def judge(self, at: float) -> Verdict[S] | None:
@@ -224,11 +227,16 @@ class ThrottleCause(Generic[S]):
                     return None
                 if trial.deeper < 3:
                     outcome = DEEPER
-        elif elapsed >= self._min_trial / 2 and trial.attempts >= self._min_samples // 2 and self._rose(trial, after, self._excess_z):
+        elif (
+            elapsed >= self._min_trial / 2
+            and trial.attempts >= self._min_samples // 2
+            and self._rose(trial, after, self._excess_z)
+        ):
             outcome = WORSE  # the share rose clearly: cut deeper at once
         else:
             return None
         verdict = Verdict(outcome, trial.before, after, trial.undo)
+        self.last_verdict = verdict
         if outcome in (WORSE, DEEPER):  # judged again against the new share
             trial.before, trial.before_n, trial.offered = after, trial.attempts, offered
             trial.deeper += 1
@@ -286,7 +294,9 @@ class ThrottleCause(Generic[S]):
         if offered >= 0.95 * trial.offered:
             return DEEPER if trial.deeper < 3 else NO_EFFECT
         fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
-        return WORKS if fell or after <= 0.5 * before else NO_EFFECT
+        if fell or after <= 0.5 * before:
+            return WORKS
+        return NO_EFFECT
 
     def _trim(self, at: float) -> None:
         window = self._window
