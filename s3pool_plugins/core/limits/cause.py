@@ -228,8 +228,8 @@ class ThrottleCause(Generic[S]):
                 if trial.deeper < 3:
                     outcome = DEEPER
         elif (
-            elapsed >= self._min_trial / 2
-            and trial.attempts >= self._min_samples // 2
+            elapsed >= self._min_trial / 5
+            and trial.attempts >= self._min_samples // 4
             and self._rose(trial, after, self._excess_z)
         ):
             outcome = WORSE  # the share rose clearly: cut deeper at once
