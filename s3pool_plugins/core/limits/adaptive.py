@@ -2,8 +2,13 @@
 
 Each evaluation reacts to the strongest signal present, in this order:
 
-1. **Throttling** (the service answered "slow down"): the requests the
-   service accepted over the last second or so are its capacity. The pool
+1. **Throttling** (the service answered "slow down") clearly above the
+   ambient level :class:`~.cause.ThrottleCause` learned: the requests the
+   service accepted over the last second or so are its capacity. The cut is
+   a hypothesis: ``cause`` judges it from the throttling share after it,
+   and a cut that had no effect is undone (reason ``"ambient"``); a share
+   that rose clearly, or a cut that hardly lowered what was sent, cuts
+   deeper. The pool
    starts pacing attempts at ``pace_margin`` (90%) of that rate and
    remembers it as the ceiling. With less than half a second of successes
    to measure (a cold start), it paces at half the rate attempts were
