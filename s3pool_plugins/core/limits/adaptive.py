@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass
 
 from .base import Limit
-from .cause import AMBIENT, DEEPER, NO_EFFECT, WORSE, ThrottleCause
+from .cause import AMBIENT, NO_EFFECT, WORKS, WORSE, ThrottleCause, Verdict
 from .options import AutoTuning
 from .signals import LimitDecision, LimitSignal
 
@@ -129,39 +129,11 @@ class AdaptiveLimit(Limit):
 
     def update(self, signal: LimitSignal) -> LimitDecision | None:
         old_limit, old_rate = self.limit, self._reported_rate
-        target_memory = self.settings.target_memory_percent
         cause = self.cause
         if self._rate is not None and self._rate <= (self._ceiling or self._rate) * 0.98 + 1e-9:
             cause.calibrate(signal.at)  # at a kept cut, not probing past it: what throttling was left is ambient
         cause.observe(signal.at, signal.successes + signal.throttles, signal.throttles)
-        verdict = cause.judge(signal.at)
-        reason: str | None = None
-        if verdict is not None and verdict.outcome == NO_EFFECT:
-            self._restore(verdict.undo)
-            reason = "ambient"
-        elif verdict is not None and verdict.outcome in (WORSE, DEEPER):
-            if verdict.outcome == WORSE:
-                cause.rebase(self._snapshot())
-            self._cut(signal, measured=True)
-            reason = "throttling"
-        if reason is not None:
-            pass
-        elif signal.throttles and cause.testing:
-            reason = "throttling"  # the cut on trial is judged first
-        elif signal.throttles and cause.excess(signal.at):
-            undo = self._snapshot()
-            if self._on_throttling(signal):
-                rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
-                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo)
-            reason = "throttling"
-        elif signal.timeouts:
-            self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
-            reason = "timeouts"
-        elif target_memory is not None and (signal.memory_fraction or 0.0) > target_memory:
-            self._limit = max(self.settings.min_concurrency, self._limit * 0.9)
-            reason = "memory"
-        else:
-            reason = self._on_calm(signal)
+        reason = self._on_verdict(signal, cause.judge(signal.at)) or self._react(signal)
         self._limit = max(float(self.settings.min_concurrency), min(float(self.settings.max_concurrency), self._limit))
         rate = self._rate
         if rate is None or old_rate is None or abs(rate - old_rate) >= 0.01 * old_rate:
@@ -169,6 +141,38 @@ class AdaptiveLimit(Limit):
         if self.limit == old_limit and self._reported_rate == old_rate:
             return None
         return LimitDecision(self.limit, self._reported_rate, reason)
+
+    def _on_verdict(self, signal: LimitSignal, verdict: Verdict[_Undo] | None) -> str | None:
+        """Act on the verdict on the cut on trial: undo it, or cut deeper; the reason, or None (nothing to do)."""
+        if verdict is None or verdict.outcome == WORKS:
+            return None
+        if verdict.outcome == NO_EFFECT:
+            self._restore(verdict.undo)
+            return "ambient"
+        if verdict.outcome == WORSE:  # if the deeper cut has no effect, undo that one only
+            self.cause.rebase(self._snapshot())
+        self._cut(signal, measured=True)
+        return "throttling"
+
+    def _react(self, signal: LimitSignal) -> str:
+        """React to the strongest signal: throttling above the ambient level, timeouts, memory, or calm."""
+        cause = self.cause
+        target_memory = self.settings.target_memory_percent
+        if signal.throttles and cause.testing:
+            return "throttling"  # the cut on trial is judged first
+        if signal.throttles and cause.excess(signal.at):
+            undo = self._snapshot()
+            if self._on_throttling(signal):
+                rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
+                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo)
+            return "throttling"
+        if signal.timeouts:
+            self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
+            return "timeouts"
+        if target_memory is not None and (signal.memory_fraction or 0.0) > target_memory:
+            self._limit = max(self.settings.min_concurrency, self._limit * 0.9)
+            return "memory"
+        return self._on_calm(signal)
 
     def _snapshot(self) -> _Undo:
         return _Undo(
