@@ -14,14 +14,16 @@ the algorithm cuts and calls :meth:`ThrottleCause.start`; the cut is on
 trial. The share over the trial (answers to attempts sent after the cut) is
 compared with the share just before it, with a two-proportion test:
 
-- **works**: the share fell clearly. The cut is kept, and what remains of
-  the share is the ambient level from now on.
+- **works**: the share fell clearly (or by half). The cut is kept. What
+  remains is the ambient level if clearly below the one known, and once the
+  pool has held the kept pace for a window (:meth:`ThrottleCause.calibrate`).
 - **worse**: the share rose clearly (the service's capacity is still
   falling). The algorithm cuts deeper; the trial goes on against the new
   share, and undoes only that deeper cut if it has no effect.
-- **deeper**: the cut hardly lowered what the pool sent, so it proved
-  nothing: the algorithm cuts deeper (up to three times), and still undoes
-  to the state from before the first cut.
+- **deeper**: the cut hardly lowered what the pool sent, or the share
+  seems lower but not clearly even after ``max_trial`` seconds, so it
+  proved nothing: the algorithm cuts deeper (up to three times), and still
+  undoes to the state from before the first cut.
 - **no effect**: the pool is not the cause. The cut is undone, the share
   becomes the ambient level, and throttling at that level cuts no more.
   Conditions change, so the hypothesis is tested again: after
