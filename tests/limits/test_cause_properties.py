@@ -38,7 +38,7 @@ def test_ambient_throttling_never_drives_the_pace_or_the_limit_toward_zero(
     expected = clear.goodput(5) * (1 - ambient)
     assert run.goodput(5) >= 0.8 * expected  # the old algorithm kept about 1% of it at 20%
     slowest = min(second.min_rate for second in run.seconds)
-    assert slowest >= 0.1 * clear.goodput(5)  # no cut ever went near zero
+    assert slowest >= 0.05 * clear.goodput(5)  # no cut ever went near zero (a trial may cut deep, briefly)
     assert min(second.min_limit for second in run.seconds[5:]) >= 2
     cause = run.algorithm.cause  # type: ignore[attr-defined]
     assert cause.ambient_count > 3 * cause.caused  # told apart: mostly ambient

@@ -71,12 +71,12 @@ def test_ambient_503s_are_told_apart_and_never_drive_the_pace_toward_zero(
     client = _client(local_s3, chaos_proxy, pool)
     with caplog.at_level(logging.INFO, logger="s3pool_plugins.limits"):
         try:
-            done = _put_all(client, bucket, 400)
+            done = _put_all(client, bucket, 800)
         finally:
             client.close()
             pool.shutdown()
     stats = pool.stats()
-    assert done == 400 and stats.throttled > 30
+    assert done == 800 and stats.throttled > 60
     assert stats.throttled_caused is not None and stats.throttled_ambient is not None
     assert stats.throttled_caused + stats.throttled_ambient <= stats.throttled
     # judged ambient, mostly (answers of a cut still on trial at the end are not counted yet)

@@ -54,6 +54,9 @@ CAUSED = "caused"
 AMBIENT = "ambient"
 """The last tested cut changed nothing: the throttling is not the pool's doing."""
 
+MAX_AMBIENT = 0.5
+"""A share of throttling above this is never judged ambient: the cut goes deeper (and is kept) instead."""
+
 WORKS = "works"
 WORSE = "worse"
 DEEPER = "deeper"
@@ -285,8 +288,8 @@ class ThrottleCause(Generic[S]):
         Ambient throttling keeps its share whatever the pool sends: ``after == before``. Throttling the pool
         causes falls when the pool sends less. ``"worse"`` when the share rose clearly; ``"deeper"`` when the
         cut hardly lowered what was sent (the test says nothing yet: cut deeper, up to three times);
-        ``"works"`` when the share fell clearly (by ``z`` standard errors and a fifth), or by half; else
-        ``"no effect"``.
+        ``"works"`` when the share fell clearly (by ``z`` standard errors and a fifth), or by half; a share
+        still above :data:`MAX_AMBIENT` is cut deeper, and kept; else ``"no effect"``.
         """
         before = trial.before
         if not trial.attempts:
@@ -298,6 +301,8 @@ class ThrottleCause(Generic[S]):
         fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
         if fell or after <= 0.5 * before:
             return WORKS
+        if after > MAX_AMBIENT:  # more than half of all answers: not other clients' doing; cut until it shows
+            return DEEPER if trial.deeper < 3 else WORKS
         return NO_EFFECT
 
     def _trim(self, at: float) -> None:

@@ -10,6 +10,12 @@ waits at its own gate and never occupies the pool's slots meanwhile.
 Signals are folded into counters on the attempt's thread (one short lock);
 an evaluation runs on that same thread when the state's interval has passed,
 or at once on throttling or a timeout (at most once per ``min_gap``).
+
+Each change of an algorithm's ``state`` (``AdaptiveLimit.state``) is logged
+once at INFO with its reason, a change of pace or limit that cuts throughput
+by more than half at WARNING, other changes at DEBUG (logger
+``s3pool_plugins.limits``); logs and hook announcements go out after the
+lock is released.
 """
 
 from __future__ import annotations
