@@ -90,7 +90,7 @@ def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> N
     decision = algorithm.update(signal(1.0, throttles=5, goodput=120.0, peak=12, limit=30))
     assert decision is not None and decision.reason == "throttling"
     assert decision.rate == pytest.approx(108.0)  # 90% of what the service accepted
-    assert decision.limit == 13  # the peak in flight, plus one
+    assert decision.limit == 15  # towards the peak in flight plus one (13), at most halved at once
     assert algorithm.state == "testing"
     # answers to attempts sent before the cut do not cut again, nor does throttling while the cut is on trial
     assert algorithm.update(signal(1.02, throttles=3, goodput=110.0, peak=12, limit=13)) is None

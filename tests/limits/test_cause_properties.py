@@ -16,7 +16,7 @@ import logging
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from s3pool_plugins import AdaptiveLimit, AutoTuning
@@ -28,8 +28,10 @@ SECONDS = 25
 STEP = 0.004
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(ambient=st.floats(0.02, 0.3), seed=st.integers(0, 10_000), workers=st.sampled_from([8, 32]))
+@example(ambient=0.296875, seed=995, workers=8)  # found earlier: chance rises and falls read as verdicts
+@example(ambient=0.03515625, seed=329, workers=32)  # found earlier: a slow climb back after "no effect"
 def test_ambient_throttling_never_drives_the_pace_or_the_limit_toward_zero(
     ambient: float, seed: int, workers: int
 ) -> None:
@@ -44,8 +46,10 @@ def test_ambient_throttling_never_drives_the_pace_or_the_limit_toward_zero(
     assert cause.ambient_count > 3 * cause.caused  # told apart: mostly ambient
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(rate=st.floats(30.0, 400.0), seed=st.integers(0, 10_000))
+@example(rate=30.0, seed=1)  # found earlier: a cut that left 65% judged ambient
+@example(rate=35.65625, seed=0)
 def test_throttling_the_pool_causes_is_still_cut_and_the_cut_is_kept(rate: float, seed: int) -> None:
     run = simulate(Service(rate=rate), SECONDS, seed=seed, dt=STEP)
     assert run.goodput(5) >= 0.85 * rate
@@ -58,7 +62,7 @@ def test_throttling_the_pool_causes_is_still_cut_and_the_cut_is_kept(rate: float
     assert len(cuts) <= (SECONDS - 5) / 2
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(rate=st.floats(80.0, 400.0), seed=st.integers(0, 10_000))
 def test_a_throttled_prefix_with_ambient_errors_too_keeps_most_of_its_rate(rate: float, seed: int) -> None:
     """The harder case: the share never falls to zero, so every verdict is made against the ambient level.
@@ -78,7 +82,7 @@ def test_a_capacity_drop_is_followed_down_and_back_up() -> None:
     assert run.goodput(28, 35) >= 0.7 * 200
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     bounds=st.tuples(st.integers(1, 8), st.integers(0, 40)),
     ambient=st.floats(0.0, 0.5),
@@ -140,7 +144,7 @@ def test_a_cut_that_works_counts_what_it_removed_as_caused() -> None:
 
 def test_each_state_change_is_logged_once_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="s3pool_plugins.limits"):
-        simulate(Service(rate=100), 12, dt=STEP)
+        simulate(Service(rate=200, changes=[(6, 20)]), 12, dt=STEP)  # then a tenth of the capacity
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert any("unpaced -> testing: throttling" in m for m in infos)
     assert any("testing -> paced: the cut works" in m for m in infos)
@@ -150,7 +154,7 @@ def test_each_state_change_is_logged_once_with_its_reason(caplog: pytest.LogCapt
     assert all(old != new for old, new in pairs)  # a change, not a repeat
     assert all(a[1] == b[0] for a, b in itertools.pairwise(pairs))  # each change logged once, in order
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings  # the cold start's cut from hundreds of attempts per second to about 100
+    assert warnings  # the cut from about 200 attempts per second to about 20
     for message in warnings:
         found = re.search(r"limit (\d+) -> (\d+), pace (\S+) -> (\S+)/s", message)
         assert found is not None

@@ -224,7 +224,8 @@ class AdaptiveLimit(Limit):
         self._ceiling = ceiling
         self._last_cut = signal.at
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
-            self._limit = float(signal.peak_inflight + 1)  # a limit above what ran is no limit at all
+            # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
+            self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
 
     def _on_calm(self, signal: LimitSignal) -> str:
         reason = "latency"
@@ -234,14 +235,15 @@ class AdaptiveLimit(Limit):
             if binding:
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
+                ambient = self.cause.state == AMBIENT  # the last cut had no effect: this pace is no known limit
                 if self._rate < ceiling * 0.98:
                     self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
-                elif self._plateau_left > 0:
+                elif self._plateau_left > 0 and not ambient:
                     self._plateau_left -= signal.interval
                 else:
                     self._rate *= 1.0 + self._probe_step
-                    cap = 0.1 if self._rate < 1.5 * ceiling else 0.25  # far past the ceiling: the service grew
-                    self._probe_step = min(cap, self._probe_step * 2)
+                    far = ambient or self._rate >= 1.5 * ceiling  # far past the ceiling: the service grew
+                    self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2)
             elif self._calm >= self._unpace_after:
                 self._rate = self._ceiling = None
                 return "unpaced"

@@ -242,8 +242,14 @@ class ThrottleCause(Generic[S]):
             return None
         verdict = Verdict(outcome, trial.before, after, trial.undo)
         self.last_verdict = verdict
-        if outcome in (WORSE, DEEPER):  # judged again against the new share
-            trial.before, trial.before_n, trial.offered = after, trial.attempts, offered
+        if outcome in (WORSE, DEEPER):
+            if outcome == WORSE:  # the capacity fell: judged again against the new share
+                trial.before, trial.before_n = after, trial.attempts
+            else:  # against all seen so far: a share that was high by chance would make anything look lower
+                n = trial.before_n + trial.attempts
+                trial.before = (trial.before * trial.before_n + after * trial.attempts) / max(1, n)
+                trial.before_n = n
+            trial.offered = offered
             trial.deeper += 1
             trial.cut_at = trial.measure_from = at
             trial.attempts = trial.throttles = 0
@@ -287,15 +293,18 @@ class ThrottleCause(Generic[S]):
 
         Ambient throttling keeps its share whatever the pool sends: ``after == before``. Throttling the pool
         causes falls when the pool sends less. ``"worse"`` when the share rose clearly; ``"deeper"`` when the
-        cut hardly lowered what was sent (the test says nothing yet: cut deeper, up to three times);
+        cut hardly lowered what was sent or the share rose less clearly (the test says nothing yet: cut
+        deeper, up to three times, and judge against all answers seen since the first cut);
         ``"works"`` when the share fell clearly (by ``z`` standard errors and a fifth), or by half; a share
         still above :data:`MAX_AMBIENT` is cut deeper, and kept; else ``"no effect"``.
         """
         before = trial.before
         if not trial.attempts:
             return WORKS  # nothing was sent since the cut, so nothing was throttled: keep it
-        if self._rose(trial, after, self._z):
+        if self._rose(trial, after, self._excess_z):
             return WORSE
+        if self._rose(trial, after, self._z):  # rose, less clearly: the cut may have been too small
+            return DEEPER if trial.deeper < 3 else NO_EFFECT
         if offered >= 0.95 * trial.offered:
             return DEEPER if trial.deeper < 3 else NO_EFFECT
         fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
