@@ -40,10 +40,18 @@ from ..core.config import PoolConfig
 from ..core.environment import PREFIX, config_from_environment, variable_for
 from ..core.limits.options import AutoTuning
 from ..core.metrics.options import MonitoringConfig
-from ..core.report import FILE_PREFIX, REPORT_VARIABLE, call_time_summary, load_reports, merge_reports
+from ..core.report import (
+    FILE_PREFIX,
+    REFRESH_VARIABLE,
+    REPORT_VARIABLE,
+    call_time_summary,
+    load_reports,
+    merge_reports,
+)
 from ..errors import ConfigurationError
 from . import parser as types
 from .interpreter import find_program, interpreter_warning
+from .status import REFRESH, StatusLine
 from .summary import run_summary
 
 PLUGINS_VARIABLE = "BOTOCORE_EXPERIMENTAL__PLUGINS"
@@ -391,8 +399,12 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(warning, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="s3pool-run-") as folder:
         environment[REPORT_VARIABLE] = folder
+        status_line = StatusLine(Path(folder), sys.stderr, quiet=args.quiet)
+        if status_line.enabled:
+            environment[REFRESH_VARIABLE] = str(REFRESH)
         started = time.monotonic()
-        status = run_program(command, environment)
+        with status_line:
+            status = run_program(command, environment)
         wall_time = time.monotonic() - started
         reports, problems = load_reports(sorted(Path(folder).glob(f"{FILE_PREFIX}*.json")))
     document = run_document(reports, program=command[0], exit_code=status, wall_time=wall_time, args=args)

@@ -142,6 +142,7 @@ class PoolBase:
                 self._clock,
                 self._call_later,
                 self._announce_limit,
+                name=config.name,
                 aging_rate=config.aging_rate,
                 make_queue=self._gate_queue,
             )
@@ -185,6 +186,7 @@ class PoolBase:
         with self._counts_lock:
             retries, throttled, nested = self._retries, self._throttled, self._nested
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
+        caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
         return PoolStats(
             enabled=self._enabled,
             limit=snap["limit"],
@@ -206,6 +208,8 @@ class PoolBase:
             stopped=self._scheduler.stopped,
             closed=self._closed,
             expected=snap["expected"],
+            throttled_caused=caused,
+            throttled_ambient=ambient,
         )
 
     def _reap_closed_loops(self) -> None:

@@ -20,7 +20,7 @@ from .config import PoolConfig
 from .validation import unknown_option
 
 PREFIX = "S3POOL_"
-OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT"})
+OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT", "S3POOL_REPORT_REFRESH"})
 """``S3POOL_*`` variables that are not pool options (read elsewhere)."""
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import S3PoolError
 from .base import PoolBase
 from .metrics.snapshot import Distribution, PoolMetrics, TaskRecord
@@ -20,6 +22,7 @@ class MonitoringMixin(PoolBase):
         seconds.
         """
         recorder = self._recorder
+        caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
         if recorder is None:
             stats = self.stats()
             return PoolMetrics(
@@ -37,8 +40,13 @@ class MonitoringMixin(PoolBase):
                 throttles_per_second=0.0,
                 limit=stats.limit,
                 relative_error=0.0,
+                throttled_caused=caused,
+                throttled_ambient=ambient,
             )
-        return recorder.snapshot(self._scheduler.limit)
+        snapshot = recorder.snapshot(self._scheduler.limit)
+        if caused is None:
+            return snapshot
+        return dataclasses.replace(snapshot, throttled_caused=caused, throttled_ambient=ambient)
 
     def task_metrics(self, task_id: int) -> TaskRecord | None:
         """The record of a settled task (``monitoring="full"``), or None if unknown or evicted.

@@ -16,6 +16,10 @@ leaves through ``os._exit``), from ``multiprocessing``'s own exit finalizers.
 - a **file**: written by every process that ends, the last one wins; a
   ``{pid}`` in the name is replaced by the process id.
 
+With ``S3POOL_REPORT_REFRESH`` set to a number of seconds, a daemon thread
+also rewrites the report that often while the process runs, so a watcher
+(``s3pool run``'s status line on a terminal) can follow it.
+
 A forked child starts its counts from zero (its parent's calls are the
 parent's; ``peak_active`` is the pool's own, which the fork copied). A
 process that is killed (a signal, ``os._exit`` outside
@@ -44,6 +48,8 @@ from ..hooks import hookimpl
 from .metrics import QuantileSketch
 
 REPORT_VARIABLE = "S3POOL_REPORT"
+REFRESH_VARIABLE = "S3POOL_REPORT_REFRESH"
+"""Seconds between rewrites of the report while the process runs (unset, empty or not > 0: only at exit)."""
 FORMAT = "s3pool-report/1"
 """The ``format`` field of every report this module writes or merges."""
 
@@ -288,8 +294,27 @@ def attach_from_environment(pool: Any, environ: Mapping[str, str] | None = None)
     if first:
         atexit.register(write_report)
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+        _start_refreshing(environ.get(REFRESH_VARIABLE, ""))
     _finalize_with_multiprocessing()
     return state
+
+
+def _start_refreshing(setting: str) -> None:
+    """Rewrite the report every ``setting`` seconds on a daemon thread (nothing for a bad or empty value)."""
+    try:
+        every = float(setting)
+    except ValueError:
+        return
+    if not math.isfinite(every) or every <= 0:
+        return
+    every = max(every, 0.1)
+
+    def refresh() -> None:
+        while True:
+            time.sleep(every)
+            write_report()  # never raises
+
+    threading.Thread(target=refresh, name="s3pool-report-refresh", daemon=True).start()
 
 
 def write_report() -> Path | None:

@@ -22,6 +22,11 @@ class PoolStats:
       failed attempts classified as throttling; ``nested``: work that ran
       under a slot its caller already held.
     - ``hook_errors``: plugin and callback exceptions caught and logged.
+    - ``throttled_caused`` / ``throttled_ambient`` (``concurrency="auto"``;
+      None otherwise): the throttling answers the adaptive limit judged to
+      be caused by the pool's own rate (cutting it lowered them) and those
+      it judged ambient (cutting changed nothing: other clients, a
+      partition being split). See docs/adaptive.md.
     """
 
     enabled: bool
@@ -44,6 +49,8 @@ class PoolStats:
     stopped: bool
     closed: bool
     expected: int = 0
+    throttled_caused: int | None = None
+    throttled_ambient: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict."""

@@ -24,7 +24,12 @@ def signal(
     goodput: float = 100.0,
     memory: float | None = None,
     interval: float = 0.5,
+    offered: float | None = None,
 ) -> LimitSignal:
+    """One evaluation's signal; ``offered`` defaults to what ``goodput`` and the throttling share imply."""
+    attempts = (successes if rtt is not None else 0) + throttles
+    if offered is None:
+        offered = goodput * attempts / max(1, attempts - throttles)
     return LimitSignal(
         at=at,
         interval=interval,
@@ -36,6 +41,7 @@ def signal(
         peak_inflight=peak,
         limit=limit,
         goodput=goodput,
+        offered=offered,
         memory_fraction=memory,
     )
 
@@ -84,17 +90,50 @@ def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> N
     decision = algorithm.update(signal(1.0, throttles=5, goodput=120.0, peak=12, limit=30))
     assert decision is not None and decision.reason == "throttling"
     assert decision.rate == pytest.approx(108.0)  # 90% of what the service accepted
-    assert decision.limit == 13  # the peak in flight, plus one
-    # answers to attempts sent before the cut do not cut again
-    assert algorithm.update(signal(1.8, throttles=3, goodput=110.0, peak=12, limit=13)) is None
-    # after settle_time (two adjustment intervals) a new throttle does
-    later = algorithm.update(signal(2.1, throttles=3, goodput=100.0, peak=12, limit=13))
+    assert decision.limit == 15  # towards the peak in flight plus one (13), at most halved at once
+    assert algorithm.state == "testing"
+    # answers to attempts sent before the cut do not cut again, nor does throttling while the cut is on trial
+    assert algorithm.update(signal(1.02, throttles=3, goodput=110.0, peak=12, limit=13)) is None
+    # the share fell to nothing at the lower rate: the cut works and is kept
+    kept = algorithm.update(signal(1.8, throttles=0, goodput=105.0, offered=105.0, peak=12))
+    assert kept is None or kept.reason == "probe"  # calm at the pace: it climbs back towards the ceiling
+    assert algorithm.state == "paced" and algorithm.rate is not None and algorithm.cause.caused > 0
+    # throttling clearly above what was left cuts again, at the rate accepted since
+    later = algorithm.update(signal(2.1, throttles=30, successes=50, goodput=100.0, peak=12, limit=13))
     assert later is not None and later.rate == pytest.approx(90.0)
+
+
+def test_a_cut_that_leaves_the_share_unchanged_is_undone_and_not_repeated() -> None:
+    """20% of attempts throttled at any rate (other clients, a partition split): cutting buys nothing."""
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=16, max_concurrency=64))
+    first = algorithm.update(signal(1.0, successes=80, throttles=20, goodput=160.0, peak=16, limit=16))
+    assert first is not None and first.reason == "throttling" and first.rate is not None
+    cut_rate = first.rate
+    # at the cut rate the share stays 20%
+    now, decisions = 1.0, []
+    while now < 3.0:
+        now += 0.25
+        offered = cut_rate
+        decisions.append(algorithm.update(signal(now, successes=16, throttles=4, goodput=0.8 * offered, peak=16)))
+    undone = [d for d in decisions if d is not None and d.reason == "ambient"]
+    assert len(undone) == 1 and undone[0].rate is None and undone[0].limit >= 16  # back to before the cut
+    assert algorithm.state == "ambient" and algorithm.cause.ambient == pytest.approx(0.2, abs=0.03)
+    # throttling at the same share no longer cuts
+    while now < 10.0:
+        now += 0.25
+        decision = algorithm.update(signal(now, successes=40, throttles=10, goodput=160.0, peak=16, limit=16))
+        assert decision is None or decision.reason not in ("throttling",)
+        assert algorithm.rate is None
+    assert algorithm.cause.ambient_count >= 20 * 4
+    # conditions change: after the re-test interval a throttling is tested again with a cut
+    now += 2.0
+    retest = algorithm.update(signal(now, successes=40, throttles=10, goodput=160.0, peak=16, limit=16))
+    assert retest is not None and retest.reason == "throttling" and algorithm.state == "testing"
 
 
 def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None:
     algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=10), plateau=2.0)
-    algorithm.update(signal(0.0, throttles=4, goodput=100.0, peak=10))
+    algorithm.update(signal(0.0, throttles=20, goodput=100.0, peak=10))
     rates = []
     now = 1.0
     for _ in range(20):
@@ -117,15 +156,20 @@ def test_throttling_again_at_the_same_ceiling_lengthens_the_plateau() -> None:
     algorithm = AdaptiveLimit(AutoTuning(), plateau=1.0)
     plateaus = []
     for n, goodput in enumerate([100.0, 104.0, 98.0, 101.0, 50.0]):
-        algorithm.update(signal(n * 10.0, throttles=2, goodput=goodput))
+        algorithm.update(signal(n * 10.0, throttles=10, goodput=goodput))
         plateaus.append(algorithm.plateau)
+        calm = int(goodput * 0.9 * 0.95)  # a second at the new pace, without throttling: the cut works, and is kept
+        algorithm.update(signal(n * 10.0 + 1.0, successes=calm, goodput=goodput * 0.9))
+        assert algorithm.state == "paced"
     # the same ceiling within 15%: twice as long each time, at most four times; a new ceiling starts over
     assert plateaus == [1.0, 2.0, 4.0, 4.0, 1.0]
 
 
 def test_pacing_ends_after_a_long_calm_when_it_no_longer_binds() -> None:
     algorithm = AdaptiveLimit(AutoTuning(), unpace_after=5.0)
-    algorithm.update(signal(0.0, throttles=1, goodput=50.0))
+    algorithm.update(signal(0.0, throttles=10, goodput=50.0))
+    algorithm.update(signal(1.0, successes=42, goodput=45.0))  # a second at the new pace, calm: the cut is kept
+    assert algorithm.state == "paced"
     now, decision = 1.0, None
     while now < 8:
         decision = algorithm.update(signal(now, goodput=5.0, peak=2)) or decision

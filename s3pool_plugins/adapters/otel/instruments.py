@@ -54,6 +54,12 @@ class PoolInstruments:
         meter.create_observable_gauge("s3pool.queue.size", [self._observe("queued")], unit="{task}")
         meter.create_observable_gauge("s3pool.active", [self._observe("active")], unit="{task}")
         meter.create_observable_gauge("s3pool.limit", [self._observe("limit")], unit="{task}")
+        meter.create_observable_counter(
+            "s3pool.throttles.by_cause",
+            [self._observe_causes],
+            unit="{response}",
+            description="Throttling answers judged by concurrency='auto': caused by the pool's rate, or ambient",
+        )
 
     def watch(self, pool: Any) -> None:
         """Report ``pool``'s queue size, active count and limit from now on (while it lives)."""
@@ -74,6 +80,21 @@ class PoolInstruments:
                 yield Observation(value, {"s3pool.pool": name})
 
         return callback
+
+    def _observe_causes(self, options: CallbackOptions) -> Iterable[Observation]:
+        """Per pool name, the throttling answers judged ``s3pool.throttle.cause`` "pool" and "ambient"."""
+        with self._pools_lock:
+            pools = list(self._pools)
+        totals: dict[str, tuple[int, int]] = {}
+        for pool in pools:
+            stats = pool.stats()
+            if stats.throttled_caused is None or stats.throttled_ambient is None:
+                continue  # a fixed limit judges nothing
+            caused, ambient = totals.get(pool.config.name, (0, 0))
+            totals[pool.config.name] = (caused + stats.throttled_caused, ambient + stats.throttled_ambient)
+        for name, (caused, ambient) in totals.items():
+            yield Observation(caused, {"s3pool.pool": name, "s3pool.throttle.cause": "pool"})
+            yield Observation(ambient, {"s3pool.pool": name, "s3pool.throttle.cause": "ambient"})
 
     def settled(self, pool: Any, task: Task) -> None:
         """Record a settled task's duration, queue wait and failure."""

@@ -2,8 +2,13 @@
 
 Each evaluation reacts to the strongest signal present, in this order:
 
-1. **Throttling** (the service answered "slow down"): the requests the
-   service accepted over the last second or so are its capacity. The pool
+1. **Throttling** (the service answered "slow down") clearly above the
+   ambient level :class:`~.cause.ThrottleCause` learned: the requests the
+   service accepted over the last second or so are its capacity. The cut is
+   a hypothesis: ``cause`` judges it from the throttling share after it,
+   and a cut that had no effect is undone (reason ``"ambient"``); a share
+   that rose clearly, or a cut that hardly lowered what was sent, cuts
+   deeper. The pool
    starts pacing attempts at ``pace_margin`` (90%) of that rate and
    remembers it as the ceiling. With less than half a second of successes
    to measure (a cold start), it paces at half the rate attempts were
@@ -35,10 +40,25 @@ Each evaluation reacts to the strongest signal present, in this order:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from .base import Limit
+from .cause import AMBIENT, NO_EFFECT, WORKS, WORSE, ThrottleCause, Verdict
 from .options import AutoTuning
 from .signals import LimitDecision, LimitSignal
+
+
+@dataclass(frozen=True)
+class _Undo:
+    """What a cut changed, to restore when it turns out to have no effect."""
+
+    limit: float
+    rate: float | None
+    ceiling: float | None
+    hold: float
+    plateau_left: float
+    probe_step: float
+    calm: float
 
 
 class AdaptiveLimit(Limit):
@@ -76,6 +96,8 @@ class AdaptiveLimit(Limit):
         self._last_cut = -math.inf
         self._calm = 0.0
         self._reported_rate: float | None = None
+        self.cause: ThrottleCause[_Undo] = ThrottleCause()
+        """Whether throttling is the pool's doing: the record of cuts tested, kept and undone."""
 
     @property
     def limit(self) -> int:
@@ -95,19 +117,23 @@ class AdaptiveLimit(Limit):
         """The long-term round-trip baseline in seconds (None before the first sample)."""
         return self._baseline
 
+    @property
+    def state(self) -> str:
+        """``"testing"`` (a cut on trial), ``"ambient"`` (throttling judged not the pool's doing; no cut is
+        kept for it), ``"paced"`` (a cut that worked is kept) or ``"unpaced"``."""
+        if self.cause.testing:
+            return "testing"
+        if self.cause.state == AMBIENT:
+            return "ambient"
+        return "paced" if self._rate is not None else "unpaced"
+
     def update(self, signal: LimitSignal) -> LimitDecision | None:
         old_limit, old_rate = self.limit, self._reported_rate
-        target_memory = self.settings.target_memory_percent
-        if signal.throttles:
-            reason = self._on_throttling(signal)
-        elif signal.timeouts:
-            self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
-            reason = "timeouts"
-        elif target_memory is not None and (signal.memory_fraction or 0.0) > target_memory:
-            self._limit = max(self.settings.min_concurrency, self._limit * 0.9)
-            reason = "memory"
-        else:
-            reason = self._on_calm(signal)
+        cause = self.cause
+        if self._rate is not None and self._rate <= (self._ceiling or self._rate) * 0.98 + 1e-9:
+            cause.calibrate(signal.at)  # at a kept cut, not probing past it: what throttling was left is ambient
+        cause.observe(signal.at, signal.successes + signal.throttles, signal.throttles)
+        reason = self._on_verdict(signal, cause.judge(signal.at)) or self._react(signal)
         self._limit = max(float(self.settings.min_concurrency), min(float(self.settings.max_concurrency), self._limit))
         rate = self._rate
         if rate is None or old_rate is None or abs(rate - old_rate) >= 0.01 * old_rate:
@@ -116,17 +142,78 @@ class AdaptiveLimit(Limit):
             return None
         return LimitDecision(self.limit, self._reported_rate, reason)
 
-    def _on_throttling(self, signal: LimitSignal) -> str:
+    def _on_verdict(self, signal: LimitSignal, verdict: Verdict[_Undo] | None) -> str | None:
+        """Act on the verdict on the cut on trial: undo it, or cut deeper; the reason, or None (nothing to do)."""
+        if verdict is None or verdict.outcome == WORKS:
+            return None
+        if verdict.outcome == NO_EFFECT:
+            self._restore(verdict.undo)
+            return "ambient"
+        if verdict.outcome == WORSE:  # if the deeper cut has no effect, undo that one only
+            self.cause.rebase(self._snapshot())
+        self._cut(signal, measured=True)
+        return "throttling"
+
+    def _react(self, signal: LimitSignal) -> str:
+        """React to the strongest signal: throttling above the ambient level, timeouts, memory, or calm."""
+        cause = self.cause
+        target_memory = self.settings.target_memory_percent
+        if signal.throttles and cause.testing:
+            return "throttling"  # the cut on trial is judged first
+        if signal.throttles and cause.excess(signal.at):
+            undo = self._snapshot()
+            if self._on_throttling(signal):
+                rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
+                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo)
+            return "throttling"
+        if signal.timeouts:
+            self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
+            return "timeouts"
+        if target_memory is not None and (signal.memory_fraction or 0.0) > target_memory:
+            self._limit = max(self.settings.min_concurrency, self._limit * 0.9)
+            return "memory"
+        return self._on_calm(signal)
+
+    def _snapshot(self) -> _Undo:
+        return _Undo(
+            self._limit, self._rate, self._ceiling, self._hold, self._plateau_left, self._probe_step, self._calm
+        )
+
+    def _restore(self, undo: _Undo) -> None:
+        """Undo a cut that had no effect: back to the limit and pace from before it (never below them now)."""
+        self._limit = max(self._limit, undo.limit)
+        self._rate = None if undo.rate is None or self._rate is None else max(self._rate, undo.rate)
+        self._ceiling = undo.ceiling
+        self._hold, self._plateau_left = undo.hold, undo.plateau_left
+        self._probe_step, self._calm = undo.probe_step, undo.calm
+
+    def _on_throttling(self, signal: LimitSignal) -> bool:
+        """Cut on throttling, unless it answers attempts sent before the last cut; True if it cut."""
         self._calm = 0.0
         self._probe_step = 0.01
         settle = self._settle_time if self._settle_time is not None else 2 * self.settings.adjustment_interval
         if signal.at - self._last_cut < settle:
-            return "throttling"  # answers to attempts sent before the last cut
-        if signal.goodput_span >= 0.5 or signal.offered <= 0:
-            accepted = signal.goodput
+            return False  # answers to attempts sent before the last cut
+        self._cut(signal)
+        return True
+
+    def _cut(self, signal: LimitSignal, measured: bool = False) -> None:
+        """Pace at what the service accepts (throttling at the ambient level does not count against it).
+
+        ``measured``: the goodput since the last cut is what the service accepts, however short the span.
+        """
+        self._calm = 0.0
+        self._probe_step = 0.01
+        if measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
+            accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.5))
+            if signal.offered > 0:
+                accepted = min(accepted, max(signal.goodput, signal.offered))
             self._rate = max(self._min_rate, accepted * self._pace_margin)
-        else:  # too few successes to measure what the service accepts: halve what was offered, and learn
+        else:  # a cold start: too little to measure what the service accepts; halve what was offered, and learn
+            rtt = signal.rtt_mean or self._baseline
             accepted = signal.offered
+            if rtt and signal.peak_inflight:  # a rate over the first few ms says little; in flight / rtt says more
+                accepted = max(accepted, signal.peak_inflight / rtt)
             self._rate = max(self._min_rate, accepted * 0.5)
         ceiling = max(accepted, self._rate)
         if self._ceiling is not None and abs(ceiling / self._ceiling - 1) < 0.15:
@@ -137,25 +224,26 @@ class AdaptiveLimit(Limit):
         self._ceiling = ceiling
         self._last_cut = signal.at
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
-            self._limit = float(signal.peak_inflight + 1)  # a limit above what ran is no limit at all
-        return "throttling"
+            # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
+            self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
 
     def _on_calm(self, signal: LimitSignal) -> str:
         reason = "latency"
         if self._rate is not None:
             self._calm += signal.interval
-            binding = signal.goodput >= 0.8 * self._rate
+            binding = max(signal.goodput, signal.offered) >= 0.8 * self._rate
             if binding:
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
+                ambient = self.cause.state == AMBIENT  # the last cut had no effect: this pace is no known limit
                 if self._rate < ceiling * 0.98:
                     self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
-                elif self._plateau_left > 0:
+                elif self._plateau_left > 0 and not ambient:
                     self._plateau_left -= signal.interval
                 else:
                     self._rate *= 1.0 + self._probe_step
-                    cap = 0.1 if self._rate < 1.5 * ceiling else 0.25  # far past the ceiling: the service grew
-                    self._probe_step = min(cap, self._probe_step * 2)
+                    far = ambient or self._rate >= 1.5 * ceiling  # far past the ceiling: the service grew
+                    self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2)
             elif self._calm >= self._unpace_after:
                 self._rate = self._ceiling = None
                 return "unpaced"

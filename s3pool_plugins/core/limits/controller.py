@@ -10,10 +10,17 @@ waits at its own gate and never occupies the pool's slots meanwhile.
 Signals are folded into counters on the attempt's thread (one short lock);
 an evaluation runs on that same thread when the state's interval has passed,
 or at once on throttling or a timeout (at most once per ``min_gap``).
+
+Each change of an algorithm's ``state`` (``AdaptiveLimit.state``) is logged
+once at INFO with its reason, a change of pace or limit that cuts throughput
+by more than half at WARNING, other changes at DEBUG (logger
+``s3pool_plugins.limits``); logs and hook announcements go out after the
+lock is released.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import OrderedDict, deque
@@ -23,6 +30,7 @@ from dataclasses import dataclass, field
 from ..queue import PriorityTaskQueue, TaskQueue
 from ..scheduler import Scheduler, Waiter
 from .base import FixedLimit, Limit
+from .cause import ThrottleCause
 from .history import LimitChange
 from .memory import memory_fraction
 from .options import AutoTuning
@@ -31,8 +39,23 @@ from .signals import LimitDecision, LimitSignal
 Apply = Callable[[Scheduler, LimitDecision], None]
 Announce = Callable[[LimitChange], None]
 
+log = logging.getLogger("s3pool_plugins.limits")
+
 _GOODPUT_SPAN = 1.0
 _RECENT_MAX = 20_000
+
+
+@dataclass
+class _Outbox:
+    """What an evaluation has to announce and log once the controller's lock is released."""
+
+    changes: list[LimitChange] = field(default_factory=list)
+    logs: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _cause(algorithm: Limit) -> ThrottleCause[object] | None:
+    cause = getattr(algorithm, "cause", None)
+    return cause if isinstance(cause, ThrottleCause) else None
 
 
 @dataclass
@@ -96,11 +119,15 @@ class LimitController:
         announce: Announce,
         *,
         history_size: int = 1000,
+        name: str = "s3pool",
         aging_rate: float = 0.0,
         read_memory: Callable[[], float | None] = memory_fraction,
         make_queue: Callable[[], TaskQueue[Waiter]] | None = None,
     ) -> None:
         self.settings = settings
+        self._name = name
+        self._forgotten = (0, 0)
+        """Throttling answers judged caused and ambient by states no longer kept (forgotten or pinned)."""
         self._clock = clock
         self._call_later = call_later
         self._announce = announce
@@ -123,7 +150,7 @@ class LimitController:
 
     def on_success(self, partition: str | None, rtt: float) -> None:
         """An attempt succeeded after ``rtt`` seconds (under ``partition``'s state, if it has one)."""
-        changes: list[LimitChange] = []
+        changes = _Outbox()
         with self._lock:
             for state in self._states_of(partition):
                 state.successes += 1
@@ -143,7 +170,7 @@ class LimitController:
         The loss is charged to the narrowest state: the partition's if it has
         one, else the pool's.
         """
-        changes: list[LimitChange] = []
+        changes = _Outbox()
         with self._lock:
             states = self._states_of(partition)
             state = states[-1]
@@ -224,6 +251,25 @@ class LimitController:
         with self._lock:
             return [state.scheduler for state in self._partitions.values()]
 
+    def throttling(self) -> tuple[int, int]:
+        """Throttling answers judged so far: ``(caused, ambient)``, summed over every state (see
+        :class:`~s3pool_plugins.core.limits.cause.ThrottleCause`). Both only grow. Algorithms that do
+        not judge causes (a plugin's) add nothing."""
+        with self._lock:
+            caused, ambient = self._forgotten
+            for state in [self._pool_state, *self._partitions.values()]:
+                cause = _cause(state.algorithm)
+                if cause is not None:
+                    caused += cause.caused
+                    ambient += cause.ambient_count
+            return caused, ambient
+
+    def _keep_counts(self, algorithm: Limit) -> None:
+        cause = _cause(algorithm)
+        if cause is not None:
+            caused, ambient = self._forgotten
+            self._forgotten = (caused + cause.caused, ambient + cause.ambient_count)
+
     def history(self) -> list[LimitChange]:
         """The recorded changes, oldest first."""
         with self._lock:
@@ -238,6 +284,7 @@ class LimitController:
         with self._lock:
             state = self._pool_state
             old_rate = state.algorithm.rate
+            self._keep_counts(state.algorithm)
             state.algorithm = FixedLimit(limit)
             state.scheduler.set_pacing(None)
             change = LimitChange(self._clock(), None, state.scheduler.limit, limit, old_rate, None, "set_concurrency")
@@ -271,12 +318,13 @@ class LimitController:
             return
         for key, state in list(self._partitions.items()):
             if state.users == 0:
+                self._keep_counts(state.algorithm)
                 del self._partitions[key]
                 excess -= 1
                 if excess == 0:
                     return
 
-    def _maybe_evaluate(self, state: _State, partition: str | None, dropped: bool, changes: list[LimitChange]) -> None:
+    def _maybe_evaluate(self, state: _State, partition: str | None, dropped: bool, changes: _Outbox) -> None:
         now = self._clock()
         elapsed = now - state.since
         interval = self.settings.adjustment_interval
@@ -302,7 +350,9 @@ class LimitController:
         )
         state.reset(now)
         old_limit, old_rate = state.scheduler.limit, state.algorithm.rate
+        old_mode = getattr(state.algorithm, "state", None)
         decision = state.algorithm.update(signal)
+        self._note_mode(state.algorithm, old_mode, partition, signal, changes)
         if decision is None:
             return
         new_limit = self._bounded(decision.limit)
@@ -314,7 +364,43 @@ class LimitController:
             state.cut_at = now
         change = LimitChange(now, partition, old_limit, new_limit, old_rate, decision.rate, decision.reason)
         self._history.append(change)
-        changes.append(change)
+        changes.changes.append(change)
+        before = old_rate if old_rate is not None else signal.offered
+        halved = new_limit < old_limit / 2 or (decision.rate is not None and before > 0 and decision.rate < before / 2)
+        level = logging.WARNING if halved else logging.DEBUG
+        if log.isEnabledFor(level):
+            changes.logs.append((level, f"{self._where(partition)}: {_describe(change)}"))
+
+    def _where(self, partition: str | None) -> str:
+        return f"pool {self._name!r}" + ("" if partition is None else f", partition {partition!r}")
+
+    def _note_mode(
+        self, algorithm: Limit, old: object, partition: str | None, signal: LimitSignal, outbox: _Outbox
+    ) -> None:
+        """Log a change of the algorithm's state (``AdaptiveLimit.state``) once, with its reason, at INFO."""
+        new = getattr(algorithm, "state", None)
+        if new == old or not isinstance(new, str) or not log.isEnabledFor(logging.INFO):
+            return
+        cause = _cause(algorithm)
+        verdict = None if cause is None else cause.last_verdict
+        share = f"{signal.throttles} of {signal.throttles + signal.successes} attempts throttled"
+        if new == "testing":
+            why = f"throttling ({share} lately): cutting, and testing whether the cut lowers it"
+        elif old == "testing" and new == "ambient" and verdict is not None:
+            why = (
+                f"the cut had no effect (throttled {verdict.before:.1%} before, {verdict.after:.1%} after): "
+                "ambient throttling the pool does not cause; the cut is undone and not repeated for it"
+            )
+        elif old == "testing" and verdict is not None:
+            why = (
+                f"the cut works (throttled {verdict.before:.1%} before, {verdict.after:.1%} after): "
+                "the pool's rate caused it; the cut is kept"
+            )
+        elif new == "unpaced":
+            why = "no throttling for a long calm: pacing ended"
+        else:
+            why = f"now {new}"
+        outbox.logs.append((logging.INFO, f"{self._where(partition)}: {old} -> {new}: {why}"))
 
     def _bounded(self, limit: float) -> int:
         """``limit`` within [min_concurrency, max_concurrency]: a plugin's algorithm can neither stall nor flood."""
@@ -335,6 +421,19 @@ class LimitController:
             self._memory = (now, value)
         return value
 
-    def _publish(self, changes: list[LimitChange]) -> None:
-        for change in changes:
+    def _publish(self, outbox: _Outbox) -> None:
+        for level, message in outbox.logs:
+            log.log(level, "s3pool: %s", message)
+        for change in outbox.changes:
             self._announce(change)
+
+
+def _describe(change: LimitChange) -> str:
+    """``change`` in words: the limit and pace before and after, and why."""
+
+    def pace(rate: float | None) -> str:
+        return "unpaced" if rate is None else f"{rate:.3g}/s"
+
+    return (
+        f"limit {change.old} -> {change.new}, pace {pace(change.old_rate)} -> {pace(change.new_rate)} ({change.reason})"
+    )

@@ -15,7 +15,8 @@ class LimitChange:
     ``old``/``new`` are limits; ``old_rate``/``new_rate`` pacing rates in
     attempts per second (None: unpaced). ``reason`` is the algorithm's word
     for why: ``"throttling"``, ``"timeouts"``, ``"memory"``, ``"latency"``,
-    ``"growth"``, ``"probe"``, ``"unpaced"``, or ``"set_concurrency"``.
+    ``"growth"``, ``"probe"``, ``"unpaced"``, ``"ambient"`` (a cut undone: it
+    did not lower the throttling), or ``"set_concurrency"``.
     """
 
     at: float

@@ -37,6 +37,9 @@ class PoolMetrics:
     - ``limit``: the concurrency limit now. ``mode``: the monitoring mode.
     - ``memory``: the last memory sample in "full" mode (``rss_bytes`` and
       ``python_blocks``), else None.
+    - ``throttled_caused`` / ``throttled_ambient``: since the pool started
+      (like ``count``), the throttling answers judged caused by the pool's
+      rate and those judged ambient, with ``concurrency="auto"``; else None.
     """
 
     mode: str
@@ -54,6 +57,8 @@ class PoolMetrics:
     limit: int
     relative_error: float
     memory: dict[str, int] | None = None
+    throttled_caused: int | None = None
+    throttled_ambient: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict of the snapshot."""
