@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -57,3 +58,17 @@ def gate() -> Iterator[Gate]:
     g = Gate()
     yield g
     g.open()
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in the main thread during the test, as in an interactive Python.
+
+    A process started by a non-interactive shell's ``cmd &`` inherits SIGINT ignored; tests of what
+    Ctrl-C does must not depend on how the test run was started.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

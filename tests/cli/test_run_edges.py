@@ -68,6 +68,8 @@ def test_sigint_sent_to_s3pool_without_a_terminal_reaches_the_program() -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as from a supervisor: SIGINT at its default even if this test run inherited it ignored (`cmd &`)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as command:
         assert command.stdout is not None and command.stdout.readline() == "ready\n"
         time.sleep(0.3)

@@ -89,7 +89,7 @@ def test_a_timeout_error_of_the_coroutine_is_an_fs_timeout() -> None:
         call_sync(get_loop(), times_out)
 
 
-def test_an_interrupt_while_waiting_cancels_the_coroutine_first() -> None:
+def test_an_interrupt_while_waiting_cancels_the_coroutine_first(ctrl_c) -> None:
     started, unwound = threading.Event(), threading.Event()
 
     async def slow() -> None:

@@ -107,7 +107,7 @@ def test_a_sync_timeout_cancels_the_operation_and_frees_its_slot(
 
 
 def test_an_interrupted_read_frees_its_slot_before_the_caller_sees_it(
-    make_pool, pooled, local_s3, chaos_proxy, s3_bucket
+    make_pool, pooled, local_s3, chaos_proxy, s3_bucket, ctrl_c
 ) -> None:
     local_s3.client().put_object(Bucket=s3_bucket, Key="k", Body=b"v" * 100)
     pool = make_pool(concurrency=1)
