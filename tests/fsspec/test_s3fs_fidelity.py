@@ -113,6 +113,23 @@ def test_instances_are_cached_per_pool_object_not_per_its_state(make_pool, local
     assert PooledS3FileSystem(pool=one, **options) is not first
 
 
+def test_a_cached_instance_does_not_keep_its_pool_alive(local_s3) -> None:
+    import gc
+    import weakref
+
+    from s3pool_plugins import OperationsPool
+    from s3pool_plugins.adapters.fsspec import PooledS3FileSystem
+
+    pool = OperationsPool(concurrency=2, load_entrypoints=False)
+    fs = PooledS3FileSystem(pool=pool, **local_s3.storage_options())
+    assert PooledS3FileSystem(pool=pool, **local_s3.storage_options()) is fs  # cached while used
+    pool.shutdown(wait=True)
+    collected = weakref.ref(pool)
+    del fs, pool
+    gc.collect()
+    assert collected() is None  # the instance held its pool, and the cache held the instance
+
+
 def test_s3fs_own_count_of_tries_is_its_clients_retry_setting_unless_the_pool_has_one(
     make_pool, local_s3, monkeypatch
 ) -> None:

@@ -5,8 +5,11 @@ options, and an ``OperationsPool``'s text is its live state (its limit, what
 is active): two pools could share an instance, and one pool's instance would
 be missed once its state changed. :class:`PoolKeyedCache` (a subclass of
 fsspec's own metaclass) keeps the instances made with a ``pool=`` object
-per pool instead (weakly: a collected pool takes its instances along) and
-leaves every other construction to fsspec.
+per pool instead, and leaves every other construction to fsspec. Both keys
+and values are held weakly: each instance refers to its pool, so a strong
+value would keep its own key (the pool, its clients and connections) alive
+for good; an instance lives as long as somebody uses it, and a pool as long
+as it or one of its instances is used.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ class PoolKeyedCache(_Cached):  # type: ignore[misc]
 
     def __init__(cls, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        cls._by_pool: weakref.WeakKeyDictionary[OperationsPool, dict[str, Any]] = weakref.WeakKeyDictionary()
+        cls._by_pool: weakref.WeakKeyDictionary[OperationsPool, weakref.WeakValueDictionary[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         pool = kwargs.get("pool")
@@ -47,7 +52,7 @@ class PoolKeyedCache(_Cached):  # type: ignore[misc]
             return found
         made = super().__call__(*args, skip_instance_cache=True, **kwargs)
         with _lock:
-            return cls._by_pool.setdefault(pool, {}).setdefault(token, made)
+            return cls._by_pool.setdefault(pool, weakref.WeakValueDictionary()).setdefault(token, made)
 
     def clear_pool_instances(cls) -> None:
         """Forget the instances made with a pool object (``clear_instance_cache`` forgets the others)."""
