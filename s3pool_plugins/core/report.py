@@ -83,7 +83,7 @@ class CallRecorder:
 
     @hookimpl
     def s3pool_task_error(self, task: Any) -> None:
-        self._record(task, failed=True)
+        self._record(task, failed=not task.expected)  # an expected answer (exists() on a missing key) is no failure
 
     def _record(self, task: Any, failed: bool) -> None:
         finished = task.finished_at

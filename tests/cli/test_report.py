@@ -94,3 +94,22 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("S3POOL_", "AWS_", "BOTOCORE_"))}
+
+
+def test_an_expected_answer_is_no_failure_in_the_run_summary(make_pool) -> None:
+    from s3pool_plugins import expected_errors
+    from s3pool_plugins.core.report import CallRecorder
+
+    recorder = CallRecorder()
+    pool = make_pool(retries=0, plugins=[recorder])
+
+    call = pool.begin_call("HeadObject")
+    call.start_attempt()
+    with expected_errors(lambda error: isinstance(error, FileNotFoundError)):
+        call.finish(FileNotFoundError("no such key"))
+    failing = pool.begin_call("HeadObject")
+    failing.start_attempt()
+    failing.finish(OSError("broken"))
+    pool.drain(timeout=5)
+    _, by_name = recorder.snapshot()
+    assert by_name["HeadObject"] == {"calls": 2, "failures": 1}

@@ -247,3 +247,7 @@ def test_an_expected_not_found_span_has_no_error_status(make_pool, telemetry, lo
     assert heads and all(span.status.status_code is not StatusCode.ERROR for span in heads)
     assert all(span.attributes.get("s3pool.expected") is True for span in heads)
     assert [event.name for event in heads[0].events] == ["s3pool.expected"]
+    points = telemetry.metric_points()
+    assert not points.get("s3pool.task.failures")  # the probe is no failure on dashboards either
+    outcomes = {point.attributes.get("s3pool.outcome") for point in points["s3pool.task.duration"]}
+    assert "expected" in outcomes and "failed" not in outcomes

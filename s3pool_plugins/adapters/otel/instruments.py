@@ -97,13 +97,17 @@ class PoolInstruments:
             yield Observation(ambient, {"s3pool.pool": name, "s3pool.throttle.cause": "ambient"})
 
     def settled(self, pool: Any, task: Task) -> None:
-        """Record a settled task's duration, queue wait and failure."""
-        outcome = task.status
+        """Record a settled task's duration, queue wait and failure.
+
+        A task that ended with an answer its caller expects (``expected_errors``: ``exists()`` on a
+        missing key) has the outcome ``expected`` and is no failure, as in ``stats()`` and its span.
+        """
+        outcome = "expected" if task.expected else task.status
         attributes = bounded_attributes(pool, task, outcome)
         finished = task.finished_at if task.finished_at is not None else task.created_at
         self.duration.record(finished - task.created_at, attributes)
         self.queue_wait.record(task.queue_wait, attributes)
-        if outcome != "succeeded":
+        if outcome not in ("succeeded", "expected"):
             self.failures.add(1, attributes)
         if task.throttles:  # also the throttling answer that ended the task, which was not retried
             self.throttles.add(task.throttles, bounded_attributes(pool, task))
