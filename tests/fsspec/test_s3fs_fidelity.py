@@ -8,7 +8,7 @@ import fsspec
 import pytest
 import s3fs
 
-from s3pool_plugins import installed_pool
+from s3pool_plugins import RetryPolicy, installed_pool
 from s3pool_plugins.adapters.fsspec import install_fsspec
 
 from .conftest import assert_settled
@@ -142,5 +142,7 @@ def test_s3fs_own_count_of_tries_is_its_clients_retry_setting_unless_the_pool_ha
     assert unset.s3.meta.config.retries["total_max_attempts"] == s3fs.S3FileSystem.retries
     chosen = PooledS3FileSystem(pool=make_pool(retries=7), **options)
     assert "total_max_attempts" not in (chosen.s3.meta.config.retries or {})  # the pool's own setting rules
+    policy = PooledS3FileSystem(pool=make_pool(retry_policy=RetryPolicy(retries=2)), **options)
+    assert "total_max_attempts" not in (policy.s3.meta.config.retries or {})  # a policy is a choice too
     own = PooledS3FileSystem(pool=make_pool(), config_kwargs={"retries": {"max_attempts": 9}}, **options)
     assert own.s3.meta.config.retries["total_max_attempts"] == 10  # the caller's, as botocore reads it

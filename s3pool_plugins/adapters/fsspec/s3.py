@@ -143,7 +143,7 @@ def s3fs_retry_config(pool: OperationsPool, config_kwargs: Mapping[str, Any] | N
     so a pooled s3fs request gets no fewer tries than s3fs would make.
     """
     config = dict(config_kwargs or {})
-    if pool.config.retries is None and "retries" not in config and "AWS_MAX_ATTEMPTS" not in os.environ:
+    if not pool.config.retries_chosen and "retries" not in config and "AWS_MAX_ATTEMPTS" not in os.environ:
         config["retries"] = {"total_max_attempts": s3fs.S3FileSystem.retries}
     return config
 
