@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -147,6 +148,10 @@ def pool_reads(file: Any, runner: OperationRunner, s3: Any) -> Any:
     return file
 
 
+_FETCH_TAKES_DETAILS = "details" in inspect.signature(_inner_fetch).parameters
+"""s3fs releases before ``local_expiry_check`` fetch a range without the file's details."""
+
+
 class PooledS3File(S3File):  # type: ignore[misc]
     """s3fs's ``S3File``, each range it reads one operation of the pool, body included (see :func:`pool_reads`).
 
@@ -161,8 +166,9 @@ class PooledS3File(S3File):  # type: ignore[misc]
         if start == end:
             return b""
         runner, s3 = self.pooled_reads
+        extra = {"details": self.details} if _FETCH_TAKES_DETAILS else {}
         attempt = functools.partial(
-            _inner_fetch, s3, self.bucket, self.key, self.version_id, start, end, self.read_kw, self.details
+            _inner_fetch, s3, self.bucket, self.key, self.version_id, start, end, self.read_kw, **extra
         )
         try:
             data: bytes = call_sync(s3.loop, runner.run, "cat_file", attempt, path=self.path)
