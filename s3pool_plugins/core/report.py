@@ -262,6 +262,11 @@ def _counts(pool: Any) -> dict[str, int]:
 _state_lock = threading.Lock()
 _state: ProcessReport | None = None
 _target: str | None = None
+_write_lock = threading.RLock()
+"""Held across a report's snapshot and its replace: writes land in the order they were taken."""
+_exiting = False
+"""Set by the exit write: a refresh after it would replace the final report with an older one."""
+_refresh_every: float | None = None
 
 
 def report_path(target: str, pid: int | None = None) -> Path:
@@ -292,7 +297,7 @@ def attach_from_environment(pool: Any, environ: Mapping[str, str] | None = None)
         state = _state
     state.attach(pool)
     if first:
-        atexit.register(write_report)
+        atexit.register(_write_at_exit)
         os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
         _start_refreshing(environ.get(REFRESH_VARIABLE, ""))
     _finalize_with_multiprocessing()
@@ -307,14 +312,29 @@ def _start_refreshing(setting: str) -> None:
         return
     if not math.isfinite(every) or every <= 0:
         return
-    every = max(every, 0.1)
+    global _refresh_every
+    _refresh_every = max(every, 0.1)
+    _refresh_thread(_refresh_every)
 
+
+def _refresh_thread(every: float) -> None:
     def refresh() -> None:
         while True:
             time.sleep(every)
-            write_report()  # never raises
+            with _write_lock:
+                if _exiting:
+                    return
+                write_report()  # never raises
 
     threading.Thread(target=refresh, name="s3pool-report-refresh", daemon=True).start()
+
+
+def _write_at_exit() -> Path | None:
+    """The final write: after any refresh in progress, and no refresh after it."""
+    global _exiting
+    with _write_lock:
+        _exiting = True
+        return write_report()
 
 
 def write_report() -> Path | None:
@@ -326,6 +346,11 @@ def write_report() -> Path | None:
         state, target = _state, _target
     if state is None or target is None or state.pid != os.getpid():
         return None
+    with _write_lock:
+        return _write(state, target)
+
+
+def _write(state: ProcessReport, target: str) -> Path | None:
     try:
         path = report_path(target)
         content = json.dumps(state.as_dict(), indent=1)
@@ -351,12 +376,15 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _state_lock
+    global _state_lock, _write_lock
     _state_lock = threading.Lock()
+    _write_lock = threading.RLock()
     state = _state
     if state is not None:
         state.restart_in_child()
         _finalize_with_multiprocessing(after_fork=True)
+        if _refresh_every is not None and not _exiting:  # threads do not survive a fork
+            _refresh_thread(_refresh_every)
 
 
 _finalized_pid: int | None = None

@@ -113,3 +113,39 @@ def test_an_expected_answer_is_no_failure_in_the_run_summary(make_pool) -> None:
     pool.drain(timeout=5)
     _, by_name = recorder.snapshot()
     assert by_name["HeadObject"] == {"calls": 2, "failures": 1}
+
+
+def test_a_forked_child_refreshes_its_report_while_it_runs(tmp_path) -> None:
+    # The refresh thread feeds the live status line; threads do not survive a fork, so a child
+    # (multiprocessing's fork start method) showed nothing until it ended.
+    program = textwrap.dedent(
+        """
+        import json, os, sys, time
+        from s3pool_plugins import default_pool
+
+        pool = default_pool()
+        assert pool.submit(sum, [1, 2]).result() == 3
+        pid = os.fork()
+        if pid == 0:
+            path = os.path.join(sys.argv[1], f"run-{os.getpid()}.json")
+            deadline = time.monotonic() + 10
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os._exit(0 if os.path.exists(path) else 3)  # no exit hooks: only the refresh can have written it
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    env = {
+        "S3POOL_REPORT": str(tmp_path / "run-{pid}.json"),
+        "S3POOL_REPORT_REFRESH": "0.1",
+        "S3POOL_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", program, str(tmp_path)],
+        env={**_base_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
