@@ -1,4 +1,6 @@
-"""``pool.run()`` tasks whose event loop is closed without cancelling them.
+"""Async work whose event loop is closed without cancelling it: ``pool.run()`` tasks and
+``begin_call`` calls driven with ``start_attempt_async`` (every aiobotocore request, every
+fsspec operation).
 
 Such a coroutine never runs again, so the pool settles the task itself (as
 cancelled) when ``stats()``, ``drain()``, ``stop()`` or the exit hook finds the
@@ -186,9 +188,195 @@ def test_the_exit_hook_waits_a_bounded_time_then_says_what_was_left() -> None:
     assert time.monotonic() - started < 50
 
 
+# -- calls (begin_call + start_attempt_async): the path of aiobotocore and fsspec ------------
+
+
+async def call_forever(pool: OperationsPool, name: str = "S3.GetObject", **options: Any) -> None:
+    """A call as the adapters drive one: an attempt that never ends, settled in ``except``/after."""
+    call = pool.begin_call(name, **options)
+    try:
+        await call.start_attempt_async()
+        await forever()
+    except BaseException as error:
+        call.finish(error)
+        raise
+    call.finish(None, "done")
+
+
+def orphan_calls(pool: OperationsPool, count: int = 2) -> tuple[asyncio.AbstractEventLoop, list[Any]]:
+    """Start ``count`` calls on a new loop (one running per slot, the rest queued) and close it under them."""
+    loop = asyncio.new_event_loop()
+    tasks = [loop.create_task(call_forever(pool)) for _ in range(count)]
+    loop.run_until_complete(asyncio.sleep(0.1))
+    loop.close()
+    return loop, tasks
+
+
+def test_calls_of_a_closed_loop_running_and_queued_are_settled_as_cancelled_once(make_pool, caplog) -> None:
+    record = Settlements()
+    pool = make_pool(concurrency=1, plugins=[record])
+    _loop, tasks = orphan_calls(pool, 2)  # one holds the slot, one queues for it
+    stats = pool.stats()  # active 1, pending 1 for good on the previous code
+    assert (stats.pending, stats.active, stats.queued) == (0, 0, 0)
+    assert stats.cancelled == 2 and sorted(record.count.values()) == [1, 1]
+    for error in record.errors.values():
+        assert isinstance(error, asyncio.CancelledError) and "event loop was closed" in str(error)
+    pool.drain(timeout=5)
+    del tasks, _loop
+    gc.collect()  # closes the coroutines: their call.finish(GeneratorExit) must change nothing
+    stats = pool.stats()
+    assert (stats.active, stats.queued, stats.pending, stats.cancelled) == (0, 0, 0, 2)
+    assert sorted(record.count.values()) == [1, 1]
+    assert not [r for r in caplog.records if "released twice" in r.getMessage()]
+    assert pool.submit(lambda: "still works").result(5) == "still works"
+
+
+def test_drain_returns_when_the_loop_of_a_call_it_waits_for_is_closed(make_pool) -> None:
+    record = Settlements()
+    pool = make_pool(concurrency=1, plugins=[record])
+    orphan_calls(pool, 2)
+    pool.drain(timeout=5)  # TimeoutError on the previous code: 1 active, 1 unsettled
+    stats = pool.stats()
+    assert (stats.active, stats.queued, stats.pending) == (0, 0, 0)
+    assert sorted(record.count.values()) == [1, 1]
+
+
+def test_a_call_of_a_closed_loop_resumed_after_the_reap_gives_nothing_back_twice(make_pool, caplog) -> None:
+    record = Settlements()
+    pool = make_pool(concurrency=1, plugins=[record])
+    loop = asyncio.new_event_loop()
+    running = call_forever(pool)
+    queued = call_forever(pool)
+    tasks = [loop.create_task(running), loop.create_task(queued)]
+    loop.run_until_complete(asyncio.sleep(0.1))
+    loop.close()
+    assert pool.stats().pending == 0  # reaped
+    for coroutine in (running, queued):  # a later resume (here: a throw, as a collector's close does)
+        with pytest.raises(BaseException):
+            coroutine.throw(asyncio.CancelledError("resumed"))
+    stats = pool.stats()
+    assert (stats.active, stats.queued, stats.pending, stats.cancelled) == (0, 0, 0, 2)
+    assert sorted(record.count.values()) == [1, 1]
+    assert not [r for r in caplog.records if "released twice" in r.getMessage()]
+    del tasks
+
+
+def test_calls_of_a_closed_loop_give_their_partition_gates_back_once(caplog) -> None:
+    record = Settlements()
+    pool = OperationsPool(
+        concurrency="auto",
+        auto_tuning={"scope": "bucket", "min_concurrency": 1, "max_concurrency": 1},
+        plugins=[record],
+        load_entrypoints=False,
+    )
+    try:
+        loop = asyncio.new_event_loop()
+        tasks = [
+            loop.create_task(call_forever(pool, partition="b")),  # holds b's gate and the pool's slot
+            loop.create_task(call_forever(pool, partition="b")),  # waits at b's gate
+            loop.create_task(call_forever(pool, partition="c")),  # passed c's gate, waits for the pool's slot
+        ]
+        loop.run_until_complete(asyncio.sleep(0.1))
+        gates = {name: pool._limits.gate(name) for name in ("b", "c")}
+        assert [gates[name].snapshot()["active"] for name in ("b", "c")] == [1, 1]
+        loop.close()
+        pool.drain(timeout=5)  # TimeoutError on the previous code
+        stats = pool.stats()
+        assert (stats.active, stats.queued, stats.pending, stats.cancelled) == (0, 0, 0, 3)
+        for coroutine in [task.get_coro() for task in tasks]:
+            coroutine.close()  # as the collector would: gives nothing back a second time
+        assert [gates[name].snapshot()["active"] for name in ("b", "c")] == [0, 0]
+        assert [gates[name].snapshot()["queued"] for name in ("b", "c")] == [0, 0]
+        assert sorted(record.count.values()) == [1, 1, 1]
+        assert not [r for r in caplog.records if "released twice" in r.getMessage()]
+
+        async def again() -> str:
+            call = pool.begin_call("S3.GetObject", partition="b")
+            await call.start_attempt_async()
+            call.finish(None, "ok")
+            return "ok"
+
+        assert asyncio.run(asyncio.wait_for(again(), 5)) == "ok"
+    finally:
+        pool.stop()
+        pool.shutdown(wait=False)
+
+
+def test_the_interpreter_exits_with_a_call_of_a_closed_loop() -> None:
+    done = run_python(
+        """
+        import asyncio
+        from s3pool_plugins import OperationsPool
+        import s3pool_plugins.core.pool as pool_module
+
+        pool_module.EXIT_TIMEOUT = 10
+        pool = OperationsPool(concurrency=1, load_entrypoints=False)
+
+        async def call_forever():
+            call = pool.begin_call("S3.GetObject")
+            try:
+                await call.start_attempt_async()
+                await asyncio.Event().wait()
+            except BaseException as error:
+                call.finish(error)
+                raise
+
+        loop = asyncio.new_event_loop()
+        tasks = [loop.create_task(call_forever()) for _ in range(2)]
+        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.close()
+        print("exiting", pool.stats().pending)
+        """
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["exiting", "0"]
+    assert "still had" not in done.stderr  # the exit hook waited its full time on the previous code
+
+
+def test_an_aiobotocore_request_whose_loop_is_closed_mid_request_is_settled(
+    make_pool, local_s3, chaos_proxy, s3_bucket
+) -> None:
+    from aiobotocore.session import AioSession
+    from botocore.config import Config
+
+    from s3pool_plugins import install
+    from s3pool_plugins.testing import Latency
+
+    record = Settlements()
+    pool = make_pool(concurrency=1, plugins=[record])
+    session = AioSession()
+    install(session, pool)
+    chaos_proxy.configure(latency=Latency(30.0, sigma=0.0, maximum=30.0))  # in flight past the loop's close
+    loop = asyncio.new_event_loop()
+    client_context = session.create_client(
+        "s3", config=Config(s3={"addressing_style": "path"}), **local_s3.client_kwargs(chaos_proxy.endpoint_url)
+    )
+    client = loop.run_until_complete(client_context.__aenter__())
+    requests = [loop.create_task(client.head_object(Bucket=s3_bucket, Key=f"k{i}")) for i in range(2)]
+    deadline = time.monotonic() + 10
+    while pool.stats().active < 1 or pool.stats().queued < 1:  # one request in flight, one queued behind it
+        assert time.monotonic() < deadline, pool.stats()
+        loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()  # mid-request, without cancelling anything
+    pool.drain(timeout=5)  # TimeoutError on the previous code
+    stats = pool.stats()
+    assert (stats.active, stats.queued, stats.pending, stats.cancelled) == (0, 0, 0, 2)
+    assert sorted(record.count.values()) == [1, 1]
+    for error in record.errors.values():
+        assert isinstance(error, asyncio.CancelledError) and "event loop was closed" in str(error)
+    for request in requests:  # closed as the collector would: their cleanup must change nothing
+        try:
+            request.get_coro().close()
+        except ValueError:  # botocore's and the pooled client's context tokens, reset in another context
+            pass
+    stats = pool.stats()
+    assert (stats.active, stats.queued, stats.pending, stats.cancelled) == (0, 0, 0, 2)
+    assert sorted(record.count.values()) == [1, 1]
+
+
 # -- property: any mix of states, closed at any point -------------------------------
 
-KINDS = st.sampled_from(["hold", "nested", "backoff", "quick", "fails"])
+KINDS = st.sampled_from(["hold", "nested", "backoff", "quick", "fails", "call", "nested_call", "call_backoff"])
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -221,12 +409,31 @@ def test_closing_a_loop_at_any_point_settles_every_task_once_and_leaks_no_slot(
         async def fails() -> None:
             raise ValueError("no retry")
 
+        async def nested_call() -> None:
+            await call_forever(pool, "S3.Nested")
+
+        async def call_backoff() -> None:  # fails once, then waits out a 30 s backoff holding no slot
+            call = pool.begin_call("S3.Retried", retry_policy=SlowRetry(retries=2))
+            try:
+                await call.start_attempt_async()
+                delay = call.retry_delay(ConnectionError("retry me"))
+                assert delay is not None
+                await asyncio.sleep(delay)
+                await call.start_attempt_async()
+                await forever()
+            except BaseException as error:
+                call.finish(error)
+                raise
+
         work = {
             "hold": lambda: pool.run(forever),
             "nested": lambda: pool.run(nested),
             "backoff": lambda: pool.run(fails_then_forever, {}),
             "quick": lambda: pool.run(quick),
             "fails": lambda: pool.enqueue_async(fails, retries=0),
+            "call": lambda: call_forever(pool),
+            "nested_call": lambda: pool.run(nested_call),
+            "call_backoff": call_backoff,
         }
         loop = asyncio.new_event_loop()
         tasks = [loop.create_task(work[kind]()) for kind in kinds]
@@ -245,7 +452,7 @@ def test_closing_a_loop_at_any_point_settles_every_task_once_and_leaks_no_slot(
         stats = pool.stats()
         assert (stats.pending, stats.active, stats.queued, stats.backing_off) == (0, 0, 0, 0)
         assert all(n == 1 for n in record.count.values()), record.count
-        units = len(kinds) + kinds.count("nested")
+        units = len(kinds) + kinds.count("nested") + kinds.count("nested_call")
         assert sum(record.count.values()) == stats.processed <= units
         assert pool.submit(lambda: 1).result(5) == 1
     finally:

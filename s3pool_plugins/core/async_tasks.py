@@ -19,7 +19,7 @@ from ..errors import PoolStopped, QueueFull, QueueWaitTimeout, TaskTimeout
 from .base import _callable_name
 from .context import SlotHolder, enter_slot
 from .deadlines import loop_deadlines
-from .loop_units import AsyncUnit
+from .loop_units import AsyncUnit, running_loop
 from .options import DEFAULT_OPTIONS, TaskOptions, task_options
 from .outcomes import OutcomesMixin
 from .retry import RetryPolicy
@@ -39,13 +39,6 @@ def _call_for_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
             "run() takes coroutine functions; use submit() for plain callables"
         )
     return awaitable
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:  # driven by something other than an asyncio loop
-        return None
 
 
 async def _checked_awaitable(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -147,7 +140,7 @@ class AsyncTasksMixin(OutcomesMixin):
         nested = parent is not None
         scheduler.begin_unit()
         settled = False
-        unit = AsyncUnit(task, _running_loop(), parent)
+        unit = AsyncUnit(task, running_loop(), parent)
         self._loop_units.add(unit)
         try:
             if "s3pool_task_queued" in self.plugin_manager.implemented:
@@ -242,7 +235,7 @@ class AsyncTasksMixin(OutcomesMixin):
         """Wait on the running loop for a slot. Callers try ``scheduler.try_acquire()`` first.
 
         ``scheduler``: a partition's gate instead of the pool's scheduler.
-        ``unit``: the ``pool.run()`` task waiting, told of its queue entry while it waits.
+        ``unit``: the ``pool.run()`` task or call waiting, told of its queue entry while it waits.
         """
         scheduler = scheduler or self._scheduler
         priority = task.priority if task is not None else self.config.priority
@@ -265,7 +258,7 @@ class AsyncTasksMixin(OutcomesMixin):
         if queue_timeout is not None:
             timer = loop.call_later(queue_timeout, self._expire_loop_waiter, waiter, task, queue_timeout, scheduler)
         if unit is not None:
-            unit.waiter = waiter
+            unit.waiter, unit.waits_in = waiter, scheduler
         try:
             await waiter.future
         except BaseException:
@@ -315,7 +308,7 @@ class AsyncTasksMixin(OutcomesMixin):
                 self._async_backoff.discard(key)
 
     def _reap_closed_loops(self) -> None:
-        """Settle, as cancelled, the ``pool.run()`` tasks whose event loop was closed while they were in flight.
+        """Settle, as cancelled, the async tasks and calls whose event loop was closed while they were in flight.
 
         They would never settle otherwise (a closed loop never runs them
         again), leaving ``pending`` above 0, ``drain()`` waiting and, perhaps,
@@ -324,22 +317,28 @@ class AsyncTasksMixin(OutcomesMixin):
         """
         for unit in self._loop_units.take_closed():
             if unit.reap():
-                self._settle_reaped(unit)
+                task = unit.task
+                error = asyncio.CancelledError(
+                    f"task {task.id} ({task.name}) was cancelled: its event loop was closed before the task finished"
+                )
+                try:
+                    if unit.call is not None:
+                        unit.call._settle_reaped(unit, error)
+                    else:
+                        self._settle_reaped(unit, error)
+                except BaseException:
+                    log.exception("a hook failed while settling task %s, whose event loop was closed", task.id)
 
-    def _settle_reaped(self, unit: AsyncUnit) -> None:
-        task = unit.task
-        error = asyncio.CancelledError(
-            f"task {task.id} ({task.name}) was cancelled: its event loop was closed before the task finished"
-        )
+    def _settle_reaped(self, unit: AsyncUnit, error: asyncio.CancelledError) -> None:
         scheduler = self._scheduler
         try:
-            self._settle_failure(task, error, cancelled=True)
+            self._settle_failure(unit.task, error, cancelled=True)
         except BaseException:
-            log.exception("a hook failed while settling task %s, whose event loop was closed", task.id)
+            log.exception("a hook failed while settling task %s, whose event loop was closed", unit.task.id)
         finally:
             waiter, key, held = unit.waiter, unit.backoff, unit.take_holder()
             if waiter is not None:
-                scheduler.give_back(waiter)
+                (unit.waits_in or scheduler).give_back(waiter)
             if key is not None:
                 with self._backoff_lock:
                     self._async_backoff.discard(key)

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
 from .context import SlotHolder, enter_slot, exit_slot, is_expected_error
+from .loop_units import AsyncUnit, running_loop
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
 from .scheduler import EXPECTED_OUTCOME, Scheduler
@@ -49,6 +50,12 @@ class Call:
     4. :meth:`finish` exactly when the call ends, however it ends; later
        calls do nothing. It ends a running attempt first, so a ``finally``
        that calls it can never leak a slot.
+
+    From its first :meth:`start_attempt_async` until it finishes, a call is
+    watched with its event loop like a ``pool.run()`` task: if the loop is
+    closed under it (queued, attempting or between attempts), the pool's
+    reaper finishes it as cancelled, once, and a later :meth:`finish` (the
+    coroutine closed by the garbage collector, say) does nothing.
     """
 
     __slots__ = (
@@ -67,6 +74,7 @@ class Call:
         "_ended",
         "_waiting_since",
         "_task_wrappers",
+        "_unit",
         "_wrappers",
         "contextual",
         "finished",
@@ -88,6 +96,7 @@ class Call:
         self._slot_token: Token[Any] | None = None
         self._wrappers: list[Any] | None = None
         self._task_wrappers: list[Any] | None = None
+        self._unit: AsyncUnit | None = None
         self.contextual = True
         """False: the call changes no context variable (no held-slot mark, no wrappers); see ``begin_call``."""
         self._phase = _IDLE
@@ -155,7 +164,14 @@ class Call:
         self._begin_attempt()
 
     async def start_attempt_async(self) -> None:
-        """:meth:`start_attempt` for async code: awaits the slot on the running loop."""
+        """:meth:`start_attempt` for async code: awaits the slot on the running loop.
+
+        The first one registers the call with the running loop (see the class).
+        """
+        unit = self._unit
+        if unit is None and self._phase != _DONE:
+            unit = self._unit = AsyncUnit(self.task, running_loop(), self._parent, self)
+            self._pool._loop_units.add(unit)
         if self._start_at_once():
             return
         self._check_can_start()
@@ -165,13 +181,21 @@ class Call:
             if gate is not None:
                 started = time.monotonic()
                 if not gate.try_acquire():
-                    await pool._acquire_slot_async(task, task.created_at, wait_limit, new_work=False, scheduler=gate)
+                    await pool._acquire_slot_async(
+                        task, task.created_at, wait_limit, new_work=False, scheduler=gate, unit=unit
+                    )
+                    if unit is not None and unit.reaped:  # resumed after its closed loop was reaped
+                        raise self._reaped()
                 self._gate_held = True
                 if wait_limit is not None:  # one queue_timeout for both waits
                     wait_limit = max(0.0, wait_limit - (time.monotonic() - started))
             try:
                 if not pool._scheduler.try_acquire():
-                    await pool._acquire_slot_async(task, task.created_at, wait_limit, new_work=task.attempt == 0)
+                    await pool._acquire_slot_async(
+                        task, task.created_at, wait_limit, new_work=task.attempt == 0, unit=unit
+                    )
+                    if unit is not None and unit.reaped:
+                        raise self._reaped()
             except BaseException as error:
                 self._release_gate()
                 if gate is not None and isinstance(error, QueueWaitTimeout):
@@ -189,7 +213,14 @@ class Call:
         """End the running attempt; return its own slot (not a parent's) for the caller to give back."""
         if self._phase != _ATTEMPTING:
             return None
-        self._phase = _BETWEEN
+        unit = self._unit
+        if unit is None:
+            self._phase = _BETWEEN
+        else:  # the pool's reaper may end the attempt too (its loop closed): one of the two does
+            with unit.lock:
+                if self._phase != _ATTEMPTING:
+                    return None
+                self._phase = _BETWEEN
         if self._gate_held:
             self._release_gate()
         pool = self._pool
@@ -240,8 +271,33 @@ class Call:
         """Settle the call: success without ``error``, failure (or cancellation) with it.
 
         Ends a running attempt first. Returns True the first time, False
-        afterwards (nothing happens then).
+        afterwards (nothing happens then), also after the pool's reaper
+        finished the call because its event loop was closed.
         """
+        if self._phase == _DONE:
+            return False
+        unit = self._unit
+        if unit is not None:
+            if not self._pool._loop_units.remove(unit) and not unit.claim():
+                return False  # the reaper took it (its loop is closed) and finishes it
+            self._unit = None  # no reaper can take the call now: nothing left to share with one
+        return self._finish(error, result)
+
+    def _settle_reaped(self, unit: AsyncUnit, error: asyncio.CancelledError) -> None:
+        """For the pool's reaper, which took ``unit`` (the call's loop is closed): give back the
+        queue entry the call waited in, then finish the call as cancelled with ``error``."""
+        waiter = unit.waiter
+        try:
+            if waiter is not None:
+                (unit.waits_in or self._pool._scheduler).give_back(waiter)  # once, also if the coroutine does
+        finally:
+            self._finish(error, None)
+
+    def _reaped(self) -> asyncio.CancelledError:
+        task = self.task
+        return asyncio.CancelledError(f"task {task.id} ({task.name}) was cancelled: its event loop was closed")
+
+    def _finish(self, error: BaseException | None, result: Any) -> bool:
         if self._phase == _DONE:
             return False
         own_slot = None
@@ -251,6 +307,8 @@ class Call:
         finally:
             self._phase = _DONE
             self.finished = True
+            if self._gate_held:  # reaped while it waited for the pool's slot, past its gate
+                self._release_gate()
             if self._backoff_since is not None:
                 self._leave_backoff()
             pool, task = self._pool, self.task
@@ -289,8 +347,13 @@ class Call:
         )
 
     def _release_gate(self) -> None:
-        if self._gate_held:
-            self._gate_held = False
+        unit = self._unit
+        if unit is None:
+            held, self._gate_held = self._gate_held, False
+        else:  # the coroutine and the pool's reaper may both get here: one gives the gate back
+            with unit.lock:
+                held, self._gate_held = self._gate_held, False
+        if held:
             self._gate.release()  # type: ignore[union-attr]
 
     def _check_can_start(self) -> None:
