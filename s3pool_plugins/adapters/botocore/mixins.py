@@ -100,6 +100,9 @@ class AsyncPooledClientMixin(_PooledClient):
             call.finish(for_hooks(error))
             raise
         finally:
-            leave_call(token)
+            try:
+                leave_call(token)
+            except ValueError:  # closed by the garbage collector in another context: nothing of ours is set there
+                pass
         call.finish(None, result_for_hooks(result))
         return result
