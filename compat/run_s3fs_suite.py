@@ -15,12 +15,7 @@ each such test is in :data:`EXPECTED_DIFFERENCES` (with its reason), 1
 otherwise, 2 for bad arguments or a suite that could not be fetched or run.
 
 Usage: ``python compat/run_s3fs_suite.py [--routes plain,install,pool]
-[--plain {all,differences}] [--keep DIR [--reuse]] [-k EXPRESSION] [--sdist FILE]``.
-
-``--plain differences`` (what CI runs) runs the routes first and plain s3fs
-only on the tests some route did not pass: a difference from plain can only
-be there, so the verdict is the same as with ``--plain all`` for about a
-third less time; the plain counts then cover those tests only.
+[--keep DIR [--reuse]] [-k EXPRESSION] [--sdist FILE]``.
 """
 
 from __future__ import annotations
@@ -90,21 +85,16 @@ def fetch_suite(into: Path, sdist: Path | None) -> Path:
     return root
 
 
-def run_route(
-    root: Path, route: str, report: Path, expression: str | None, tests: list[str] | None = None
-) -> dict[str, str]:
-    """Run the suite (or only ``tests``, as test ids) through ``route``; test id -> outcome (passed, failed,
-    error, skipped, xfailed, xpassed)."""
+def run_route(root: Path, route: str, report: Path, expression: str | None) -> dict[str, str]:
+    """Run the suite through ``route``; test id -> outcome (passed, failed, error, skipped, xfailed, xpassed)."""
     env = dict(os.environ, S3FS_SUITE_ROUTE=route)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
-    selected = TEST_FILES if tests is None else tests
-    command = [sys.executable, "-m", "pytest", *selected, "-p", "s3fs_routes", "-q", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", *TEST_FILES, "-p", "s3fs_routes", "-q", "-p", "no:cacheprovider"]
     command += ["--junitxml", str(report), "-o", "junit_family=xunit1", "--rootdir", str(root)]
     command += ["-o", "timeout=300", "-W", "ignore::DeprecationWarning"]
     if expression:
         command += ["-k", expression]
-    shown = command[1:] if tests is None else [f"<{len(tests)} tests>", *command[2 + len(tests) :]]
-    print(f"== {route}: {' '.join(shown)}", flush=True)
+    print(f"== {route}: {' '.join(command[1:])}", flush=True)
     completed = subprocess.run(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail = completed.stdout.strip().splitlines()[-1:] or ["(no output)"]
     print(f"   {tail[0]}", flush=True)
@@ -145,12 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="with --keep: take a route's report left there")
     parser.add_argument("--sdist", type=Path, help="an s3fs sdist already downloaded (default: from the index)")
     parser.add_argument("-k", dest="expression", help="pytest -k expression: run a subset")
-    parser.add_argument(
-        "--plain",
-        choices=("all", "differences"),
-        default="all",
-        help="run plain s3fs on every test, or only on those a route did not pass (default: %(default)s)",
-    )
     args = parser.parse_args(argv)
     routes = [route.strip() for route in args.routes.split(",") if route.strip()]
     bad = [route for route in routes if route not in ROUTES]
@@ -162,42 +146,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             root = fetch_suite(work, args.sdist)
             results = {}
-            order = [route for route in routes if route != "plain"] if args.plain == "differences" else routes
-            for route in order:
+            for route in routes:
                 report = work / f"{route}.xml"
                 reuse = args.reuse and args.keep is not None and report.exists()
                 results[route] = outcomes(report) if reuse else run_route(root, route, report, args.expression)
-            if args.plain == "differences":
-                unpassed = sorted(
-                    {
-                        test
-                        for found in results.values()
-                        for test, outcome in found.items()
-                        if outcome not in ("passed", "xfailed")
-                    }
-                )
-                results = {
-                    "plain": run_route(root, "plain", work / "plain.xml", None, unpassed) if unpassed else {},
-                    **results,
-                }
         except (subprocess.CalledProcessError, RuntimeError, OSError, tarfile.TarError) as error:
             print(f"run_s3fs_suite: {error}", file=sys.stderr)
             return 2
-    return compare(results, plain_partial=args.plain == "differences")
+    return compare(results)
 
 
-def compare(results: dict[str, dict[str, str]], plain_partial: bool = False) -> int:
-    """Print counts and differences from the plain run; 1 if a route fails a test plain passes, unexpectedly.
-
-    With ``plain_partial`` plain ran only the tests some route did not pass.
-    """
+def compare(results: dict[str, dict[str, str]]) -> int:
+    """Print counts and differences from the plain run; 1 if a route fails a test plain passes, unexpectedly."""
     plain = results["plain"]
     unexpected = 0
     print(f"\ns3fs {version('s3fs')} suite ({', '.join(TEST_FILES)})")
     for route, found in results.items():
         counts = Counter(found.values())
-        scope = " (only the tests a route did not pass)" if plain_partial and route == "plain" else ""
-        print(f"{route:>8}: " + ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts)) + scope)
+        print(f"{route:>8}: " + ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts)))
     for route, found in results.items():
         if route == "plain":
             continue
@@ -208,7 +174,7 @@ def compare(results: dict[str, dict[str, str]], plain_partial: bool = False) -> 
             mark = "expected" if reason else "UNEXPECTED"
             unexpected += reason is None
             print(f"  {route}: {test_id} {found.get(test_id, 'not run')} ({mark}{': ' + reason if reason else ''})")
-        extra = [] if plain_partial else sorted(set(found) - set(plain))
+        extra = sorted(set(found) - set(plain))
         for test_id in extra:
             print(f"  {route}: {test_id} ran only in this route ({found[test_id]})")
     if unexpected:
