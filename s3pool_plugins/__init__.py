@@ -17,6 +17,7 @@ from .core.context import current_tenant, expected_errors, priority_scope, scope
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
 from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
+from .core.fleet import FleetBackend, FleetPartition, SharedLimit, TokenGrant
 from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
 from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
@@ -36,6 +37,7 @@ from .core.task import Task
 from .errors import (
     AttemptCancelled,
     ConfigurationError,
+    FleetUnavailable,
     PoolStopped,
     QueueFull,
     QueueWaitTimeout,
@@ -97,6 +99,9 @@ __all__ = [
     "ConfigurationError",
     "ErrorClassification",
     "FairQueue",
+    "FleetBackend",
+    "FleetPartition",
+    "FleetUnavailable",
     "OperationsPool",
     "PoolConfig",
     "PoolStats",
@@ -107,6 +112,8 @@ __all__ = [
     "QueueWaitTimeout",
     "RetryBudget",
     "RetryPolicy",
+    "SharedLimit",
+    "TokenGrant",
     "S3PoolError",
     "ServiceFailed",
     "Slot",

@@ -152,3 +152,12 @@ class ServiceFailed(S3PoolError, RuntimeError):
     attempt to a thread. The task is settled with this error and its slot
     given back; the service thread carries on with the other work.
     """
+
+
+class FleetUnavailable(S3PoolError, ConnectionError):
+    """A fleet backend's store is unreachable, too slow or refused the call.
+
+    Raised by :class:`~s3pool_plugins.FleetBackend` methods within their own
+    time box. The pool answers it by falling back to local control (logged
+    once) until the store answers again; callers of S3 never see it.
+    """

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from ..core.fleet.backend import FleetBackend
     from ..core.limits.base import Limit
     from ..core.limits.history import LimitChange
     from ..core.limits.options import AutoTuning
@@ -194,4 +195,18 @@ def s3pool_span_attributes(pool: OperationsPool, task: Task, attributes: dict[st
     ends, with the attributes it is about to set (object keys may be among
     them: redact them here, or turn them off with the plugin's
     ``record_keys=False``). Any plugin can implement it.
+    """
+
+
+@hookspec(firstresult=True)
+def s3pool_fleet_backend(url: str, fleet_name: str) -> FleetBackend | None:
+    """Return a :class:`~s3pool_plugins.FleetBackend` for ``url`` (the pool's ``fleet`` option, for
+    example ``redis://host:6379/0``) and ``fleet_name``, or None if the URL's scheme is not yours.
+
+    Called once when a pool with ``fleet`` set is built, from the plugins the
+    pool loads (the ``s3pool`` entry-point group and ``plugins=``); the first
+    non-None result wins. Do not connect or raise for an unreachable store
+    here: the pool starts under local control and joins when the store
+    answers. Raise :class:`~s3pool_plugins.ConfigurationError` for a URL of
+    your scheme that is malformed, naming ``fleet``.
     """
