@@ -6,16 +6,21 @@ the package index (``pip download --no-deps --no-binary :all: s3fs==X``)
 into a temporary folder and its tests run from there, unedited, with the
 pytest plugin :mod:`s3fs_routes` choosing the route (see its docstring).
 The suite starts its own moto servers on ports 5555 and 5556, so the three
-runs go one after the other, and two runs of this script on one machine
-cannot overlap.
+runs go one after the other unless ``--parallel`` gives each its own
+network, and two runs of this script on one machine cannot overlap.
 
 Prints per route the counts of passed, failed, skipped ... tests and every
 test that plain s3fs passes and the route does not. Exit status: 0 when
 each such test is in :data:`EXPECTED_DIFFERENCES` (with its reason), 1
 otherwise, 2 for bad arguments or a suite that could not be fetched or run.
 
+With ``--parallel`` the routes run at once, each in a Linux network
+namespace of its own (:mod:`isolated_network`), so their moto servers do
+not collide; where namespaces cannot be made (not root, no ``ip``) they run
+one after the other, as without it.
+
 Usage: ``python compat/run_s3fs_suite.py [--routes plain,install,pool]
-[--keep DIR [--reuse]] [-k EXPRESSION] [--sdist FILE]``.
+[--keep DIR [--reuse]] [-k EXPRESSION] [--sdist FILE] [--parallel]``.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ import tarfile
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
+from contextlib import ExitStack
 from importlib.metadata import version
 from pathlib import Path
+
+import isolated_network
 
 HERE = Path(__file__).resolve().parent
 TEST_FILES = ("s3fs/tests/test_s3fs.py", "s3fs/tests/test_mapping.py", "s3fs/tests/derived/s3fs_test.py")
@@ -85,8 +93,8 @@ def fetch_suite(into: Path, sdist: Path | None) -> Path:
     return root
 
 
-def run_route(root: Path, route: str, report: Path, expression: str | None) -> dict[str, str]:
-    """Run the suite through ``route``; test id -> outcome (passed, failed, error, skipped, xfailed, xpassed)."""
+def route_command(root: Path, route: str, report: Path, expression: str | None) -> tuple[list[str], dict[str, str]]:
+    """The pytest command and environment that run the suite through ``route``, writing ``report``."""
     env = dict(os.environ, S3FS_SUITE_ROUTE=route)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "pytest", *TEST_FILES, "-p", "s3fs_routes", "-q", "-p", "no:cacheprovider"]
@@ -94,14 +102,47 @@ def run_route(root: Path, route: str, report: Path, expression: str | None) -> d
     command += ["-o", "timeout=300", "-W", "ignore::DeprecationWarning"]
     if expression:
         command += ["-k", expression]
+    return command, env
+
+
+def finish_route(route: str, report: Path, output: str, returncode: int) -> dict[str, str]:
+    """Print the run's last line; the outcomes from its report (RuntimeError if it wrote none)."""
+    tail = output.strip().splitlines()[-1:] or ["(no output)"]
+    print(f"   {route}: {tail[0]}", flush=True)
+    if not report.exists():
+        print(output[-5000:])
+        raise RuntimeError(f"the {route} run wrote no report (pytest exit {returncode})")
+    return outcomes(report)
+
+
+def run_route(root: Path, route: str, report: Path, expression: str | None) -> dict[str, str]:
+    """Run the suite through ``route``; test id -> outcome (passed, failed, error, skipped, xfailed, xpassed)."""
+    command, env = route_command(root, route, report, expression)
     print(f"== {route}: {' '.join(command[1:])}", flush=True)
     completed = subprocess.run(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    tail = completed.stdout.strip().splitlines()[-1:] or ["(no output)"]
-    print(f"   {tail[0]}", flush=True)
-    if not report.exists():
-        print(completed.stdout[-5000:])
-        raise RuntimeError(f"the {route} run wrote no report (pytest exit {completed.returncode})")
-    return outcomes(report)
+    return finish_route(route, report, completed.stdout, completed.returncode)
+
+
+def run_routes_in_parallel(
+    root: Path, routes: list[str], work: Path, expression: str | None
+) -> dict[str, dict[str, str]]:
+    """Run every route at once, each in a network namespace of its own (the suite's moto ports are fixed)."""
+    with ExitStack() as stack:
+        running = []
+        for route in routes:
+            report = work / f"{route}.xml"
+            command, env = route_command(root, route, report, expression)
+            prefix = stack.enter_context(isolated_network.namespace(f"s3fs-suite-{os.getpid()}-{route}"))
+            log = stack.enter_context((work / f"{route}.log").open("w+"))
+            print(f"== {route} (own network namespace): {' '.join(command[1:])}", flush=True)
+            process = subprocess.Popen([*prefix, *command], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+            running.append((route, report, log, process))
+        results = {}
+        for route, report, log, process in running:
+            returncode = process.wait()
+            log.seek(0)
+            results[route] = finish_route(route, report, log.read(), returncode)
+        return results
 
 
 def outcomes(report: Path) -> dict[str, str]:
@@ -135,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="with --keep: take a route's report left there")
     parser.add_argument("--sdist", type=Path, help="an s3fs sdist already downloaded (default: from the index)")
     parser.add_argument("-k", dest="expression", help="pytest -k expression: run a subset")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the routes at once, each in a network namespace of its own (needs root and iproute2; "
+        "one after the other otherwise)",
+    )
     args = parser.parse_args(argv)
     routes = [route.strip() for route in args.routes.split(",") if route.strip()]
     bad = [route for route in routes if route not in ROUTES]
@@ -148,8 +195,18 @@ def main(argv: list[str] | None = None) -> int:
             results = {}
             for route in routes:
                 report = work / f"{route}.xml"
-                reuse = args.reuse and args.keep is not None and report.exists()
-                results[route] = outcomes(report) if reuse else run_route(root, route, report, args.expression)
+                if args.reuse and args.keep is not None and report.exists():
+                    results[route] = outcomes(report)
+            left = [route for route in routes if route not in results]
+            why_not = isolated_network.available() if args.parallel and len(left) > 1 else "not asked for"
+            if why_not is None:
+                results.update(run_routes_in_parallel(root, left, work, args.expression))
+            else:
+                if args.parallel:
+                    print(f"run_s3fs_suite: running the routes one after the other: {why_not}", flush=True)
+                for route in left:
+                    results[route] = run_route(root, route, work / f"{route}.xml", args.expression)
+            results = {route: results[route] for route in routes}
         except (subprocess.CalledProcessError, RuntimeError, OSError, tarfile.TarError) as error:
             print(f"run_s3fs_suite: {error}", file=sys.stderr)
             return 2
