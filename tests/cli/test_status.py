@@ -38,12 +38,24 @@ def _report(folder: Path, pid: int, calls: int, throttles: int, paced: dict[str,
 
 def test_the_line_says_calls_per_second_limit_pacing_and_503s() -> None:
     reports = [
-        {"calls": 90, "retries": 10, "throttles": 10, "limit": 16, "adaptive": {"paced": {"b/a/": 95.0}}},
+        {
+            "calls": 90,
+            "retries": 10,
+            "throttles": 10,
+            "throttles_caused": 3,
+            "throttles_ambient": 6,
+            "limit": 16,
+            "adaptive": {"paced": {"b/a/": 95.0}},
+        },
         {"calls": 10, "retries": 0, "throttles": 0, "limit": 4, "adaptive": {"paced": {"b/c/": 40.0}}},
     ]
     text = status_text(reports, 12.34)
-    assert text == "s3pool: 12.3 calls/s | limit 20 | paced 40/s (2 partitions) | 503s 10 (9.1% of attempts)"
+    assert text == (
+        "s3pool: 12.3 calls/s | limit 20 | paced 40/s (2 partitions) | 503s 10 (9.1% of attempts): 3 caused, 6 ambient"
+    )
     assert status_text([], None) == "s3pool: - calls/s | limit - | unpaced | 503s 0"
+    fixed = [{"calls": 10, "retries": 1, "throttles": 1, "limit": 8, "adaptive": None}]
+    assert status_text(fixed, None) == "s3pool: - calls/s | limit 8 | unpaced | 503s 1 (9.1% of attempts)"
 
 
 def test_on_a_terminal_the_line_is_redrawn_and_erased(tmp_path: Path) -> None:
@@ -73,16 +85,10 @@ def test_nothing_is_drawn_when_not_on_a_terminal_or_quiet(tmp_path: Path) -> Non
         assert line.stream.getvalue() == ""  # type: ignore[attr-defined]
 
 
-def test_s3pool_run_on_a_terminal_shows_the_line_while_the_program_runs(
-    local_s3: LocalS3, s3_bucket: str, chaos_proxy: ChaosProxy, tmp_path: Path
-) -> None:
-    chaos_proxy.configure(latency=0.01)
-    env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
+def _on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``argv`` with its stderr on a new pseudo-terminal; its exit status and all it wrote there."""
     main, terminal = pty.openpty()
-    argv = [sys.executable, "-m", "s3pool_plugins", "run", "--no-otel", "--concurrency", "auto", "--"]
-    program = [sys.executable, str(SCRIPTS / "uploads.py"), s3_bucket, "150"]
-    with subprocess.Popen(argv + program, env=env, stdout=subprocess.PIPE, stderr=terminal) as process:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=terminal) as process:
         os.close(terminal)
         seen = b""
         deadline = time.monotonic() + 120
@@ -100,7 +106,54 @@ def test_s3pool_run_on_a_terminal_shows_the_line_while_the_program_runs(
                 break
         process.wait(timeout=30)
     os.close(main)
-    text = seen.decode(errors="replace")
-    assert process.returncode == 0, text[-2000:]
+    return process.returncode, seen.decode(errors="replace")
+
+
+def _run_env(local_s3: LocalS3, chaos_proxy: ChaosProxy) -> dict[str, str]:
+    env = local_s3.subprocess_env(endpoint_url=chaos_proxy.endpoint_url)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))
+    return env
+
+
+RUN = [sys.executable, "-m", "s3pool_plugins", "run", "--no-otel", "--concurrency", "auto", "--"]
+
+
+def test_s3pool_run_on_a_terminal_shows_the_line_while_the_program_runs(
+    local_s3: LocalS3, s3_bucket: str, chaos_proxy: ChaosProxy, tmp_path: Path
+) -> None:
+    chaos_proxy.configure(latency=0.01)
+    program = [sys.executable, str(SCRIPTS / "uploads.py"), s3_bucket, "150"]
+    status, text = _on_a_terminal(RUN + program, _run_env(local_s3, chaos_proxy))
+    assert status == 0, text[-2000:]
     assert "\rs3pool: " in text and " calls/s | limit " in text  # the live line, drawn over itself
+    assert "caused, " in text and " ambient" in text  # the 503s split by their cause, on auto
     assert "calls" in text.split("\r")[-1] or "s3pool run" in text  # then the summary
+
+
+WARNING = "pool 'test': limit 10 -> 4, unpaced -> paced at 8/s (throttling)"
+
+
+def test_a_warning_of_the_pool_gets_its_own_line_under_the_status_line(
+    local_s3: LocalS3, s3_bucket: str, chaos_proxy: ChaosProxy
+) -> None:
+    """Without logging configured, the warning erases the status line and takes the line; the status is redrawn."""
+    chaos_proxy.configure(latency=0.005)
+    program = [sys.executable, str(SCRIPTS / "warns.py"), s3_bucket]
+    status, text = _on_a_terminal(RUN + program, _run_env(local_s3, chaos_proxy))
+    assert status == 0, text[-2000:]
+    assert text.count(WARNING) == 1, text[-2000:]
+    before, after = text.split(WARNING)
+    assert before.endswith("\r\x1b[K"), repr(before[-200:])  # the status line erased, not written into
+    assert "\rs3pool: " in before  # there was a status line to erase
+    assert after.startswith("\r\n"), repr(after[:200])  # the warning's own line ends (the terminal adds \r)
+    assert "\rs3pool: " in after  # and the status line is drawn again below it
+
+
+def test_a_program_that_configures_logging_gets_the_warning_once_in_its_format(
+    local_s3: LocalS3, s3_bucket: str, chaos_proxy: ChaosProxy
+) -> None:
+    chaos_proxy.configure(latency=0.005)
+    program = [sys.executable, str(SCRIPTS / "warns.py"), s3_bucket, "--configure-logging"]
+    status, text = _on_a_terminal(RUN + program, _run_env(local_s3, chaos_proxy))
+    assert status == 0, text[-2000:]
+    assert text.count(WARNING) == 1 and f"configured: {WARNING}" in text, text[-2000:]
