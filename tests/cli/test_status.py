@@ -130,7 +130,7 @@ def test_s3pool_run_on_a_terminal_shows_the_line_while_the_program_runs(
     assert "calls" in text.split("\r")[-1] or "s3pool run" in text  # then the summary
 
 
-WARNING = "pool 'test': limit 10 -> 4, unpaced -> paced at 8/s (throttling)"
+WARNING = "s3pool: pool 'test': limit 10 -> 4, pace 20/s -> 8/s (throttling)"
 
 
 def test_a_warning_of_the_pool_gets_its_own_line_under_the_status_line(

@@ -30,6 +30,6 @@ def upload_for(seconds: float) -> None:
 
 
 upload_for(1.5)
-logging.getLogger("s3pool_plugins.limits").warning("pool 'test': limit 10 -> 4, unpaced -> paced at 8/s (throttling)")
+logging.getLogger("s3pool_plugins.limits").warning("s3pool: pool 'test': limit 10 -> 4, pace 20/s -> 8/s (throttling)")
 upload_for(1.5)
 print("uploads done")
