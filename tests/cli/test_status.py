@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pty
 import select
@@ -12,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from s3pool_plugins.cli.status import StatusLine, status_text
+from s3pool_plugins.core.terminal_log import LastResortOnOwnLine
 from s3pool_plugins.testing import ChaosProxy, LocalS3
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -157,3 +161,36 @@ def test_a_program_that_configures_logging_gets_the_warning_once_in_its_format(
     status, text = _on_a_terminal(RUN + program, _run_env(local_s3, chaos_proxy))
     assert status == 0, text[-2000:]
     assert text.count(WARNING) == 1 and f"configured: {WARNING}" in text, text[-2000:]
+
+
+def _isolated_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.propagate = False  # away from the handlers pytest puts on the root logger
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    return logger
+
+
+def test_the_last_resort_on_its_own_line_erases_the_line_only_on_a_terminal_and_only_when_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger = _isolated_logger("s3pool_status_test")
+    child = logging.getLogger("s3pool_status_test.limits")
+    logger.addHandler(LastResortOnOwnLine())
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    child.warning("cut by more than half")
+    child.info("not at the last resort's level")
+    assert terminal.getvalue() == "\r\x1b[Kcut by more than half\n"
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    child.warning("into a file")
+    assert piped.getvalue() == "into a file\n"  # no control characters where there is no terminal
+    configured = io.StringIO()
+    logger.addHandler(logging.StreamHandler(configured))  # the program configured logging
+    child.warning("the program's handler takes it")
+    assert piped.getvalue() == "into a file\n" and configured.getvalue() == "the program's handler takes it\n"
+    monkeypatch.setattr(logging, "lastResort", None)  # the program turned the last resort off
+    logger.handlers = [handler for handler in logger.handlers if isinstance(handler, LastResortOnOwnLine)]
+    child.warning("nowhere")
+    assert piped.getvalue() == "into a file\n"

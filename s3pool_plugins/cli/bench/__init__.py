@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ...core.terminal_log import keep_warnings_off_the_status_line
 from .. import parser as types
 from ..progress import ProgressLine
 from .competitors import COMPETITORS, variants
@@ -299,7 +300,10 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"about {estimate} s; seed {settings.seed}",
         flush=True,
     )
-    records = bench(runs, settings, ProgressLine())
+    progress = ProgressLine()
+    if progress.live:
+        keep_warnings_off_the_status_line()  # the pools' warnings on a line of their own, not in the progress line
+    records = bench(runs, settings, progress)
     doc = document(settings, plans, records, wall_time=sum(r.wall_time for r in records))
     print()
     print(tables(doc))
