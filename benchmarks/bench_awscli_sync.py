@@ -68,6 +68,8 @@ class Run:
     requests: int
     throttled: int
     report: dict[str, Any] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    """aws-cli's lines about files it could not sync."""
     stderr_tail: str = ""
 
 
@@ -147,7 +149,7 @@ def bench(args: argparse.Namespace, bin_dir: Path, work: Path) -> list[Run]:
                         tag = f"{files.name}-{direction}-{mode}-{repeat}"
                         if direction == "upload":
                             prefix = f"{tag}/"
-                            sync = ["aws", "s3", "sync", "--quiet", str(source), f"s3://{bucket}/{prefix}"]
+                            sync = ["aws", "s3", "sync", "--only-show-errors", str(source), f"s3://{bucket}/{prefix}"]
                         else:
                             destination = work / tag
                             sync = [
@@ -162,7 +164,7 @@ def bench(args: argparse.Namespace, bin_dir: Path, work: Path) -> list[Run]:
                         argv = sync
                         if mode == "pooled":
                             argv = ["s3pool", "run", "--no-otel", "--concurrency", "auto", "--report", str(report)]
-                            argv += ["--", *sync]
+                            argv += [*args.run_option, "--", *sync]
                         proxy.configure(throttle_rate=args.throttle)
                         proxy.reseed(args.seed + repeat)
                         proxy.reset_counts()
@@ -189,10 +191,13 @@ def bench(args: argparse.Namespace, bin_dir: Path, work: Path) -> list[Run]:
                             requests=seen.requests,
                             throttled=seen.throttled,
                             report=_report_figures(pooled),
+                            failed=[line for line in done.stderr.splitlines() if " failed: " in line][:20],
                             stderr_tail=done.stderr[-1500:],
                         )
                         runs.append(run)
                         print(_line(run), flush=True)
+                        for line in run.failed:
+                            print(f"    {line}", flush=True)
     return runs
 
 
@@ -259,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one sync may take (default 1800)")
     parser.add_argument("--json", type=Path, help="also write every run and the summary as JSON")
+    parser.add_argument(
+        "--run-option",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an argument added to s3pool run's (repeatable; later ones win), e.g. --run-option=--concurrency=10",
+    )
     args = parser.parse_args(argv)
     if args.files < 1 or args.large_files < 1 or args.repeat < 1 or args.file_size < 1 or args.large_size < 1:
         parser.error("argument --files/--large-files/--file-size/--large-size/--repeat: expected integers >= 1")
@@ -278,7 +290,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if row['met'] else 'missed'}){'' if row['complete'] else ', INCOMPLETE runs'}"
         )
     if args.json is not None:
-        document = {"throttle": args.throttle, "seed": args.seed, "runs": [asdict(r) for r in runs], "summary": rows}
+        document = {
+            "throttle": args.throttle,
+            "seed": args.seed,
+            "run_options": args.run_option,
+            "runs": [asdict(r) for r in runs],
+            "summary": rows,
+        }
         args.json.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return 0
 
