@@ -4,9 +4,13 @@ The program's processes rewrite their run reports every ``interval``
 seconds (``S3POOL_REPORT_REFRESH``, see :mod:`s3pool_plugins.core.report`);
 :class:`StatusLine` reads them as often and redraws one line on the
 terminal: calls per second, the concurrency limit, the pacing and the 503s
-so far, for example::
+so far, split (with ``concurrency="auto"``) into those the adaptive limit
+judged caused by the pool's own rate and those it judged ambient, for
+example::
 
-    s3pool: 212.4 calls/s | limit 16 | paced 95/s | 503s 41 (3.2% of attempts)
+    s3pool: 212.4 calls/s | limit 16 | paced 95/s | 503s 41 (3.2% of attempts): 5 caused, 36 ambient
+
+503s not judged yet are in neither count.
 
 When the stream is not a terminal (a pipe, a file, CI logs) nothing is
 written and no thread is started. The line is erased when the program ends,
@@ -50,7 +54,13 @@ def status_text(reports: Sequence[Mapping[str, Any]], calls_per_second: float | 
         parts.append(f"paced {slowest:.3g}/s" + (f" ({len(paced)} partitions)" if len(paced) > 1 else ""))
     attempts = calls + retries
     share = f" ({throttles / attempts:.1%} of attempts)" if attempts else ""
-    parts.append(f"503s {throttles}{share}")
+    judged = [report for report in reports if isinstance(report.get("adaptive"), Mapping)]
+    split = ""
+    if judged:
+        caused = sum(int(report.get("throttles_caused", 0)) for report in judged)
+        ambient = sum(int(report.get("throttles_ambient", 0)) for report in judged)
+        split = f": {caused} caused, {ambient} ambient"
+    parts.append(f"503s {throttles}{share}{split}")
     return " | ".join(parts)
 
 

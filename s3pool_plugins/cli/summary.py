@@ -42,6 +42,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
 
 
+def adaptive_text(adaptive: Mapping[str, Any], limit: int | None) -> str:
+    """What an adaptive limit did, from a report's ``adaptive`` figures and its ``limit`` now.
+
+    For example ``moved 4..16, now 12 (9 changes, 5 for throttling); paced at 80/s min, now: b/hot/ at 95/s``.
+    """
+    low, high = int(adaptive["min_limit"]), int(adaptive["max_limit"])
+    moved = f"moved {count(low)}..{count(high)}, now {count(limit)}" if low != high else f"stayed at {count(low)}"
+    changes = int(adaptive["changes"])
+    moved += f" ({count(changes)} changes, {count(int(adaptive['throttling']))} for throttling)" if changes else ""
+    slowest = adaptive.get("min_rate")
+    if slowest is None:
+        return f"{moved}; never paced"
+    paced = adaptive.get("paced") or {}
+    now = ", ".join(f"{name} at {rate:.3g}/s" for name, rate in list(paced.items())[:3]) if paced else "unpaced"
+    more = f" and {len(paced) - 3} more" if len(paced) > 3 else ""
+    return f"{moved}; paced at {float(slowest):.3g}/s min, now: {now}{more}"
+
+
 def run_summary(report: Mapping[str, Any], *, program: str, exit_code: int, wall_time: float) -> str:
     """The summary ``s3pool run`` prints at the end (``report`` as written by ``--report``)."""
     head = f"s3pool run: {program} exited with status {exit_code} after {seconds(wall_time)}"
@@ -60,26 +78,24 @@ def run_summary(report: Mapping[str, Any], *, program: str, exit_code: int, wall
     peak_scope = ", the most in any one process" if len(processes) > 1 else ""
     limit = report.get("limit")
     succeeded = count(report["succeeded"])
+    adaptive = report.get("adaptive")
+    throttled = f"{count(report['throttles'])} throttled attempts"
+    if adaptive:
+        throttled += (
+            f": {count(report.get('throttles_caused', 0))} caused by the pool's rate, "
+            f"{count(report.get('throttles_ambient', 0))} ambient"
+        )
     lines = [
         head,
         f"  S3 calls     {count(calls)} ({succeeded} succeeded, {count(failures)} failed){in_processes}",
-        f"  retries      {count(report['retries'])} ({count(report['throttles'])} throttled attempts)",
+        f"  retries      {count(report['retries'])} ({throttled})",
         f"  call time    p50 {seconds(times['p50'])}   p95 {seconds(times['p95'])}   p99 {seconds(times['p99'])}"
         f"   max {seconds(times['max'])}",
-        f"  peak active  {count(report['peak_active'])} of a limit of {count(limit)}{peak_scope}",
     ]
-    adaptive = report.get("adaptive")
     if adaptive:
-        paced = adaptive.get("paced") or {}
-        pacing = (
-            "; paced now: " + ", ".join(f"{name} at {rate:g}/s" for name, rate in list(paced.items())[:3])
-            if paced
-            else ""
-        )
-        lines.append(
-            f"  adaptive     limit between {count(adaptive['min_limit'])} and {count(adaptive['max_limit'])}, "
-            f"{count(adaptive['changes'])} changes ({count(adaptive['throttling'])} for throttling){pacing}"
-        )
+        lines.append(f"  limit        {adaptive_text(adaptive, limit)}{peak_scope}")
+    else:
+        lines.append(f"  peak active  {count(report['peak_active'])} of a limit of {count(limit)}{peak_scope}")
     operations = report.get("operations") or {}
     if operations:
         busiest = sorted(operations.items(), key=lambda item: (-item[1]["calls"], item[0]))[:5]

@@ -46,6 +46,7 @@ from typing import Any
 
 from ..hooks import hookimpl
 from .metrics import QuantileSketch
+from .terminal_log import keep_warnings_off_the_status_line
 
 REPORT_VARIABLE = "S3POOL_REPORT"
 REFRESH_VARIABLE = "S3POOL_REPORT_REFRESH"
@@ -56,6 +57,8 @@ FORMAT = "s3pool-report/1"
 FILE_PREFIX = "s3pool-"
 _ALPHA = 0.01
 _COUNTED = ("processed", "succeeded", "errors", "cancelled", "retries", "throttled", "nested")
+_JUDGED = ("throttled_caused", "throttled_ambient")
+"""Counted like :data:`_COUNTED`; None in ``stats()`` (a pool not on auto) counts 0."""
 
 
 class CallRecorder:
@@ -184,7 +187,7 @@ class ProcessReport:
         for pool, baseline in pools:
             stats = pool.stats()
             now = _counts(pool)
-            for name in _COUNTED:
+            for name in (*_COUNTED, *_JUDGED):
                 totals[name] += now[name] - baseline.get(name, 0)
             described.append(
                 {
@@ -207,6 +210,8 @@ class ProcessReport:
             "cancelled": totals["cancelled"],
             "retries": totals["retries"],
             "throttles": totals["throttled"],
+            "throttles_caused": totals["throttled_caused"],
+            "throttles_ambient": totals["throttled_ambient"],
             "nested": totals["nested"],
             "peak_active": max((pool["peak_active"] for pool in described), default=0),
             "limit": max((pool["limit"] for pool in described), default=None),
@@ -218,7 +223,8 @@ class ProcessReport:
 
 
 def _adaptive(pool: Any) -> dict[str, Any] | None:
-    """What an auto pool's limit did: the range it moved in, its changes, and what is paced now."""
+    """What an auto pool's limit did: the range it moved in, its changes, what is paced now and the
+    slowest pace it set (``min_rate``, attempts per second of the pool or any partition; None: never paced)."""
     if pool.auto_tuning is None:
         return None
     history = pool.limit_history()
@@ -233,6 +239,7 @@ def _adaptive(pool: Any) -> dict[str, Any] | None:
         "min_limit": min(limits),
         "max_limit": max(limits),
         "paced": {name: round(value, 1) for name, value in sorted(paced.items())},
+        "min_rate": min((change.new_rate for change in history if change.new_rate is not None), default=None),
     }
 
 
@@ -241,6 +248,7 @@ def merge_adaptive(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     present = [part for part in parts if part]
     if not present:
         return None
+    rates = [float(part["min_rate"]) for part in present if part.get("min_rate") is not None]
     paced: dict[str, float] = {}
     for part in present:
         for name, rate in part.get("paced", {}).items():
@@ -251,12 +259,13 @@ def merge_adaptive(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
         "min_limit": min(int(part["min_limit"]) for part in present),
         "max_limit": max(int(part["max_limit"]) for part in present),
         "paced": dict(sorted(paced.items())),
+        "min_rate": min(rates, default=None),
     }
 
 
 def _counts(pool: Any) -> dict[str, int]:
     stats = pool.stats()
-    return {name: int(getattr(stats, name)) for name in _COUNTED}
+    return {name: int(getattr(stats, name) or 0) for name in (*_COUNTED, *_JUDGED)}
 
 
 _state_lock = threading.Lock()
@@ -305,13 +314,19 @@ def attach_from_environment(pool: Any, environ: Mapping[str, str] | None = None)
 
 
 def _start_refreshing(setting: str) -> None:
-    """Rewrite the report every ``setting`` seconds on a daemon thread (nothing for a bad or empty value)."""
+    """Rewrite the report every ``setting`` seconds on a daemon thread (nothing for a bad or empty value).
+
+    ``s3pool run`` asks for refreshes only while it draws its status line on
+    the terminal this process shares: this package's warnings then get a line
+    of their own (:mod:`s3pool_plugins.core.terminal_log`).
+    """
     try:
         every = float(setting)
     except ValueError:
         return
     if not math.isfinite(every) or every <= 0:
         return
+    keep_warnings_off_the_status_line()
     global _refresh_every
     _refresh_every = max(every, 0.1)
     _refresh_thread(_refresh_every)
@@ -440,6 +455,19 @@ def load_reports(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str]
     return reports, problems
 
 
+_SUMMED = (
+    "calls",
+    "succeeded",
+    "failures",
+    "cancelled",
+    "retries",
+    "throttles",
+    "throttles_caused",
+    "throttles_ambient",
+    "nested",
+)
+
+
 def merge_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """One report for several processes: counts add up, call times merge exactly (as sketches).
 
@@ -451,7 +479,7 @@ def merge_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     operations: dict[str, dict[str, int]] = {}
     totals: Counter[str] = Counter()
     for report in reports:
-        for name in ("calls", "succeeded", "failures", "cancelled", "retries", "throttles", "nested"):
+        for name in _SUMMED:
             totals[name] += int(report.get(name, 0))
         sketch.merge(sketch_from_dict(report["call_time"]))
         for name, counts in report.get("operations", {}).items():

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from s3pool_plugins.cli import main
-from s3pool_plugins.cli.bench.measures import calm_after_drop, drop_and_recovery, reached_at, recovered_after
+from s3pool_plugins.cli.bench.measures import (
+    calm_after_drop,
+    drop_and_recovery,
+    measure,
+    reached_at,
+    recovered_after,
+)
 from s3pool_plugins.cli.bench.runner import RunRecord
 
 
@@ -35,6 +41,7 @@ def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (["--limit", "x"], "argument --limit: expected an integer >= 1"),
         (["--fixed-limits", "4,,0"], "argument --fixed-limits: expected comma-separated integers >= 1"),
         (["--seed", "-1"], "argument --seed: expected an integer >= 0"),
+        (["--job", "0"], "argument --job: expected an integer >= 1"),
         (["--auto-scope", "global"], "argument --auto-scope: invalid choice: 'global'"),
         (["--warmup", "10", "--duration", "6"], "argument --warmup: 10 s leaves less than 1 s to measure"),
         (["--scenario", "tenants", "--workers", "1"], "argument --workers: the tenants scenario needs at least 2"),
@@ -116,3 +123,89 @@ def test_the_drop_and_recovery_measures_on_synthetic_series() -> None:
     record.requests[4], record.requests[5] = 400, 400  # 1 of 800 (0.125%) from second 4 on: calm again
     assert calm_after_drop(record, 3, 6) == 1
     assert reached_at(record, 100) == 2 and reached_at(record, 101) is None  # a 2-second mean, from the start
+
+
+def test_the_scenarios_in_company_run_and_give_their_figures(capsys, tmp_path) -> None:
+    """Ambient 503s, the throttled prefix plus random 503s, and a short job measured whole; tiny sizes."""
+    path = tmp_path / "bench.json"
+    argv = ["bench", "--scenario", "ambient-20", "--scenario", "mixed", "--scenario", "short-job"]
+    argv += ["--competitor", "boto3", "--competitor", "pool-fixed", "--competitor", "pool-auto"]
+    argv += ["--duration", "3", "--warmup", "1", "--workers", "8", "--job", "40", "--json", str(path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ambient-20:" in out and "7. mixed:" in out and "8. short-job:" in out
+    assert "attempts/call (<= 1.30)" in out and "503s (<= 6%)" in out and "40 PUTs" in out
+    scenarios = {s["name"]: s for s in json.loads(path.read_text())["scenarios"]}
+    assert list(scenarios) == ["ambient-20", "mixed", "short-job"]
+    ambient, mixed, job = scenarios["ambient-20"], scenarios["mixed"], scenarios["short-job"]
+    assert (ambient["ambient"], ambient["rate"], mixed["ambient"], mixed["rate"]) == (0.2, None, 0.05, 100)
+    assert set(ambient["baselines"]) == {"boto3", "pool-fixed"}
+    for scenario in scenarios.values():
+        assert [run["competitor"] for run in scenario["runs"]] == ["boto3", "pool-fixed", "pool-auto"]
+        for run in scenario["runs"]:
+            assert run["status"] == "ok", run
+            assert all(t["met"] in (True, False) for t in run["measures"]["targets"]), run["measures"]
+    for run in ambient["runs"]:
+        m = run["measures"]
+        assert [t["name"] for t in m["targets"]] == ["fixed", "boto3", "attempts"]
+        assert m["goodput_of_fixed"] == pytest.approx(m["goodput"] / ambient["baselines"]["pool-fixed"])
+        assert m["attempts_target"] == pytest.approx(1 / 0.8 + 0.05)
+        assert run["proxy_throttled"] > 0  # the random 503s happened without any rate limit
+        assert run["series"]["capacity"] == [None, None, None]
+    for run in mixed["runs"]:
+        assert [t["name"] for t in run["measures"]["targets"]] == ["goodput", "503s"]
+    assert job["job"] == 40 and job["warmup"] == 0
+    for run in job["runs"]:
+        m = run["measures"]
+        assert run["calls"] == 40 and not run["cut_off"]  # every PUT of the job, nothing left out
+        assert m["goodput"] == pytest.approx((40 - run["failures"]) / run["job_time"])
+        assert m["throttled_share"] == pytest.approx(run["proxy_throttled"] / run["proxy_requests"])
+        assert run["duration"] == len(run["series"]["requests"]) <= int(run["job_time"]) + 2
+        assert [t["name"] for t in m["targets"]] == ["503s", "goodput"]
+
+
+def test_the_targets_in_company_on_synthetic_records() -> None:
+    record = RunRecord(
+        scenario="ambient-20",
+        competitor="pool-auto",
+        label="pool auto",
+        limit=None,
+        duration=3,
+        warmup=1,
+        ambient=0.2,
+        succeeded=[50, 90, 90],
+        failed=[0, 0, 0],
+        requests=[60, 110, 110],
+        throttled=[10, 20, 20],
+        capacity=[None, None, None],
+        calls=230,
+        proxy_requests=299,
+    )
+    m = measure(record, {}, None, {"pool-fixed": 100.0, "boto3": 90.0})
+    targets = {t["name"]: t["met"] for t in m["targets"]}
+    assert m["goodput_of_fixed"] == pytest.approx(0.9) and m["goodput_of_boto3"] == pytest.approx(1.0)
+    assert targets == {"fixed": True, "boto3": True, "attempts": True}  # 1.3 attempts: at the limit
+    record.proxy_requests = 300
+    assert {t["name"]: t["met"] for t in measure(record, {}, None, {"pool-fixed": 101.0})["targets"]} == {
+        "fixed": False,
+        "boto3": None,  # no boto3 run to compare with
+        "attempts": False,
+    }
+    job = RunRecord(
+        scenario="short-job",
+        competitor="pool-auto",
+        label="pool auto",
+        limit=None,
+        duration=7,
+        rate=100.0,
+        job=600,
+        job_time=6.5,
+        calls=600,
+        proxy_requests=612,
+        proxy_throttled=12,
+    )
+    m = measure(job, {}, None)
+    assert m["goodput"] == pytest.approx(600 / 6.5) and m["throttled_share"] == pytest.approx(12 / 612)
+    assert [t["met"] for t in m["targets"]] == [True, True]
+    job.cut_off = True
+    assert [t["met"] for t in measure(job, {}, None)["targets"]] == [False, False]

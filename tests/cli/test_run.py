@@ -153,5 +153,11 @@ def test_an_auto_pool_reports_what_its_limit_did(local_s3, s3_bucket, chaos_prox
     assert adaptive["throttling"] >= 1 and adaptive["changes"] >= adaptive["throttling"]
     assert 1 <= adaptive["min_limit"] <= adaptive["max_limit"] <= 8
     assert list(adaptive["paced"]) == [s3_bucket] and adaptive["paced"][s3_bucket] > 0
-    assert f"adaptive     limit between {adaptive['min_limit']} and {adaptive['max_limit']}" in done.stderr
-    assert f"paced now: {s3_bucket} at" in done.stderr
+    assert 0 < adaptive["min_rate"] <= min(adaptive["paced"].values())
+    assert 0 <= data["throttles_caused"] + data["throttles_ambient"] <= data["throttles"]
+    low, high = adaptive["min_limit"], adaptive["max_limit"]
+    moved = f"moved {low}..{high}, now {data['limit']}" if low != high else f"stayed at {low}"
+    assert f"  limit        {moved}" in done.stderr, done.stderr
+    assert f"; paced at {adaptive['min_rate']:.3g}/s min, now: {s3_bucket} at" in done.stderr, done.stderr
+    assert f"{data['throttles_caused']} caused by the pool's rate, {data['throttles_ambient']} ambient" in done.stderr
+    assert "peak active" not in done.stderr

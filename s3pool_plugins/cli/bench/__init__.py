@@ -2,7 +2,9 @@
 
 Scenarios (:mod:`.scenarios`): a prefix throttled at R requests/s, high
 latency without a rate limit, a capacity drop and recovery, two tenants
-with weights 1:3. Competitors (:mod:`.competitors`): boto3 with standard
+with weights 1:3; in company: 2% and 20% of requests answered 503 at random
+(no rate limit), the throttled prefix plus 5% random 503s, and a short job
+of PUTs measured whole. Competitors (:mod:`.competitors`): boto3 with standard
 retries, boto3's adaptive retry mode, s3fs, the pool with a fixed limit, the
 pool on auto. One run (:mod:`.runner`) per scenario and competitor, against
 a local S3 behind a fresh, seeded fault proxy; a table per scenario and a
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ...core.terminal_log import keep_warnings_off_the_status_line
 from .. import parser as types
 from ..progress import ProgressLine
 from .competitors import COMPETITORS, variants
@@ -35,6 +38,7 @@ from .scenarios import HIGH_LATENCY_WORKERS, SCENARIOS, Plan, Settings, duration
 NEEDS = ("boto3", "moto", "s3fs", "aiobotocore")
 MIN_DURATION = 3.0
 QUICK_WARMUP = 1.0
+MAX_JOB = 1_000_000
 DEFAULTS = Settings()
 
 
@@ -77,7 +81,7 @@ def limits(text: str) -> tuple[int, ...]:
 
 def _scenario_durations(*, quick: bool) -> str:
     """The default seconds per run, scenario by scenario, for a help text (``30, capacity-drop 60``)."""
-    lengths = {name: (s.quick_duration if quick else s.default_duration) for name, s in SCENARIOS.items()}
+    lengths = {name: (s.quick_duration if quick else s.default_duration) for name, s in SCENARIOS.items() if not s.job}
     common = max(set(lengths.values()), key=list(lengths.values()).count)
     others = [f"{name} {length:g}" for name, length in lengths.items() if length != common]
     return ", ".join([f"{common:g}", *others])
@@ -90,7 +94,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help="compare boto3, its adaptive retry mode, s3fs and the pool in seeded, reproducible scenarios",
         description=(
             "Run seeded scenarios against a local S3 behind a fault proxy: a prefix throttled at R requests/s, "
-            "high latency without a rate limit, a capacity drop and recovery, two tenants with weights 1:3. "
+            "high latency without a rate limit, a capacity drop and recovery, two tenants with weights 1:3; "
+            "in company: 2% and 20% of requests answered 503 at random without a rate limit, the throttled "
+            "prefix plus 5% random 503s, and a short job of PUTs measured whole. "
             "Each competitor runs the same closed-loop workload (--workers threads making small GET and PUT "
             "calls); a table per scenario shows the measured figures against the targets set for the pool "
             "(met or missed)."
@@ -116,9 +122,16 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         type=duration,
         metavar="SECONDS",
         help=types.with_default(
-            f"seconds per run, at least {MIN_DURATION:g}",
+            f"seconds per run, at least {MIN_DURATION:g} (the short job runs until its PUTs are done)",
             _scenario_durations(quick=False) + "; with --quick " + _scenario_durations(quick=True),
         ),
+    )
+    parser.add_argument(
+        "--job",
+        type=types.integer(1, MAX_JOB),
+        default=DEFAULTS.job,
+        metavar="N",
+        help=types.with_default(f"PUTs of the short-job scenario, at most {MAX_JOB:,}", DEFAULTS.job),
     )
     parser.add_argument(
         "--warmup",
@@ -220,6 +233,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         seed=args.seed,
         auto_scope=args.auto_scope,
         quick=args.quick,
+        job=args.job,
     )
 
 
@@ -227,6 +241,8 @@ def check(args: argparse.Namespace, parser: argparse.ArgumentParser, settings: S
     """The checks that need several options; ``parser.error`` (exit 2) on the first problem."""
     scenarios = args.scenario or list(SCENARIOS)
     for name in dict.fromkeys(scenarios):
+        if SCENARIOS[name].job:
+            continue  # measured whole: no warm-up to leave out
         length = duration_of(SCENARIOS[name], settings)
         if settings.warmup >= length - 1 + 1e-9:
             parser.error(
@@ -278,13 +294,16 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     plans = [plan(SCENARIOS[name], settings) for name in dict.fromkeys(args.scenario or SCENARIOS)]
     competitors = list(dict.fromkeys(args.competitor or COMPETITORS))
     runs = [(p, v) for p in plans for name in competitors for v in variants(name, p, settings)]
-    estimate = sum(p.duration + 1 for p, _ in runs)
+    estimate = int(sum((p.job / settings.rate if p.job else p.duration) + 1 for p, _ in runs))
     print(
         f"s3pool bench: {len(runs)} runs ({len(plans)} scenarios x {len(competitors)} competitors), "
         f"about {estimate} s; seed {settings.seed}",
         flush=True,
     )
-    records = bench(runs, settings, ProgressLine())
+    progress = ProgressLine()
+    if progress.live:
+        keep_warnings_off_the_status_line()  # the pools' warnings on a line of their own, not in the progress line
+    records = bench(runs, settings, progress)
     doc = document(settings, plans, records, wall_time=sum(r.wall_time for r in records))
     print()
     print(tables(doc))
@@ -313,8 +332,10 @@ def bench(runs: list[tuple[Plan, Any]], settings: Settings, progress: ProgressLi
 
             record = run_one(server, run_plan, settings, variant, on_second=show)
             if record.status == "ok":
+                measured = "over the whole job" if record.job else "after the warm-up"
+                cut_off = f" (cut off after {record.duration} s)" if record.cut_off else ""
                 progress.done(
-                    f"{title}: {goodput(record):.1f} calls/s after the warm-up, "
+                    f"{title}: {goodput(record):.1f} calls/s {measured}{cut_off}, "
                     f"{100 * throttled_share(record):.1f}% 503s, {record.failures} failed calls"
                 )
             else:

@@ -1,14 +1,17 @@
 """What the bench computes from a :class:`~.runner.RunRecord`, and the targets set for the pool.
 
 Pure functions over the per-second series; nothing here measures anything.
-"After the warm-up" means the seconds ``[warmup, duration)`` of a run.
+"After the warm-up" means the seconds ``[warmup, duration)`` of a run. A
+short job is measured whole: its goodput is its successful calls over the
+seconds until its last call ended, its 503 share and attempts are the
+proxy's totals.
 Targets are checked as ratios within one run; a :class:`Target`
 is ``met`` True or False, or None when the run gives nothing to check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,6 +26,15 @@ CALM_SECONDS = 10
 RECOVERY_SECONDS = 20
 RECOVERY_FRACTION = 0.90
 SHARE_TOLERANCE = 0.05
+AMBIENT_FIXED_TARGET = 0.90
+"""Ambient 503s: the pool on auto keeps at least this share of the fixed-limit pool's goodput."""
+ATTEMPTS_SLACK = 0.05
+"""Ambient 503s at share p: at most ``1 / (1 - p) + ATTEMPTS_SLACK`` attempts per call."""
+MIXED_GOODPUT_TARGET = 0.85
+MIXED_SHARE_SLACK = 0.01
+"""Mixed: the 503 share after the warm-up is at most the random share plus this."""
+JOB_THROTTLED_TARGET = 0.02
+JOB_GOODPUT_TARGET = 0.80
 REACH_WINDOW = 2
 """Seconds averaged when looking for the moment auto reached the best fixed limit's throughput."""
 
@@ -49,14 +61,21 @@ def _share(part: float, whole: float) -> float:
 
 
 def goodput(record: RunRecord, start: int | None = None, end: int | None = None) -> float:
-    """Successful calls per second over seconds ``[start, end)`` (default: after the warm-up)."""
+    """Successful calls per second over seconds ``[start, end)`` (default: after the warm-up; a short job: whole)."""
+    if record.job_time is not None and start is None and end is None:
+        return _share(record.calls - record.failures, record.job_time)
     first = record.warmup if start is None else start
     last = record.duration if end is None else end
     return _mean(record.succeeded[first:last])
 
 
 def throttled_share(record: RunRecord, start: int | None = None, end: int | None = None) -> float:
-    """The share of the proxy's answers that were 503 ``SlowDown``, over ``[start, end)`` (default: after warm-up)."""
+    """The share of the proxy's answers that were 503 ``SlowDown``, over ``[start, end)``.
+
+    By default: after the warm-up; for a short job, every request it made.
+    """
+    if record.job_time is not None and start is None and end is None:
+        return _share(record.proxy_throttled, record.proxy_requests)
     first = record.warmup if start is None else start
     last = record.duration if end is None else end
     return _share(sum(record.throttled[first:last]), sum(record.requests[first:last]))
@@ -127,8 +146,27 @@ def reached_at(record: RunRecord, level: float) -> int | None:
     return None
 
 
-def measure(record: RunRecord, weights: dict[str, int], best_fixed: float | None) -> dict[str, Any]:
-    """Every figure of a finished run, and its targets: a JSON-ready dict."""
+def attempts_target(ambient: float) -> float:
+    """The most attempts per call when a share ``ambient`` of requests is answered 503 at random."""
+    return 1 / (1 - ambient) + ATTEMPTS_SLACK
+
+
+def _relative(value: float, baseline: float | None) -> float | None:
+    return None if not baseline else value / baseline
+
+
+def measure(
+    record: RunRecord,
+    weights: dict[str, int],
+    best_fixed: float | None,
+    baselines: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Every figure of a finished run, and its targets: a JSON-ready dict.
+
+    ``baselines`` are the goodputs of the same scenario's ``pool-fixed`` and
+    ``boto3`` runs (the ambient scenarios compare with them; a missing one
+    leaves its target unchecked).
+    """
     figures: dict[str, Any] = {
         "goodput": goodput(record),
         "goodput_of_rate": goodput(record) / record.rate if record.rate else None,
@@ -189,5 +227,36 @@ def measure(record: RunRecord, weights: dict[str, int], best_fixed: float | None
             served = sum(sum(series[record.warmup : record.duration]) for series in record.by_tenant.values())
             met = served > 0 and abs(value - expected) <= SHARE_TOLERANCE + 1e-12
             targets = [Target("shares", f"within 5 points of {expected:.0%}/{1 - expected:.0%}", value, met)]
+    elif scenario.startswith("ambient"):
+        baselines = baselines or {}
+        value, attempts = figures["goodput"], figures["attempts_per_call"]
+        of_fixed = _relative(value, baselines.get("pool-fixed"))
+        of_boto3 = _relative(value, baselines.get("boto3"))
+        most = attempts_target(record.ambient)
+        figures.update(goodput_of_fixed=of_fixed, goodput_of_boto3=of_boto3, attempts_target=most)
+        targets = [
+            Target(
+                "fixed",
+                ">= 90% of the pool with a fixed limit",
+                of_fixed,
+                None if of_fixed is None else of_fixed >= AMBIENT_FIXED_TARGET,
+            ),
+            Target("boto3", ">= boto3 standard", of_boto3, None if of_boto3 is None else of_boto3 >= 1.0),
+            Target("attempts", f"<= {most:.2f} per call", attempts, None if attempts is None else attempts <= most),
+        ]
+    elif scenario == "mixed":
+        ratio, share = figures["goodput_of_rate"], figures["throttled_share"]
+        most = record.ambient + MIXED_SHARE_SLACK
+        targets = [
+            Target("goodput", ">= 85% of R", ratio, ratio >= MIXED_GOODPUT_TARGET),
+            Target("503s", f"<= {most:.0%} after the warm-up", share, share <= most + 1e-12),
+        ]
+    elif scenario == "short-job":
+        ratio, share = figures["goodput_of_rate"], figures["throttled_share"]
+        figures.update(job_time=record.job_time, cut_off=record.cut_off)
+        targets = [
+            Target("503s", "<= 2% over the whole job", share, share <= JOB_THROTTLED_TARGET and not record.cut_off),
+            Target("goodput", ">= 80% of R", ratio, ratio >= JOB_GOODPUT_TARGET and not record.cut_off),
+        ]
     figures["targets"] = [target.as_dict() for target in targets]
     return figures

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..summary import count, seconds, table
-from .measures import measure
+from .measures import MIXED_SHARE_SLACK, attempts_target, measure
 from .runner import RunRecord
 from .scenarios import SCENARIOS, Plan, Settings
 
@@ -29,7 +29,16 @@ def best_fixed(records: Sequence[RunRecord]) -> tuple[str, float] | None:
     return max(fixed, key=lambda item: item[1]) if fixed else None
 
 
-def run_document(record: RunRecord, plan: Plan, best: tuple[str, float] | None) -> dict[str, Any]:
+def baselines(records: Sequence[RunRecord]) -> dict[str, float]:
+    """The goodput (after the warm-up) of the ``pool-fixed`` and ``boto3`` runs among ``records`` that ran."""
+    from .measures import goodput
+
+    return {r.competitor: goodput(r) for r in records if r.competitor in ("pool-fixed", "boto3") and r.status == "ok"}
+
+
+def run_document(
+    record: RunRecord, plan: Plan, best: tuple[str, float] | None, compared: dict[str, float] | None = None
+) -> dict[str, Any]:
     """One run as JSON: identity, settings, totals, per-second series, figures and targets."""
     document: dict[str, Any] = {
         "scenario": record.scenario,
@@ -49,7 +58,7 @@ def run_document(record: RunRecord, plan: Plan, best: tuple[str, float] | None) 
     series["by_tenant"] = data.pop("by_tenant")
     document.update(data)
     document["series"] = series
-    document["measures"] = measure(record, dict(plan.tenants), None if best is None else best[1])
+    document["measures"] = measure(record, dict(plan.tenants), None if best is None else best[1], compared)
     return document
 
 
@@ -67,6 +76,7 @@ def document(
     for plan in plans:
         mine = [r for r in records if r.scenario == plan.scenario.name]
         best = best_fixed(mine) if plan.scenario.high_latency else None
+        compared = baselines(mine) if plan.scenario.ambient and plan.rate is None else {}
         scenarios.append(
             {
                 "name": plan.scenario.name,
@@ -78,8 +88,11 @@ def document(
                 "rate": plan.rate,
                 "changes": [asdict(change) for change in plan.changes],
                 "tenants": dict(plan.tenants),
+                "ambient": plan.ambient,
+                "job": plan.job,
                 "best_fixed": None if best is None else {"label": best[0], "goodput": best[1]},
-                "runs": [run_document(r, plan, best) for r in mine],
+                "baselines": compared,
+                "runs": [run_document(r, plan, best, compared) for r in mine],
             }
         )
     return {
@@ -108,6 +121,11 @@ def _mark(text: str, target: dict[str, Any] | None) -> str:
     return f"{text} {'met' if target['met'] else 'missed'}"
 
 
+def _attempts(measures: dict[str, Any]) -> str:
+    attempts = measures["attempts_per_call"]
+    return "-" if attempts is None else f"{attempts:.2f}"
+
+
 def _after(value: int | None) -> str:
     return "never" if value is None else f"{value} s"
 
@@ -123,9 +141,14 @@ def scenario_table(scenario: dict[str, Any]) -> str:
     name = scenario["name"]
     rate = scenario["rate"]
     facts = [f"median latency {seconds(scenario['latency'])}", f"{scenario['workers']} workers"]
+    if scenario.get("ambient"):
+        facts.insert(0, f"{100 * scenario['ambient']:g}% random 503s")
     if rate is not None:
         facts.insert(0, f"R = {rate:g}/s")
-    facts.append(f"{scenario['duration']} s per run, first {scenario['warmup']} s are warm-up")
+    if scenario.get("job"):
+        facts.append(f"{count(scenario['job'])} PUTs, at most {scenario['duration']} s, all counted")
+    else:
+        facts.append(f"{scenario['duration']} s per run, first {scenario['warmup']} s are warm-up")
     number = list(SCENARIOS).index(name) + 1
     lines = [f"{number}. {name}: {scenario['title']} ({', '.join(facts)})"]
     runs = [r for r in scenario["runs"] if r["status"] == "ok"]
@@ -144,6 +167,22 @@ def scenario_table(scenario: dict[str, Any]) -> str:
             "90% of R after (<= 20 s)",
             "failed calls",
         ]
+    elif name.startswith("ambient"):
+        most = attempts_target(scenario["ambient"])
+        headers = [
+            "",
+            "goodput/s",
+            "of fixed (>= 90%)",
+            "of boto3 (>= 100%)",
+            "503s",
+            f"attempts/call (<= {most:.2f})",
+            "failed calls",
+        ]
+    elif name == "mixed":
+        most = scenario["ambient"] + MIXED_SHARE_SLACK
+        headers = ["", "goodput/s", "of R (>= 85%)", f"503s (<= {most:.0%})", "attempts/call", "failed calls"]
+    elif name == "short-job":
+        headers = ["", "job time", "goodput/s", "of R (>= 80%)", "503s (<= 2%)", "attempts/call", "failed calls"]
     else:
         weights = scenario["tenants"]
         total = sum(weights.values())
@@ -155,12 +194,11 @@ def scenario_table(scenario: dict[str, Any]) -> str:
         targets = {t["name"]: t for t in m["targets"]}
         failed = count(run["failures"])
         if name == "throttled":
-            attempts = m["attempts_per_call"]
             row = [
                 f"{m['goodput']:.1f}",
                 _mark(_percent(m["goodput_of_rate"]), targets.get("goodput")),
                 _mark(_percent(m["throttled_share"], 1), targets.get("503s")),
-                _mark("-" if attempts is None else f"{attempts:.2f}", targets.get("attempts")),
+                _mark(_attempts(m), targets.get("attempts")),
             ]
         elif name == "high-latency":
             reached = m.get("reached_90_percent_of_best_fixed_at")
@@ -179,6 +217,29 @@ def scenario_table(scenario: dict[str, Any]) -> str:
                 ]
             else:
                 row = ["-", "-", "-", "-"]
+        elif name.startswith("ambient"):
+            row = [
+                f"{m['goodput']:.1f}",
+                _mark(_percent(m["goodput_of_fixed"]), targets.get("fixed")),
+                _mark(_percent(m["goodput_of_boto3"]), targets.get("boto3")),
+                _percent(m["throttled_share"], 1),
+                _mark(_attempts(m), targets.get("attempts")),
+            ]
+        elif name == "mixed":
+            row = [
+                f"{m['goodput']:.1f}",
+                _mark(_percent(m["goodput_of_rate"]), targets.get("goodput")),
+                _mark(_percent(m["throttled_share"], 1), targets.get("503s")),
+                _attempts(m),
+            ]
+        elif name == "short-job":
+            row = [
+                seconds(m["job_time"]) + (" (cut off)" if m["cut_off"] else ""),
+                f"{m['goodput']:.1f}",
+                _mark(_percent(m["goodput_of_rate"]), targets.get("goodput")),
+                _mark(_percent(m["throttled_share"], 1), targets.get("503s")),
+                _attempts(m),
+            ]
         else:
             shares = m["tenant_shares"]
             row = [

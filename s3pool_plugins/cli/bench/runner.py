@@ -9,6 +9,11 @@ the run's duration is over, then finishes the call it is in. The main thread
 samples the counters at every whole second and applies the scenario's
 timeline of rate changes at the second it names.
 
+A short job (``plan.job`` > 0) is different: the workers share
+``plan.job`` PUTs (each to its own key) and stop when none is left; the
+run ends when the last call does (its last second is partial), or at
+``plan.duration`` seconds, when the job is reported as cut off.
+
 Per second: calls that completed (succeeded, failed; per tenant), and at
 the proxy, requests and 503 ``SlowDown`` answers; the pool's limit.
 Everything is counted, nothing is estimated. Times are seconds.
@@ -52,6 +57,14 @@ class RunRecord:
     workers: int = 0
     rate: float | None = None
     latency: float = 0.0
+    ambient: float = 0.0
+    """The share of requests the proxy answered 503 at random."""
+    job: int = 0
+    """PUTs of a short job (0: a closed loop for ``duration``)."""
+    job_time: float | None = None
+    """A short job's seconds from the start until its last call ended (None: not a short job)."""
+    cut_off: bool = False
+    """A short job that was not done when its most seconds were over."""
     succeeded: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)
@@ -100,13 +113,46 @@ class _Tally:
                     self.failed[second] += 1
 
 
+class _Job:
+    """The PUTs of a short job, shared by the workers; ``done`` is set when the last worker has left."""
+
+    def __init__(self, calls: int, workers: int) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+        self._calls = calls
+        self._present = workers
+        self.last_end = 0.0
+        self.done = threading.Event()
+
+    def take(self) -> int | None:
+        """The index of the next PUT to make, or None when every one was taken."""
+        with self._lock:
+            if self._next >= self._calls:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def ended(self, at: float) -> None:
+        """A call ended ``at`` seconds into the run."""
+        with self._lock:
+            self.last_end = max(self.last_end, at)
+
+    def leave(self) -> None:
+        """A worker is finished (no PUT left, or the run was stopped)."""
+        with self._lock:
+            self._present -= 1
+            if self._present == 0:
+                self.done.set()
+
+
 def _body(worker: int, n: int) -> bytes:
     head = f"{worker}:{n}:".encode()
     return head + b"x" * (OBJECT_SIZE - len(head))
 
 
-def _limit_prefix(proxy: Any, bucket: str, rate: float) -> None:
-    per_class = rate / 2
+def _limit_prefix(proxy: Any, bucket: str, rate: float, writes_only: bool = False) -> None:
+    """``rate`` requests/s in all: half reads, half writes; all of it writes for a job of PUTs."""
+    per_class = rate if writes_only else rate / 2
     proxy.limit_prefix(
         f"{bucket}/{PREFIX}", reads_per_second=per_class, writes_per_second=per_class, burst=max(1.0, per_class / 4)
     )
@@ -147,6 +193,8 @@ def run_one(
         workers=plan.workers,
         rate=plan.rate,
         latency=plan.latency,
+        ambient=plan.ambient,
+        job=plan.job,
     )
     bucket = server.create_bucket()
     direct = server.client()
@@ -155,9 +203,9 @@ def run_one(
     direct.close()
 
     with ChaosProxy(server.endpoint_url, seed=plan.seed) as proxy:
-        proxy.configure(latency=Latency(plan.latency, sigma=0.25))
+        proxy.configure(latency=Latency(plan.latency, sigma=0.25), throttle_rate=plan.ambient)
         if plan.rate is not None:
-            _limit_prefix(proxy, bucket, plan.rate)
+            _limit_prefix(proxy, bucket, plan.rate, writes_only=plan.job > 0)
         try:
             clients = COMPETITORS[variant.competitor].make(server, proxy.endpoint_url, plan, settings, variant)
         except Unavailable as reason:
@@ -188,21 +236,35 @@ def _measure(
     proxy.reset_counts()
     started = time.monotonic()
 
+    job = _Job(plan.job, plan.workers) if plan.job else None
+
     def work(worker: int) -> None:
         tenant = tenants[worker % len(tenants)] if tenants else None
         n = 0
-        while not stop.is_set():
-            if (worker + n) % 2 == 0:
-                operation, key = "PUT", f"{PREFIX}w{worker:03d}/{n % KEYS_PER_WORKER}"
-            else:
-                operation, key = "GET", f"{PREFIX}read/{(worker * 7 + n) % READ_OBJECTS:03d}"
-            error: BaseException | None = None
-            try:
-                clients.call(operation, bucket, key, _body(worker, n) if operation == "PUT" else b"", tenant)
-            except Exception as caught:
-                error = caught
-            tally.add(int(time.monotonic() - started), tenant, error)
-            n += 1
+        try:
+            while not stop.is_set():
+                if job is not None:
+                    index = job.take()
+                    if index is None:
+                        return
+                    operation, key, n = "PUT", f"{PREFIX}job/{index:05d}", index
+                elif (worker + n) % 2 == 0:
+                    operation, key = "PUT", f"{PREFIX}w{worker:03d}/{n % KEYS_PER_WORKER}"
+                else:
+                    operation, key = "GET", f"{PREFIX}read/{(worker * 7 + n) % READ_OBJECTS:03d}"
+                error: BaseException | None = None
+                try:
+                    clients.call(operation, bucket, key, _body(worker, n) if operation == "PUT" else b"", tenant)
+                except Exception as caught:
+                    error = caught
+                ended = time.monotonic() - started
+                tally.add(int(ended), tenant, error)
+                if job is not None:
+                    job.ended(ended)
+                n += 1
+        finally:
+            if job is not None:
+                job.leave()
 
     threads = [
         threading.Thread(target=work, args=(w,), name=f"s3pool-bench-{w}", daemon=True) for w in range(plan.workers)
@@ -214,8 +276,11 @@ def _measure(
     changes = list(plan.changes)
     for second in range(1, plan.duration + 1):
         delay = started + second - time.monotonic()
-        if delay > 0:
+        done = job is not None and job.done.wait(max(0.0, delay))
+        if not done and delay > 0 and job is None:
             time.sleep(delay)
+        if done:
+            proxy.wait_idle(timeout=5)
         seen = proxy.stats()
         record.requests.append(seen.requests - previous.requests)
         record.throttled.append(seen.throttled - previous.throttled)
@@ -227,6 +292,9 @@ def _measure(
             _limit_prefix(proxy, bucket, rate)
         if on_second is not None:
             on_second(record, second)
+        if done:
+            break
+    cut_off = job is not None and not job.done.is_set()
     stop.set()
     deadline = time.monotonic() + DRAIN_TIMEOUT
     for thread in threads:
@@ -236,9 +304,14 @@ def _measure(
     record.wall_time = time.monotonic() - started
     seen = proxy.stats()
     record.proxy_requests, record.proxy_throttled = seen.requests, seen.throttled
+    seconds = len(record.requests)
+    if job is not None:
+        record.duration = seconds
+        record.job_time = job.last_end
+        record.cut_off = cut_off
     with tally.lock:
-        record.succeeded, record.failed = list(tally.succeeded), list(tally.failed)
-        record.by_tenant = {name: list(series) for name, series in tally.by_tenant.items()}
+        record.succeeded, record.failed = list(tally.succeeded[:seconds]), list(tally.failed[:seconds])
+        record.by_tenant = {name: list(series[:seconds]) for name, series in tally.by_tenant.items()}
         record.calls, record.failures, record.errors = tally.calls, tally.failures, Counter(tally.errors)
     if clients.pool is not None:
         record.limit_history = _history(clients.pool, started)

@@ -9,6 +9,15 @@ The throttled prefix takes ``rate`` requests per second in all: S3 limits
 reads and writes of a prefix separately, so the proxy gets ``rate / 2``
 reads (GET) and ``rate / 2`` writes (PUT) per second, and the workload
 alternates the two.
+
+Two more kinds of scenario test the pool in company:
+
+- *ambient* 503s: a share of all requests is answered 503 ``SlowDown`` at
+  random, whatever the rate (other clients on the prefix, a partition being
+  split); there is no rate limit, or (``mixed``) one on top;
+- a *short job* (:attr:`Scenario.job`): a fixed number of PUTs against a
+  prefix that takes R writes per second, run until they are all done and
+  measured whole, from the first second, as a short batch job meets S3.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ class Settings:
     seed: int = 1
     auto_scope: str = "prefix"
     quick: bool = False
+    job: int = 600
+    """PUTs of the short job."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,10 @@ class Scenario:
     high_latency: bool = False
     drop: bool = False
     tenants: tuple[tuple[str, int], ...] = ()
+    ambient: float = 0.0
+    """The share of requests answered 503 at random, whatever the rate (0: none)."""
+    job: bool = False
+    """A short job: ``Settings.job`` PUTs, measured whole; the prefix takes R writes/s."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,9 @@ class Plan:
     changes: tuple[Change, ...]
     tenants: tuple[tuple[str, int], ...]
     seed: int
+    ambient: float = 0.0
+    job: int = 0
+    """PUTs of a short job (then ``duration`` is the most seconds it may take); 0: a closed loop for ``duration``."""
 
     @property
     def drop_at(self) -> int | None:
@@ -121,12 +139,63 @@ TENANTS = Scenario(
     tenants=(("a", 1), ("b", 3)),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (THROTTLED, HIGH_LATENCY, CAPACITY_DROP, TENANTS)}
+AMBIENT_2 = Scenario(
+    "ambient-2",
+    "2% of requests answered 503 at random, no rate limit",
+    "goodput against the pool with a fixed limit and boto3 standard, attempts per call",
+    default_duration=30,
+    quick_duration=6,
+    throttled=False,
+    ambient=0.02,
+)
+AMBIENT_20 = Scenario(
+    "ambient-20",
+    "20% of requests answered 503 at random, no rate limit",
+    "goodput against the pool with a fixed limit and boto3 standard, attempts per call",
+    default_duration=30,
+    quick_duration=6,
+    throttled=False,
+    ambient=0.20,
+)
+MIXED = Scenario(
+    "mixed",
+    "a prefix throttled at R requests/s plus 5% of requests answered 503 at random",
+    "goodput against R, the share of 503s after the warm-up against the random share",
+    default_duration=30,
+    quick_duration=6,
+    ambient=0.05,
+)
+SHORT_JOB = Scenario(
+    "short-job",
+    "a short job of PUTs to a prefix that takes R writes/s, measured whole",
+    "the share of 503s over the whole job (no warm-up left out), goodput against R",
+    default_duration=0,
+    quick_duration=0,
+    job=True,
+)
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s for s in (THROTTLED, HIGH_LATENCY, CAPACITY_DROP, TENANTS, AMBIENT_2, AMBIENT_20, MIXED, SHORT_JOB)
+}
 """Every scenario by name, in the order the bench runs them."""
+
+JOB_MIN_SECONDS = 30
+JOB_SLACK = 10
+"""A short job may take ``JOB_SLACK`` times its ideal length (at least ``JOB_MIN_SECONDS``); then it is cut off."""
+
+
+def job_cap(settings: Settings) -> int:
+    """The most whole seconds a short job of ``settings.job`` PUTs at ``settings.rate`` may take."""
+    return int(max(JOB_MIN_SECONDS, -(-JOB_SLACK * settings.job // settings.rate)))
 
 
 def duration_of(scenario: Scenario, settings: Settings) -> int:
-    """Whole seconds a run of ``scenario`` lasts (``--duration``, else ``--quick``'s, else the default)."""
+    """Whole seconds a run of ``scenario`` lasts (``--duration``, else ``--quick``'s, else the default).
+
+    A short job runs until its PUTs are done; this is the most it may take (:func:`job_cap`).
+    """
+    if scenario.job:
+        return job_cap(settings)
     if settings.duration is not None:
         return max(1, int(settings.duration))
     return int(scenario.quick_duration if settings.quick else scenario.default_duration)
@@ -143,11 +212,13 @@ def plan(scenario: Scenario, settings: Settings) -> Plan:
     return Plan(
         scenario=scenario,
         duration=duration,
-        warmup=min(int(-(-settings.warmup // 1)), duration - 1),
+        warmup=0 if scenario.job else min(int(-(-settings.warmup // 1)), duration - 1),
         latency=settings.high_latency if scenario.high_latency else settings.latency,
         workers=workers,
         rate=settings.rate if scenario.throttled else None,
         changes=changes,
         tenants=scenario.tenants,
         seed=settings.seed,
+        ambient=scenario.ambient,
+        job=settings.job if scenario.job else 0,
     )
