@@ -11,9 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
-
-from s3pool_plugins import LocalFleet, OperationsPool
+from s3pool_plugins import LocalFleet
 from s3pool_plugins.testing import ChaosProxy, LocalS3
 
 from .conftest import s3_client

@@ -14,10 +14,13 @@ work (``members``). Since a member's rate is the fleet's divided by the
 members, a change of the local rate is the same relative change of the
 fleet's. It is proposed by compare-and-set on the version this member last
 saw: one change per version, and a member whose proposal lost adopts the
-winner's (its own rate becomes the fleet's divided by the members). A rise is proposed only after the version was held for one
-adjustment interval, so N members probing up do not compound; a cut is
-proposed at once, and adopting a cut counts as a cut for the local
-algorithm, so throttling still in flight from before it cuts no further.
+winner's (its own rate becomes the fleet's divided by the members). One
+accepted change moves the fleet's rate by at most :data:`MAX_RISE` up or
+:data:`MAX_CUT` down; a rise is proposed only after the rate held for
+:data:`RISE_AFTER` adjustment intervals, so N members probing up do not
+compound; a cut is proposed at once, and adopting a cut counts as a cut for
+the local algorithm, so throttling still in flight from before it cuts no
+further.
 """
 
 from __future__ import annotations
@@ -205,10 +208,10 @@ class FleetUnit:
             version=self.version,
         )
         stored = call(lambda: self.shared.propose_limit(proposal))
-        if stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit:
-            if fleet_rate == (None if rate is None else rate * members):
-                self._accepted(stored, now, rate)
-                return
+        won = stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit
+        if won and fleet_rate == (None if rate is None else rate * members):
+            self._accepted(stored, now, rate)
+            return
         self._adopt(stored, now)  # lost, or bounded: this member's rate becomes its share of the stored one
 
     def _accepted(self, stored: SharedLimit, now: float, local_rate: float | None) -> None:
