@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from s3pool_plugins import LocalFleet, OperationsPool
+from s3pool_plugins import LocalFleet
 from s3pool_plugins.testing import ChaosProxy, LocalS3
 
 from .conftest import FlakyFleet, Store, s3_client
