@@ -53,7 +53,7 @@ def test_the_fleet_wide_limit_holds_and_no_slot_leaks(
     ]
     try:
         futures = []
-        for burst in range(3):
+        for _burst in range(3):
             for index, pool in enumerate(pools):
                 for _ in range(rng.randint(0, 12)):
                     seconds = rng.choice([0.0, 0.001, 0.005])
