@@ -58,7 +58,7 @@ class _Load:
             assert not thread.is_alive(), "a call hung"
 
 
-@pytest.mark.parametrize("mode", ["down", "odd", "slow"])
+@pytest.mark.parametrize("mode", ["down", "odd", "slow", "exit"])
 def test_store_faults_fall_back_within_an_interval_and_rejoin(
     mode: str, local_s3: LocalS3, chaos_proxy: ChaosProxy, s3_bucket: str, make_pool: Any, caplog: Any
 ) -> None:
@@ -112,7 +112,8 @@ def test_a_store_away_at_start_never_blocks_and_the_pool_joins_later(make_pool: 
     assert [pool.submit(lambda: 1).result(timeout=10) for _ in range(5)] == [1] * 5
 
 
-def test_the_agent_survives_its_own_faults(make_pool: Any, caplog: Any) -> None:
+@pytest.mark.parametrize("error", [ValueError("a bug in a round (test)"), SystemExit(3), KeyboardInterrupt()])
+def test_the_agent_survives_its_own_faults(error: BaseException, make_pool: Any, caplog: Any) -> None:
     """A round that fails for a reason of the pool's own is logged, and the next round goes on."""
     fleet = LocalFleet("own")
     pool = make_pool(concurrency=2, fleet=fleet, fleet_concurrency=2)
@@ -124,7 +125,7 @@ def test_the_agent_survives_its_own_faults(make_pool: Any, caplog: Any) -> None:
     def broken(call: Any, now: float) -> None:
         calls[0] += 1
         if calls[0] <= 3:
-            raise ValueError("a bug in a round (test)")
+            raise error
         original(call, now)
 
     unit.serve = broken  # type: ignore[method-assign]

@@ -146,7 +146,7 @@ class FleetAgent:
             except FleetUnavailable as error:
                 self._failures += 1
                 self._fall_back(error)
-            except Exception:  # the agent's own fault: logged, and the next round goes on
+            except BaseException:  # even SystemExit: re-raised here it could only end this thread, for good
                 log.exception("s3pool: the fleet agent's round failed; it goes on")
             self._wake.wait(clamp_wait(BUSY_TICK if busy else IDLE_TICK))
             self._wake.clear()
