@@ -143,6 +143,7 @@ def test_the_retry_budget_is_fleet_wide() -> None:
         retry_budget=budget,
         retries=1000,
         retry_delay=0.001,
+        max_retry_delay=0.01,
         load_entrypoints=False,
         retryable_errors=[ConnectionError],
     )

@@ -82,7 +82,7 @@ class FleetAgent:
         self._clock = clock
         self._throttled = throttled
         self.member = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:8]}"
-        self._box = TimeBox(f"{name}-fleet", min(1.0, interval / 2))
+        self._box = TimeBox(f"{name}-fleet", min(1.0, 0.8 * interval))  # a fallback within one interval
         self._lock = threading.Lock()
         self._units: dict[str, FleetUnit] = {}
         self._wake = threading.Event()
