@@ -96,6 +96,14 @@ def run_summary(report: Mapping[str, Any], *, program: str, exit_code: int, wall
         lines.append(f"  limit        {adaptive_text(adaptive, limit)}{peak_scope}")
     else:
         lines.append(f"  peak active  {count(report['peak_active'])} of a limit of {count(limit)}{peak_scope}")
+    fleet = report.get("fleet")
+    if fleet:
+        shared = (
+            f", at most {count(fleet['fleet_concurrency'])} in flight fleet-wide"
+            if fleet.get("fleet_concurrency")
+            else ""
+        )
+        lines.append(f"  fleet        {fleet['fleet_name']} on {fleet['description']}{shared}")
     operations = report.get("operations") or {}
     if operations:
         busiest = sorted(operations.items(), key=lambda item: (-item[1]["calls"], item[0]))[:5]
