@@ -121,9 +121,7 @@ class RedisPartition(FleetPartition):
             _float_text(proposal.ceiling),
             self._keep_ms(),
         )
-        reply = self._backend.run(
-            "propose_limit", lambda client: _PROPOSE_LIMIT.run(client, (self._keys.limit,), args)
-        )
+        reply = self._backend.run("propose_limit", lambda client: _PROPOSE_LIMIT.run(client, (self._keys.limit,), args))
         return self._backend.parse("propose_limit", lambda: self._record(reply))
 
     def take_retry(self, cost: int, capacity: int) -> bool:
@@ -136,9 +134,7 @@ class RedisPartition(FleetPartition):
     def give_retry(self, amount: int, capacity: int) -> None:
         self._backend.run(
             "give_retry",
-            lambda client: _GIVE_RETRY.run(
-                client, (self._keys.retry,), (int(amount), int(capacity), self._keep_ms())
-            ),
+            lambda client: _GIVE_RETRY.run(client, (self._keys.retry,), (int(amount), int(capacity), self._keep_ms())),
         )
 
     def _keep_ms(self) -> int:

@@ -151,9 +151,7 @@ def _credentials(user: str | None, password: str | None) -> tuple[str | None, Ma
     if password is None:
         if user:
             # Not repeated: it may be a password written without the colon before it.
-            raise _error(
-                "credentials as :PASSWORD@ or USER:PASSWORD@ (a user name alone cannot authenticate)", "***@"
-            )
+            raise _error("credentials as :PASSWORD@ or USER:PASSWORD@ (a user name alone cannot authenticate)", "***@")
         return None, None
     return (unquote(user) if user else None), MaskedPassword(unquote(password))
 
