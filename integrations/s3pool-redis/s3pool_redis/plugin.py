@@ -6,7 +6,10 @@ from s3pool_plugins import FleetBackend
 from s3pool_plugins.hooks import hookimpl
 
 from .backend import RedisFleetBackend
-from .url import is_redis_url
+from .url import SCHEMES, is_redis_url
+
+fleet_schemes = SCHEMES
+"""The fleet URL schemes this plugin provides (the pool names them when no plugin takes a URL)."""
 
 
 @hookimpl
