@@ -11,6 +11,8 @@ import cloudpickle
 import fsspec
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from s3pool_dask import PLUGIN_NAME, ProcessInstallation, S3PoolWorkerPlugin, with_pool_plugin, worker_pool
 from s3pool_dask.installation import PLUGIN_ENTRY, PLUGINS_VARIABLE
 
@@ -160,4 +162,31 @@ def test_concurrent_acquire_and_release_leave_nothing_installed() -> None:
     for thread in threads:
         thread.join(10)
     assert len(pools) == 8 and installation.pool() is None and installed_fsspec_pool() is None
+    assert all(pool.stats().stopped for pool in pools)
+
+
+@settings(max_examples=25, deadline=None)
+@given(steps=st.lists(st.booleans(), max_size=12))
+def test_the_installation_is_there_exactly_while_a_worker_holds_it(steps: list[bool]) -> None:
+    """True: a worker sets up; False: a worker tears down (one that never set up changes nothing)."""
+    installation = ProcessInstallation()
+    variable = os.environ.get(PLUGINS_VARIABLE)
+    holders, pools = 0, set()
+    try:
+        for setup in steps:
+            if setup:
+                pools.add(
+                    installation.acquire({"concurrency": 2, "load_entrypoints": False}, botocore=True, fsspec=True)
+                )
+                holders += 1
+            else:
+                assert installation.release() == (holders > 0)
+                holders = max(0, holders - 1)
+            pool = installation.pool()
+            assert (pool is not None) == (holders > 0)
+            assert (installed_fsspec_pool() is pool) if pool is not None else installed_fsspec_pool() is None
+            assert os.environ.get(PLUGINS_VARIABLE) == (with_pool_plugin(variable) if holders else variable)
+    finally:
+        while installation.release():
+            pass
     assert all(pool.stats().stopped for pool in pools)
