@@ -398,11 +398,12 @@ class Bench:
                     Sample(time.monotonic() - started, stats.requests, stats.throttled, stats.by_status.get(200, 0))
                 )
                 results = collect()
+                final = proxy.stats()  # every call has ended: what each took is all counted
         try:
             self.server.delete_bucket(bucket)
         except Exception:
             pass
-        return _summarise(scenario, variant, members, seconds, rate, samples, stats.in_flight_peak, results, joiner_at)
+        return _summarise(scenario, variant, members, rate, samples, final, results, joiner_at)
 
 
 def _unavailable(scenario: str, variant: str, members: int, rate: float | None, why: str) -> Run:
@@ -413,10 +414,9 @@ def _summarise(
     scenario: str,
     variant: str,
     members: int,
-    seconds: float,
     rate: float | None,
     samples: list[Sample],
-    in_flight_peak: int,
+    final: Any,
     results: list[MemberResult],
     joiner_at: float | None,
 ) -> Run:
@@ -429,7 +429,7 @@ def _summarise(
     for r in results:
         for name, n in r.failures.items():
             failures[name] = failures.get(name, 0) + n
-    done = sum(r.done for r in results)
+    done, failed = sum(r.done for r in results), sum(r.failed for r in results)
     first_2s = [_member_first_seconds(r, 2.0)[1] for r in results[:members]]
     run = Run(
         scenario,
@@ -438,7 +438,7 @@ def _summarise(
         total.t,
         rate,
         done,
-        sum(r.failed for r in results),
+        failed,
         failures,
         total.requests,
         total.throttled,
@@ -446,9 +446,9 @@ def _summarise(
         ok / span if span else 0.0,
         throttled / requests if requests else 0.0,
         total.throttled / total.requests if total.requests else 0.0,
-        total.requests / done if done else float("inf"),
+        final.requests / (done + failed) if done + failed else 0.0,
         max(first_2s, default=0.0),
-        in_flight_peak,
+        final.in_flight_peak,
     )
     if joiner_at is not None:
         joiner = results[members]
@@ -479,7 +479,7 @@ def scenario_join(bench: Bench, variants: list[str]) -> list[Run]:
 def scenario_limit(bench: Bench, variants: list[str]) -> list[Run]:
     runs = []
     for variant in variants:
-        more = {"fleet_concurrency": 16} if variant == "redis" else {}
+        more: dict[str, Any] = {"fleet_concurrency": 16} if variant == "redis" else {}
         runs.append(bench.fleet_run("limit", variant, 4, rate=None, latency=0.02, **more))
     return runs
 
