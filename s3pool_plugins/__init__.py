@@ -17,7 +17,7 @@ from .core.context import current_tenant, expected_errors, priority_scope, scope
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
 from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
-from .core.fleet import FleetBackend, FleetPartition, SharedLimit, TokenGrant
+from .core.fleet import FleetBackend, FleetPartition, FleetStats, LocalFleet, SharedLimit, TokenGrant
 from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
 from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
@@ -101,6 +101,8 @@ __all__ = [
     "FairQueue",
     "FleetBackend",
     "FleetPartition",
+    "FleetStats",
+    "LocalFleet",
     "FleetUnavailable",
     "OperationsPool",
     "PoolConfig",

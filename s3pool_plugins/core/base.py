@@ -33,6 +33,10 @@ from .context import (
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
 from .fair_queue import DEFAULT_TENANT, FairQueue, TenantStats, validate_weight
+from .fleet.agent import FleetAgent
+from .fleet.backend import FleetBackend
+from .fleet.budget import FleetRetryBudget
+from .fleet.options import resolve_fleet
 from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
 from .limits.controller import LimitController
@@ -146,7 +150,39 @@ class PoolBase:
                 aging_rate=config.aging_rate,
                 make_queue=self._gate_queue,
             )
+        self._fleet: FleetAgent | None = None
+        if config.fleet is not None and config.enabled:
+            self._fleet = self._join_fleet(config)
         _live_pools.add(self)
+
+    def _join_fleet(self, config: PoolConfig) -> FleetAgent:
+        """Start the fleet agent: the pool's scheduler, each partition's gate and the retry budget join the fleet."""
+        assert config.fleet is not None
+        backend, owned = resolve_fleet(config.fleet, config.fleet_name, self.plugin_manager)
+        if self._budget is not None:
+            self._budget = FleetRetryBudget(self._budget)
+        adaptive = config.adaptive
+        agent = FleetAgent(
+            backend,
+            name=config.name,
+            owns_backend=owned,
+            controller=self._limits,
+            fleet_concurrency=config.fleet_concurrency,
+            budget=self._budget if isinstance(self._budget, FleetRetryBudget) else None,
+            interval=0.5 if adaptive is None else adaptive.adjustment_interval,
+            clock=self._clock,
+            slots_on_pool=adaptive is None or adaptive.scope == "pool",
+        )
+        agent.attach("", None, self._scheduler, slots=adaptive is None or adaptive.scope == "pool")
+        if self._limits is not None:
+            self._limits.on_gate = agent.on_gate
+        agent.start()
+        return agent
+
+    @property
+    def fleet(self) -> FleetBackend | None:
+        """The fleet backend this pool shares its budget through (the ``fleet`` option), or None."""
+        return None if self._fleet is None else self._fleet.backend
 
     @property
     def enabled(self) -> bool:
@@ -210,6 +246,7 @@ class PoolBase:
             expected=snap["expected"],
             throttled_caused=caused,
             throttled_ambient=ambient,
+            fleet=None if self._fleet is None else self._fleet.stats(),
         )
 
     def _reap_closed_loops(self) -> None:

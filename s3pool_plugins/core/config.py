@@ -15,6 +15,8 @@ from typing import Any
 from ..errors import ConfigurationError, shown
 from .context import validate_priority, validate_tenant
 from .fair_queue import MAX_WEIGHT, MIN_WEIGHT, WEIGHT_ACCEPTED
+from .fleet.backend import FleetBackend
+from .fleet.options import check_fleet_options, redact_url
 from .limits.options import AutoTuning
 from .metrics.options import MonitoringConfig
 from .queue import validate_aging_rate
@@ -97,6 +99,15 @@ class PoolConfig:
     - ``load_entrypoints``: load plugins from the ``s3pool`` entry points.
     - ``name``: a label for logs and threads.
     - ``seed``: seeds the backoff jitter for reproducible runs.
+    - ``fleet``: share the pool's budget with other pools and processes: None
+      (the default: this pool alone), a :class:`~s3pool_plugins.FleetBackend`
+      such as :class:`~s3pool_plugins.LocalFleet`, or a URL a loaded plugin
+      provides (``redis://host:6379/0`` with the s3pool-redis distribution).
+      See docs/fleet.md. Its credentials never appear in a repr, log or summary.
+    - ``fleet_name``: the fleet's name (1 to 64 letters, digits, ``._:-``;
+      default ``"s3pool"``): pools with the same store and name share.
+    - ``fleet_concurrency``: with ``fleet``, the most attempts in flight per
+      partition across the whole fleet (an int >= 1), or None.
     - ``clock``: monotonic clock in seconds used for aging and task times
       (tests inject a fake one).
 
@@ -125,6 +136,9 @@ class PoolConfig:
     load_entrypoints: bool = True
     name: str = "s3pool"
     seed: int | None = None
+    fleet: str | FleetBackend | None = field(default=None, repr=False)
+    fleet_name: str = "s3pool"
+    fleet_concurrency: int | None = None
     clock: Callable[[], float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -194,6 +208,7 @@ class PoolConfig:
             raise ConfigurationError("name", "a non-empty str", self.name)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigurationError("seed", "an int or None", self.seed)
+        check_fleet_options(self.fleet, self.fleet_name, self.fleet_concurrency)
         if self.clock is not None and not callable(self.clock):
             raise ConfigurationError("clock", "a callable returning monotonic seconds, or None", self.clock)
 
@@ -250,4 +265,16 @@ class PoolConfig:
             "monitoring": self.monitoring_config.mode,
             "tenants": dict(self.tenants or {}),
             "name": self.name,
+            "fleet": self.fleet_description,
+            "fleet_name": self.fleet_name,
+            "fleet_concurrency": self.fleet_concurrency,
         }
+
+    @property
+    def fleet_description(self) -> str | None:
+        """The ``fleet`` option without credentials (a backend's description, or the URL redacted), or None."""
+        if self.fleet is None:
+            return None
+        if isinstance(self.fleet, FleetBackend):
+            return self.fleet.description
+        return redact_url(self.fleet)

@@ -91,6 +91,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "load_entrypoints": _boolean,
     "name": _text,
     "seed": _optional(_integer),
+    "fleet": _optional(_text),
+    "fleet_name": _text,
+    "fleet_concurrency": _optional(_integer),
 }
 """The options settable from the environment, with their parsers."""
 

@@ -186,6 +186,8 @@ class LifecycleMixin(ThreadTasksMixin, AsyncTasksMixin):
             self._release_resources()
 
     def _release_resources(self) -> None:
+        if self._fleet is not None:
+            self._fleet.close()
         self._workers.close()
         self._deadlines.close()
         with self._timers_lock:

@@ -42,11 +42,13 @@ class MonitoringMixin(PoolBase):
                 relative_error=0.0,
                 throttled_caused=caused,
                 throttled_ambient=ambient,
+                fleet=stats.fleet,
             )
         snapshot = recorder.snapshot(self._scheduler.limit)
-        if caused is None:
+        fleet = None if self._fleet is None else self._fleet.stats()
+        if caused is None and fleet is None:
             return snapshot
-        return dataclasses.replace(snapshot, throttled_caused=caused, throttled_ambient=ambient)
+        return dataclasses.replace(snapshot, throttled_caused=caused, throttled_ambient=ambient, fleet=fleet)
 
     def task_metrics(self, task_id: int) -> TaskRecord | None:
         """The record of a settled task (``monitoring="full"``), or None if unknown or evicted.

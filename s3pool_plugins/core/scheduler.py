@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import PoolStopped, QueueFull
 from .context import SlotHolder
-from .limits.pacer import Pacer
+from .limits.pacer import Pacer, Pacing
 from .locks import YieldingLock
 from .queue import QueueEntry, TaskQueue
 from .waits import wait_until
@@ -150,6 +150,10 @@ class Scheduler:
         """The raw lock under :attr:`lock` (see :attr:`YieldingLock.mutex`), for the hottest paths."""
         self._inbox: deque[tuple[Waiter, float, float | None]] = deque()
         self.limit = limit
+        self.wanted_limit = limit
+        """The limit asked for by :meth:`set_limit`; :attr:`limit` is it, lowered to :attr:`cap` if one is set."""
+        self.cap: int | None = None
+        """An upper bound on :attr:`limit` set from outside (the fleet slots this pool holds), or None."""
         self.active = 0
         self.peak_active = 0
         self.queue = queue
@@ -163,7 +167,9 @@ class Scheduler:
         self.expected = 0
         self._idle_callbacks: list[Callable[[], None]] = []
         self._room_waiters: list[Waiter] = []
-        self.pacer: Pacer | None = None
+        self.pacer: Pacing | None = None
+        self.make_pacer: Callable[[float], Pacing] = Pacer
+        """Makes the pacer when a rate is first set (a fleet agent hands out its fleet pacer)."""
         self._call_later: Callable[[float, Callable[[], None]], object] | None = None
         self._kick_armed = False
 
@@ -480,12 +486,40 @@ class Scheduler:
     def set_limit(self, limit: int) -> int:
         """Change the limit; returns the old one. Active work is never cancelled."""
         with self.lock:
-            old, self.limit = self.limit, limit
+            old = self.limit
+            self.wanted_limit = limit
+            self.limit = limit if self.cap is None else min(limit, self.cap)
             granted = self._dispatch_locked()
             room = self._take_room_waiters_locked() if granted else None
         self._wake(granted)
         self._wake_room(room)
         return old
+
+    def set_cap(self, cap: int | None, *, at_least_active: bool = False) -> int | None:
+        """Bound the limit by ``cap`` (None: no bound); returns the cap set.
+
+        With ``at_least_active`` the cap is never set below what is active
+        now, so a caller that gives back what it no longer needs knows that
+        everything above the returned cap is unused.
+        """
+        with self.lock:
+            if cap is not None and at_least_active and cap < self.active:
+                cap = self.active
+            self.cap = cap
+            self.limit = self.wanted_limit if cap is None else min(self.wanted_limit, cap)
+            granted = self._dispatch_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
+        return cap
+
+    def dispatch(self) -> None:
+        """Grant what the limit and pacing allow now (after a pacer was given tokens from outside)."""
+        with self.lock:
+            granted = self._dispatch_locked()
+            room = self._take_room_waiters_locked() if granted else None
+        self._wake(granted)
+        self._wake_room(room)
 
     def set_pacing(
         self, rate: float | None, call_later: Callable[[float, Callable[[], None]], object] | None = None
@@ -504,7 +538,7 @@ class Scheduler:
             elif self._call_later is None:
                 raise ValueError("set_pacing needs call_later the first time a rate is set")
             elif self.pacer is None:
-                self.pacer = Pacer(rate)
+                self.pacer = self.make_pacer(rate)
             else:
                 self.pacer.set_rate(rate)
             granted = self._dispatch_locked()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .fleet.stats import FleetStats
+
 
 @dataclass(frozen=True)
 class PoolStats:
@@ -27,6 +29,9 @@ class PoolStats:
       be caused by the pool's own rate (cutting it lowered them) and those
       it judged ambient (cutting changed nothing: other clients, a
       partition being split). See docs/adaptive.md.
+    - ``fleet``: with the ``fleet`` option, the fleet's state
+      (:class:`~s3pool_plugins.FleetStats`: joined or local fallback, store
+      calls and fallbacks); else None.
     """
 
     enabled: bool
@@ -51,6 +56,7 @@ class PoolStats:
     expected: int = 0
     throttled_caused: int | None = None
     throttled_ambient: int | None = None
+    fleet: FleetStats | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict."""

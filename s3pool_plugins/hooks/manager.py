@@ -165,11 +165,18 @@ class PoolPluginManager(pluggy.PluginManager):
                 self.record_error(hook_name, plugin_name)
         return interrupt
 
-    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
-        """The first non-None result of ``hook_name``'s implementations, or None."""
+    def first_result(self, hook_name: str, *, passing: tuple[type[BaseException], ...] = (), **kwargs: Any) -> Any:
+        """The first non-None result of ``hook_name``'s implementations, or None.
+
+        An implementation that raises is recorded and skipped, unless its
+        error is one of ``passing``: that one reaches the caller (for example
+        a :class:`~s3pool_plugins.ConfigurationError` about the caller's input).
+        """
         for function, argnames, plugin_name in self._impls(hook_name):
             try:
                 result = function(*[kwargs[arg] for arg in argnames])
+            except passing:
+                raise
             except Exception:
                 self.record_error(hook_name, plugin_name)
                 continue

@@ -64,8 +64,8 @@ def resolve_pool_option(pool: object) -> OperationsPool:
 def pool_options(pool: OperationsPool) -> dict[str, Any]:
     """Options that build a pool configured as ``pool`` (what of its configuration pickles).
 
-    Its plugins, clock, seed and retryable errors are objects of this
-    process and stay behind; the pool rebuilt from these options loads
+    Its plugins, clock, seed, retryable errors and a fleet backend object are
+    objects of this process and stay behind (a fleet URL goes along); the pool rebuilt from these options loads
     plugins from entry points as ``pool`` did. ``retries`` is left out when
     ``pool`` did not set it (so the rebuilt pool does not either).
     """
@@ -76,6 +76,11 @@ def pool_options(pool: OperationsPool) -> dict[str, Any]:
         del options["tenants"]
     if config.retries is None:
         del options["retries"]
+    del options["fleet"]  # as_dict shows the store without credentials; a rebuilt pool needs the URL itself
+    if isinstance(config.fleet, str):
+        options["fleet"] = config.fleet
+    else:  # no fleet, or a backend object of this process (it stays behind, like plugins)
+        del options["fleet_name"], options["fleet_concurrency"]
     return options
 
 

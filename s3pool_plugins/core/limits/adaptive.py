@@ -108,6 +108,25 @@ class AdaptiveLimit(Limit):
         return self._reported_rate
 
     @property
+    def ceiling(self) -> float | None:
+        """The highest rate (attempts per second) the service accepted without throttling, if known."""
+        return self._ceiling
+
+    def adopt(self, rate: float | None, ceiling: float | None, at: float, limit: int | None = None) -> None:
+        """Take on a learned state decided elsewhere (a fleet's): pace at ``rate`` (None: unpaced) under
+        ``ceiling``, and start from ``limit`` if given. ``at`` is the signal clock's time now: a lower rate
+        counts as a cut made then, so throttling still in flight from before it cuts no further."""
+        if rate is not None and (self._rate is None or rate < self._rate):
+            self._last_cut = at
+            self._calm = 0.0
+            self._probe_step = 0.01
+        self._rate = None if rate is None else max(self._min_rate, rate)
+        self._reported_rate = self._rate
+        self._ceiling = ceiling if rate is not None else None
+        if limit is not None:
+            self._limit = float(max(self.settings.min_concurrency, min(self.settings.max_concurrency, limit)))
+
+    @property
     def plateau(self) -> float:
         """Seconds the pace holds just below the ceiling after the last throttling, before probing."""
         return self._hold

@@ -145,6 +145,9 @@ class LimitController:
         self._partitions: OrderedDict[str, _State] = OrderedDict()
         self._paused = False
         self._stop_error: Callable[[], BaseException] | None = None
+        self.on_gate: Callable[[str, Scheduler], None] | None = None
+        """Called (under the controller's lock: it must be quick and must not block) with each partition's
+        new gate, before any call passes it (the fleet agent attaches to it)."""
 
     # -- signals -----------------------------------------------------------
 
@@ -211,6 +214,8 @@ class LimitController:
                 elif self._paused:
                     scheduler.set_paused(True)
                 state = _State(algorithm, scheduler, self._clock())
+                if self.on_gate is not None:
+                    self.on_gate(partition, scheduler)
                 self._partitions[partition] = state
                 state.users += 1
                 self._forget_idle()
@@ -269,6 +274,40 @@ class LimitController:
         if cause is not None:
             caused, ambient = self._forgotten
             self._forgotten = (caused + cause.caused, ambient + cause.ambient_count)
+
+    def learned(self, partition: str | None) -> tuple[int, float | None, float | None] | None:
+        """The learned state of ``partition`` (None: the pool's): its limit, pacing rate and ceiling (attempts
+        per second, or None), or None if that partition has no state now."""
+        with self._lock:
+            state = self._pool_state if partition is None else self._partitions.get(partition)
+            if state is None:
+                return None
+            return state.scheduler.wanted_limit, state.algorithm.rate, getattr(state.algorithm, "ceiling", None)
+
+    def adopt(self, partition: str | None, rate: float | None, ceiling: float | None, limit: int | None = None) -> bool:
+        """Make ``partition``'s algorithm (None: the pool's) take on a learned state decided elsewhere, and
+        apply it. False if there is no such state, or its algorithm cannot adopt (a plugin's, or a pinned
+        limit). The change is recorded and announced with the reason ``"fleet"``."""
+        outbox = _Outbox()
+        with self._lock:
+            state = self._pool_state if partition is None else self._partitions.get(partition)
+            adopt = None if state is None else getattr(state.algorithm, "adopt", None)
+            if state is None or adopt is None:
+                return False
+            now = self._clock()
+            old_limit, old_rate = state.scheduler.wanted_limit, state.algorithm.rate
+            adopt(rate, ceiling, now, limit)
+            new_limit, new_rate = self._bounded(state.algorithm.limit), state.algorithm.rate
+            if new_limit != old_limit:
+                state.scheduler.set_limit(new_limit)
+            if new_rate != old_rate or (new_rate is not None and state.scheduler.pacer is None):
+                state.scheduler.set_pacing(new_rate, self._call_later)
+            if new_limit != old_limit or new_rate != old_rate:
+                change = LimitChange(now, partition, old_limit, new_limit, old_rate, new_rate, "fleet")
+                self._history.append(change)
+                outbox.changes.append(change)
+        self._publish(outbox)
+        return True
 
     def history(self) -> list[LimitChange]:
         """The recorded changes, oldest first."""
@@ -349,7 +388,7 @@ class LimitController:
             memory_fraction=self._memory_fraction(now) if partition is None else None,
         )
         state.reset(now)
-        old_limit, old_rate = state.scheduler.limit, state.algorithm.rate
+        old_limit, old_rate = state.scheduler.wanted_limit, state.algorithm.rate
         old_mode = getattr(state.algorithm, "state", None)
         decision = state.algorithm.update(signal)
         self._note_mode(state.algorithm, old_mode, partition, signal, changes)

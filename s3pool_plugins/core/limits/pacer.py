@@ -5,8 +5,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from ...errors import ConfigurationError
+
+
+class Pacing(Protocol):
+    """What a scheduler needs of a pacer (called under the scheduler's lock)."""
+
+    @property
+    def rate(self) -> float:
+        """Grants per second."""
+
+    def set_rate(self, rate: float, burst: float | None = None) -> None:
+        """Change the rate."""
+
+    def take(self) -> bool:
+        """Use one token if there is one."""
+
+    def delay(self) -> float:
+        """Seconds until the next token."""
 
 
 class Pacer:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..fleet.stats import FleetStats
+
 
 @dataclass(frozen=True)
 class Distribution:
@@ -40,6 +42,8 @@ class PoolMetrics:
     - ``throttled_caused`` / ``throttled_ambient``: since the pool started
       (like ``count``), the throttling answers judged caused by the pool's
       rate and those judged ambient, with ``concurrency="auto"``; else None.
+    - ``fleet``: with the ``fleet`` option, the fleet's state (see
+      :class:`~s3pool_plugins.FleetStats`); else None.
     """
 
     mode: str
@@ -59,6 +63,7 @@ class PoolMetrics:
     memory: dict[str, int] | None = None
     throttled_caused: int | None = None
     throttled_ambient: int | None = None
+    fleet: FleetStats | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict of the snapshot."""

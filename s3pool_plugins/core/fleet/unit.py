@@ -1,0 +1,312 @@
+"""One partition's side of the fleet agent: its pace, its slots and its learned state.
+
+A :class:`FleetUnit` joins one scheduler of the pool (the pool's own, or a
+partition's gate) to the fleet's :class:`~.backend.FleetPartition` of the
+same key. Only the agent thread calls :meth:`FleetUnit.serve`; it calls the
+backend through the agent's time box and takes the scheduler's lock only
+for short bookkeeping, never around a backend call.
+
+How a local decision maps to the fleet (see docs/fleet.md): the local
+adaptive limit keeps deciding from what this member sees, at this member's
+scale; the fleet's rate is that member's rate times the number of members
+that have work (``members``). A change of the local rate is proposed as the
+same relative change of the fleet's rate, by compare-and-set on the version
+this member last saw: one change per version, and a member whose proposal
+lost adopts the winner's (its own rate becomes the fleet's divided by the
+members). A rise is proposed only after the version was held for one
+adjustment interval, so N members probing up do not compound; a cut is
+proposed at once, and adopting a cut counts as a cut for the local
+algorithm, so throttling still in flight from before it cuts no further.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..limits.controller import LimitController
+from ..scheduler import Scheduler
+from .backend import FleetPartition, SharedLimit
+from .pacer import FleetPacer
+
+T = TypeVar("T")
+Call = Callable[[Callable[[], T]], T]
+
+MEMBERS_LIMIT = 1 << 30
+"""The limit of the membership lease (each member with work holds one slot of it)."""
+
+LEAD_TIME = 0.05
+"""Seconds of this member's share of the fleet rate that it leases ahead of need (the token batch)."""
+
+SLOT_TTL = 5.0
+"""Seconds a slot lease lasts without renewal: the slots of a killed process come back within it."""
+
+RENEW_EVERY = SLOT_TTL / 5
+"""Seconds between two renewals of a member's leases."""
+
+COUNT_EVERY = 0.5
+"""Seconds between two counts of the members with work."""
+
+IDLE_AFTER = 2.0
+"""Seconds without work after which a member gives back its membership (it no longer shares the rate)."""
+
+RELEASE_AFTER = 0.5
+"""Seconds slots stay unused before they are given back."""
+
+
+class FleetUnit:
+    """The fleet state of one partition of one pool (see the module docstring)."""
+
+    def __init__(
+        self,
+        key: str,
+        partition: str | None,
+        scheduler: Scheduler,
+        shared: FleetPartition,
+        members: FleetPartition,
+        *,
+        member: str,
+        controller: LimitController | None,
+        fleet_concurrency: int | None,
+        interval: float,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+    ) -> None:
+        self.key = key
+        self.partition = partition
+        self.scheduler = scheduler
+        self.shared = shared
+        self._members_part = members
+        self.member = member
+        self.controller = controller
+        self.fleet_concurrency = fleet_concurrency
+        self.interval = interval
+        self._clock = clock
+        self.pacer = FleetPacer(1.0, LEAD_TIME / 2, clock)
+        self._wake = wake
+        self.fleet_rate: float | None = None
+        self.members = 1
+        self.version = 0
+        self._changed_at = -math.inf
+        self._read_at = -math.inf
+        self._seen_rate: float | None = None
+        self._synced = False
+        self.held = 0
+        self._fresh = True
+        self._renewed_at = -math.inf
+        self._surplus_since: float | None = None
+        self._member_held = False
+        self._counted_at = -math.inf
+        self._busy_at = -math.inf
+        self.next_at = -math.inf
+        """When the agent should serve this unit again (after a partial token grant)."""
+        scheduler.make_pacer = self._make_pacer
+
+    def _make_pacer(self, rate: float) -> FleetPacer:
+        self.pacer.set_rate(rate)
+        return self.pacer
+
+    # -- joined --------------------------------------------------------------
+
+    def serve(self, call: Call[Any], now: float) -> None:
+        """One round while the fleet is joined (every backend call through ``call``)."""
+        queued, active, starved, tokens = self._look()
+        busy = queued > 0 or active > 0 or starved > 0
+        if busy:
+            self._busy_at = now
+        self._serve_membership(call, now, busy)
+        if self.controller is not None:
+            self._serve_learned(call, now)
+        if self.fleet_concurrency is not None:
+            self._serve_slots(call, now, queued, active)
+        self._serve_tokens(call, now, queued, starved, tokens)
+
+    def _look(self) -> tuple[int, int, int, int]:
+        scheduler = self.scheduler
+        with scheduler.lock:
+            queued = len(scheduler.queue) + len(scheduler._inbox)
+            pacer = self.pacer
+            starved, pacer.starved = pacer.starved, 0
+            return queued, scheduler.active, starved, pacer.tokens
+
+    def _serve_membership(self, call: Call[Any], now: float, busy: bool) -> None:
+        part, me = self._members_part, self.member
+        recent = now - self._busy_at < IDLE_AFTER
+        if recent and not self._member_held:
+            self._member_held = call(lambda: part.lease_slots(me, 1, MEMBERS_LIMIT, SLOT_TTL)) > 0
+            self._counted_at = -math.inf
+        elif not recent and self._member_held:
+            call(lambda: part.release_slots(me, 1))
+            self._member_held = False
+        if now - self._counted_at >= COUNT_EVERY:
+            if self._member_held:
+                self._member_held = call(lambda: part.renew_slots(me, SLOT_TTL)) > 0
+            probe = me + "#count"
+            free = call(lambda: part.lease_slots(probe, MEMBERS_LIMIT, MEMBERS_LIMIT, 1.0))
+            call(lambda: part.release_slots(probe, MEMBERS_LIMIT))
+            self.members = max(1, MEMBERS_LIMIT - free)
+            self._counted_at = now
+
+    def _serve_learned(self, call: Call[Any], now: float) -> None:
+        controller = self.controller
+        assert controller is not None
+        local = controller.learned(self.partition)
+        if local is None:
+            return
+        limit, rate, ceiling = local
+        if not self._synced:
+            stored = call(self.shared.shared_limit)
+            self._synced = True
+            self._read_at = now
+            if stored is not None:
+                self._adopt(stored, now, join=True)
+                return
+            self.version, self.fleet_rate, self._seen_rate = 0, None, None
+            if rate is not None:
+                self._propose(call, now, limit, rate, ceiling)
+            return
+        if rate != self._seen_rate:
+            self._propose(call, now, limit, rate, ceiling)
+        elif now - self._read_at >= self.interval / 2:
+            stored = call(self.shared.shared_limit)
+            self._read_at = now
+            if stored is not None and stored.version != self.version:
+                self._adopt(stored, now)
+            elif stored is None and self.version:  # the store restarted empty: rebuild it from ours
+                self.version = 0
+                self._propose(call, now, limit, rate, ceiling)
+
+    def _propose(self, call: Call[Any], now: float, limit: int, rate: float | None, ceiling: float | None) -> None:
+        old = self._seen_rate
+        rising = rate is None or (old is not None and rate > old)
+        if rising and now - self._changed_at < self.interval and self.version:
+            return  # give the last change one interval before a rise: members probing up do not compound
+        members = self.members
+        if rate is None:
+            fleet_rate: float | None = None
+        elif old is not None and self.fleet_rate is not None:
+            fleet_rate = self.fleet_rate * rate / old
+        else:
+            fleet_rate = rate * members
+        proposal = SharedLimit(
+            rate=fleet_rate,
+            limit=limit,
+            ceiling=None if ceiling is None or fleet_rate is None else ceiling * members,
+            version=self.version,
+        )
+        stored = call(lambda: self.shared.propose_limit(proposal))
+        if stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit:
+            self._accepted(stored, now, rate)
+        else:
+            self._adopt(stored, now)
+
+    def _accepted(self, stored: SharedLimit, now: float, local_rate: float | None) -> None:
+        if stored.version != self.version:
+            self._changed_at = now
+        self.version = stored.version
+        self.fleet_rate = stored.rate
+        self._seen_rate = local_rate
+
+    def _adopt(self, stored: SharedLimit, now: float, join: bool = False) -> None:
+        controller = self.controller
+        assert controller is not None
+        members = self.members
+        rate = None if stored.rate is None else stored.rate / members
+        ceiling = None if stored.ceiling is None else stored.ceiling / members
+        controller.adopt(self.partition, rate, ceiling, stored.limit if join else None)
+        local = controller.learned(self.partition)
+        self._accepted(stored, now, None if local is None else local[1])
+
+    def _serve_slots(self, call: Call[Any], now: float, queued: int, active: int) -> None:
+        limit = self.fleet_concurrency
+        assert limit is not None
+        scheduler, shared, me = self.scheduler, self.shared, self.member
+        if self._fresh:  # (re)joining: hold what the store says this member holds
+            self.held = call(lambda: shared.lease_slots(me, 0, limit, SLOT_TTL))
+            self._renewed_at = now
+            self._fresh = False
+            scheduler.set_cap(self.held)
+        fair = max(1, math.ceil(limit / self.members))  # a member with work never holds the others' share
+        target = min(scheduler.wanted_limit, active + queued, fair)
+        if target > self.held:
+            self.held = call(lambda: shared.lease_slots(me, target - self.held, limit, SLOT_TTL))
+            self._renewed_at = now
+            self._surplus_since = None
+            scheduler.set_cap(self.held)
+        elif target < self.held:
+            if self._surplus_since is None:
+                self._surplus_since = now
+            elif now - self._surplus_since >= RELEASE_AFTER:
+                keep = scheduler.set_cap(target, at_least_active=True)
+                assert keep is not None
+                if keep < self.held:
+                    self.held = call(lambda: shared.release_slots(me, self.held - keep))
+                    scheduler.set_cap(self.held)
+                self._surplus_since = None
+        else:
+            self._surplus_since = None
+        if self.held and now - self._renewed_at >= RENEW_EVERY:
+            held = call(lambda: shared.renew_slots(me, SLOT_TTL))
+            self._renewed_at = now
+            if held != self.held:  # the lease expired meanwhile (a slow round): hold what the store says
+                self.held = held
+                scheduler.set_cap(held)
+
+    def _serve_tokens(self, call: Call[Any], now: float, queued: int, starved: int, tokens: int) -> None:
+        scheduler = self.scheduler
+        if scheduler.pacer is not self.pacer or now < self.next_at:
+            return
+        rate = self.fleet_rate
+        if rate is None:
+            local = self.pacer.rate
+            rate = self.fleet_rate = local * self.members
+        share = rate / self.members
+        batch = max(1, math.ceil(share * LEAD_TIME))
+        if not (queued or starved) or tokens >= batch:
+            return
+        burst = max(1.0, rate * 0.1, float(batch))
+        grant = call(lambda: self.shared.take_tokens(batch - tokens, rate, burst))
+        if grant.granted:
+            with scheduler.lock:
+                self.pacer.deposit(grant.granted)
+            scheduler.dispatch()
+        if grant.granted < batch - tokens:
+            self.next_at = now + min(grant.retry_after, self.interval)
+
+    # -- joining and leaving -------------------------------------------------
+
+    def join(self) -> None:
+        """The fleet answers: spend fleet tokens, and read the learned state again at the next round."""
+        with self.scheduler.lock:
+            self.pacer.set_joined(True)
+        if self.fleet_concurrency is not None:
+            self.scheduler.set_cap(self.held)
+        self._fresh = True
+        self._synced = False
+        self._member_held = False
+        self._counted_at = -math.inf
+        self._renewed_at = -math.inf
+        self.next_at = -math.inf
+
+    def leave(self) -> int:
+        """The fleet is away: pace locally at this member's share; returns fleet tokens dropped.
+
+        Slots stay capped at what this member held (never above a local limit).
+        """
+        with self.scheduler.lock:
+            dropped = self.pacer.set_joined(False)
+        if self.fleet_concurrency is not None and self.scheduler.cap is None:
+            self.scheduler.set_cap(self.fleet_concurrency)  # never joined: the fleet's limit, as one member
+        self.scheduler.dispatch()
+        return dropped
+
+    def release(self, call: Call[Any]) -> None:
+        """Give back this member's slots and membership (the pool is closing)."""
+        me = self.member
+        if self.held:
+            call(lambda: self.shared.release_slots(me, self.held))
+            self.held = 0
+        if self._member_held:
+            call(lambda: self._members_part.release_slots(me, 1))
+            self._member_held = False
