@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from s3pool_dask import PLUGIN_NAME, ProcessInstallation, S3PoolWorkerPlugin, with_pool_plugin, worker_pool
 from s3pool_dask.installation import PLUGIN_ENTRY, PLUGINS_VARIABLE
 
-from s3pool_plugins import ConfigurationError, OperationsPool, RetryBudget
+from s3pool_plugins import ConfigurationError, LocalFleet, OperationsPool, RetryBudget
 from s3pool_plugins.adapters.fsspec import installed_fsspec_pool
 
 distributed = pytest.importorskip("distributed")
@@ -86,11 +86,14 @@ def test_unregistering_the_plugin_takes_every_route_back(s3_bucket) -> None:
 
 
 def test_the_plugin_pickles_by_its_options_and_hides_the_fleet_url() -> None:
-    plugin = S3PoolWorkerPlugin(concurrency="auto", retries=4, fsspec=False)
+    url = "redis://etl:s3cr3t-pw@redis.internal:6379/0"
+    plugin = S3PoolWorkerPlugin(concurrency="auto", retries=4, fsspec=False, fleet=url, fleet_name="etl")
     again = pickle.loads(cloudpickle.dumps(plugin))
-    assert (again.pool_options, again.botocore, again.fsspec) == ({"concurrency": "auto", "retries": 4}, True, False)
+    expected = {"concurrency": "auto", "retries": 4, "fleet": url, "fleet_name": "etl"}
+    assert (again.pool_options, again.botocore, again.fsspec) == (expected, True, False)
     assert again.name == PLUGIN_NAME
-    assert "retries=4" in repr(again)
+    assert "retries=4" in repr(again) and "fleet_name='etl'" in repr(again)
+    assert "s3cr3t" not in repr(again) and "redis.internal" not in repr(again)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +104,9 @@ def test_the_plugin_pickles_by_its_options_and_hides_the_fleet_url() -> None:
         ({"retries": "three"}, "retries"),
         ({"botocore": "yes"}, "botocore"),
         ({"botocore": False, "fsspec": False}, "botocore"),
+        ({"fleet": LocalFleet()}, "fleet"),
+        ({"fleet": "redis://127.0.0.1:6379/0", "fleet_name": "an etl job"}, "fleet_name"),
+        ({"fleet": "redis://127.0.0.1:6379/0", "fleet_concurrency": 0}, "fleet_concurrency"),
         ({"name": "x", "plugins": (), "retry_budget": False}, None),
     ],
 )
