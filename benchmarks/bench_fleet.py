@@ -123,6 +123,8 @@ class MemberResult:
     """(seconds since this member started when the call ended, attempts it took) per successful call."""
     fleet_logs: list[tuple[float, str]] = field(default_factory=list)
     """(seconds since this member started, message) of log records that mention the fleet."""
+    fleet_states: list[tuple[float, str]] = field(default_factory=list)
+    """(seconds since this member started, ``stats().fleet.state``) at each change, sampled every 20 ms."""
     setup_error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -195,12 +197,22 @@ def member(spec: MemberSpec, ready: Any, go: Any, stop: Any, results: Any) -> No
                     result.calls.append((time.monotonic() - started[0], attempts_of_call.count))
             number += 1
 
+    def watch_fleet() -> None:
+        while not stop.wait(0.02):
+            fleet = pool.stats().fleet
+            state = "none" if fleet is None else fleet.state
+            if not result.fleet_states or result.fleet_states[-1][1] != state:
+                result.fleet_states.append((time.monotonic() - started[0], state))
+
     ready.put(spec.index)
     go.wait()
     started.append(time.monotonic())
+    watcher = threading.Thread(target=watch_fleet, daemon=True)
+    watcher.start()
     with ThreadPoolExecutor(spec.threads) as executor:
         for thread in range(spec.threads):
             executor.submit(worker, thread)
+    watcher.join()
     result.stats = pool.stats().as_dict()
     client.close()
     pool.shutdown(wait=True)
@@ -312,13 +324,20 @@ class Bench:
         return None
 
     def plugin_names(self) -> tuple[str, ...]:
-        """The Redis backend's plugin module, registered by name when it is not installed as an entry point."""
-        for name in ("s3pool_redis.plugin", "s3pool_redis"):
-            try:
-                __import__(name)
-            except ImportError:
-                continue
-            return (name,)
+        """The module of the Redis backend's ``s3pool`` plugin: from its entry point when s3pool-redis is installed,
+        else from the checkout's pyproject (pools here do not load entry points, so both variants run the same
+        plugins)."""
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group="s3pool"):
+            if point.dist is not None and point.dist.name == "s3pool-redis":
+                return (point.value.split(":", 1)[0],)
+        pyproject = Path(__file__).resolve().parent.parent / "integrations" / "s3pool-redis" / "pyproject.toml"
+        if pyproject.exists():
+            import tomllib
+
+            points = tomllib.loads(pyproject.read_text()).get("project", {}).get("entry-points", {}).get("s3pool", {})
+            return tuple(value.split(":", 1)[0] for value in points.values())
         return ()
 
     def plugin_objects(self) -> list[Any]:
@@ -455,6 +474,8 @@ def _summarise(
         share, per_call, attempts = _member_first_seconds(joiner, 1.0)
         run.extra["joiner_first_second"] = {"share_503": share, "attempts_per_call": per_call, "attempts": attempts}
         run.extra["joiner_whole_run"] = {"done": joiner.done, "failed": joiner.failed}
+    run.extra["member_fleet_states"] = {str(r.index): r.fleet_states for r in results if r.fleet_states}
+    run.extra["member_fleet_at_end"] = [r.stats.get("fleet") for r in results]
     logs = {r.index: r.fleet_logs for r in results if r.fleet_logs}
     if logs:
         run.extra["fleet_logs"] = {str(index): entries[:6] for index, entries in logs.items()}
@@ -504,6 +525,13 @@ def scenario_kill(bench: Bench) -> list[Run]:
     events = [(kill_at, kill), (restart_at, restart), (seconds - 1.0, look)]
     run = bench.fleet_run("kill", "redis", 4, rate=bench.args.rate, events=events)
     run.extra["kill_at"], run.extra["restart_at"] = kill_at, restart_at
+    fallback, rejoin = [], []
+    for states in run.extra.get("member_fleet_states", {}).values():
+        local = [t for t, state in states if state == "local" and t >= kill_at]
+        joined = [t for t, state in states if state == "joined" and t >= restart_at]
+        fallback.append(local[0] - kill_at if local else None)
+        rejoin.append(joined[0] - restart_at if joined else None)
+    run.extra["fallback_seconds"], run.extra["rejoin_seconds"] = fallback, rejoin
     run.extra["fleet_keys_in_restarted_redis"] = keys_after_restart[0] if keys_after_restart else None
     return [run]
 
@@ -593,6 +621,8 @@ def _print(run: Run) -> None:
         print(f"{'':22}failures: {run.failures}")
     if run.scenario == "kill":
         print(f"{'':22}fleet keys in the restarted Redis: {run.extra.get('fleet_keys_in_restarted_redis')}")
+        print(f"{'':22}seconds to fall back after the kill, per member: {run.extra.get('fallback_seconds')}")
+        print(f"{'':22}seconds to rejoin after the restart, per member: {run.extra.get('rejoin_seconds')}")
         for index, entries in run.extra.get("fleet_logs", {}).items():
             print(f"{'':22}member {index} logs: {entries}")
 
