@@ -9,6 +9,7 @@ the pool's APIs.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import threading
 import time
@@ -159,6 +160,11 @@ class PoolBase:
         """Start the fleet agent: the pool's scheduler, each partition's gate and the retry budget join the fleet."""
         assert config.fleet is not None
         backend, owned = resolve_fleet(config.fleet, config.fleet_name, self.plugin_manager)
+        if owned:
+            # The URL may carry a password, and every hook gets the pool: keep the backend, not the URL.
+            resolved = copy.copy(config)
+            object.__setattr__(resolved, "fleet", backend)
+            self.config = resolved
         if self._budget is not None:
             self._budget = FleetRetryBudget(self._budget)
         adaptive = config.adaptive

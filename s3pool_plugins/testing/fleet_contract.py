@@ -184,6 +184,10 @@ class FleetBackendContract:
             name = f"m{index}"
             for round_ in range(60):
                 if round_ % 3 == 2:
+                    # A member stops counting slots before it gives them back (as the agent does): counted
+                    # after the call, a release could show up after another member's lease of the same slots.
+                    with lock:
+                        held[index] = max(0, held[index] - (1 + round_ % 2))
                     now = part.release_slots(name, 1 + round_ % 2)
                 else:
                     now = part.lease_slots(name, 1 + round_ % 3, limit, 30.0)
@@ -198,7 +202,12 @@ class FleetBackendContract:
         assert final == held
         assert sum(final) <= limit
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=25,
+        deadline=None,
+        # Each backend's test class runs this one test (differing executors): the examples are independent.
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors],
+    )
     @given(
         limit=st.integers(min_value=1, max_value=12),
         steps=st.lists(
