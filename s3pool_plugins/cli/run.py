@@ -38,6 +38,7 @@ from typing import Any
 
 from ..core.config import PoolConfig
 from ..core.environment import PREFIX, config_from_environment, variable_for
+from ..core.fleet.options import redact_url, resolve_fleet
 from ..core.limits.options import AutoTuning
 from ..core.metrics.options import MonitoringConfig
 from ..core.report import (
@@ -49,6 +50,7 @@ from ..core.report import (
     merge_reports,
 )
 from ..errors import ConfigurationError
+from ..hooks.manager import create_plugin_manager
 from . import parser as types
 from .interpreter import find_program, interpreter_warning
 from .status import REFRESH, StatusLine
@@ -74,6 +76,9 @@ POOL_OPTIONS: dict[str, str] = {
     "auto_target_memory_percent": "--target-memory-percent",
     "auto_adjustment_interval": "--adjustment-interval",
     "auto_scope": "--auto-scope",
+    "fleet": "--fleet",
+    "fleet_name": "--fleet-name",
+    "fleet_concurrency": "--fleet-concurrency",
 }
 """Pool options of ``s3pool run``: argparse destination -> flag. Each sets ``S3POOL_<DESTINATION>``."""
 
@@ -98,6 +103,9 @@ def pool_defaults() -> dict[str, str]:
         "auto_target_memory_percent": auto.target_memory_percent,
         "auto_adjustment_interval": auto.adjustment_interval,
         "auto_scope": auto.scope,
+        "fleet": config.fleet_description,
+        "fleet_name": config.fleet_name,
+        "fleet_concurrency": config.fleet_concurrency,
     }
     return {option: "none" if value is None else _text(value) for option, value in values.items()}
 
@@ -223,6 +231,23 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         action="store_false",
         help=f"load no entry-point plugins ({AUTOLOAD_VARIABLE}=1) (default: off)",
     )
+    fleet = parser.add_argument_group("fleet (one S3 budget shared by the processes of many runs and hosts)")
+    fleet.add_argument(
+        "--fleet",
+        metavar="URL",
+        help=helped("fleet", "the store the fleet shares its budget through, such as redis://host:6379/0"),
+    )
+    fleet.add_argument(
+        "--fleet-name",
+        metavar="NAME",
+        help=helped("fleet_name", "the fleet's name: runs with the same store and name share"),
+    )
+    fleet.add_argument(
+        "--fleet-concurrency",
+        type=types.integer(1),
+        metavar="N",
+        help=helped("fleet_concurrency", "most S3 requests in flight across the whole fleet, per partition"),
+    )
     output = parser.add_argument_group("output")
     output.add_argument(
         "--report",
@@ -266,6 +291,14 @@ def pool_variables(args: argparse.Namespace) -> dict[str, str]:
     return variables
 
 
+def _redacted(variables: dict[str, str]) -> dict[str, str]:
+    """``variables`` with the fleet's URL shown without credentials."""
+    fleet = PREFIX + "FLEET"
+    if fleet in variables and variables[fleet].strip().lower() not in ("", "none"):
+        variables = {**variables, fleet: redact_url(variables[fleet])}
+    return variables
+
+
 def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -291,10 +324,21 @@ def child_environment(args: argparse.Namespace, base: Mapping[str, str]) -> dict
     pool_environment = {k: v for k, v in environment.items() if k.startswith(PREFIX)}
     _check_auto_options(args, pool_environment)
     try:
-        config_from_environment(pool_environment)
+        config = config_from_environment(pool_environment)
+        _check_fleet(config, pool_environment)
     except ConfigurationError as error:
         raise ValueError(_blame(error, variables)) from None
     return environment
+
+
+def _check_fleet(config: PoolConfig, environment: Mapping[str, str]) -> None:
+    """A fleet URL must be one a plugin the program's pools load provides (checked without connecting)."""
+    if not isinstance(config.fleet, str):
+        return
+    switch = environment.get(AUTOLOAD_VARIABLE, "").strip().lower()
+    autoload = switch in ("", "0", "false", "no", "off") and config.load_entrypoints
+    backend, _ = resolve_fleet(config.fleet, config.fleet_name, create_plugin_manager((), autoload))
+    backend.close()
 
 
 def _flag_of(option: str) -> str:
@@ -408,6 +452,7 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         wall_time = time.monotonic() - started
         reports, problems = load_reports(sorted(Path(folder).glob(f"{FILE_PREFIX}*.json")))
     document = run_document(reports, program=command[0], exit_code=status, wall_time=wall_time, args=args)
+    document["fleet"] = fleet_settings(environment)
     for problem in problems:
         print(f"s3pool run: ignored a report: {problem}", file=sys.stderr)
     if not args.quiet:
@@ -418,6 +463,22 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except OSError as error:
             print(f"s3pool run: could not write --report {str(args.report)!r}: {error}", file=sys.stderr)
     return status
+
+
+def fleet_settings(environment: Mapping[str, str]) -> dict[str, Any] | None:
+    """The fleet the program's pools join (its store without credentials, and name), or None."""
+    pool_environment = {k: v for k, v in environment.items() if k.startswith(PREFIX)}
+    try:
+        config = config_from_environment(pool_environment)
+    except ConfigurationError:
+        return None
+    if config.fleet is None:
+        return None
+    return {
+        "description": config.fleet_description,
+        "fleet_name": config.fleet_name,
+        "fleet_concurrency": config.fleet_concurrency,
+    }
 
 
 def run_document(
@@ -431,7 +492,7 @@ def run_document(
         "program": program,
         "exit_code": exit_code,
         "wall_time": wall_time,
-        "settings": pool_variables(args),
+        "settings": _redacted(pool_variables(args)),
         **{key: value for key, value in merged.items() if key != "format"},
         "call_time": call_time_summary(sketch),
         "call_time_sketch": sketch,

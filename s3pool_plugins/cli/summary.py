@@ -80,6 +80,14 @@ def run_summary(report: Mapping[str, Any], *, program: str, exit_code: int, wall
             f"  adaptive     limit between {count(adaptive['min_limit'])} and {count(adaptive['max_limit'])}, "
             f"{count(adaptive['changes'])} changes ({count(adaptive['throttling'])} for throttling){pacing}"
         )
+    fleet = report.get("fleet")
+    if fleet:
+        shared = (
+            f", at most {count(fleet['fleet_concurrency'])} in flight fleet-wide"
+            if fleet.get("fleet_concurrency")
+            else ""
+        )
+        lines.append(f"  fleet        {fleet['fleet_name']} on {fleet['description']}{shared}")
     operations = report.get("operations") or {}
     if operations:
         busiest = sorted(operations.items(), key=lambda item: (-item[1]["calls"], item[0]))[:5]

@@ -8,15 +8,19 @@ for short bookkeeping, never around a backend call.
 
 How a local decision maps to the fleet (see docs/fleet.md): the local
 adaptive limit keeps deciding from what this member sees, at this member's
-scale; the fleet's rate is that member's rate times the number of members
-that have work (``members``). A change of the local rate is proposed as the
-same relative change of the fleet's rate, by compare-and-set on the version
-this member last saw: one change per version, and a member whose proposal
-lost adopts the winner's (its own rate becomes the fleet's divided by the
-members). A rise is proposed only after the version was held for one
-adjustment interval, so N members probing up do not compound; a cut is
-proposed at once, and adopting a cut counts as a cut for the local
-algorithm, so throttling still in flight from before it cuts no further.
+scale (the fleet's bucket gives members with work about equal shares); the
+fleet's rate is that member's rate times the number of members that have
+work (``members``). Since a member's rate is the fleet's divided by the
+members, a change of the local rate is the same relative change of the
+fleet's. It is proposed by compare-and-set on the version this member last
+saw: one change per version, and a member whose proposal lost adopts the
+winner's (its own rate becomes the fleet's divided by the members). One
+accepted change moves the fleet's rate by at most :data:`MAX_RISE` up or
+:data:`MAX_CUT` down; a rise is proposed only after the rate held for
+:data:`RISE_AFTER` adjustment intervals, so N members probing up do not
+compound; a cut is proposed at once, and adopting a cut counts as a cut for
+the local algorithm, so throttling still in flight from before it cuts no
+further.
 """
 
 from __future__ import annotations
@@ -50,6 +54,16 @@ COUNT_EVERY = 0.5
 
 IDLE_AFTER = 2.0
 """Seconds without work after which a member gives back its membership (it no longer shares the rate)."""
+
+MAX_RISE = 1.1
+"""The most one accepted change may raise the fleet's rate by (a factor)."""
+
+MAX_CUT = 0.5
+"""The most one accepted change may lower the fleet's rate to (a factor): one member's cold start cannot
+stall the fleet."""
+
+RISE_AFTER = 2.0
+"""Adjustment intervals the fleet's rate must have held before a member may raise it."""
 
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
@@ -145,8 +159,9 @@ class FleetUnit:
             probe = me + "#count"
             free = call(lambda: part.lease_slots(probe, MEMBERS_LIMIT, MEMBERS_LIMIT, 1.0))
             call(lambda: part.release_slots(probe, MEMBERS_LIMIT))
-            self.members = max(1, MEMBERS_LIMIT - free)
-            self._counted_at = now
+            if free > MEMBERS_LIMIT // 2:  # else another member's count held the slots meanwhile: count again later
+                self.members = max(1, MEMBERS_LIMIT - free)
+                self._counted_at = now
 
     def _serve_learned(self, call: Call[Any], now: float) -> None:
         controller = self.controller
@@ -178,17 +193,14 @@ class FleetUnit:
                 self._propose(call, now, limit, rate, ceiling)
 
     def _propose(self, call: Call[Any], now: float, limit: int, rate: float | None, ceiling: float | None) -> None:
-        old = self._seen_rate
-        rising = rate is None or (old is not None and rate > old)
-        if rising and now - self._changed_at < self.interval and self.version:
-            return  # give the last change one interval before a rise: members probing up do not compound
         members = self.members
-        if rate is None:
-            fleet_rate: float | None = None
-        elif old is not None and self.fleet_rate is not None:
-            fleet_rate = self.fleet_rate * rate / old
-        else:
-            fleet_rate = rate * members
+        fleet_rate = None if rate is None else rate * members
+        current = self.fleet_rate
+        rising = current is not None and (fleet_rate is None or fleet_rate > current)
+        if rising and now - self._changed_at < RISE_AFTER * self.interval and self.version:
+            return  # the fleet's rate holds a while before a rise: members probing up do not compound
+        if fleet_rate is not None and current is not None and self.version:
+            fleet_rate = min(current * MAX_RISE, max(current * MAX_CUT, fleet_rate))
         proposal = SharedLimit(
             rate=fleet_rate,
             limit=limit,
@@ -196,10 +208,11 @@ class FleetUnit:
             version=self.version,
         )
         stored = call(lambda: self.shared.propose_limit(proposal))
-        if stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit:
+        won = stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit
+        if won and fleet_rate == (None if rate is None else rate * members):
             self._accepted(stored, now, rate)
-        else:
-            self._adopt(stored, now)
+            return
+        self._adopt(stored, now)  # lost, or bounded: this member's rate becomes its share of the stored one
 
     def _accepted(self, stored: SharedLimit, now: float, local_rate: float | None) -> None:
         if stored.version != self.version:
