@@ -260,6 +260,15 @@ def _between(samples: list[Sample], start: float, end: float) -> tuple[int, int,
     return last.requests - first.requests, last.throttled - first.throttled, last.ok - first.ok, last.t - first.t
 
 
+def _per_second(samples: list[Sample]) -> list[dict[str, float]]:
+    """The proxy's counts second by second: attempts, 503s and successes in each whole second of the run."""
+    series = []
+    for second in range(int(samples[-1].t)):
+        requests, throttled, ok, _ = _between(samples, float(second), float(second + 1))
+        series.append({"second": second, "attempts": requests, "throttled": throttled, "ok": ok})
+    return series
+
+
 def _member_first_seconds(result: MemberResult, seconds: float, since: float = 0.0) -> tuple[float, float, int]:
     """(503 share, attempts per successful call, attempts) of ``result`` in its ``seconds`` after ``since``."""
     window = [status for t, status in result.attempts if since <= t < since + seconds]
@@ -474,6 +483,7 @@ def _summarise(
         share, per_call, attempts = _member_first_seconds(joiner, 1.0)
         run.extra["joiner_first_second"] = {"share_503": share, "attempts_per_call": per_call, "attempts": attempts}
         run.extra["joiner_whole_run"] = {"done": joiner.done, "failed": joiner.failed}
+    run.extra["per_second"] = _per_second(samples)
     run.extra["member_fleet_states"] = {str(r.index): r.fleet_states for r in results if r.fleet_states}
     run.extra["member_fleet_at_end"] = [r.stats.get("fleet") for r in results]
     logs = {r.index: r.fleet_logs for r in results if r.fleet_logs}
