@@ -17,7 +17,7 @@ from .core.context import current_tenant, expected_errors, priority_scope, scope
 from .core.environment import config_from_environment, default_pool, set_default_pool
 from .core.events import EVENT_SIGNATURES
 from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
-from .core.fleet import FleetBackend, FleetPartition, FleetStats, LocalFleet, SharedLimit, TokenGrant
+from .core.fleet import FleetBackend, FleetPartition, FleetStats, LocalFleet, SharedLimit, TokenGrant, redact_url
 from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
 from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
@@ -134,4 +134,5 @@ __all__ = [
     "scope_priority",
     "set_default_pool",
     "tenant",
+    "redact_url",
 ]

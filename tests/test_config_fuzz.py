@@ -194,6 +194,7 @@ VALID_POOL_OPTIONS: dict[str, st.SearchStrategy[object]] = {
     "tenants": st.none() | st.dictionaries(st.text(min_size=1, max_size=4), st.floats(min_value=1e-6, max_value=1e6)),
     "name": st.text(min_size=1, max_size=8),
     "seed": st.none() | st.integers(),
+    "fleet_name": st.from_regex(r"[A-Za-z0-9._:-]{1,12}", fullmatch=True),
 }
 
 
@@ -461,6 +462,10 @@ VALID_TEXTS: dict[str, st.SearchStrategy[str]] = {
     "S3POOL_AUTO_SCOPE": st.sampled_from(["pool", "bucket", "prefix"]),
     "S3POOL_AUTO_PREFIX_DEPTH": _texts(st.integers(min_value=1, max_value=1024)),
     "S3POOL_AUTO_MAX_PARTITIONS": _texts(st.integers(min_value=1, max_value=10**9)),
+    # A fleet URL needs a plugin providing its scheme, and a fleet-wide limit needs a fleet: none here.
+    "S3POOL_FLEET": st.just("none"),
+    "S3POOL_FLEET_NAME": st.from_regex(r"[A-Za-z0-9._:-]{1,12}", fullmatch=True),
+    "S3POOL_FLEET_CONCURRENCY": st.just("none"),
 }
 
 

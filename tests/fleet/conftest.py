@@ -27,7 +27,8 @@ def s3_client(local_s3: LocalS3, proxy: ChaosProxy, pool: OperationsPool) -> Any
 
 
 class Store:
-    """What a :class:`FlakyFleet`'s store does now: answer, fail, raise something odd, or hang."""
+    """What a :class:`FlakyFleet`'s store does now: answer (``up``), fail (``down``), raise an error of its
+    own (``odd``), hang (``slow``) or raise SystemExit (``exit``)."""
 
     def __init__(self) -> None:
         self.mode = "up"
@@ -45,6 +46,8 @@ class Store:
             raise RuntimeError("a third-party backend's own error (test)")
         if mode == "slow":
             time.sleep(self.hang)
+        if mode == "exit":
+            raise SystemExit(3)
 
 
 class _FlakyPartition(FleetPartition):

@@ -54,6 +54,29 @@ def test_fleet_concurrency_is_never_exceeded_at_the_proxy(
     assert all(pool.stats().fleet.state == "joined" for pool in pools)  # type: ignore[union-attr]
 
 
+def test_a_fleet_limit_per_prefix(local_s3: LocalS3, chaos_proxy: ChaosProxy, s3_bucket: str, make_pool: Any) -> None:
+    """With ``scope="prefix"`` the fleet-wide limit holds per prefix: one prefix's gates share it."""
+    chaos_proxy.configure(latency=0.01)
+    fleet = LocalFleet("prefixes")
+    auto = {"scope": "prefix", "min_concurrency": 8, "max_concurrency": 8}
+    pools = [
+        make_pool(concurrency="auto", auto_tuning=auto, fleet=fleet, fleet_concurrency=3, name=f"p{i}")
+        for i in range(2)
+    ]
+    clients = [s3_client(local_s3, chaos_proxy, pool) for pool in pools]
+    chaos_proxy.reset_counts()
+    with ThreadPoolExecutor(2) as executor:
+        futures = [executor.submit(_put, c, s3_bucket, f"data/{i}-", 40, 8) for i, c in enumerate(clients)]
+        assert [f.result(timeout=300) for f in futures] == [40, 40]
+    assert chaos_proxy.stats().in_flight_peak <= 3
+    assert all(pool.stats().fleet.state == "joined" for pool in pools)  # type: ignore[union-attr]
+    key = pools[0].partition_for(s3_bucket, "data/x")
+    assert key is not None
+    for pool in pools:
+        pool.shutdown(wait=True)
+    assert fleet.partition(key).lease_slots("probe", 3, 3, 1.0) == 3  # closing pools gave their slots back
+
+
 def test_without_a_fleet_each_pool_has_its_own_limit(
     local_s3: LocalS3, chaos_proxy: ChaosProxy, s3_bucket: str, make_pool: Any
 ) -> None:

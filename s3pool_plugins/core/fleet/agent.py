@@ -124,8 +124,17 @@ class FleetAgent:
         return unit
 
     def on_gate(self, partition: str, scheduler: Scheduler) -> None:
-        """:attr:`LimitController.on_gate`: a partition's new gate joins the fleet under its key."""
-        self.attach(partition, partition, scheduler, slots=not self._slots_on_pool)
+        """:attr:`LimitController.on_gate`: a partition's new gate joins the fleet under its key.
+
+        A backend whose ``partition()`` fails (it must not) leaves that gate under local control: a call
+        never fails for the fleet's sake.
+        """
+        try:
+            self.attach(partition, partition, scheduler, slots=not self._slots_on_pool)
+        except Exception:
+            log.exception(
+                "s3pool: fleet %s could not take partition %r; it stays local", self.backend.description, partition
+            )
 
     def start(self) -> None:
         """Start the service thread."""
@@ -146,7 +155,7 @@ class FleetAgent:
             except FleetUnavailable as error:
                 self._failures += 1
                 self._fall_back(error)
-            except Exception:  # the agent's own fault: logged, and the next round goes on
+            except BaseException:  # even SystemExit: re-raised here it could only end this thread, for good
                 log.exception("s3pool: the fleet agent's round failed; it goes on")
             self._wake.wait(clamp_wait(BUSY_TICK if busy else IDLE_TICK))
             self._wake.clear()

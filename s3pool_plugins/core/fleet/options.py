@@ -50,7 +50,11 @@ def check_fleet_options(fleet: object, fleet_name: object, fleet_concurrency: ob
     """Raise :class:`ConfigurationError` naming the first fleet option that is not accepted."""
     url_ok = isinstance(fleet, str) and _SCHEME.match(fleet) is not None
     if fleet is not None and not isinstance(fleet, FleetBackend) and not url_ok:
-        got = redact_url(fleet) if isinstance(fleet, str) else fleet
+        got = (
+            f"a str of {len(fleet)} characters with no scheme:// (not shown: it may hold a password)"
+            if isinstance(fleet, str)
+            else fleet
+        )
         raise ConfigurationError("fleet", FLEET_ACCEPTED, got)
     if not isinstance(fleet_name, str) or not _FLEET_NAME.fullmatch(fleet_name):
         raise ConfigurationError("fleet_name", FLEET_NAME_ACCEPTED, fleet_name)

@@ -305,12 +305,15 @@ class FleetUnit:
     def leave(self) -> int:
         """The fleet is away: pace locally at this member's share; returns fleet tokens dropped.
 
-        Slots stay capped at what this member held (never above a local limit).
+        Slots are capped at what this member held, or its fair share of the
+        fleet's limit if that is more (so a member that held none still runs:
+        nothing hangs), never above a local limit.
         """
         with self.scheduler.lock:
             dropped = self.pacer.set_joined(False)
-        if self.fleet_concurrency is not None and self.scheduler.cap is None:
-            self.scheduler.set_cap(self.fleet_concurrency)  # never joined: the fleet's limit, as one member
+        limit = self.fleet_concurrency
+        if limit is not None:
+            self.scheduler.set_cap(max(self.held, math.ceil(limit / self.members)))
         self.scheduler.dispatch()
         return dropped
 
