@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 from s3pool_redis import RedisFleetBackend
@@ -177,3 +177,46 @@ def test_foreign_data_in_our_keys_is_unavailable_not_a_crash(
     redis_server.command("HSET", keys.limit, "version", "3", "limit", "x", "updated_at", "1")
     with pytest.raises(FleetUnavailable, match="unexpected reply"):
         backend.partition("p").shared_limit()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    limit=st.integers(min_value=1, max_value=6),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(["lease", "release", "renew"]), st.integers(0, 2), st.integers(0, 4)),
+            st.tuples(st.sampled_from(["restart", "flush scripts"]), st.just(0), st.just(0)),
+        ),
+        max_size=25,
+    ),
+)
+def test_slots_follow_the_model_across_restarts(
+    redis_server: RedisServer, limit: int, steps: list[tuple[str, int, int]]
+) -> None:
+    """A restart empties the store: every member holds nothing after it, and the model starts over."""
+    backend = RedisFleetBackend(redis_server.url(), f"model-{time.monotonic_ns()}", call_timeout=2.0)
+    part = backend.partition("p")
+    model = [0, 0, 0]
+    for action, member, count in steps:
+        name = f"m{member}"
+        if action == "restart":
+            redis_server.restart()
+            model = [0, 0, 0]
+            continue
+        if action == "flush scripts":
+            redis_server.command("SCRIPT", "FLUSH")
+            continue
+        others = sum(model) - model[member]
+        if action == "lease":
+            expected = model[member] + min(count, limit - others - model[member])
+            got = part.lease_slots(name, count, limit, 30.0)
+        elif action == "release":
+            expected = max(0, model[member] - count)
+            got = part.release_slots(name, count)
+        else:
+            expected = model[member]
+            got = part.renew_slots(name, 30.0)
+        assert got == expected, (action, name, count, model)
+        model[member] = got
+        assert sum(model) <= limit
+    backend.close()

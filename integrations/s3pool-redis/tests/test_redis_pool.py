@@ -150,6 +150,9 @@ def test_redis_killed_mid_run_falls_back_without_failed_calls_and_rejoins(
         assert wait_for(lambda: state() == "joined", 15), "the pool did not rejoin"
         calls_at_rejoin = work.calls
         assert wait_for(lambda: work.calls >= calls_at_rejoin + 20, 30)
+        with redis_server.client() as redis:
+            rebuilt = [key.decode() for key in redis.scan_iter(match=f"s3pool:{{{FLEET}:*")]
+        assert any(key.endswith(":slots") for key in rebuilt), f"the restarted store was not rebuilt: {rebuilt}"
     assert not work.failures, work.failures[:3]
     fleet = pool.stats().fleet
     assert fleet is not None and fleet.fallbacks >= 1 and fleet.rejoins >= 1
