@@ -117,6 +117,8 @@ class MemberResult:
     done: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    failed_at: list[float] = field(default_factory=list)
+    """Seconds since this member started when each failed call ended."""
     attempts: list[tuple[float, int]] = field(default_factory=list)
     """(seconds since this member started, HTTP status or 0 for no response) per attempt."""
     calls: list[tuple[float, int]] = field(default_factory=list)
@@ -189,6 +191,7 @@ def member(spec: MemberSpec, ready: Any, go: Any, stop: Any, results: Any) -> No
             except Exception as error:
                 with lock:
                     result.failed += 1
+                    result.failed_at.append(time.monotonic() - started[0])
                     name = type(error).__name__
                     result.failures[name] = result.failures.get(name, 0) + 1
             else:
@@ -260,7 +263,7 @@ def _between(samples: list[Sample], start: float, end: float) -> tuple[int, int,
     return last.requests - first.requests, last.throttled - first.throttled, last.ok - first.ok, last.t - first.t
 
 
-def _per_second(samples: list[Sample]) -> list[dict[str, float]]:
+def _per_second(samples: list[Sample]) -> list[dict[str, int]]:
     """The proxy's counts second by second: attempts, 503s and successes in each whole second of the run."""
     series = []
     for second in range(int(samples[-1].t)):
@@ -484,6 +487,7 @@ def _summarise(
         run.extra["joiner_first_second"] = {"share_503": share, "attempts_per_call": per_call, "attempts": attempts}
         run.extra["joiner_whole_run"] = {"done": joiner.done, "failed": joiner.failed}
     run.extra["per_second"] = _per_second(samples)
+    run.extra["failed_at"] = sorted(t for r in results for t in r.failed_at)
     run.extra["member_fleet_states"] = {str(r.index): r.fleet_states for r in results if r.fleet_states}
     run.extra["member_fleet_at_end"] = [r.stats.get("fleet") for r in results]
     logs = {r.index: r.fleet_logs for r in results if r.fleet_logs}
@@ -542,6 +546,12 @@ def scenario_kill(bench: Bench) -> list[Run]:
         fallback.append(local[0] - kill_at if local else None)
         rejoin.append(joined[0] - restart_at if joined else None)
     run.extra["fallback_seconds"], run.extra["rejoin_seconds"] = fallback, rejoin
+    failed_at = run.extra.get("failed_at", [])
+    run.extra["failed_calls_by_phase"] = {
+        "before the kill": sum(1 for t in failed_at if t < kill_at),
+        "Redis away": sum(1 for t in failed_at if kill_at <= t < restart_at),
+        "after the restart": sum(1 for t in failed_at if t >= restart_at),
+    }
     run.extra["fleet_keys_in_restarted_redis"] = keys_after_restart[0] if keys_after_restart else None
     return [run]
 
@@ -631,6 +641,7 @@ def _print(run: Run) -> None:
         print(f"{'':22}failures: {run.failures}")
     if run.scenario == "kill":
         print(f"{'':22}fleet keys in the restarted Redis: {run.extra.get('fleet_keys_in_restarted_redis')}")
+        print(f"{'':22}failed calls by phase: {run.extra.get('failed_calls_by_phase')}")
         print(f"{'':22}seconds to fall back after the kill, per member: {run.extra.get('fallback_seconds')}")
         print(f"{'':22}seconds to rejoin after the restart, per member: {run.extra.get('rejoin_seconds')}")
         for index, entries in run.extra.get("fleet_logs", {}).items():
