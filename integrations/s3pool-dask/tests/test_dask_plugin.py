@@ -77,6 +77,12 @@ def _installed_in_this_worker() -> tuple[bool, str | None, bool]:
 def test_unregistering_the_plugin_takes_every_route_back(s3_bucket) -> None:
     with _cluster() as cluster, distributed.Client(cluster) as client:
         before = client.run(_installed_in_this_worker)
+        # Options valid here but a pool the workers cannot build (no plugin there provides the scheme):
+        # the workers' error reaches the caller, and they are left as they were.
+        with pytest.raises(ConfigurationError) as raised:
+            client.register_plugin(S3PoolWorkerPlugin(fleet="nosuch://store.internal/0"))
+        assert raised.value.option == "fleet"
+        assert client.run(_installed_in_this_worker) == before
         client.register_plugin(S3PoolWorkerPlugin(concurrency=2, botocore=False))
         during = client.run(_installed_in_this_worker)
         client.unregister_worker_plugin(PLUGIN_NAME)
