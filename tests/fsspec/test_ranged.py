@@ -22,7 +22,7 @@ from s3pool_plugins import ConfigurationError, OperationsPool, hookimpl, install
 from s3pool_plugins.adapters.fsspec.ranges import RangedReads, part_ranges
 from s3pool_plugins.testing import Action, ChaosProxy, LocalS3
 
-from .conftest import Tasks, assert_settled
+from .conftest import assert_settled
 
 PART = 4096
 RANGED = {"part_size": PART, "max_parts": 4}
