@@ -18,7 +18,7 @@ from ...errors import ConfigurationError
 
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB
-DEFAULT_MAX_PARTS = 8
+DEFAULT_MAX_PARTS = 16
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,10 @@ class RangedReads:
     part-aligned ranges, each one pool operation; reads of at most this many
     bytes are one request as before. 8 MiB by default; sizes far below 1 MiB
     cost more requests than they save (the tests use small ones).
-    ``max_parts`` (an int >= 1): parts of one read under way at once, which
-    bounds what one read buffers (see docs/fsspec.md).
+    ``max_parts`` (an int >= 1, 16 by default, above the pool's default
+    limit of 10 so that the pool's limit is what governs): parts of one
+    read under way at once, which bounds what one read buffers (see
+    docs/fsspec.md).
     """
 
     part_size: int = DEFAULT_PART_SIZE
@@ -62,7 +64,7 @@ def resolve_ranged_reads(value: object) -> RangedReads | None:
             if name not in known:
                 raise ConfigurationError(f"ranged_reads.{name}", "one of " + ", ".join(sorted(known)), value[name])
         return RangedReads(**value)
-    accepted = "True (8 MiB parts, 8 at once), False (off), a mapping with part_size and max_parts, or a RangedReads"
+    accepted = "True (8 MiB parts, 16 at once), False (off), a mapping with part_size and max_parts, or a RangedReads"
     raise ConfigurationError("ranged_reads", accepted, value)
 
 
