@@ -2,12 +2,12 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_ranged.py            # 256 MiB object, 2 rounds (about 6 minutes)
+    python benchmarks/bench_ranged.py            # 256 MiB object, 2 rounds (about 11 minutes)
     python benchmarks/bench_ranged.py --quick    # 32 MiB object, 1 round
     python benchmarks/bench_ranged.py --json out.json --strict
 
 Setup: a local S3 (moto, ``LocalS3``) and a ``ChaosProxy`` in front of it
-whose ``bandwidth_per_connection`` caps every connection (default 2 MiB/s:
+whose ``bandwidth_per_connection`` caps every connection (default 1 MiB/s:
 the client, the proxy and moto share two cores here, and the pooled reads'
 total must stay below what they can move),
 both in a *separate process*, so that the server's CPU time does not
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 32 MiB object and one round")
     parser.add_argument("--size", type=int, help="the large object in MiB (default 256, quick 32)")
-    parser.add_argument("--bandwidth", type=float, default=2.0, help="MiB/s per connection (default 2)")
+    parser.add_argument("--bandwidth", type=float, default=1.0, help="MiB/s per connection (default 1)")
     parser.add_argument("--rounds", type=int, help="rounds (default 2, quick 1)")
     parser.add_argument("--small-reads", type=int, default=200, help="small reads per round (default 200)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
