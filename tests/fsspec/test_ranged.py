@@ -281,7 +281,7 @@ def test_any_read_under_random_faults_is_correct_and_leaks_no_slot(
 
 def test_parts_in_flight_stay_within_max_parts_and_the_pool_limit(make_pool, make_fs, chaos_proxy, s3_bucket):
     data = os.urandom(16 * PART)
-    chaos_proxy.configure(bandwidth_per_connection=200_000)  # bodies overlap
+    chaos_proxy.configure(bandwidth_per_connection=50_000)  # each part takes 80 ms: bodies overlap
     for concurrency, max_parts in ((8, 3), (2, 8)):
         pool = make_pool(concurrency=concurrency)
         fs = make_fs(pool, chaos_proxy.endpoint_url, ranged_reads={"part_size": PART, "max_parts": max_parts})
