@@ -569,10 +569,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
         head_bytes = self._head_bytes(status, response.reason, headers)
         self._counters.responded(status)
+        config = self._proxy._plan.config
+        cap = config.bandwidth_per_connection
         if action is Action.SLOW_BODY and length != 0:  # nothing to trickle: the head is the last write
             self._counters.fault("slow_bodies")
             write(head_bytes)
-            self._trickle(response, chunked)
+            rate = config.slow_body_bytes_per_second
+            self._trickle(response, chunked, rate if cap is None else min(rate, cap))
+        elif cap is not None and length != 0:
+            write(head_bytes)
+            self._trickle(response, chunked, cap)
         elif length is not None and length <= _SMALL_BODY:
             self._write_last(head_bytes + response.read())
         else:
@@ -593,8 +599,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _fraction(self) -> float:
         return self._proxy._plan.config.truncate_fraction
 
-    def _trickle(self, response: http.client.HTTPResponse, chunked: bool) -> None:
-        rate = self._proxy._plan.config.slow_body_bytes_per_second
+    def _trickle(self, response: http.client.HTTPResponse, chunked: bool, rate: float) -> None:
+        """Send the body at ``rate`` bytes per second, in pieces of a twentieth of a second."""
         piece = max(1, int(rate / 20))
         start, sent = time.monotonic(), 0
         chunk = response.read1(_COPY_CHUNK)

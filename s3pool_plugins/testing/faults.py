@@ -114,6 +114,10 @@ class FaultConfig:
     write happened, the client still sees a failure). ``truncate_fraction`` is
     the share of the body sent before a truncating close;
     ``slow_body_bytes_per_second`` the trickle rate of a slow body.
+    ``bandwidth_per_connection`` (bytes per second, or None for no cap)
+    caps every response body the proxy sends on one client connection, as
+    a link of that bandwidth would (not a fault: it draws nothing); a slow
+    body goes at the lower of the two rates.
     """
 
     latency: Latency | None = None
@@ -126,6 +130,7 @@ class FaultConfig:
     truncate_fraction: float = 0.5
     slow_body_rate: float = 0.0
     slow_body_bytes_per_second: float = 64 * 1024
+    bandwidth_per_connection: float | None = None
 
     def __post_init__(self) -> None:
         if self.latency is not None and not isinstance(self.latency, Latency):
@@ -142,6 +147,13 @@ class FaultConfig:
         rate = self.slow_body_bytes_per_second
         if isinstance(rate, bool) or not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
             raise ConfigurationError("slow_body_bytes_per_second", "a finite number > 0", rate)
+        cap = self.bandwidth_per_connection
+        if cap is not None and (
+            isinstance(cap, bool) or not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap > 0)
+        ):
+            raise ConfigurationError(
+                "bandwidth_per_connection", "a finite number of bytes per second > 0, or None", cap
+            )
 
     @classmethod
     def build(cls, base: FaultConfig | None = None, **changes: Any) -> FaultConfig:

@@ -382,6 +382,39 @@ def test_slow_body_is_slow_and_correct(client: Any, s3_bucket: str, chaos_proxy:
     assert chaos_proxy.stats().slow_bodies == 1
 
 
+def test_bandwidth_per_connection_paces_every_body(client: Any, s3_bucket: str, chaos_proxy: ChaosProxy) -> None:
+    data = payload(100_000)
+    client.put_object(Bucket=s3_bucket, Key="k", Body=data)
+    rate = 250_000.0
+    chaos_proxy.configure(bandwidth_per_connection=rate)
+    for _ in range(2):  # each response on the connection, not only the first
+        started = time.monotonic()
+        assert client.get_object(Bucket=s3_bucket, Key="k")["Body"].read() == data
+        assert time.monotonic() - started >= (len(data) - rate / 20) / rate * 0.9
+    assert chaos_proxy.stats().slow_bodies == 0  # a link's bandwidth, not a fault
+    chaos_proxy.configure(bandwidth_per_connection=None)
+    assert client.get_object(Bucket=s3_bucket, Key="k")["Body"].read() == data
+
+
+def test_a_slow_body_under_a_bandwidth_cap_goes_at_the_lower_rate(
+    client: Any, s3_bucket: str, chaos_proxy: ChaosProxy
+) -> None:
+    data = payload(100_000)
+    client.put_object(Bucket=s3_bucket, Key="k", Body=data)
+    chaos_proxy.configure(slow_body_rate=1.0, slow_body_bytes_per_second=10_000_000.0, bandwidth_per_connection=250_000)
+    started = time.monotonic()
+    assert client.get_object(Bucket=s3_bucket, Key="k")["Body"].read() == data
+    assert time.monotonic() - started >= (len(data) - 250_000 / 20) / 250_000 * 0.9
+    assert chaos_proxy.stats().slow_bodies == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), True, "fast"])
+def test_bandwidth_per_connection_refuses_what_is_not_a_rate(chaos_proxy: ChaosProxy, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match="bandwidth_per_connection"):
+        chaos_proxy.configure(bandwidth_per_connection=bad)
+    assert chaos_proxy.faults.bandwidth_per_connection is None
+
+
 def test_latency_delays_every_request(client: Any, s3_bucket: str, chaos_proxy: ChaosProxy) -> None:
     chaos_proxy.configure(latency=Latency(0.15, sigma=0))
     started = time.monotonic()

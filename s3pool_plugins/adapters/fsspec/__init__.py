@@ -18,6 +18,7 @@ from .install import install_fsspec, uninstall_fsspec
 from .operations import OperationRunner
 from .pooled_s3 import PooledS3FileSystem
 from .pools import installed_fsspec_pool, shared_pool
+from .ranges import RangedReads
 from .retries import STREAM_ERRORS
 from .s3 import S3RetriesCompound, SingleTryS3FileSystem, pooled_session
 
@@ -27,6 +28,7 @@ __all__ = [
     "PooledFileSystem",
     "PooledReadFile",
     "PooledS3FileSystem",
+    "RangedReads",
     "S3RetriesCompound",
     "SingleTryS3FileSystem",
     "call_sync",

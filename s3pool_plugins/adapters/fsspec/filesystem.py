@@ -56,6 +56,8 @@ from .files import PooledReadFile
 from .operations import OperationRunner
 from .options import check_io, check_target
 from .pools import picklable_options, resolve_pool
+from .ranged import RangedReader, cat_object, get_object
+from .ranges import resolve_ranged_reads
 from .s3 import S3_PROTOCOLS, check_retries, is_s3, make_target, requests_pool
 
 try:
@@ -83,7 +85,10 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     for a pool shared by every filesystem made with the same options, else
     the installed or default pool (see :mod:`.pools`); ``priority``, the
     fallback priority of this filesystem's operations (a priority scope
-    wins). A bad option raises ``ConfigurationError`` naming it.
+    wins); ``ranged_reads`` (S3 targets; True by default: reads longer than
+    one part go in parallel parts, see :mod:`.ranged`; False, a mapping of
+    :class:`~.ranges.RangedReads` fields, or one). A bad option raises
+    ``ConfigurationError`` naming it.
 
     ``asynchronous=True`` gives the async API on the running loop; an async
     target must then be asynchronous too. Attributes the wrapper does not
@@ -107,10 +112,12 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
         asynchronous: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
         batch_size: int | None = None,
+        ranged_reads: object = True,
         **pool_options: Any,
     ) -> None:
         fs, target_protocol, options = check_target(fs, target_protocol, target_options)
         check_io(asynchronous, loop, batch_size)
+        settings = resolve_ranged_reads(ranged_reads)
         resolved = resolve_pool(pool, pool_options)
         if priority is not None:
             priority = validate_priority(priority)
@@ -132,6 +139,8 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             resolved, priority=priority, requests_pool=requests_pool(self.fs) if s3_target else None
         )
         self._s3_target = s3_target
+        ranged = settings is not None and s3_target and resolved.enabled
+        self._ranged = RangedReader(self._runner, settings) if ranged and settings is not None else None
         self._adopt_target_methods()
         # Paths are the target's: strip our protocol, then the target's (as fsspec's own wrappers do).
         self._strip_protocol = self._strip_target_protocol  # type: ignore[method-assign]
@@ -233,12 +242,18 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
     # -- operations ---------------------------------------------------------
 
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> Any:
+        reader = self._ranged
+        if reader is not None and set(kwargs) <= {"version_id"} and reader.takes_cat(start, end):
+            return await cat_object(reader, self.fs, path, kwargs.get("version_id"), start, end)
         return await self._op("cat_file", path, path, start=start, end=end, **kwargs)
 
     async def _pipe_file(self, path: str, value: Any, *args: Any, **kwargs: Any) -> Any:
         return await self._op("pipe_file", path, path, value, *args, **kwargs)
 
     async def _get_file(self, rpath: str, lpath: str, callback: Any = DEFAULT_CALLBACK, **kwargs: Any) -> Any:
+        reader = self._ranged
+        if reader is not None and set(kwargs) <= {"version_id"} and reader.takes_whole():
+            return await get_object(reader, self.fs, rpath, lpath, kwargs.get("version_id"), callback)
         return await self._op("get_file", rpath, rpath, lpath, callback=callback, _callback=callback, **kwargs)
 
     async def _put_file(self, lpath: str, rpath: str, callback: Any = DEFAULT_CALLBACK, **kwargs: Any) -> Any:
@@ -349,7 +364,7 @@ class PooledFileSystem(AsyncFileSystem, ChainedFileSystem):  # type: ignore[misc
             file = S3FileSystem._open(
                 self, path, mode, block_size=block_size, autocommit=autocommit, cache_options=cache_options, **kwargs
             )
-            return pool_reads(file, self._runner, self.fs)
+            return pool_reads(file, self._runner, self.fs, self._ranged)
         if mode == "rb":
             kwargs.pop("fill_cache", None)
             return PooledReadFile(

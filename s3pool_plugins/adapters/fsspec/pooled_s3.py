@@ -27,20 +27,21 @@ filesystem binds to a pool of the process it lands in.
 
 from __future__ import annotations
 
-import errno
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import s3fs
+from fsspec.callbacks import DEFAULT_CALLBACK
 from s3fs.core import S3File, _inner_fetch
-from s3fs.utils import FileExpired
 
 from ...core.context import validate_priority
 from ...core.pool import OperationsPool
 from .crossing import add_sync_methods, call_sync, sync_method
 from .operations import OperationRunner
+from .ranged import BufferSink, RangedReader, S3Object, as_file_expired, cat_object, get_object
+from .ranges import resolve_ranged_reads
 from .s3 import SingleTryS3FileSystem
 
 OPERATIONS: dict[str, str] = {
@@ -105,9 +106,12 @@ class PooledS3FileSystem(SingleTryS3FileSystem):
     for a pool shared by every filesystem made with the same ones; default:
     the pool of ``install_fsspec``, else ``default_pool()``) and
     ``priority`` (the fallback priority of its operations; a priority
-    scope wins). A bad option raises ``ConfigurationError`` naming it. Its
-    requests and session are those of :class:`~.s3.SingleTryS3FileSystem`.
-    On a disabled pool it is plain s3fs, s3fs's own retries included.
+    scope wins) and ``ranged_reads`` (True by default: reads longer than
+    one part go in parallel parts, see :mod:`.ranged`; False, a mapping of
+    :class:`~.ranges.RangedReads` fields, or one). A bad option raises
+    ``ConfigurationError`` naming it. Its requests and session are those
+    of :class:`~.s3.SingleTryS3FileSystem`. On a disabled pool it is plain
+    s3fs, s3fs's own retries included.
     """
 
     mirror_sync_methods = False  # made once for the class below, crossing the caller's context
@@ -117,25 +121,52 @@ class PooledS3FileSystem(SingleTryS3FileSystem):
         *args: Any,
         pool: OperationsPool | Mapping[str, Any] | None = None,
         priority: float | None = None,
+        ranged_reads: object = True,
         **options: Any,
     ) -> None:
         if priority is not None:
             priority = validate_priority(priority)
+        settings = resolve_ranged_reads(ranged_reads)
         super().__init__(*args, pool=pool, **options)
         self.priority = priority
         enabled = self.pool.enabled
         self._runner = OperationRunner(self.pool, priority=priority, requests_pool=self.pool if enabled else None)
+        self._ranged = RangedReader(self._runner, settings) if settings is not None and enabled else None
 
     def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
         """s3fs's file; read, its range requests are operations (:class:`PooledS3File`)."""
-        return pool_reads(super()._open(path, mode, *args, **kwargs), self._runner, self)
+        return pool_reads(super()._open(path, mode, *args, **kwargs), self._runner, self, self._ranged)
+
+    _one_cat_file = _pooled("cat_file", "cat_file")
+    _one_get_file = _pooled("get_file", "get_file")
+
+    async def _cat_file(
+        self, path: str, version_id: str | None = None, start: Any = None, end: Any = None, **kwargs: Any
+    ) -> Any:
+        """s3fs's ``cat_file``: in parallel parts when it reads more than one part (see :mod:`.ranged`),
+        else one operation. s3fs's own fan-out options (``chunksize``, ``max_concurrency``) keep s3fs's way."""
+        reader = self._ranged
+        if reader is not None and not kwargs and reader.takes_cat(start, end):
+            return await cat_object(reader, self, path, version_id, start, end)
+        return await self._one_cat_file(path, version_id=version_id, start=start, end=end, **kwargs)
+
+    async def _get_file(
+        self, rpath: str, lpath: str, callback: Any = DEFAULT_CALLBACK, version_id: str | None = None, **kwargs: Any
+    ) -> Any:
+        """s3fs's ``get_file``: in parallel parts, each written at its offset, when the object is larger
+        than one part (see :mod:`.ranged`), else one operation."""
+        reader = self._ranged
+        if reader is not None and not kwargs and reader.takes_whole():
+            return await get_object(reader, self, rpath, lpath, version_id, callback)
+        return await self._one_get_file(rpath, lpath, callback=callback, version_id=version_id, **kwargs)
 
 
-def pool_reads(file: Any, runner: OperationRunner, s3: Any) -> Any:
+def pool_reads(file: Any, runner: OperationRunner, s3: Any, reader: RangedReader | None = None) -> Any:
     """``file`` (an s3fs ``S3File``), reading each range as an operation of ``runner`` if opened for reading.
 
     ``s3`` is the s3fs filesystem that makes the range requests (the
-    file's own ``fs``, or the one a pooled wrapper wraps).
+    file's own ``fs``, or the one a pooled wrapper wraps); ``reader``, if
+    given, reads ranges longer than one part in parallel parts.
 
     The file stays the one s3fs's ``_open`` made, so every option means
     what it means there; it becomes a :class:`PooledS3File`, whose cache is
@@ -143,7 +174,7 @@ def pool_reads(file: Any, runner: OperationRunner, s3: Any) -> Any:
     """
     if type(file) is S3File and "r" in file.mode:
         file.__class__ = PooledS3File
-        file.pooled_reads = (runner, s3)
+        file.pooled_reads = (runner, s3, reader)
         file.cache.fetcher = file._fetch_range
     return file
 
@@ -159,13 +190,16 @@ class PooledS3File(S3File):  # type: ignore[misc]
     ``metadata``, ``getxattr``, ``setxattr``, its errors.
     """
 
-    pooled_reads: tuple[OperationRunner, Any]
-    """The runner that makes the reads operations, and the s3fs filesystem whose requests they are."""
+    pooled_reads: tuple[OperationRunner, Any, RangedReader | None]
+    """The runner that makes the reads operations, the s3fs filesystem whose requests they are, and the
+    reader of large ranges (None: one operation per range)."""
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         if start == end:
             return b""
-        runner, s3 = self.pooled_reads
+        runner, s3, reader = self.pooled_reads
+        if reader is not None and reader.takes_range(start, end):  # this thread's context: is it in a slot?
+            return self._fetch_parts(reader, s3, start, end)
         extra = {"details": self.details} if _FETCH_TAKES_DETAILS else {}
         attempt = functools.partial(
             _inner_fetch, s3, self.bucket, self.key, self.version_id, start, end, self.read_kw, **extra
@@ -173,14 +207,25 @@ class PooledS3File(S3File):  # type: ignore[misc]
         try:
             data: bytes = call_sync(s3.loop, runner.run, "cat_file", attempt, path=self.path)
         except OSError as error:  # as S3File: a failed If-Match is the object changing under the reader
-            if error.args and error.args[0] == errno.EINVAL and "pre-conditions" in str(error.args[1:]):
-                raise FileExpired(filename=self.details["name"], e_tag=self.details.get("ETag")) from error
-            raise
+            expired = as_file_expired(error, self.details["name"], self.details.get("ETag"))
+            if expired is error:
+                raise
+            raise expired from error
         return data
+
+    def _fetch_parts(self, reader: RangedReader, s3: Any, start: int, end: int) -> bytes:
+        """The bytes ``[start, end)`` in parallel parts, pinned as this file's other reads."""
+        local_check = bool(getattr(s3, "local_expiry_check", False))
+        etag = self.read_kw.get("IfMatch") or (self.details.get("ETag") if local_check else None)
+        target = S3Object(s3, self.bucket, self.key, self.path, self.version_id, dict(self.read_kw), etag)
+        sink = BufferSink()
+        call_sync(s3.loop, reader.read, "cat_file", target, sink, start, end)
+        return sink.result()
 
 
 for _name, _task in OPERATIONS.items():
-    setattr(PooledS3FileSystem, f"_{_name}", _pooled(_name, _task))
+    if f"_{_name}" not in vars(PooledS3FileSystem):  # _cat_file, _get_file: their own, around the pooled one
+        setattr(PooledS3FileSystem, f"_{_name}", _pooled(_name, _task))
     if _name in vars(s3fs.S3FileSystem):  # s3fs's own sync wrapper would call s3fs's coroutine, not this one
         setattr(PooledS3FileSystem, _name, sync_method(_name))
 add_sync_methods(PooledS3FileSystem)
