@@ -495,16 +495,13 @@ class Scheduler:
         self._wake_room(room)
         return old
 
-    def set_cap(self, cap: int | None, *, at_least_active: bool = False) -> int | None:
+    def set_cap(self, cap: int | None) -> int | None:
         """Bound the limit by ``cap`` (None: no bound); returns the cap set.
 
-        With ``at_least_active`` the cap is never set below what is active
-        now, so a caller that gives back what it no longer needs knows that
-        everything above the returned cap is unused.
+        Active work is never cancelled: a cap below what is active only stops
+        new grants until enough of it has finished.
         """
         with self.lock:
-            if cap is not None and at_least_active and cap < self.active:
-                cap = self.active
             self.cap = cap
             self.limit = self.wanted_limit if cap is None else min(self.wanted_limit, cap)
             granted = self._dispatch_locked()

@@ -135,3 +135,45 @@ def test_shared_rate_converges_and_a_joining_pool_starts_from_it(
     assert stats.errors == 0
     # An unpaced newcomer to this prefix is throttled on about a third of its attempts (measured: 36%).
     assert stats.throttled <= 0.25 * (stats.succeeded + stats.throttled), stats
+
+
+def test_a_saturated_member_gives_a_joiner_its_share(
+    local_s3: LocalS3, chaos_proxy: ChaosProxy, s3_bucket: str, make_pool: Any
+) -> None:
+    """A member that holds every fleet slot while all of them are busy shrinks to its share when another
+    member gets work, as its calls finish: the joiner is never starved (it used to wait for good)."""
+    chaos_proxy.configure(latency=0.02)
+    fleet = LocalFleet("share")
+    first = make_pool(concurrency=8, fleet=fleet, fleet_concurrency=3, name="first")
+    second = make_pool(concurrency=8, fleet=fleet, fleet_concurrency=3, name="second")
+    busy = threading.Event()
+    stop = threading.Event()
+
+    client = s3_client(local_s3, chaos_proxy, first)
+
+    def keep_busy(thread: int) -> None:  # every thread always has a call waiting: the pool stays saturated
+        index = 0
+        while not stop.is_set():
+            client.put_object(Bucket=s3_bucket, Key=f"busy/{thread}-{index}", Body=b"x")
+            index += 1
+            busy.set()
+
+    runners = [threading.Thread(target=keep_busy, args=(thread,)) for thread in range(6)]
+    for runner in runners:
+        runner.start()
+    try:
+        assert busy.wait(60)
+        deadline = time.monotonic() + 30
+        while first.stats().fleet.slots < 3 and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        assert first.stats().fleet.slots == 3  # type: ignore[union-attr]  # alone, it holds the fleet's limit
+        chaos_proxy.reset_counts()
+        with ThreadPoolExecutor(1) as executor:
+            joiner = executor.submit(_put, s3_client(local_s3, chaos_proxy, second), s3_bucket, "joiner/", 20, 4)
+            assert joiner.result(timeout=90) == 20
+    finally:
+        stop.set()
+        for runner in runners:
+            runner.join(120)
+    assert chaos_proxy.stats().in_flight_peak <= 3
+    assert first.stats().errors == 0 and second.stats().errors == 0

@@ -264,12 +264,15 @@ class FleetUnit:
             if self._surplus_since is None:
                 self._surplus_since = now
             elif now - self._surplus_since >= RELEASE_AFTER:
-                keep = scheduler.set_cap(target, at_least_active=True)
-                assert keep is not None
+                # No new grant above the target; what is active still runs under the slots kept for it, and
+                # each round gives back what has finished since. A saturated member (active == held) thus
+                # shrinks to its share instead of keeping its slots for good and starving the others.
+                scheduler.set_cap(target)
+                keep = max(target, scheduler.active)
                 if keep < self.held:
                     self.held = call(lambda: shared.release_slots(me, self.held - keep))
-                    scheduler.set_cap(self.held)
-                self._surplus_since = None
+                if self.held <= target:
+                    self._surplus_since = None
         else:
             self._surplus_since = None
         if self.held and now - self._renewed_at >= RENEW_EVERY:
