@@ -120,6 +120,8 @@ class PoolBase:
         self._retries = 0
         self._throttled = 0
         self._nested = 0
+        self._leases = 0
+        self._leases_reclaimed = 0
         self._calls_backing_off = 0
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
@@ -185,6 +187,7 @@ class PoolBase:
             backing_off = len(self._sync_backoff) + len(self._async_backoff) + self._calls_backing_off
         with self._counts_lock:
             retries, throttled, nested = self._retries, self._throttled, self._nested
+            leases, reclaimed = self._leases, self._leases_reclaimed
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
         caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
         return PoolStats(
@@ -210,6 +213,8 @@ class PoolBase:
             expected=snap["expected"],
             throttled_caused=caused,
             throttled_ambient=ambient,
+            leases=leases,
+            leases_reclaimed=reclaimed,
         )
 
     def _reap_closed_loops(self) -> None:
@@ -400,6 +405,10 @@ class PoolBase:
     def _count(self, name: str) -> None:
         with self._counts_lock:
             setattr(self, name, getattr(self, name) + 1)
+
+    def _count_lease(self, change: int) -> None:
+        with self._counts_lock:
+            self._leases += change
 
     def _count_backoff(self, change: int) -> None:
         with self._backoff_lock:

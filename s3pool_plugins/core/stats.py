@@ -27,6 +27,10 @@ class PoolStats:
       be caused by the pool's own rate (cutting it lowered them) and those
       it judged ambient (cutting changed nothing: other clients, a
       partition being split). See docs/adaptive.md.
+    - ``leases``: slots kept past the end of their call, now (a streamed
+      response body not yet read to its end, closed or collected; they count
+      in ``active`` too); ``leases_reclaimed``: those given back because
+      nobody touched them for their idle bound.
     """
 
     enabled: bool
@@ -51,6 +55,8 @@ class PoolStats:
     expected: int = 0
     throttled_caused: int | None = None
     throttled_ambient: int | None = None
+    leases: int = 0
+    leases_reclaimed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict."""

@@ -39,11 +39,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...core.base import _add_note
-from ...core.calls import Call
+from ...core.calls import Call, SlotLease
 from ...core.context import SlotHolder, enter_slot, exit_slot, validate_priority, validate_tenant
 from ...core.pool import OperationsPool
 from ...core.retry import RetryPolicy
+from ...core.validation import seconds
 from ...errors import S3PoolError
+from .bodies import BODY_IDLE_TIMEOUT, cover, streamed_member
 from .caller_retries import client_policy
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
@@ -98,7 +100,7 @@ def _settle_abandoned(call: Call, error: BaseException | None = None) -> None:
         call.finish(error or CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
 
 
-_abandoned: queue.SimpleQueue[tuple[Call, BaseException | None]] = queue.SimpleQueue()
+_abandoned: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
 _settler_lock = threading.RLock()
 """Reentrant: a finalizer that the collector runs while this thread starts the settler comes back in."""
 _settler: threading.Thread | None = None
@@ -107,11 +109,11 @@ _settler_starting = False
 
 def _settle_abandoned_calls() -> None:
     while True:
-        call, error = _abandoned.get()
+        settle = _abandoned.get()
         try:
-            _settle_abandoned(call, error)
+            settle()
         except BaseException:  # on this thread anything, even SystemExit, would only end it: log and go on
-            log.exception("could not settle an abandoned call %r", call)
+            log.exception("could not settle %r", settle)
 
 
 def _hand_over(call: Call, error: BaseException | None = None) -> None:
@@ -121,9 +123,19 @@ def _hand_over(call: Call, error: BaseException | None = None) -> None:
     task done) come here, so they never settle the same call at once; and a
     finalizer, which may run inside any lock, never settles anything itself.
     """
-    _abandoned.put((call, error))  # SimpleQueue.put is safe from __del__ (reentrant)
+    settle_later(functools.partial(_settle_abandoned, call, error))
+
+
+def settle_later(settle: Callable[[], object]) -> None:
+    """Run ``settle()`` on the one settler thread: safe from a finalizer, which must take no lock itself."""
+    _abandoned.put(settle)  # SimpleQueue.put is safe from __del__ (reentrant)
     if _settler is None:
         _start_settler()
+
+
+def release_later(lease: SlotLease) -> None:
+    """Release ``lease`` on the settler thread (for the finalizer of a streamed body nobody consumed)."""
+    settle_later(lease.release)
 
 
 def _start_settler() -> None:
@@ -192,6 +204,8 @@ def _succeeded(response: Any, caught_exception: BaseException | None) -> bool:
 class ClientHandlers:
     """The handlers of every client installed with one pool and one set of options.
 
+    ``body_idle_timeout``: seconds a streamed result (GetObject's ``Body``)
+    may go unread before its call's slot goes back (see :mod:`.bodies`).
     ``priorities`` maps operation names (``"GetObject"``) to the priority a
     call gets when neither a priority scope nor a ``s3pool_task_priority``
     hook chose one. ``tenant`` names the tenant every call counts for unless a
@@ -201,9 +215,16 @@ class ClientHandlers:
     """
 
     def __init__(
-        self, pool: OperationsPool, priorities: Mapping[str, float] | None = None, tenant: str | None = None
+        self,
+        pool: OperationsPool,
+        priorities: Mapping[str, float] | None = None,
+        tenant: str | None = None,
+        body_idle_timeout: float = BODY_IDLE_TIMEOUT,
     ) -> None:
         self.pool = pool
+        self.body_idle_timeout: float = seconds("body_idle_timeout", body_idle_timeout)  # type: ignore[assignment]
+        self._streamed: dict[str, tuple[str, bool] | None] = {}
+        self._idle_warned = False
         self.tenant = None if tenant is None else validate_tenant(tenant)
         checked = {}
         for operation, priority in dict(priorities or {}).items():
@@ -270,6 +291,47 @@ class ClientHandlers:
             contextual=contextual,
             partition=partition,
         )
+
+    def keep_body_slot(self, call: Call, model: Any, result: Any) -> Callable[[], None] | None:
+        """If ``result`` has a streamed member, keep ``call``'s slot for it: returns the step that puts
+        the member's proxy in ``result``, to run once the call settled (None: nothing streams).
+
+        ``model`` is the call's botocore ``OperationModel``. Must run while the
+        call's last attempt still holds its slot, before the call settles.
+        """
+        name = model.name
+        try:
+            found = self._streamed[name]
+        except KeyError:
+            found = self._streamed[name] = streamed_member(model)
+        if found is None or not isinstance(result, dict):
+            return None
+        member, events = found
+        value = result.get(member)
+        if value is None:
+            return None
+        lease = call.keep_slot(self.body_idle_timeout, functools.partial(self._body_idle, name))
+        if lease is None:
+            return None
+        length = result.get("ContentLength")
+
+        def put_proxy() -> None:
+            result[member] = cover(value, lease, events, length, release_later)
+            if lease.own:  # calls this flow makes while it holds the unread body run under the body's slot
+                lease.share_with_context()
+
+        return put_proxy
+
+    def _body_idle(self, operation: str, lease: SlotLease) -> None:
+        """A streamed result went unread for the idle bound and gave its slot back: say so, once."""
+        if not self._idle_warned:
+            self._idle_warned = True
+            log.warning(
+                "a streamed %s result was not read for %g s: its slot went back to the pool. Read such bodies "
+                "to the end or close them; stats().leases_reclaimed counts these (logged once per installation)",
+                operation,
+                self.body_idle_timeout,
+            )
 
     def check_connections(self, client: Any) -> bool:
         """Warn if ``client`` has fewer HTTP connections than the pool's limit; True if it warned."""
@@ -405,7 +467,12 @@ class ClientHandlers:
         if _TASK_KEY in context:
             self._unwatch_task(context.pop(_TASK_KEY))
         if http_response.status_code < 300 and "Error" not in parsed:
-            call.finish(None, result_for_hooks(parsed))
+            put_proxy = self.keep_body_slot(call, model, parsed)
+            try:
+                call.finish(None, result_for_hooks(parsed))
+            finally:
+                if put_proxy is not None:
+                    put_proxy()
         else:
             call.finish(response_error(model.name, (http_response, parsed)), parsed)
 

@@ -66,6 +66,11 @@ class _PooledClient:
         policy = self._s3pool_policy[1]
         return handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server, retry_policy=policy)
 
+    def _s3pool_keep_body(self, call: Call, operation_name: str, result: Any) -> Any:
+        """See :meth:`ClientHandlers.keep_body_slot`: the streamed member of ``result`` keeps the call's slot."""
+        model = self.meta.service_model.operation_model(operation_name)
+        return self._s3pool_handlers.keep_body_slot(call, model, result)
+
 
 class PooledClientMixin(_PooledClient):
     """Base class added to sync botocore S3 clients made by an installed session."""
@@ -81,7 +86,12 @@ class PooledClientMixin(_PooledClient):
             raise
         finally:
             leave_call(token)
-        call.finish(None, result_for_hooks(result))
+        put_proxy = self._s3pool_keep_body(call, operation_name, result)
+        try:
+            call.finish(None, result_for_hooks(result))
+        finally:
+            if put_proxy is not None:
+                put_proxy()
         return result
 
 
@@ -104,5 +114,10 @@ class AsyncPooledClientMixin(_PooledClient):
                 leave_call(token)
             except ValueError:  # closed by the garbage collector in another context: nothing of ours is set there
                 pass
-        call.finish(None, result_for_hooks(result))
+        put_proxy = self._s3pool_keep_body(call, operation_name, result)
+        try:
+            call.finish(None, result_for_hooks(result))
+        finally:
+            if put_proxy is not None:
+                put_proxy()
         return result
