@@ -145,7 +145,7 @@ def test_a_body_read_to_its_end_gives_the_slot_back_at_its_last_byte(body_setup,
 
 
 def test_a_partly_read_body_gives_the_slot_back_when_closed(body_setup, s3_bucket) -> None:
-    pool, client, data = body_setup
+    pool, client, _ = body_setup
     body = _get(client, s3_bucket, "body.txt")
     body.read(100)
     body.close()
