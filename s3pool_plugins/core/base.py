@@ -406,9 +406,11 @@ class PoolBase:
         with self._counts_lock:
             setattr(self, name, getattr(self, name) + 1)
 
-    def _count_lease(self, change: int) -> None:
+    def _count_lease(self, change: int, reclaimed: bool = False) -> None:
         with self._counts_lock:
             self._leases += change
+            if reclaimed:
+                self._leases_reclaimed += 1
 
     def _count_backoff(self, change: int) -> None:
         with self._backoff_lock:

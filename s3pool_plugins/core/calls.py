@@ -479,15 +479,18 @@ class SlotLease:
         self._pool._scheduler.release(holder=holder)
         return True
 
-    def _take(self) -> SlotHolder | None:
-        """Close the lease (once: None afterwards) and return the slot for the caller to give back."""
+    def _take(self, reclaimed: bool = False) -> SlotHolder | None:
+        """Close the lease (once: None afterwards) and return the slot for the caller to give back.
+
+        ``reclaimed``: closed for idleness (counted with the close, in one step).
+        """
         with self._lock:
             holder, self._holder = self._holder, None
         if holder is not None:
             timer, self._timer = self._timer, None
             if timer is not None:
                 timer.cancel()
-            self._pool._count_lease(-1)
+            self._pool._count_lease(-1, reclaimed)
         return holder
 
     def share_with_context(self) -> None:
@@ -511,10 +514,9 @@ class SlotLease:
         if time.monotonic() < due:
             self._timer = self._pool._timer_service().call_at(due, self._check_idle)
             return
-        holder = self._take()
+        holder = self._take(reclaimed=True)
         if holder is None:
             return
-        self._pool._count("_leases_reclaimed")  # before the slot goes back: whoever sees it free sees the count
         self._pool._scheduler.release(holder=holder)
         if self._on_idle is not None:
             self._on_idle(self)

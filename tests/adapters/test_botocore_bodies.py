@@ -19,6 +19,8 @@ import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from s3pool_plugins import ConfigurationError, OperationsPool, install
 from s3pool_plugins.adapters.botocore.bodies import CoveredBody, CoveredEventStream, streamed_member
@@ -327,3 +329,57 @@ def test_the_streaming_outputs_of_s3_are_all_found_in_its_model() -> None:
     assert "HeadObject" not in streaming and "PutObject" not in streaming
     for name, (member, _) in streaming.items():
         assert member in model.operation_model(name).output_shape.members
+
+
+# -- stress: any mix of endings from many threads never leaks, never double-releases, never exceeds the limit
+
+
+def _consume(client: Any, bucket: str, how: str, data: bytes) -> None:
+    if how == "read":
+        assert _get(client, bucket, "body.txt").read() == data
+    elif how == "partial-close":
+        body = _get(client, bucket, "body.txt")
+        body.read(100)
+        body.close()
+    elif how == "drop":
+        client.get_object(Bucket=bucket, Key="body.txt")  # never read: collected at once
+    elif how == "with":
+        with _get(client, bucket, "body.txt") as body:
+            body.read(10)
+    elif how == "chunks":
+        assert b"".join(_get(client, bucket, "body.txt").iter_chunks(3000)) == data
+    else:  # "two": a second call while this thread holds an unread body
+        first = _get(client, bucket, "body.txt")
+        second = _get(client, bucket, "body.txt")
+        assert second.read() == data and first.read() == data
+
+
+ENDINGS = st.sampled_from(["read", "partial-close", "drop", "with", "chunks", "two"])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    concurrency=st.integers(1, 3),
+    programs=st.lists(st.lists(ENDINGS, min_size=1, max_size=4), min_size=1, max_size=4),
+)
+def test_any_mix_of_body_endings_keeps_the_limit_and_leaks_nothing(
+    local_s3, s3_bucket, concurrency: int, programs: list[list[str]]
+) -> None:
+    data = b"0123456789" * 1000
+    _put(local_s3, s3_bucket, "body.txt", data)
+    pool = OperationsPool(concurrency=concurrency, load_entrypoints=False)
+    session = boto3.session.Session(
+        aws_access_key_id=local_s3.access_key, aws_secret_access_key=local_s3.secret_key, region_name=local_s3.region
+    )
+    install(session, pool)
+    client = session.client("s3", endpoint_url=local_s3.endpoint_url, config=PATH_STYLE)
+    try:
+        with ThreadPoolExecutor(len(programs)) as threads:
+            runs = [threads.submit(lambda p=p: [_consume(client, s3_bucket, how, data) for how in p]) for p in programs]
+            for run in runs:
+                run.result(timeout=30)  # raises what a thread raised (a double release would), or times out
+        stats = settled(pool)
+        assert (stats.active, stats.leases, stats.pending, stats.queued) == (0, 0, 0, 0), stats
+        assert stats.peak_active <= concurrency and stats.errors == 0, stats
+    finally:
+        pool.shutdown()

@@ -1,0 +1,127 @@
+"""``Call.keep_slot``: a slot kept past the end of its call goes back exactly once, however that happens."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3pool_plugins import OperationsPool
+
+
+def _leased(pool: OperationsPool, idle_timeout: float = 60.0, on_idle=None):
+    call = pool.begin_call("get")
+    call.start_attempt()
+    lease = call.keep_slot(idle_timeout, on_idle)
+    call.finish(None, "result")
+    return lease
+
+
+def _wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def test_a_kept_slot_outlives_its_call_and_goes_back_on_release(make_pool) -> None:
+    pool = make_pool(concurrency=1)
+    lease = _leased(pool)
+    stats = pool.stats()
+    assert (stats.active, stats.leases, stats.pending, stats.succeeded) == (1, 1, 0, 1)
+    other = pool.begin_call("next")
+    started = threading.Thread(target=other.start_attempt)
+    started.start()
+    time.sleep(0.05)
+    assert pool.stats().queued == 1  # the kept slot is taken: the next call waits for it
+    assert lease.release() is True and lease.released
+    started.join(5)
+    assert not started.is_alive()
+    other.finish()
+    assert lease.release() is False
+    stats = pool.stats()
+    assert (stats.active, stats.leases, stats.queued) == (0, 0, 0)
+
+
+def test_no_slot_to_keep_gives_no_lease(make_pool) -> None:
+    pool = make_pool()
+    call = pool.begin_call("idle")
+    assert call.keep_slot(1.0) is None  # no attempt runs
+    call.finish()
+    disabled = make_pool(enabled=False)
+    call = disabled.begin_call("pass-through")
+    call.start_attempt()
+    assert call.keep_slot(1.0) is None
+    call.finish()
+
+
+def test_a_nested_call_keeps_its_parents_slot(make_pool) -> None:
+    pool = make_pool(concurrency=1)
+
+    def task():
+        lease = _leased(pool)
+        assert not lease.own
+        return lease
+
+    lease = pool.submit(task).result(timeout=5)
+    assert pool.stats().active == 1  # the task ended; what its call returned still holds the task's slot
+    lease.release()
+    assert pool.stats().active == 0
+
+
+def test_an_idle_lease_is_reclaimed_once_and_touching_postpones_it(make_pool) -> None:
+    pool = make_pool(concurrency=1)
+    idled = []
+    lease = _leased(pool, idle_timeout=0.2, on_idle=idled.append)
+    for _ in range(4):  # touched every 0.1 s for 0.4 s: never idle for 0.2 s
+        time.sleep(0.1)
+        lease.touch()
+        assert not lease.released
+    assert _wait_for(lambda: lease.released)
+    assert idled == [lease]
+    stats = pool.stats()
+    assert (stats.active, stats.leases, stats.leases_reclaimed) == (0, 0, 1)
+    assert lease.release() is False
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    releasers=st.integers(1, 6),
+    idle_timeout=st.sampled_from([0.001, 0.005, 60.0]),
+    pause=st.floats(0.0, 0.01),
+)
+def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
+    releasers: int, idle_timeout: float, pause: float
+) -> None:
+    pool = OperationsPool(concurrency=2, load_entrypoints=False)
+    try:
+        leases = [_leased(pool, idle_timeout) for _ in range(2)]
+        results: list[bool] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(releasers)
+
+        def release(lease) -> None:
+            barrier.wait()
+            time.sleep(pause)
+            outcome = lease.release()
+            with lock:
+                results.append(outcome)
+
+        for lease in leases:
+            threads = [threading.Thread(target=release, args=(lease,)) for _ in range(releasers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(5)
+            barrier.reset()
+        assert _wait_for(lambda: pool.stats().active == 0)  # an idle bound that fired may still be giving back
+        stats = pool.stats()
+        # Each slot went back once: by one release (True) or by the idle bound (counted), never both.
+        assert results.count(True) + stats.leases_reclaimed == 2, (results, stats)
+        assert (stats.active, stats.leases, stats.peak_active) == (0, 0, 2)
+    finally:
+        pool.shutdown()
