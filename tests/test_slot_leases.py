@@ -59,18 +59,33 @@ def test_no_slot_to_keep_gives_no_lease(make_pool) -> None:
     call.finish()
 
 
-def test_a_nested_call_keeps_its_parents_slot(make_pool) -> None:
+def test_a_call_nested_in_a_task_leaves_its_result_to_the_task(make_pool) -> None:
     pool = make_pool(concurrency=1)
 
     def task():
-        lease = _leased(pool)
-        assert not lease.own
+        call = pool.begin_call("nested")
+        call.start_attempt()
+        lease = call.keep_slot(60.0)
+        call.finish()
         return lease
 
-    lease = pool.submit(task).result(timeout=5)
-    assert pool.stats().active == 1  # the task ended; what its call returned still holds the task's slot
-    lease.release()
+    assert pool.submit(task).result(timeout=5) is None  # the task's slot covers it while the task runs
     assert pool.stats().active == 0
+
+
+def test_a_call_made_under_a_shared_lease_keeps_that_slot_too(make_pool) -> None:
+    pool = make_pool(concurrency=1)
+    outer = _leased(pool)
+    outer.share_with_context()
+    inner = _leased(pool)  # runs under the outer lease's slot (no wait at concurrency 1)
+    assert inner is not None and not inner.own and pool.stats().nested == 1
+    outer.release()
+    assert pool.stats().active == 1  # the inner result still holds the slot
+    inner.release()
+    assert pool.stats().active == 0
+    after = pool.begin_call("after")  # a released lease shares nothing: admitted on its own
+    assert not after.nested
+    after.finish()
 
 
 def test_an_idle_lease_is_reclaimed_once_and_touching_postpones_it(make_pool) -> None:

@@ -258,11 +258,16 @@ class Call:
         once it has not been :meth:`~SlotLease.touch`-ed for ``idle_timeout``
         seconds, counting it in ``stats().leases_reclaimed`` and calling
         ``on_idle(lease)`` on the pool's timer thread (which must return
-        quickly). Returns None when there is no slot to keep (no attempt
-        running, or a disabled pool).
+        quickly). Returns None when there is no slot to keep: no attempt
+        running, a disabled pool, or a call nested in work that holds the
+        slot (a pool task, an fsspec operation), which covers what the call
+        returns until that work ends. A call nested under a slot that a lease
+        keeps (see :meth:`SlotLease.share_with_context`) gets a lease of it.
         """
         holder = self.slot_holder
-        if holder is None or not self._pool._scheduler.retain(holder):
+        if holder is None or (self._parent is not None and holder.leases <= 0):
+            return None
+        if not self._pool._scheduler.retain(holder):
             return None
         return SlotLease(self._pool, holder, idle_timeout, on_idle, own=self._parent is None)
 
@@ -459,6 +464,8 @@ class SlotLease:
         self.own = own
         """True if the slot was the call's own; False if the call ran nested under its caller's slot."""
         self._last_touch = time.monotonic()
+        with pool._scheduler.lock:  # leases of one slot may open and close on different threads
+            holder.leases += 1
         pool._count_lease(1)
         self._timer: Any = pool._timer_service().call_at(self._last_touch + idle_timeout, self._check_idle)
 
@@ -487,6 +494,8 @@ class SlotLease:
         with self._lock:
             holder, self._holder = self._holder, None
         if holder is not None:
+            with self._pool._scheduler.lock:
+                holder.leases -= 1
             timer, self._timer = self._timer, None
             if timer is not None:
                 timer.cancel()
