@@ -201,3 +201,21 @@ def test_an_async_select_stream_holds_its_slot_until_its_events_are_read(make_po
 
     _run(pool, local_s3, local_s3.endpoint_url, work)
     assert_settled(pool)
+
+
+def test_an_async_client_installed_alone_covers_its_bodies_too(make_pool, local_s3, s3_bucket, data) -> None:
+    pool = make_pool(concurrency=2)
+
+    async def main() -> None:
+        async with AioSession().create_client("s3", **local_s3.client_kwargs()) as client:
+            install(client, pool)
+            body = await _body(client, s3_bucket)
+            assert isinstance(body, AsyncCoveredBody) and pool.stats().active == 1
+            assert await body.read() == data
+            assert pool.stats().active == 0
+            response = await client.get_object(Bucket=s3_bucket, Key="body.txt")
+            del response
+            gc.collect()
+
+    asyncio.run(main())
+    assert_settled(pool)

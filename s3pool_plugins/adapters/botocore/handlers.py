@@ -292,18 +292,18 @@ class ClientHandlers:
             partition=partition,
         )
 
-    def keep_body_slot(self, call: Call, model: Any, result: Any) -> Callable[[], None] | None:
+    def keep_body_slot(self, call: Call, name: str, model: Callable[[], Any], result: Any) -> Callable[[], None] | None:
         """If ``result`` has a streamed member, keep ``call``'s slot for it: returns the step that puts
         the member's proxy in ``result``, to run once the call settled (None: nothing streams).
 
-        ``model`` is the call's botocore ``OperationModel``. Must run while the
+        ``name`` is the operation's; ``model()`` returns its botocore
+        ``OperationModel`` (asked once per operation name). Must run while the
         call's last attempt still holds its slot, before the call settles.
         """
-        name = model.name
         try:
             found = self._streamed[name]
         except KeyError:
-            found = self._streamed[name] = streamed_member(model)
+            found = self._streamed[name] = streamed_member(model())
         if found is None or not isinstance(result, dict):
             return None
         member, events = found
@@ -467,7 +467,7 @@ class ClientHandlers:
         if _TASK_KEY in context:
             self._unwatch_task(context.pop(_TASK_KEY))
         if http_response.status_code < 300 and "Error" not in parsed:
-            put_proxy = self.keep_body_slot(call, model, parsed)
+            put_proxy = self.keep_body_slot(call, model.name, lambda: model, parsed)
             try:
                 call.finish(None, result_for_hooks(parsed))
             finally:

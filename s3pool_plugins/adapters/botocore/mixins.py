@@ -68,8 +68,10 @@ class _PooledClient:
 
     def _s3pool_keep_body(self, call: Call, operation_name: str, result: Any) -> Any:
         """See :meth:`ClientHandlers.keep_body_slot`: the streamed member of ``result`` keeps the call's slot."""
-        model = self.meta.service_model.operation_model(operation_name)
-        return self._s3pool_handlers.keep_body_slot(call, model, result)
+        service_model = self.meta.service_model
+        return self._s3pool_handlers.keep_body_slot(
+            call, operation_name, lambda: service_model.operation_model(operation_name), result
+        )
 
 
 class PooledClientMixin(_PooledClient):
