@@ -33,6 +33,7 @@ from .context import (
 from .deadlines import ThreadDeadlines
 from .events import EventBridge
 from .fair_queue import DEFAULT_TENANT, FairQueue, TenantStats, validate_weight
+from .leases import IdleWatch
 from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
 from .limits.controller import LimitController
@@ -120,8 +121,7 @@ class PoolBase:
         self._retries = 0
         self._throttled = 0
         self._nested = 0
-        self._leases = 0
-        self._leases_reclaimed = 0
+        self._lease_watch = IdleWatch(self._call_later)
         self._calls_backing_off = 0
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
@@ -187,9 +187,9 @@ class PoolBase:
             backing_off = len(self._sync_backoff) + len(self._async_backoff) + self._calls_backing_off
         with self._counts_lock:
             retries, throttled, nested = self._retries, self._throttled, self._nested
-            leases, reclaimed = self._leases, self._leases_reclaimed
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
         caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
+        leases, reclaimed = self._lease_watch.counts()
         return PoolStats(
             enabled=self._enabled,
             limit=snap["limit"],
@@ -405,12 +405,6 @@ class PoolBase:
     def _count(self, name: str) -> None:
         with self._counts_lock:
             setattr(self, name, getattr(self, name) + 1)
-
-    def _count_lease(self, change: int, reclaimed: bool = False) -> None:
-        with self._counts_lock:
-            self._leases += change
-            if reclaimed:
-                self._leases_reclaimed += 1
 
     def _count_backoff(self, change: int) -> None:
         with self._backoff_lock:

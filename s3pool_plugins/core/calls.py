@@ -12,7 +12,6 @@ the call ends. Nothing here knows about botocore.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Mapping
 from contextvars import Token
@@ -20,7 +19,8 @@ from typing import Any
 
 from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
-from .context import SlotHolder, enter_slot, exit_slot, held_slots_var, is_expected_error
+from .context import SlotHolder, enter_slot, exit_slot, is_expected_error
+from .leases import SlotLease
 from .loop_units import AsyncUnit, running_loop
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
@@ -424,114 +424,6 @@ class Call:
     def __repr__(self) -> str:
         phase = ("idle", "attempting", "between attempts", "finished")[self._phase]
         return f"<Call {self.task.id} {self.task.name!r} {phase} attempt={self.task.attempt}>"
-
-
-class SlotLease:
-    """A slot kept past the end of its call (see :meth:`Call.keep_slot`), until released once.
-
-    :meth:`release` gives it back the first time and does nothing later; it
-    is safe from any thread, but not from a finalizer (it takes the pool's
-    scheduler lock): a finalizer hands it to a thread of its own. While the
-    lease is open it counts in ``stats().leases`` and ``stats().active``.
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "_holder",
-        "_idle_timeout",
-        "_last_touch",
-        "_lock",
-        "_on_idle",
-        "_pool",
-        "_timer",
-        "own",
-    )
-
-    def __init__(
-        self,
-        pool: CallsMixin,
-        holder: SlotHolder,
-        idle_timeout: float,
-        on_idle: Callable[[SlotLease], object] | None,
-        *,
-        own: bool,
-    ) -> None:
-        self._pool = pool
-        self._holder: SlotHolder | None = holder
-        self._idle_timeout = idle_timeout
-        self._on_idle = on_idle
-        self._lock = threading.Lock()
-        self.own = own
-        """True if the slot was the call's own; False if the call ran nested under its caller's slot."""
-        self._last_touch = time.monotonic()
-        with pool._scheduler.lock:  # leases of one slot may open and close on different threads
-            holder.leases += 1
-        pool._count_lease(1)
-        self._timer: Any = pool._timer_service().call_at(self._last_touch + idle_timeout, self._check_idle)
-
-    @property
-    def released(self) -> bool:
-        """True once the slot went back (by :meth:`release` or for idleness)."""
-        return self._holder is None
-
-    def touch(self) -> None:
-        """Note activity now: the idle bound counts from the last touch."""
-        self._last_touch = time.monotonic()
-
-    def release(self) -> bool:
-        """Give the slot back; True the first time, False afterwards."""
-        holder = self._take()
-        if holder is None:
-            return False
-        self._pool._scheduler.release(holder=holder)
-        return True
-
-    def _take(self, reclaimed: bool = False) -> SlotHolder | None:
-        """Close the lease (once: None afterwards) and return the slot for the caller to give back.
-
-        ``reclaimed``: closed for idleness (counted with the close, in one step).
-        """
-        with self._lock:
-            holder, self._holder = self._holder, None
-        if holder is not None:
-            with self._pool._scheduler.lock:
-                holder.leases -= 1
-            timer, self._timer = self._timer, None
-            if timer is not None:
-                timer.cancel()
-            self._pool._count_lease(-1, reclaimed)
-        return holder
-
-    def share_with_context(self) -> None:
-        """Run work begun from the current context under this lease's slot while the lease is open.
-
-        The context keeps no mark of a released lease (its slot no longer
-        counts), so nothing needs undoing: for flows of control that make
-        another call while they hold an unread body, which would otherwise
-        wait for a slot their own body holds.
-        """
-        holder = self._holder
-        if holder is not None:
-            live = tuple(h for h in held_slots_var.get() if h.refs > 0)
-            held_slots_var.set((*live, holder))
-
-    def _check_idle(self) -> None:
-        """Timer callback: release if idle for the bound, else look again when the bound would pass."""
-        if self._holder is None:
-            return
-        due = self._last_touch + self._idle_timeout
-        if time.monotonic() < due:
-            self._timer = self._pool._timer_service().call_at(due, self._check_idle)
-            return
-        holder = self._take(reclaimed=True)
-        if holder is None:
-            return
-        self._pool._scheduler.release(holder=holder)
-        if self._on_idle is not None:
-            self._on_idle(self)
-
-    def __repr__(self) -> str:
-        return f"<SlotLease {'released' if self._holder is None else 'held'}>"
 
 
 class CallsMixin(AdmissionMixin):

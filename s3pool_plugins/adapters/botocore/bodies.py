@@ -22,7 +22,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from ...core.calls import SlotLease
+from ...core.leases import SlotLease
 
 CHUNK_SIZE = 1024
 """The chunk size of plain iteration, as botocore's and aiobotocore's bodies use."""

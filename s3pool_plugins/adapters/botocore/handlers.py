@@ -39,8 +39,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...core.base import _add_note
-from ...core.calls import Call, SlotLease
+from ...core.calls import Call
 from ...core.context import SlotHolder, enter_slot, exit_slot, validate_priority, validate_tenant
+from ...core.leases import SlotLease
 from ...core.pool import OperationsPool
 from ...core.retry import RetryPolicy
 from ...core.validation import seconds
