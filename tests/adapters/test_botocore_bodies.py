@@ -146,6 +146,14 @@ def test_a_body_read_to_its_end_gives_the_slot_back_at_its_last_byte(body_setup,
     assert_settled(pool)
 
 
+def test_an_empty_body_holds_no_slot(body_setup, local_s3, s3_bucket) -> None:
+    pool, client, _ = body_setup
+    _put(local_s3, s3_bucket, "empty", b"")
+    body = _get(client, s3_bucket, "empty")
+    assert pool.stats().active == 0 and body.read() == b""
+    assert_settled(pool)
+
+
 def test_a_partly_read_body_gives_the_slot_back_when_closed(body_setup, s3_bucket) -> None:
     pool, client, _ = body_setup
     body = _get(client, s3_bucket, "body.txt")

@@ -56,7 +56,10 @@ def cover(value: Any, lease: SlotLease, events: bool, length: object, release_la
         kind: type[_Covered] = AsyncCoveredEventStream if is_async else CoveredEventStream
     else:
         kind = AsyncCoveredBody if is_async else CoveredBody
-    return kind(value, lease, length if isinstance(length, int) and length >= 0 else None, release_later)
+    known = length if isinstance(length, int) and not isinstance(length, bool) and length >= 0 else None
+    if known == 0 and not events:
+        lease.release()  # an empty body has nothing left to stream
+    return kind(value, lease, known, release_later)
 
 
 class _Covered:
