@@ -140,3 +140,38 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
         assert (stats.active, stats.leases, stats.peak_active) == (0, 0, 2)
     finally:
         pool.shutdown()
+
+
+def test_idle_timeout_must_be_seconds(make_pool) -> None:
+    import pytest
+
+    from s3pool_plugins import ConfigurationError
+
+    pool = make_pool(concurrency=1)
+    call = pool.begin_call("get")
+    call.start_attempt()
+    for bad in (0, -1, float("inf"), "5"):
+        with pytest.raises(ConfigurationError, match="idle_timeout"):
+            call.keep_slot(bad)
+    call.finish()
+    assert pool.stats().active == 0
+
+
+def test_a_lease_that_cannot_be_watched_is_not_opened_and_gives_its_slot_back(make_pool) -> None:
+    import pytest
+
+    from s3pool_plugins.core.leases import IdleWatch
+
+    pool = make_pool(concurrency=1)
+
+    def no_timer(delay: float, fn) -> None:
+        raise RuntimeError("can't start new thread")
+
+    pool._lease_watch = IdleWatch(no_timer)  # a timer service that cannot start its thread
+    call = pool.begin_call("get")
+    call.start_attempt()
+    with pytest.raises(RuntimeError, match="new thread"):
+        call.keep_slot(1.0)
+    call.finish()
+    stats = pool.stats()
+    assert (stats.active, stats.leases, stats.pending) == (0, 0, 0), stats

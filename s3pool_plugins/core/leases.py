@@ -131,7 +131,16 @@ class IdleWatch:
                 holder.leases += 1
             arm, self._armed = not self._armed, True
         if arm:
-            self._call_later(lease.idle_timeout, self._sweep)
+            try:
+                self._call_later(lease.idle_timeout, self._sweep)
+            except BaseException:  # not watched, so not open: the caller gives the slot back
+                with self._lock:
+                    self._armed = False
+                    self._open.pop(lease, None)
+                    lease._holder = None
+                    if holder is not None:
+                        holder.leases -= 1
+                raise
 
     def close(self, lease: SlotLease, reclaimed: bool) -> SlotHolder | None:
         """Close ``lease`` once: its slot for the caller to give back, or None if it was closed before."""

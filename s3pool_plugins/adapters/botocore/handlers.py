@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ...core.base import _add_note
@@ -223,7 +223,7 @@ class ClientHandlers:
         body_idle_timeout: float = BODY_IDLE_TIMEOUT,
     ) -> None:
         self.pool = pool
-        self.body_idle_timeout: float = seconds("body_idle_timeout", body_idle_timeout)  # type: ignore[assignment]
+        self.body_idle_timeout = cast(float, seconds("body_idle_timeout", body_idle_timeout))
         self._streamed: dict[str, tuple[str, bool] | None] = {}
         self._idle_warned = False
         self.tenant = None if tenant is None else validate_tenant(tenant)
@@ -293,14 +293,34 @@ class ClientHandlers:
             partition=partition,
         )
 
-    def keep_body_slot(self, call: Call, name: str, model: Callable[[], Any], result: Any) -> Callable[[], None] | None:
-        """If ``result`` has a streamed member, keep ``call``'s slot for it: returns the step that puts
-        the member's proxy in ``result``, to run once the call settled (None: nothing streams).
+    def settle_success(self, call: Call, name: str, model: Callable[[], Any], result: Any) -> None:
+        """Settle ``call``, which returned ``result``: a streamed member of ``result`` keeps the call's slot.
 
         ``name`` is the operation's; ``model()`` returns its botocore
-        ``OperationModel`` (asked once per operation name). Must run while the
-        call's last attempt still holds its slot, before the call settles.
+        ``OperationModel`` (asked once per operation name). Runs while the
+        call's last attempt still holds its slot. The streamed member (if any)
+        is replaced in ``result`` by its proxy (see :mod:`.bodies`) once the
+        call settled. Should keeping the slot fail, the call still settles
+        and the body is handed back uncovered (logged).
         """
+        try:
+            put_proxy = self._keep_body_slot(call, name, model, result)
+        except Exception:
+            log.exception("could not keep the slot of %s for its streamed result; it streams uncovered", name)
+            put_proxy = None
+        except BaseException as error:
+            call.finish(for_hooks(error))
+            raise
+        try:
+            call.finish(None, result_for_hooks(result))
+        finally:
+            if put_proxy is not None:
+                put_proxy()
+
+    def _keep_body_slot(
+        self, call: Call, name: str, model: Callable[[], Any], result: Any
+    ) -> Callable[[], None] | None:
+        """The step that puts the streamed member's proxy in ``result`` (None: nothing streams)."""
         try:
             found = self._streamed[name]
         except KeyError:
@@ -317,7 +337,11 @@ class ClientHandlers:
         length = result.get("ContentLength")
 
         def put_proxy() -> None:
-            result[member] = cover(value, lease, events, length, release_later)
+            try:
+                result[member] = cover(value, lease, events, length, release_later)
+            except BaseException:
+                lease.release()
+                raise
             if lease.own:  # calls this flow makes while it holds the unread body run under the body's slot
                 lease.share_with_context()
 
@@ -468,12 +492,7 @@ class ClientHandlers:
         if _TASK_KEY in context:
             self._unwatch_task(context.pop(_TASK_KEY))
         if http_response.status_code < 300 and "Error" not in parsed:
-            put_proxy = self.keep_body_slot(call, model.name, lambda: model, parsed)
-            try:
-                call.finish(None, result_for_hooks(parsed))
-            finally:
-                if put_proxy is not None:
-                    put_proxy()
+            self.settle_success(call, model.name, lambda: model, parsed)
         else:
             call.finish(response_error(model.name, (http_response, parsed)), parsed)
 

@@ -26,7 +26,7 @@ from ...core.base import _add_note
 from ...core.calls import Call
 from ...core.retry import RetryPolicy
 from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, endpoint_host, enter_call, leave_call
-from .redact import for_hooks, result_for_hooks
+from .redact import for_hooks
 
 
 def _attach_notes(call: Call, error: BaseException) -> None:
@@ -66,10 +66,10 @@ class _PooledClient:
         policy = self._s3pool_policy[1]
         return handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server, retry_policy=policy)
 
-    def _s3pool_keep_body(self, call: Call, operation_name: str, result: Any) -> Any:
-        """See :meth:`ClientHandlers.keep_body_slot`: the streamed member of ``result`` keeps the call's slot."""
+    def _s3pool_settle(self, call: Call, operation_name: str, result: Any) -> None:
+        """Settle a call that returned ``result`` (see :meth:`ClientHandlers.settle_success`)."""
         service_model = self.meta.service_model
-        return self._s3pool_handlers.keep_body_slot(
+        self._s3pool_handlers.settle_success(
             call, operation_name, lambda: service_model.operation_model(operation_name), result
         )
 
@@ -88,12 +88,7 @@ class PooledClientMixin(_PooledClient):
             raise
         finally:
             leave_call(token)
-        put_proxy = self._s3pool_keep_body(call, operation_name, result)
-        try:
-            call.finish(None, result_for_hooks(result))
-        finally:
-            if put_proxy is not None:
-                put_proxy()
+        self._s3pool_settle(call, operation_name, result)
         return result
 
 
@@ -116,10 +111,5 @@ class AsyncPooledClientMixin(_PooledClient):
                 leave_call(token)
             except ValueError:  # closed by the garbage collector in another context: nothing of ours is set there
                 pass
-        put_proxy = self._s3pool_keep_body(call, operation_name, result)
-        try:
-            call.finish(None, result_for_hooks(result))
-        finally:
-            if put_proxy is not None:
-                put_proxy()
+        self._s3pool_settle(call, operation_name, result)
         return result
