@@ -91,11 +91,13 @@ def test_a_call_made_under_a_shared_lease_keeps_that_slot_too(make_pool) -> None
 def test_an_idle_lease_is_reclaimed_once_and_touching_postpones_it(make_pool) -> None:
     pool = make_pool(concurrency=1)
     idled = []
-    lease = _leased(pool, idle_timeout=0.2, on_idle=idled.append)
-    for _ in range(4):  # touched every 0.1 s for 0.4 s: never idle for 0.2 s
+    lease = _leased(pool, idle_timeout=0.5, on_idle=idled.append)
+    for _ in range(8):  # touched every 0.1 s for 0.8 s: never idle for 0.5 s, unless this thread stalls
+        touched = lease.idle_since
         time.sleep(0.1)
+        if time.monotonic() - touched < 0.5:
+            assert not lease.released
         lease.touch()
-        assert not lease.released
     assert _wait_for(lambda: lease.released)
     assert idled == [lease]
     stats = pool.stats()
@@ -164,10 +166,12 @@ def test_a_lease_that_cannot_be_watched_is_not_opened_and_gives_its_slot_back(ma
 
     pool = make_pool(concurrency=1)
 
-    def no_timer(delay: float, fn) -> None:
-        raise RuntimeError("can't start new thread")
+    class NoTimers:
+        def call_later(self, delay: float, fn) -> None:
+            raise RuntimeError("can't start new thread")
 
-    pool._lease_watch = IdleWatch(no_timer)  # a timer service that cannot start its thread
+    timers = NoTimers()
+    pool._lease_watch = IdleWatch(timers.call_later)  # a timer service that cannot start its thread
     call = pool.begin_call("get")
     call.start_attempt()
     with pytest.raises(RuntimeError, match="new thread"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -111,11 +112,13 @@ class IdleWatch:
     The timer is armed for the earliest moment a lease could have been idle
     for its bound; when it fires it reclaims the leases that were, and arms
     again while any lease is open. ``call_later(delay, fn)`` is the pool's
-    timer service.
+    timer service: a bound method of the pool, held weakly (the pool owns the
+    watch; a strong reference back would make a cycle that outlives a
+    ``del`` until the collector runs).
     """
 
     def __init__(self, call_later: Callable[[float, Callable[[], None]], object]) -> None:
-        self._call_later = call_later
+        self._call_later_ref = weakref.WeakMethod(call_later)
         self._lock = threading.Lock()
         self.reclaimed = 0
         """Leases closed because they were idle for their bound (read only)."""
@@ -132,7 +135,7 @@ class IdleWatch:
             arm, self._armed = not self._armed, True
         if arm:
             try:
-                self._call_later(lease.idle_timeout, self._sweep)
+                self._call_later(lease.idle_timeout)
             except BaseException:  # not watched, so not open: the caller gives the slot back
                 with self._lock:
                     self._armed = False
@@ -173,4 +176,10 @@ class IdleWatch:
                 self._armed = False
                 return
             earliest = min(lease.idle_since + lease.idle_timeout for lease in self._open)
-        self._call_later(max(0.0, earliest - time.monotonic()), self._sweep)
+        self._call_later(max(0.0, earliest - time.monotonic()))
+
+    def _call_later(self, delay: float) -> None:
+        """Arm the sweep in ``delay`` seconds on the pool's timer service (none once the pool is gone)."""
+        call_later = self._call_later_ref()
+        if call_later is not None:
+            call_later(delay, self._sweep)
