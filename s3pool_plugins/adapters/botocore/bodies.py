@@ -97,8 +97,8 @@ class _Covered:
         self._lease.release()
 
     def __del__(self) -> None:
-        lease = self._lease
-        if not lease.released:
+        lease = getattr(self, "_lease", None)  # None: the proxy was never fully made
+        if lease is not None and not lease.released:
             self._release_later(lease)
 
     def __repr__(self) -> str:
