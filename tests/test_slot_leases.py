@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3pool_plugins import OperationsPool
+from s3pool_plugins.core.context import enter_slot, exit_slot
 
 
 def _leased(pool: OperationsPool, idle_timeout: float = 60.0, on_idle=None):
@@ -76,8 +77,11 @@ def test_a_call_nested_in_a_task_leaves_its_result_to_the_task(make_pool) -> Non
 def test_a_call_made_under_a_shared_lease_keeps_that_slot_too(make_pool) -> None:
     pool = make_pool(concurrency=1)
     outer = _leased(pool)
-    outer.share_with_context()
-    inner = _leased(pool)  # runs under the outer lease's slot (no wait at concurrency 1)
+    token = enter_slot(outer.holder)
+    try:
+        inner = _leased(pool)  # runs under the outer lease's slot (no wait at concurrency 1)
+    finally:
+        exit_slot(token)
     assert inner is not None and not inner.own and pool.stats().nested == 1
     outer.release()
     assert pool.stats().active == 1  # the inner result still holds the slot

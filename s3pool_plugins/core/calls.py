@@ -262,7 +262,8 @@ class Call:
         running, a disabled pool, or a call nested in work that holds the
         slot (a pool task, an fsspec operation), which covers what the call
         returns until that work ends. A call nested under a slot that a lease
-        keeps (see :meth:`SlotLease.share_with_context`) gets a lease of it.
+        keeps (its caller entered ``lease.holder`` with ``enter_slot``) gets
+        a lease of it.
         """
         idle_timeout = cast(float, seconds("idle_timeout", idle_timeout))
         holder = self.slot_holder

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .context import SlotHolder, held_slots_var
+from .context import SlotHolder
 
 log = logging.getLogger("s3pool_plugins.leases")
 
@@ -48,7 +48,7 @@ class SlotLease:
         """Seconds without :meth:`touch` after which the slot goes back by itself."""
         self._on_idle = on_idle
         self.own = own
-        """True if the slot was the call's own; False if the call ran under a slot another lease keeps."""
+        """True if the slot was the call's own; False if the call ran nested under a slot another lease keeps."""
         self._last_touch = time.monotonic()
         self._watch: IdleWatch = pool._lease_watch
         self._watch.add(self)
@@ -79,19 +79,6 @@ class SlotLease:
             return False
         self._pool._scheduler.release(holder=holder)
         return True
-
-    def share_with_context(self) -> None:
-        """Run work begun from the current context under this lease's slot while the lease is open.
-
-        The context keeps no mark of a released lease (its slot no longer
-        counts), so nothing needs undoing: for flows of control that make
-        another call while they hold an unread body, which would otherwise
-        wait for a slot their own body holds.
-        """
-        holder = self._holder
-        if holder is not None:
-            live = tuple(h for h in held_slots_var.get() if h.refs > 0)
-            held_slots_var.set((*live, holder))
 
     def _reclaim(self) -> None:
         """For the watch: the lease was idle for its bound; give the slot back (once) and say so."""

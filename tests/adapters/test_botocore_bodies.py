@@ -274,6 +274,31 @@ def test_calls_made_while_an_unread_body_is_held_share_its_slot_instead_of_waiti
     assert pool.stats().nested == 2
 
 
+def test_work_started_from_a_thread_with_an_unread_body_does_not_share_its_slot(body_setup, s3_bucket) -> None:
+    import contextvars
+
+    pool, client, data = body_setup
+    pool.set_concurrency(1)
+    body = _get(client, s3_bucket, "body.txt")
+    inherited = contextvars.copy_context()  # what pool tasks, asyncio tasks and transfer()'s threads get
+    with ThreadPoolExecutor(1) as threads:
+        other = threads.submit(inherited.run, lambda: _get(client, s3_bucket, "body.txt").read())
+        assert _wait_until(lambda: pool.stats().queued == 1)  # it waits for the slot this thread's body holds
+        assert body.read() == data
+        assert other.result(timeout=10) == data
+    assert pool.stats().nested == 0
+    assert_settled(pool)
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def test_a_body_got_in_a_pool_task_is_covered_by_the_task(body_setup, s3_bucket) -> None:
     pool, client, data = body_setup
     pool.set_concurrency(1)

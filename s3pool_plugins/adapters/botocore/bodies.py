@@ -18,10 +18,14 @@ cannot see (a caller reading ``_raw_stream`` itself) still ends with
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from ...core.context import SlotHolder
 from ...core.leases import SlotLease
 
 CHUNK_SIZE = 1024
@@ -29,6 +33,55 @@ CHUNK_SIZE = 1024
 
 BODY_IDLE_TIMEOUT = 60.0
 """Seconds a streamed body may go untouched before its slot goes back: botocore's default read timeout."""
+
+
+_thread_flow = threading.local()
+"""``.leases``: weak references to the open leases of bodies got by this thread (outside asyncio tasks)."""
+_task_flows: weakref.WeakKeyDictionary[asyncio.Task[Any], list[weakref.ref[SlotLease]]] = weakref.WeakKeyDictionary()
+"""The same, per asyncio task."""
+
+
+def _flow_leases(create: bool) -> list[weakref.ref[SlotLease]] | None:
+    """The lease list of this flow of control: the running asyncio task's, else this thread's."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
+        task = None
+    if task is not None:
+        found = _task_flows.get(task)
+        if found is None and create:
+            found = _task_flows[task] = []
+        return found
+    found = getattr(_thread_flow, "leases", None)
+    if found is None and create:
+        found = _thread_flow.leases = []
+    return found
+
+
+def share_in_flow(lease: SlotLease) -> None:
+    """Let calls this thread (or asyncio task) makes while ``lease`` is open run under its slot.
+
+    Only this flow of control: not threads, tasks or pool work started from it
+    (they inherit its context, not its flow), so they cannot fan out under the
+    one slot of a body they do not read.
+    """
+    leases = _flow_leases(create=True)
+    assert leases is not None
+    leases[:] = [ref for ref in leases if (kept := ref()) is not None and not kept.released]
+    leases.append(weakref.ref(lease))
+
+
+def flow_body_slot(pool: object) -> SlotHolder | None:
+    """The slot of ``pool`` that an open body of this flow of control keeps, if any."""
+    leases = _flow_leases(create=False)
+    if not leases:
+        return None
+    for ref in leases:
+        lease = ref()
+        holder = None if lease is None else lease.holder
+        if holder is not None and holder.pool is pool:
+            return holder
+    return None
 
 
 def streamed_member(model: Any) -> tuple[str, bool] | None:

@@ -46,7 +46,7 @@ from ...core.pool import OperationsPool
 from ...core.retry import RetryPolicy
 from ...core.validation import seconds
 from ...errors import S3PoolError
-from .bodies import BODY_IDLE_TIMEOUT, cover, streamed_member
+from .bodies import BODY_IDLE_TIMEOUT, cover, flow_body_slot, share_in_flow, streamed_member
 from .caller_retries import client_policy
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
@@ -283,15 +283,22 @@ class ClientHandlers:
             partition = self.pool.partition_for(
                 metadata["bucket"], metadata.get("key") or (prefix if isinstance(prefix, str) else None)
             )
-        return self.pool.begin_call(
-            f"S3.{operation_name}",
-            fallback_priority=self.priorities.get(operation_name),
-            fallback_tenant=self.tenant,
-            retry_policy=retry_policy or self.policy,
-            metadata=metadata,
-            contextual=contextual,
-            partition=partition,
-        )
+        # A call made while this flow holds an unread body of the pool runs under that body's slot.
+        body_slot = flow_body_slot(self.pool)
+        token = enter_slot(body_slot) if body_slot is not None else None
+        try:
+            return self.pool.begin_call(
+                f"S3.{operation_name}",
+                fallback_priority=self.priorities.get(operation_name),
+                fallback_tenant=self.tenant,
+                retry_policy=retry_policy or self.policy,
+                metadata=metadata,
+                contextual=contextual,
+                partition=partition,
+            )
+        finally:
+            if token is not None:
+                exit_slot(token)
 
     def settle_success(self, call: Call, name: str, model: Callable[[], Any], result: Any) -> None:
         """Settle ``call``, which returned ``result``: a streamed member of ``result`` keeps the call's slot.
@@ -343,7 +350,7 @@ class ClientHandlers:
                 lease.release()
                 raise
             if lease.own:  # calls this flow makes while it holds the unread body run under the body's slot
-                lease.share_with_context()
+                share_in_flow(lease)
 
         return put_proxy
 
