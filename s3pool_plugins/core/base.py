@@ -38,6 +38,7 @@ from .fleet.agent import FleetAgent
 from .fleet.backend import FleetBackend
 from .fleet.budget import FleetRetryBudget
 from .fleet.options import resolve_fleet
+from .leases import IdleWatch
 from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
 from .limits.controller import LimitController
@@ -125,6 +126,7 @@ class PoolBase:
         self._retries = 0
         self._throttled = 0
         self._nested = 0
+        self._lease_watch = IdleWatch(self._call_later)
         self._calls_backing_off = 0
         self._backoff_lock = threading.Lock()
         self._sync_backoff: dict[_SyncTask, TimerHandle | None] = {}
@@ -234,6 +236,7 @@ class PoolBase:
             retries, throttled, nested = self._retries, self._throttled, self._nested
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
         caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
+        leases, reclaimed = self._lease_watch.counts()
         return PoolStats(
             enabled=self._enabled,
             limit=snap["limit"],
@@ -258,6 +261,8 @@ class PoolBase:
             throttled_caused=caused,
             throttled_ambient=ambient,
             fleet=None if self._fleet is None else self._fleet.stats(),
+            leases=leases,
+            leases_reclaimed=reclaimed,
         )
 
     def _reap_closed_loops(self) -> None:

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import Token
-from typing import Any
+from typing import Any, cast
 
 from ..errors import QueueWaitTimeout
 from .admission import AdmissionMixin
 from .context import SlotHolder, enter_slot, exit_slot, is_expected_error
+from .leases import SlotLease
 from .loop_units import AsyncUnit, running_loop
 from .options import UNSET, TaskOptions
 from .retry import RetryPolicy
 from .scheduler import EXPECTED_OUTCOME, Scheduler
 from .task import BACKOFF, CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Task
+from .validation import seconds
 
 _IDLE, _ATTEMPTING, _BETWEEN, _DONE = range(4)
 
@@ -245,6 +247,36 @@ class Call:
             self._ended = pool._clock()
             self.task.run_time += self._ended - self._started
         return holder
+
+    def keep_slot(self, idle_timeout: float, on_idle: Callable[[SlotLease], object] | None = None) -> SlotLease | None:
+        """Keep the running attempt's slot past the end of the call, until the returned lease is released.
+
+        For results that still cost while the caller holds them (a streamed
+        response body). Call it while the last attempt runs, before
+        :meth:`finish`: the call then settles as usual, but its slot stays
+        taken until :meth:`SlotLease.release`. The lease gives the slot back
+        by itself once it has not been :meth:`~SlotLease.touch`-ed for
+        ``idle_timeout`` seconds (a number > 0, at most 7 days), counting it in ``stats().leases_reclaimed`` and calling
+        ``on_idle(lease)`` on the pool's timer thread (which must return
+        quickly). Returns None when there is no slot to keep: no attempt
+        running, a disabled pool, or a call nested in work that holds the
+        slot (a pool task, an fsspec operation), which covers what the call
+        returns until that work ends. A call nested under a slot that a lease
+        keeps (its caller entered ``lease.holder`` with ``enter_slot``) gets
+        a lease of it.
+        """
+        idle_timeout = cast(float, seconds("idle_timeout", idle_timeout))
+        holder = self.slot_holder
+        if holder is None or (self._parent is not None and holder.leases <= 0):
+            return None
+        scheduler = self._pool._scheduler
+        if not scheduler.retain(holder):
+            return None
+        try:
+            return SlotLease(self._pool, holder, idle_timeout, on_idle, own=self._parent is None)
+        except BaseException:
+            scheduler.release(holder=holder)
+            raise
 
     def retry_delay(self, error: BaseException) -> float | None:
         """Seconds to wait before the next attempt after ``error``, or None to give up.

@@ -117,13 +117,15 @@ class SlotHolder:
     nested unit still running under it. It is changed only under the
     scheduler's lock; the slot goes back to the scheduler when it drops to 0,
     so work nested under a slot never runs after that slot was given back.
+    ``leases`` counts the open leases among them (see ``Call.keep_slot``).
     """
 
-    __slots__ = ("pool", "refs")
+    __slots__ = ("leases", "pool", "refs")
 
     def __init__(self, pool: object) -> None:
         self.pool = pool
         self.refs = 1
+        self.leases = 0
 
 
 def held_slot(pool: object) -> SlotHolder | None:

@@ -32,6 +32,10 @@ class PoolStats:
     - ``fleet``: with the ``fleet`` option, the fleet's state
       (:class:`~s3pool_plugins.FleetStats`: joined or local fallback, store
       calls and fallbacks); else None.
+    - ``leases``: slots kept past the end of their call, now (a streamed
+      response body not yet read to its end, closed or collected; they count
+      in ``active`` too); ``leases_reclaimed``: those given back because
+      nobody touched them for their idle bound.
     """
 
     enabled: bool
@@ -57,6 +61,8 @@ class PoolStats:
     throttled_caused: int | None = None
     throttled_ambient: int | None = None
     fleet: FleetStats | None = None
+    leases: int = 0
+    leases_reclaimed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict."""

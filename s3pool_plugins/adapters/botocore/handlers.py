@@ -35,15 +35,18 @@ import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ...core.base import _add_note
 from ...core.calls import Call
 from ...core.context import SlotHolder, enter_slot, exit_slot, validate_priority, validate_tenant
+from ...core.leases import SlotLease
 from ...core.pool import OperationsPool
 from ...core.retry import RetryPolicy
+from ...core.validation import seconds
 from ...errors import S3PoolError
+from .bodies import BODY_IDLE_TIMEOUT, cover, flow_body_slot, share_in_flow, streamed_member
 from .caller_retries import client_policy
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
@@ -98,7 +101,7 @@ def _settle_abandoned(call: Call, error: BaseException | None = None) -> None:
         call.finish(error or CallAbandoned(f"{call.task.name} ended without a response or an error from botocore"))
 
 
-_abandoned: queue.SimpleQueue[tuple[Call, BaseException | None]] = queue.SimpleQueue()
+_abandoned: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
 _settler_lock = threading.RLock()
 """Reentrant: a finalizer that the collector runs while this thread starts the settler comes back in."""
 _settler: threading.Thread | None = None
@@ -107,11 +110,11 @@ _settler_starting = False
 
 def _settle_abandoned_calls() -> None:
     while True:
-        call, error = _abandoned.get()
+        settle = _abandoned.get()
         try:
-            _settle_abandoned(call, error)
+            settle()
         except BaseException:  # on this thread anything, even SystemExit, would only end it: log and go on
-            log.exception("could not settle an abandoned call %r", call)
+            log.exception("could not settle %r", settle)
 
 
 def _hand_over(call: Call, error: BaseException | None = None) -> None:
@@ -121,9 +124,19 @@ def _hand_over(call: Call, error: BaseException | None = None) -> None:
     task done) come here, so they never settle the same call at once; and a
     finalizer, which may run inside any lock, never settles anything itself.
     """
-    _abandoned.put((call, error))  # SimpleQueue.put is safe from __del__ (reentrant)
+    settle_later(functools.partial(_settle_abandoned, call, error))
+
+
+def settle_later(settle: Callable[[], object]) -> None:
+    """Run ``settle()`` on the one settler thread: safe from a finalizer, which must take no lock itself."""
+    _abandoned.put(settle)  # SimpleQueue.put is safe from __del__ (reentrant)
     if _settler is None:
         _start_settler()
+
+
+def release_later(lease: SlotLease) -> None:
+    """Release ``lease`` on the settler thread (for the finalizer of a streamed body nobody consumed)."""
+    settle_later(lease.release)
 
 
 def _start_settler() -> None:
@@ -192,6 +205,8 @@ def _succeeded(response: Any, caught_exception: BaseException | None) -> bool:
 class ClientHandlers:
     """The handlers of every client installed with one pool and one set of options.
 
+    ``body_idle_timeout``: seconds a streamed result (GetObject's ``Body``)
+    may go unread before its call's slot goes back (see :mod:`.bodies`).
     ``priorities`` maps operation names (``"GetObject"``) to the priority a
     call gets when neither a priority scope nor a ``s3pool_task_priority``
     hook chose one. ``tenant`` names the tenant every call counts for unless a
@@ -201,9 +216,16 @@ class ClientHandlers:
     """
 
     def __init__(
-        self, pool: OperationsPool, priorities: Mapping[str, float] | None = None, tenant: str | None = None
+        self,
+        pool: OperationsPool,
+        priorities: Mapping[str, float] | None = None,
+        tenant: str | None = None,
+        body_idle_timeout: float = BODY_IDLE_TIMEOUT,
     ) -> None:
         self.pool = pool
+        self.body_idle_timeout = cast(float, seconds("body_idle_timeout", body_idle_timeout))
+        self._streamed: dict[str, tuple[str, bool] | None] = {}
+        self._idle_warned = False
         self.tenant = None if tenant is None else validate_tenant(tenant)
         checked = {}
         for operation, priority in dict(priorities or {}).items():
@@ -261,15 +283,87 @@ class ClientHandlers:
             partition = self.pool.partition_for(
                 metadata["bucket"], metadata.get("key") or (prefix if isinstance(prefix, str) else None)
             )
-        return self.pool.begin_call(
-            f"S3.{operation_name}",
-            fallback_priority=self.priorities.get(operation_name),
-            fallback_tenant=self.tenant,
-            retry_policy=retry_policy or self.policy,
-            metadata=metadata,
-            contextual=contextual,
-            partition=partition,
-        )
+        # A call made while this flow holds an unread body of the pool runs under that body's slot.
+        body_slot = flow_body_slot(self.pool)
+        token = enter_slot(body_slot) if body_slot is not None else None
+        try:
+            return self.pool.begin_call(
+                f"S3.{operation_name}",
+                fallback_priority=self.priorities.get(operation_name),
+                fallback_tenant=self.tenant,
+                retry_policy=retry_policy or self.policy,
+                metadata=metadata,
+                contextual=contextual,
+                partition=partition,
+            )
+        finally:
+            if token is not None:
+                exit_slot(token)
+
+    def settle_success(self, call: Call, name: str, model: Callable[[], Any], result: Any) -> None:
+        """Settle ``call``, which returned ``result``: a streamed member of ``result`` keeps the call's slot.
+
+        ``name`` is the operation's; ``model()`` returns its botocore
+        ``OperationModel`` (asked once per operation name). Runs while the
+        call's last attempt still holds its slot. The streamed member (if any)
+        is replaced in ``result`` by its proxy (see :mod:`.bodies`) once the
+        call settled. Should keeping the slot fail, the call still settles
+        and the body is handed back uncovered (logged).
+        """
+        try:
+            put_proxy = self._keep_body_slot(call, name, model, result)
+        except Exception:
+            log.exception("could not keep the slot of %s for its streamed result; it streams uncovered", name)
+            put_proxy = None
+        except BaseException as error:
+            call.finish(for_hooks(error))
+            raise
+        try:
+            call.finish(None, result_for_hooks(result))
+        finally:
+            if put_proxy is not None:
+                put_proxy()
+
+    def _keep_body_slot(
+        self, call: Call, name: str, model: Callable[[], Any], result: Any
+    ) -> Callable[[], None] | None:
+        """The step that puts the streamed member's proxy in ``result`` (None: nothing streams)."""
+        try:
+            found = self._streamed[name]
+        except KeyError:
+            found = self._streamed[name] = streamed_member(model())
+        if found is None or not isinstance(result, dict):
+            return None
+        member, events = found
+        value = result.get(member)
+        if value is None:
+            return None
+        lease = call.keep_slot(self.body_idle_timeout, functools.partial(self._body_idle, name))
+        if lease is None:
+            return None
+        length = result.get("ContentLength")
+
+        def put_proxy() -> None:
+            try:
+                result[member] = cover(value, lease, events, length, release_later)
+            except BaseException:
+                lease.release()
+                raise
+            if lease.own:  # calls this flow makes while it holds the unread body run under the body's slot
+                share_in_flow(lease)
+
+        return put_proxy
+
+    def _body_idle(self, operation: str, lease: SlotLease) -> None:
+        """A streamed result went unread for the idle bound and gave its slot back: say so, once."""
+        if not self._idle_warned:
+            self._idle_warned = True
+            log.warning(
+                "a streamed %s result was not read for %g s: its slot went back to the pool. Read such bodies "
+                "to the end or close them; stats().leases_reclaimed counts these (logged once per installation)",
+                operation,
+                self.body_idle_timeout,
+            )
 
     def check_connections(self, client: Any) -> bool:
         """Warn if ``client`` has fewer HTTP connections than the pool's limit; True if it warned."""
@@ -405,7 +499,7 @@ class ClientHandlers:
         if _TASK_KEY in context:
             self._unwatch_task(context.pop(_TASK_KEY))
         if http_response.status_code < 300 and "Error" not in parsed:
-            call.finish(None, result_for_hooks(parsed))
+            self.settle_success(call, model.name, lambda: model, parsed)
         else:
             call.finish(response_error(model.name, (http_response, parsed)), parsed)
 

@@ -22,6 +22,7 @@ from typing import Any
 from ...core.context import validate_tenant
 from ...core.environment import pool_for
 from ...core.pool import OperationsPool
+from .bodies import BODY_IDLE_TIMEOUT
 from .connections import connections_needed, raise_session_connections, warn_if_too_small
 from .handlers import ClientHandlers
 from .mixins import AsyncPooledClientMixin, PooledClientMixin
@@ -103,6 +104,7 @@ def install(
     *,
     priorities: Mapping[str, float] | None = None,
     tenant: str | None = None,
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT,
     **options: Any,
 ) -> OperationsPool:
     """Put the S3 calls of ``target`` under ``pool``.
@@ -117,6 +119,9 @@ def install(
     ``tenant`` makes every call of ``target`` count for that tenant of the
     pool's fair sharing (see the pool option ``tenants``); a ``tenant``
     scope active when a call is made wins over it.
+    ``body_idle_timeout`` (seconds, default 60): a streamed result (GetObject's
+    ``Body``) keeps its call's slot until it is read to the end, closed or
+    collected, or until nobody touched it for this long.
     Installing again is harmless: with the same pool and options nothing
     changes, with others they replace the old ones. A disabled pool
     (``enabled=False``) installs nothing and leaves botocore as it was.
@@ -128,6 +133,7 @@ def install(
         raise TypeError(f"install() needs priorities as a mapping of operation name to priority, got {priorities!r}")
     if tenant is not None:
         validate_tenant(tenant)
+    handlers = ClientHandlers(pool, priorities, tenant, body_idle_timeout)  # validates the options first
     session = _session_parts(target)
     if session is None and not _is_client(target):
         raise TypeError(f"install() accepts {ACCEPTED_TARGETS}; got {type(target).__module__}.{type(target).__name__}")
@@ -135,13 +141,17 @@ def install(
         raise ValueError(f"install() pools S3 clients only; this client is for {_service_of(target)!r}")
     previous = _installed.get(target)
     if previous is not None:
-        if previous.pool is pool and dict(previous.priorities) == dict(priorities or {}) and previous.tenant == tenant:
+        if (
+            previous.pool is pool
+            and previous.priorities == handlers.priorities
+            and previous.tenant == tenant
+            and previous.body_idle_timeout == handlers.body_idle_timeout
+        ):
             return pool
         uninstall(target)
     if not pool.enabled:
         log.debug("pool %s is disabled: nothing installed on %r", pool.config.name, target)
         return pool
-    handlers = ClientHandlers(pool, priorities, tenant)
     if session is not None:
         botocore_session, emitter = session
         is_async = _is_async_session(botocore_session)

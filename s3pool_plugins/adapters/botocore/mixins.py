@@ -26,7 +26,7 @@ from ...core.base import _add_note
 from ...core.calls import Call
 from ...core.retry import RetryPolicy
 from .handlers import BOTOCORE_RETRY_HANDLER_ID, ClientHandlers, endpoint_host, enter_call, leave_call
-from .redact import for_hooks, result_for_hooks
+from .redact import for_hooks
 
 
 def _attach_notes(call: Call, error: BaseException) -> None:
@@ -66,6 +66,13 @@ class _PooledClient:
         policy = self._s3pool_policy[1]
         return handlers.begin(operation_name, api_params, self._s3pool_region, self._s3pool_server, retry_policy=policy)
 
+    def _s3pool_settle(self, call: Call, operation_name: str, result: Any) -> None:
+        """Settle a call that returned ``result`` (see :meth:`ClientHandlers.settle_success`)."""
+        service_model = self.meta.service_model
+        self._s3pool_handlers.settle_success(
+            call, operation_name, lambda: service_model.operation_model(operation_name), result
+        )
+
 
 class PooledClientMixin(_PooledClient):
     """Base class added to sync botocore S3 clients made by an installed session."""
@@ -81,7 +88,7 @@ class PooledClientMixin(_PooledClient):
             raise
         finally:
             leave_call(token)
-        call.finish(None, result_for_hooks(result))
+        self._s3pool_settle(call, operation_name, result)
         return result
 
 
@@ -104,5 +111,5 @@ class AsyncPooledClientMixin(_PooledClient):
                 leave_call(token)
             except ValueError:  # closed by the garbage collector in another context: nothing of ours is set there
                 pass
-        call.finish(None, result_for_hooks(result))
+        self._s3pool_settle(call, operation_name, result)
         return result
