@@ -43,9 +43,12 @@ import math
 from dataclasses import dataclass
 
 from .base import Limit
-from .cause import AMBIENT, NO_EFFECT, WORKS, WORSE, ThrottleCause, Verdict
+from .cause import AMBIENT, NO_EFFECT, UNKNOWN, WORKS, WORSE, ThrottleCause, Verdict
 from .options import AutoTuning
 from .signals import LimitDecision, LimitSignal
+
+_BURST_SEEN = 100
+"""Successes before the first throttling that show a burst allowance spent (ambient 503s come sooner)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class AdaptiveLimit(Limit):
         unpace_after: float = 30.0,
         min_rate: float = 1.0,
         plateau: float = 2.0,
+        burst: float = 1.0,
     ) -> None:
         self.settings = settings or AutoTuning()
         self._tolerance = tolerance
@@ -96,6 +100,9 @@ class AdaptiveLimit(Limit):
         self._last_cut = -math.inf
         self._calm = 0.0
         self._reported_rate: float | None = None
+        self._started_at: float | None = None
+        self._successes = 0
+        self._burst = burst
         self.cause: ThrottleCause[_Undo] = ThrottleCause()
         """Whether throttling is the pool's doing: the record of cuts tested, kept and undone."""
 
@@ -129,6 +136,9 @@ class AdaptiveLimit(Limit):
 
     def update(self, signal: LimitSignal) -> LimitDecision | None:
         old_limit, old_rate = self.limit, self._reported_rate
+        if self._started_at is None:
+            self._started_at = signal.at - signal.interval
+        self._successes += signal.successes
         cause = self.cause
         if self._rate is not None and self._rate <= (self._ceiling or self._rate) * 0.98 + 1e-9:
             cause.calibrate(signal.at)  # at a kept cut, not probing past it: what throttling was left is ambient
@@ -201,15 +211,19 @@ class AdaptiveLimit(Limit):
         """Pace at what the service accepts (throttling at the ambient level does not count against it).
 
         ``measured``: the goodput since the last cut is what the service accepts, however short the span.
+        A first cut (no throttling judged yet, unpaced) uses :meth:`_cold_estimate` instead.
         """
         self._calm = 0.0
         self._probe_step = 0.01
-        if measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
+        if not measured and self._rate is None and self.cause.state == UNKNOWN and self._successes >= _BURST_SEEN:
+            accepted = self._cold_estimate(signal)
+            self._rate = max(self._min_rate, accepted * self._pace_margin)
+        elif measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
             accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.5))
             if signal.offered > 0:
                 accepted = min(accepted, max(signal.goodput, signal.offered))
             self._rate = max(self._min_rate, accepted * self._pace_margin)
-        else:  # a cold start: too little to measure what the service accepts; halve what was offered, and learn
+        else:  # too little to measure what the service accepts; halve what was offered, and learn
             rtt = signal.rtt_mean or self._baseline
             accepted = signal.offered
             if rtt and signal.peak_inflight:  # a rate over the first few ms says little; in flight / rtt says more
@@ -226,6 +240,21 @@ class AdaptiveLimit(Limit):
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
             # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
             self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
+
+    def _cold_estimate(self, signal: LimitSignal) -> float:
+        """What the service accepts, at the first throttling of a new state: see "Cold start" in docs/adaptive.md.
+
+        The first throttling comes when the service's burst allowance is spent: what it accepted until then is
+        that allowance plus its rate over the time. With the burst taken as ``burst`` seconds' worth of the
+        rate (one second: the common token-bucket convention, and ChaosProxy's), the rate is the successes
+        since the state began over ``elapsed + burst``; never more than the goodput, nor less than the
+        successes of the last second over ``1 + burst`` seconds (what a burst of that size allows in them).
+        Only used after ``_BURST_SEEN`` successes without throttling: ambient 503s show much sooner.
+        """
+        elapsed = max(signal.at - (self._started_at if self._started_at is not None else signal.at), 0.0)
+        estimate = self._successes / (elapsed + self._burst)
+        floor = signal.goodput * min(signal.goodput_span, 1.0) / (1.0 + self._burst)
+        return max(floor, min(signal.goodput, estimate))
 
     def _on_calm(self, signal: LimitSignal) -> str:
         reason = "latency"

@@ -226,6 +226,10 @@ class ThrottleCause(Generic[S]):
         )
         if due:
             outcome = self._compare(trial, after, offered)
+            if outcome == NO_EFFECT and trial.throttles < 3:  # fewer than three answers: no share to compare
+                if at < trial.cut_at + self._max_trial:
+                    return None  # measure longer
+                outcome = WORKS  # throttling all but stopped at the cut: it works (the pace is probed up)
             if outcome == NO_EFFECT and trial.before - after > self._error(trial, after):
                 # it seems to have fallen, not clearly: measure longer, then cut deeper to make it clear
                 if at < trial.cut_at + self._max_trial:
