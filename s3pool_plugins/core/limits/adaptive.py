@@ -99,6 +99,8 @@ class AdaptiveLimit(Limit):
         self._probe_step = 0.01
         self._last_cut = -math.inf
         self._calm = 0.0
+        self._since_step = 0.0
+        self._trial_ceiling: float | None = None
         self._reported_rate: float | None = None
         self._started_at: float | None = None
         self._successes = 0
@@ -174,7 +176,7 @@ class AdaptiveLimit(Limit):
             undo = self._snapshot()
             if self._on_throttling(signal):
                 rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
-                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo)
+                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo, signal.goodput)
             return "throttling"
         if signal.timeouts:
             self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
@@ -222,6 +224,11 @@ class AdaptiveLimit(Limit):
             accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.5))
             if signal.offered > 0:
                 accepted = min(accepted, max(signal.goodput, signal.offered))
+            known = self._ceiling
+            if not measured and known is not None and self._rate is not None and known < self._rate < 2 * known:
+                # throttling while probing a little past the known ceiling: the last second's goodput counts the
+                # service's burst allowance (refilled while below it), so it is no measure; the ceiling is
+                accepted = min(accepted, known)
             self._rate = max(self._min_rate, accepted * self._pace_margin)
         else:  # too little to measure what the service accepts; halve what was offered, and learn
             rtt = signal.rtt_mean or self._baseline
@@ -230,7 +237,10 @@ class AdaptiveLimit(Limit):
                 accepted = max(accepted, signal.peak_inflight / rtt)
             self._rate = max(self._min_rate, accepted * 0.5)
         ceiling = max(accepted, self._rate)
-        if self._ceiling is not None and abs(ceiling / self._ceiling - 1) < 0.15:
+        reference = self._trial_ceiling if measured else self._ceiling  # a deeper cut: the one from before
+        if not measured:
+            self._trial_ceiling = self._ceiling
+        if reference is not None and abs(ceiling / reference - 1) < 0.15:
             self._hold = min(self._hold * 2, 4 * self._plateau)  # the same ceiling again: probe less often
         else:
             self._hold = self._plateau
@@ -265,11 +275,16 @@ class AdaptiveLimit(Limit):
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
                 ambient = self.cause.state == AMBIENT  # the last cut had no effect: this pace is no known limit
-                if self._rate < ceiling * 0.98:
-                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
-                elif self._plateau_left > 0 and not ambient:
+                self._since_step += signal.interval
+                if self._plateau_left > 0 and not ambient and self._rate >= ceiling * 0.98:
                     self._plateau_left -= signal.interval
+                elif self._since_step < self.settings.adjustment_interval and not ambient:
+                    pass  # near a known limit, one step per interval (ambient throttling evaluates more often)
+                elif self._rate < ceiling * 0.98:
+                    self._since_step = 0.0
+                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
                 else:
+                    self._since_step = 0.0
                     self._rate *= 1.0 + self._probe_step
                     far = ambient or self._rate >= 1.5 * ceiling  # far past the ceiling: the service grew
                     self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2)
