@@ -47,8 +47,9 @@ from .cause import AMBIENT, NO_EFFECT, UNKNOWN, WORKS, WORSE, ThrottleCause, Ver
 from .options import AutoTuning
 from .signals import LimitDecision, LimitSignal
 
-_BURST_SEEN = 100
-"""Successes before the first throttling that show a burst allowance spent (ambient 503s come sooner)."""
+_BURST_SEEN = (100, 40, 0.4)
+"""What shows a burst allowance spent at the first throttling: 100 successes before it, or 40 and 0.4 seconds
+(ambient 503s come much sooner: at 5%, 40 answers pass without one 13% of the time)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,6 @@ class AdaptiveLimit(Limit):
         self._probe_step = 0.01
         self._last_cut = -math.inf
         self._calm = 0.0
-        self._since_step = 0.0
         self._trial_ceiling: float | None = None
         self._reported_rate: float | None = None
         self._started_at: float | None = None
@@ -217,7 +217,7 @@ class AdaptiveLimit(Limit):
         """
         self._calm = 0.0
         self._probe_step = 0.01
-        if not measured and self._rate is None and self.cause.state == UNKNOWN and self._successes >= _BURST_SEEN:
+        if not measured and self._rate is None and self.cause.state == UNKNOWN and self._burst_spent(signal.at):
             accepted = self._cold_estimate(signal)
             self._rate = max(self._min_rate, accepted * self._pace_margin)
         elif measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
@@ -251,6 +251,12 @@ class AdaptiveLimit(Limit):
             # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
             self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
 
+    def _burst_spent(self, at: float) -> bool:
+        """True when the first throttling looks like a burst allowance spent (see ``_BURST_SEEN``)."""
+        many, some, after = _BURST_SEEN
+        elapsed = at - (self._started_at if self._started_at is not None else at)
+        return self._successes >= many or (self._successes >= some and elapsed >= after)
+
     def _cold_estimate(self, signal: LimitSignal) -> float:
         """What the service accepts, at the first throttling of a new state: see "Cold start" in docs/adaptive.md.
 
@@ -259,7 +265,7 @@ class AdaptiveLimit(Limit):
         rate (one second: the common token-bucket convention, and ChaosProxy's), the rate is the successes
         since the state began over ``elapsed + burst``; never more than the goodput, nor less than the
         successes of the last second over ``1 + burst`` seconds (what a burst of that size allows in them).
-        Only used after ``_BURST_SEEN`` successes without throttling: ambient 503s show much sooner.
+        Only used when :meth:`_burst_spent`: ambient 503s show much sooner.
         """
         elapsed = max(signal.at - (self._started_at if self._started_at is not None else signal.at), 0.0)
         estimate = self._successes / (elapsed + self._burst)
@@ -275,16 +281,11 @@ class AdaptiveLimit(Limit):
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
                 ambient = self.cause.state == AMBIENT  # the last cut had no effect: this pace is no known limit
-                self._since_step += signal.interval
-                if self._plateau_left > 0 and not ambient and self._rate >= ceiling * 0.98:
-                    self._plateau_left -= signal.interval
-                elif self._since_step < self.settings.adjustment_interval and not ambient:
-                    pass  # near a known limit, one step per interval (ambient throttling evaluates more often)
-                elif self._rate < ceiling * 0.98:
-                    self._since_step = 0.0
+                if self._rate < ceiling * 0.98:
                     self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
+                elif self._plateau_left > 0 and not ambient:
+                    self._plateau_left -= signal.interval
                 else:
-                    self._since_step = 0.0
                     self._rate *= 1.0 + self._probe_step
                     far = ambient or self._rate >= 1.5 * ceiling  # far past the ceiling: the service grew
                     self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2)
