@@ -57,6 +57,9 @@ AMBIENT = "ambient"
 MAX_AMBIENT = 0.35
 """A share of throttling above this is never judged ambient: the cut goes deeper (and is kept) instead."""
 
+NEGLIGIBLE = 0.01
+"""Shares of throttling this small before and after a cut say nothing about its cause: the cut is kept."""
+
 WORKS = "works"
 WORSE = "worse"
 DEEPER = "deeper"
@@ -231,11 +234,11 @@ class ThrottleCause(Generic[S]):
         )
         if due:
             outcome = self._compare(trial, after, offered)
-            thin = trial.throttles < 3 and trial.before * trial.attempts < 3
-            if outcome in (WORKS, NO_EFFECT) and thin:  # under either hypothesis fewer than three answers
+            thin = trial.throttles < 3 and trial.before * trial.attempts < 3  # fewer than three answers either way
+            if outcome in (WORKS, NO_EFFECT) and (thin or max(trial.before, after) <= NEGLIGIBLE):
                 if at < trial.cut_at + self._max_trial:
                     return None  # measure longer: a verdict on one or two answers is chance
-                outcome = WORKS  # throttling all but stopped at the cut: it works (the pace is probed up)
+                outcome = WORKS  # throttling all but stopped at the cut: keep it (the pace is probed up)
             if outcome == NO_EFFECT and trial.before - after > self._error(trial, after):
                 # it seems to have fallen, not clearly: measure longer, then cut deeper to make it clear
                 if at < trial.cut_at + self._max_trial:
