@@ -101,6 +101,7 @@ class AdaptiveLimit(Limit):
         self._last_cut = -math.inf
         self._calm = 0.0
         self._trial_ceiling: float | None = None
+        self._cold_cut = False
         self._reported_rate: float | None = None
         self._started_at: float | None = None
         self._successes = 0
@@ -176,7 +177,7 @@ class AdaptiveLimit(Limit):
             undo = self._snapshot()
             if self._on_throttling(signal):
                 rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
-                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo, signal.goodput)
+                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo, signal.goodput, self._cold_cut)
             return "throttling"
         if signal.timeouts:
             self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
@@ -201,6 +202,7 @@ class AdaptiveLimit(Limit):
 
     def _on_throttling(self, signal: LimitSignal) -> bool:
         """Cut on throttling, unless it answers attempts sent before the last cut; True if it cut."""
+        self._cold_cut = False
         self._calm = 0.0
         self._probe_step = 0.01
         settle = self._settle_time if self._settle_time is not None else 2 * self.settings.adjustment_interval
@@ -219,6 +221,7 @@ class AdaptiveLimit(Limit):
         self._probe_step = 0.01
         if not measured and self._rate is None and self.cause.state == UNKNOWN and self._burst_spent(signal.at):
             accepted = self._cold_estimate(signal)
+            self._cold_cut = True
             self._rate = max(self._min_rate, accepted * self._pace_margin)
         elif measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
             accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.5))

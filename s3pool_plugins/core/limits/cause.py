@@ -84,6 +84,8 @@ class _Trial(Generic[S]):
     pending: int = 0
     deeper: int = 0
     rose: bool = False
+    cold: bool = False
+    """The first cut of a state, after a burst allowance was spent: ambient throttling is unlikely."""
     """The share rose clearly under a cut of this trial ("worse")."""
     """Deeper cuts made within this trial."""
     """Throttling answers not yet counted as caused or ambient (those since the cut, and those that led to it)."""
@@ -210,14 +212,16 @@ class ThrottleCause(Generic[S]):
         if attempts >= self._min_samples:
             self.ambient = share
 
-    def start(self, at: float, settle: float, offered: float, undo: S, goodput: float = 0.0) -> None:
+    def start(
+        self, at: float, settle: float, offered: float, undo: S, goodput: float = 0.0, cold: bool = False
+    ) -> None:
         """A cut was made at ``at`` when ``offered`` attempts per second ended, ``goodput`` of them successes
         (0: unknown); answers from ``settle`` seconds later on judge it. Restore ``undo`` if it has no effect.
 
         Throttling in the window that led to the cut is part of the trial's count.
         """
         before, n = self.share(at, self._verdict_at)  # since the last verdict: it may have changed the rate
-        self._trial = _Trial(at, at + settle, before, n, offered, undo, goodput, pending=self._unjudged)
+        self._trial = _Trial(at, at + settle, before, n, offered, undo, goodput, cold=cold, pending=self._unjudged)
         self._unjudged = 0
         self.state = TESTING
 
@@ -239,6 +243,8 @@ class ThrottleCause(Generic[S]):
                 if at < trial.cut_at + self._max_trial:
                     return None  # measure longer: a verdict on one or two answers is chance
                 outcome = WORKS  # throttling all but stopped at the cut: keep it (the pace is probed up)
+            if outcome == NO_EFFECT and trial.cold and at < trial.cut_at + self._max_trial:
+                return None  # the share before a first cut is diluted by the burst before it: measure longer
             if outcome == NO_EFFECT and trial.before - after > self._error(trial, after):
                 # it seems to have fallen, not clearly: measure longer, then cut deeper to make it clear
                 if at < trial.cut_at + self._max_trial:
