@@ -329,7 +329,7 @@ class ThrottleCause(Generic[S]):
         if offered >= 0.95 * trial.offered:
             return DEEPER if trial.deeper < 3 else NO_EFFECT
         fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
-        if fell or after <= 0.5 * before:
+        if fell or (after <= 0.5 * before and before * trial.attempts >= 6):  # halved, on more than chance
             return WORKS
         if after > MAX_AMBIENT:  # more than half of all answers: not other clients' doing; cut until it shows
             return DEEPER if trial.deeper < 3 else WORKS
