@@ -10,9 +10,15 @@ Each evaluation reacts to the strongest signal present, in this order:
    that rose clearly, or a cut that hardly lowered what was sent, cuts
    deeper. The pool
    starts pacing attempts at ``pace_margin`` (90%) of that rate and
-   remembers it as the ceiling. With less than half a second of successes
-   to measure (a cold start), it paces at half the rate attempts were
-   ending instead, and measures at the next throttling. Throttling that is
+   remembers it as the ceiling. Throttling while probing a little past the
+   ceiling (less than twice it) cuts back from the ceiling: the last
+   second's successes then count a burst allowance the service refilled
+   while the pool stayed below it. The first throttling of a new state
+   (a cold start) that comes after a throttle-free stretch (a burst
+   allowance spent) is estimated from all successes so far, taking the
+   burst as ``burst`` seconds of the rate (:meth:`AdaptiveLimit._cold_estimate`);
+   with less than half a second of successes otherwise, it paces at half
+   the rate attempts were ending, and measures at the next throttling. Throttling that is
    still in flight from before a cut (within ``settle_time`` of it) cuts
    no further: ``settle_time`` defaults to two adjustment intervals, long
    enough for retries that were waiting out a backoff to come back. The
