@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -229,3 +230,21 @@ def test_the_limit_stays_within_its_bounds_and_the_rate_stays_sane(
             assert (algorithm.limit, algorithm.rate) == before
         else:
             assert (decision.limit, decision.rate) == (algorithm.limit, algorithm.rate) != before
+
+
+def test_a_first_cut_after_a_spent_burst_paces_at_the_rate_behind_it_not_at_the_burst() -> None:
+    """Cold start: 100 successes in 0.5 s (a burst allowance of 100, then 100/s) before the first 503."""
+    limit = AdaptiveLimit(AutoTuning(target_memory_percent=None))
+    limit.update(signal(0.5, successes=100, goodput=200.0, interval=0.5))
+    first = dataclasses.replace(signal(0.55, successes=5, throttles=5, goodput=190.0, interval=0.05), goodput_span=0.55)
+    decision = limit.update(first)
+    assert decision is not None and decision.rate is not None
+    assert decision.rate == pytest.approx(0.9 * 105 / 1.55)  # 90% of 105 successes over 0.55 s plus 1 s of burst
+
+
+def test_throttling_from_the_first_seconds_is_not_read_as_a_spent_burst() -> None:
+    """The first 503 after 4 successes (as ambient 503s come): a cut later on is measured as usual."""
+    limit = AdaptiveLimit(AutoTuning(target_memory_percent=None))
+    limit.update(signal(0.1, successes=4, throttles=1, goodput=40.0, interval=0.1))
+    decision = limit.update(signal(1.0, successes=56, throttles=14, goodput=60.0, interval=0.9))
+    assert decision is not None and decision.rate == pytest.approx(0.9 * 60.0)

@@ -111,6 +111,8 @@ class AdaptiveLimit(Limit):
         self._reported_rate: float | None = None
         self._started_at: float | None = None
         self._successes = 0
+        self._throttle_free: tuple[int, float] | None = None
+        """Successes and seconds before the first throttling (None before it)."""
         self._burst = burst
         self.cause: ThrottleCause[_Undo] = ThrottleCause()
         """Whether throttling is the pool's doing: the record of cuts tested, kept and undone."""
@@ -148,6 +150,8 @@ class AdaptiveLimit(Limit):
         if self._started_at is None:
             self._started_at = signal.at - signal.interval
         self._successes += signal.successes
+        if signal.throttles and self._throttle_free is None:  # the first throttling: what came before it
+            self._throttle_free = (self._successes, signal.at - self._started_at)
         cause = self.cause
         if self._rate is not None and self._rate <= (self._ceiling or self._rate) * 0.98 + 1e-9:
             cause.calibrate(signal.at)  # at a kept cut, not probing past it: what throttling was left is ambient
@@ -225,7 +229,7 @@ class AdaptiveLimit(Limit):
         """
         self._calm = 0.0
         self._probe_step = 0.01
-        if not measured and self._rate is None and self.cause.state == UNKNOWN and self._burst_spent(signal.at):
+        if not measured and self._rate is None and self.cause.state == UNKNOWN and self._burst_spent():
             accepted = self._cold_estimate(signal)
             self._cold_cut = True
             self._rate = max(self._min_rate, accepted * self._pace_margin)
@@ -260,11 +264,14 @@ class AdaptiveLimit(Limit):
             # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
             self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
 
-    def _burst_spent(self, at: float) -> bool:
-        """True when the first throttling looks like a burst allowance spent (see ``_BURST_SEEN``)."""
+    def _burst_spent(self) -> bool:
+        """True when the first throttling came after a throttle-free stretch long enough to be a burst
+        allowance spent (see ``_BURST_SEEN``)."""
+        if self._throttle_free is None:
+            return False
         many, some, after = _BURST_SEEN
-        elapsed = at - (self._started_at if self._started_at is not None else at)
-        return self._successes >= many or (self._successes >= some and elapsed >= after)
+        successes, elapsed = self._throttle_free
+        return successes >= many or (successes >= some and elapsed >= after)
 
     def _cold_estimate(self, signal: LimitSignal) -> float:
         """What the service accepts, at the first throttling of a new state: see "Cold start" in docs/adaptive.md.
