@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3pool_plugins import AdaptiveLimit, AutoTuning, FixedLimit, LimitSignal
+from s3pool_plugins import AdaptiveLimit, AutoTuning, ConfigurationError, FixedLimit, LimitSignal
 
 
 def signal(
@@ -87,7 +87,8 @@ def test_a_target_latency_shrinks_the_limit_even_against_a_slow_baseline() -> No
 
 
 def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> None:
-    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=30, max_concurrency=64))
+    # burst=0: no burst allowance assumed, so the first cut is measured on the last second's goodput
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=30, max_concurrency=64), burst=0.0)
     decision = algorithm.update(signal(1.0, throttles=5, goodput=120.0, peak=12, limit=30))
     assert decision is not None and decision.reason == "throttling"
     assert decision.rate == pytest.approx(108.0)  # 90% of what the service accepted
@@ -106,7 +107,7 @@ def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> N
 
 def test_a_cut_that_leaves_the_share_unchanged_is_undone_and_not_repeated() -> None:
     """20% of attempts throttled at any rate (other clients, a partition split): cutting buys nothing."""
-    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=16, max_concurrency=64))
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=16, max_concurrency=64), burst=0.0)
     first = algorithm.update(signal(1.0, successes=80, throttles=20, goodput=160.0, peak=16, limit=16))
     assert first is not None and first.reason == "throttling" and first.rate is not None
     cut_rate = first.rate
@@ -133,7 +134,7 @@ def test_a_cut_that_leaves_the_share_unchanged_is_undone_and_not_repeated() -> N
 
 
 def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None:
-    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=10), plateau=2.0)
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=10), plateau=2.0, burst=0.0)
     algorithm.update(signal(0.0, throttles=20, goodput=100.0, peak=10))
     rates = []
     now = 1.0
@@ -154,7 +155,7 @@ def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None
 
 
 def test_throttling_again_at_the_same_ceiling_lengthens_the_plateau() -> None:
-    algorithm = AdaptiveLimit(AutoTuning(), plateau=1.0)
+    algorithm = AdaptiveLimit(AutoTuning(), plateau=1.0, burst=0.0)
     plateaus = []
     for n, goodput in enumerate([100.0, 104.0, 98.0, 101.0, 50.0]):
         algorithm.update(signal(n * 10.0, throttles=10, goodput=goodput))
@@ -248,3 +249,9 @@ def test_throttling_from_the_first_seconds_is_not_read_as_a_spent_burst() -> Non
     limit.update(signal(0.1, successes=4, throttles=1, goodput=40.0, interval=0.1))
     decision = limit.update(signal(1.0, successes=56, throttles=14, goodput=60.0, interval=0.9))
     assert decision is not None and decision.rate == pytest.approx(0.9 * 60.0)
+
+
+@pytest.mark.parametrize("burst", [-1.0, math.nan, "1"])
+def test_a_bad_burst_names_the_option(burst: object) -> None:
+    with pytest.raises(ConfigurationError, match="burst"):
+        AdaptiveLimit(burst=burst)  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..validation import seconds
 from .base import Limit
 from .cause import AMBIENT, NO_EFFECT, UNKNOWN, WORKS, WORSE, ThrottleCause, Verdict
 from .options import AutoTuning
@@ -113,7 +114,7 @@ class AdaptiveLimit(Limit):
         self._successes = 0
         self._throttle_free: tuple[int, float] | None = None
         """Successes and seconds before the first throttling (None before it)."""
-        self._burst = burst
+        self._burst: float = seconds("burst", burst, open_low=False) or 0.0
         self.cause: ThrottleCause[_Undo] = ThrottleCause()
         """Whether throttling is the pool's doing: the record of cuts tested, kept and undone."""
 
@@ -267,7 +268,7 @@ class AdaptiveLimit(Limit):
     def _burst_spent(self) -> bool:
         """True when the first throttling came after a throttle-free stretch long enough to be a burst
         allowance spent (see ``_BURST_SEEN``)."""
-        if self._throttle_free is None:
+        if self._throttle_free is None or self._burst <= 0:  # burst=0: no allowance assumed
             return False
         many, some, after = _BURST_SEEN
         successes, elapsed = self._throttle_free
