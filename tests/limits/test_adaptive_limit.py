@@ -255,3 +255,14 @@ def test_throttling_from_the_first_seconds_is_not_read_as_a_spent_burst() -> Non
 def test_a_bad_burst_names_the_option(burst: object) -> None:
     with pytest.raises(ConfigurationError, match="burst"):
         AdaptiveLimit(burst=burst)  # type: ignore[arg-type]
+
+
+def test_a_deeper_cut_never_raises_the_pace_on_trial() -> None:
+    """Successes of attempts sent before a cut still arrive after it: measured on them, a "deeper" cut went up."""
+    limit = AdaptiveLimit(AutoTuning(target_memory_percent=None), burst=0.0)
+    first = limit.update(signal(1.0, successes=80, throttles=20, goodput=100.0))
+    assert first is not None and first.rate == pytest.approx(90.0)
+    worse = limit.update(signal(1.2, successes=10, throttles=20, goodput=150.0, interval=0.2))
+    assert limit.cause.last_verdict is not None and limit.cause.last_verdict.outcome == "worse"
+    assert worse is None or (worse.rate is not None and worse.rate <= 90.0)
+    assert limit.rate is not None and limit.rate <= 90.0

@@ -230,6 +230,7 @@ class AdaptiveLimit(Limit):
         """
         self._calm = 0.0
         self._probe_step = 0.01
+        before = self._rate
         if not measured and self._rate is None and self.cause.state == UNKNOWN and self._burst_spent():
             accepted = self._cold_estimate(signal)
             self._cold_cut = True
@@ -250,6 +251,8 @@ class AdaptiveLimit(Limit):
             if rtt and signal.peak_inflight:  # a rate over the first few ms says little; in flight / rtt says more
                 accepted = max(accepted, signal.peak_inflight / rtt)
             self._rate = max(self._min_rate, accepted * 0.5)
+        if measured and before is not None:
+            self._rate = min(self._rate, before)  # a deeper cut: never a higher pace than the one on trial
         ceiling = max(accepted, self._rate)
         reference = self._trial_ceiling if measured else self._ceiling  # a deeper cut: the one from before
         if not measured:
