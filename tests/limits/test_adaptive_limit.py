@@ -266,3 +266,12 @@ def test_a_deeper_cut_never_raises_the_pace_on_trial() -> None:
     assert limit.cause.last_verdict is not None and limit.cause.last_verdict.outcome == "worse"
     assert worse is None or (worse.rate is not None and worse.rate <= 90.0)
     assert limit.rate is not None and limit.rate <= 90.0
+
+
+def test_a_cut_leaves_the_limit_room_for_its_pace() -> None:
+    """90/s at 50 ms round trips needs 4.5 attempts in flight: a limit cut to the peak of a short interval (3)
+    would cap the rate at 60/s, below the pace."""
+    limit = AdaptiveLimit(AutoTuning(initial_concurrency=10, target_memory_percent=None), burst=0.0)
+    decision = limit.update(signal(1.0, rtt=0.05, successes=80, throttles=20, goodput=100.0, peak=2))
+    assert decision is not None and decision.rate == pytest.approx(90.0)
+    assert decision.limit >= 2 * 90.0 * 0.05

@@ -18,7 +18,9 @@ Each evaluation reacts to the strongest signal present, in this order:
    allowance spent) is estimated from all successes so far, taking the
    burst as ``burst`` seconds of the rate (:meth:`AdaptiveLimit._cold_estimate`);
    with less than half a second of successes otherwise, it paces at half
-   the rate attempts were ending, and measures at the next throttling. Throttling that is
+   the rate attempts were ending, and measures at the next throttling. A cut
+   leaves the limit room for its pace (twice the pace times the round trip,
+   within ``max_concurrency``): the pace, not the limit, holds the rate. Throttling that is
    still in flight from before a cut (within ``settle_time`` of it) cuts
    no further: ``settle_time`` defaults to two adjustment intervals, long
    enough for retries that were waiting out a backoff to come back. The
@@ -267,6 +269,9 @@ class AdaptiveLimit(Limit):
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
             # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
             self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
+        rtt = signal.rtt_mean or self._baseline
+        if rtt and self._rate is not None:  # room for the pace at twice the round trip: the pace limits the rate
+            self._limit = max(self._limit, min(float(self.settings.max_concurrency), 2 * self._rate * rtt))
 
     def _burst_spent(self) -> bool:
         """True when the first throttling came after a throttle-free stretch long enough to be a burst
