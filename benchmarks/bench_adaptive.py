@@ -18,12 +18,14 @@ Scenarios:
 - ``ambient``: 20% of requests answered 503 SlowDown at random, whatever
   the rate (other clients on the prefix, a partition being split);
   1,000 PUTs. The pool's 503s are not caused by its rate.
+- ``ambient-2``: the same at 2%.
 - ``limited``: the prefix takes 100 writes/s (a token bucket); 1,500 PUTs.
   The 503s are caused by the rate; the 503 share after a 5 s warm-up and
   the goodput are what count.
 - ``mixed``: the same prefix at 100/s plus 5% ambient 503s.
-- ``cold``: a new pool, 600 PUTs at the 100/s prefix; the 503 share over
-  the first 2 s and over the whole job (no warm-up excluded).
+- ``cold``: a new pool, 600 PUTs at the 100/s prefix (a burst of one
+  second's worth, then 100/s); the 503 share over the first 2 s and over
+  the whole job (no warm-up excluded), and the goodput of the whole job.
 
 Variants: the pool with a fixed limit of 16, the pool on auto (default
 scope and ``scope="prefix"``), boto3's standard retry mode and its adaptive
@@ -204,7 +206,7 @@ def _limited(rate: float, ambient: float = 0.0) -> Callable[[ChaosProxy, str], N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", action="append", choices=["ambient", "limited", "mixed", "cold"])
+    parser.add_argument("--scenario", action="append", choices=["ambient", "ambient-2", "limited", "mixed", "cold"])
     parser.add_argument("--variant", action="append")
     parser.add_argument("--threads", type=int, default=32)
     parser.add_argument("--cap", type=float, default=120.0, help="seconds a run may last (default 120)")
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = 0.5 if args.quick else 1.0
     scenarios: dict[str, tuple[int, Callable[[ChaosProxy, str], None]]] = {
         "ambient": (int(1000 * scale), _ambient(0.2)),
+        "ambient-2": (int(1000 * scale), _ambient(0.02)),
         "limited": (int(1500 * scale), _limited(100.0)),
         "mixed": (int(1500 * scale), _limited(100.0, 0.05)),
         "cold": (600, _limited(100.0)),

@@ -50,6 +50,8 @@ class Run:
     rates: list[float | None]
     changes: list[LimitChange]
     algorithm: Limit
+    finished_at: float | None = None
+    """With ``calls`` set: when the last of them succeeded (None: not within the run)."""
 
     def goodput(self, start: int = 0, end: int | None = None) -> float:
         part = self.seconds[start:end]
@@ -79,8 +81,16 @@ def simulate(
     seed: int = 1,
     dt: float = 0.002,
     make_algorithm: Callable[[AutoTuning], Limit] = AdaptiveLimit,
+    calls: int | None = None,
+    backoff: float = 0.0,
 ) -> Run:
-    """Run ``seconds`` of closed-loop traffic from ``workers`` against ``service``; see the module docstring."""
+    """Run ``seconds`` of closed-loop traffic from ``workers`` against ``service``; see the module docstring.
+
+    ``calls``: a job of that many calls (each retried until it succeeds): the run ends when the last one
+    succeeds (``Run.finished_at``), and workers start no attempt beyond what the job still needs.
+    ``backoff``: a worker whose attempt was throttled waits a random time in ``[0, backoff]`` before its
+    retry, without holding a slot (the pool's full-jitter backoff); 0: it retries at once.
+    """
     settings = settings or AutoTuning(max_concurrency=64, target_memory_percent=None)
     clock = _Clock()
     rng = random.Random(seed)
@@ -101,8 +111,10 @@ def simulate(
     pending_changes = sorted(service.changes)
     pace_tokens = 1.0
     in_flight: list[tuple[float, bool]] = []  # (ends at, throttled)
+    waiting: list[float] = []  # workers backing off after a throttled attempt: when each may retry
     run = Run([Second() for _ in range(math.ceil(seconds))], [], [], changes, algorithm)
     steps = int(seconds / dt)
+    succeeded = 0
     for step in range(steps):
         now = clock.now = step * dt
         while pending_changes and pending_changes[0][0] <= now:
@@ -117,15 +129,26 @@ def simulate(
             if throttled:
                 second.throttles += 1
                 controller.on_drop(None, throttling=True)
+                if backoff > 0:
+                    heapq.heappush(waiting, now + backoff * rng.random())
             else:
                 second.successes += 1
+                succeeded += 1
                 controller.on_success(None, rtt)
+        while waiting and waiting[0] <= now:
+            heapq.heappop(waiting)
         scheduler.active = len(in_flight)
+        if calls is not None and succeeded >= calls:
+            run.finished_at = now
+            del run.seconds[math.ceil(now) :]
+            break
         pacer = scheduler.pacer
         pace = pacer.rate if pacer is not None else None
         if pace is not None:
             pace_tokens = min(max(1.0, pace * 0.1), pace_tokens + pace * dt)
-        while len(in_flight) < min(workers, scheduler.limit) and (pace is None or pace_tokens >= 1.0):
+        ready = workers - len(waiting)
+        busy = min(ready, scheduler.limit, ready if calls is None else calls - succeeded - len(waiting))
+        while len(in_flight) < busy and (pace is None or pace_tokens >= 1.0):
             if pace is not None:
                 pace_tokens -= 1.0
             limited = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3pool_plugins import AdaptiveLimit, AutoTuning, FixedLimit, LimitSignal
+from s3pool_plugins import AdaptiveLimit, AutoTuning, ConfigurationError, FixedLimit, LimitSignal
 
 
 def signal(
@@ -86,7 +87,8 @@ def test_a_target_latency_shrinks_the_limit_even_against_a_slow_baseline() -> No
 
 
 def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> None:
-    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=30, max_concurrency=64))
+    # burst=0: no burst allowance assumed, so the first cut is measured on the last second's goodput
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=30, max_concurrency=64), burst=0.0)
     decision = algorithm.update(signal(1.0, throttles=5, goodput=120.0, peak=12, limit=30))
     assert decision is not None and decision.reason == "throttling"
     assert decision.rate == pytest.approx(108.0)  # 90% of what the service accepted
@@ -105,7 +107,7 @@ def test_throttling_paces_at_the_accepted_rate_and_clamps_an_unused_limit() -> N
 
 def test_a_cut_that_leaves_the_share_unchanged_is_undone_and_not_repeated() -> None:
     """20% of attempts throttled at any rate (other clients, a partition split): cutting buys nothing."""
-    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=16, max_concurrency=64))
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=16, max_concurrency=64), burst=0.0)
     first = algorithm.update(signal(1.0, successes=80, throttles=20, goodput=160.0, peak=16, limit=16))
     assert first is not None and first.reason == "throttling" and first.rate is not None
     cut_rate = first.rate
@@ -132,7 +134,7 @@ def test_a_cut_that_leaves_the_share_unchanged_is_undone_and_not_repeated() -> N
 
 
 def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None:
-    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=10), plateau=2.0)
+    algorithm = AdaptiveLimit(AutoTuning(initial_concurrency=10), plateau=2.0, burst=0.0)
     algorithm.update(signal(0.0, throttles=20, goodput=100.0, peak=10))
     rates = []
     now = 1.0
@@ -153,7 +155,7 @@ def test_calm_after_throttling_climbs_back_holds_a_plateau_then_probes() -> None
 
 
 def test_throttling_again_at_the_same_ceiling_lengthens_the_plateau() -> None:
-    algorithm = AdaptiveLimit(AutoTuning(), plateau=1.0)
+    algorithm = AdaptiveLimit(AutoTuning(), plateau=1.0, burst=0.0)
     plateaus = []
     for n, goodput in enumerate([100.0, 104.0, 98.0, 101.0, 50.0]):
         algorithm.update(signal(n * 10.0, throttles=10, goodput=goodput))
@@ -229,3 +231,47 @@ def test_the_limit_stays_within_its_bounds_and_the_rate_stays_sane(
             assert (algorithm.limit, algorithm.rate) == before
         else:
             assert (decision.limit, decision.rate) == (algorithm.limit, algorithm.rate) != before
+
+
+def test_a_first_cut_after_a_spent_burst_paces_at_the_rate_behind_it_not_at_the_burst() -> None:
+    """Cold start: 100 successes in 0.5 s (a burst allowance of 100, then 100/s) before the first 503."""
+    limit = AdaptiveLimit(AutoTuning(target_memory_percent=None))
+    limit.update(signal(0.5, successes=100, goodput=200.0, interval=0.5))
+    first = dataclasses.replace(signal(0.55, successes=5, throttles=5, goodput=190.0, interval=0.05), goodput_span=0.55)
+    decision = limit.update(first)
+    assert decision is not None and decision.rate is not None
+    assert decision.rate == pytest.approx(0.9 * 105 / 1.55)  # 90% of 105 successes over 0.55 s plus 1 s of burst
+
+
+def test_throttling_from_the_first_seconds_is_not_read_as_a_spent_burst() -> None:
+    """The first 503 after 4 successes (as ambient 503s come): a cut later on is measured as usual."""
+    limit = AdaptiveLimit(AutoTuning(target_memory_percent=None))
+    limit.update(signal(0.1, successes=4, throttles=1, goodput=40.0, interval=0.1))
+    decision = limit.update(signal(1.0, successes=56, throttles=14, goodput=60.0, interval=0.9))
+    assert decision is not None and decision.rate == pytest.approx(0.9 * 60.0)
+
+
+@pytest.mark.parametrize("burst", [-1.0, math.nan, "1"])
+def test_a_bad_burst_names_the_option(burst: object) -> None:
+    with pytest.raises(ConfigurationError, match="burst"):
+        AdaptiveLimit(burst=burst)  # type: ignore[arg-type]
+
+
+def test_a_deeper_cut_never_raises_the_pace_on_trial() -> None:
+    """Successes of attempts sent before a cut still arrive after it: measured on them, a "deeper" cut went up."""
+    limit = AdaptiveLimit(AutoTuning(target_memory_percent=None), burst=0.0)
+    first = limit.update(signal(1.0, successes=80, throttles=20, goodput=100.0))
+    assert first is not None and first.rate == pytest.approx(90.0)
+    worse = limit.update(signal(1.2, successes=10, throttles=20, goodput=150.0, interval=0.2))
+    assert limit.cause.last_verdict is not None and limit.cause.last_verdict.outcome == "worse"
+    assert worse is None or (worse.rate is not None and worse.rate <= 90.0)
+    assert limit.rate is not None and limit.rate <= 90.0
+
+
+def test_a_cut_leaves_the_limit_room_for_its_pace() -> None:
+    """90/s at 50 ms round trips needs 4.5 attempts in flight: a limit cut to the peak of a short interval (3)
+    would cap the rate at 60/s, below the pace."""
+    limit = AdaptiveLimit(AutoTuning(initial_concurrency=10, target_memory_percent=None), burst=0.0)
+    decision = limit.update(signal(1.0, rtt=0.05, successes=80, throttles=20, goodput=100.0, peak=2))
+    assert decision is not None and decision.rate == pytest.approx(90.0)
+    assert decision.limit >= 2 * 90.0 * 0.05

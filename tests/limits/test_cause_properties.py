@@ -28,7 +28,7 @@ SECONDS = 25
 STEP = 0.004
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=10, deadline=None)
 @given(ambient=st.floats(0.02, 0.3), seed=st.integers(0, 10_000), workers=st.sampled_from([8, 32]))
 @example(ambient=0.296875, seed=995, workers=8)  # found earlier: chance rises and falls read as verdicts
 @example(ambient=0.03515625, seed=329, workers=32)  # found earlier: a slow climb back after "no effect"
@@ -46,14 +46,19 @@ def test_ambient_throttling_never_drives_the_pace_or_the_limit_toward_zero(
     assert cause.ambient_count > 3 * cause.caused  # told apart: mostly ambient
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=10, deadline=None)
 @given(rate=st.floats(30.0, 400.0), seed=st.integers(0, 10_000))
 @example(rate=30.0, seed=1)  # found earlier: a cut that left 65% judged ambient
 @example(rate=35.65625, seed=0)
+@example(rate=194.0, seed=2622)  # found earlier: a first cut undone on 2 answers, then hundreds of 503s
+@example(rate=128.86578882671654, seed=1395)  # found earlier: 0.6% before, 0.4% after read as "no effect"
 def test_throttling_the_pool_causes_is_still_cut_and_the_cut_is_kept(rate: float, seed: int) -> None:
     run = simulate(Service(rate=rate), SECONDS, seed=seed, dt=STEP)
-    assert run.goodput(5) >= 0.85 * rate
-    assert run.share(5) <= 0.06  # without cuts, 32 workers at 20 ms would see well over 50%
+    assert run.goodput(5) >= 0.9 * rate
+    assert run.share(5) <= 0.025  # without cuts, 32 workers at 20 ms would see well over 50%
+    after = run.seconds[5:]
+    attempts = sum(s.successes + s.throttles for s in after)
+    assert attempts <= 1.1 * sum(s.successes for s in after)
     assert all(r is not None and r >= 0.5 * rate for r in run.rates[5:])  # paced, and the cut not overdone
     cause = run.algorithm.cause  # type: ignore[attr-defined]
     assert cause.caused > 0
@@ -62,18 +67,43 @@ def test_throttling_the_pool_causes_is_still_cut_and_the_cut_is_kept(rate: float
     assert len(cuts) <= (SECONDS - 5) / 2
 
 
-@settings(max_examples=6, deadline=None, derandomize=True)
+@settings(max_examples=6, deadline=None)
 @given(rate=st.floats(80.0, 400.0), seed=st.integers(0, 10_000))
+@example(rate=231.2797083729494, seed=6350)  # found earlier: a share of 48% judged ambient
+@example(rate=121.73529474724567, seed=9894)  # found earlier: "no effect" on shares that rose under cuts
+@example(rate=84.22505493234773, seed=8725)  # the worst share now: 16%, the pace just above the prefix's rate
 def test_a_throttled_prefix_with_ambient_errors_too_keeps_most_of_its_rate(rate: float, seed: int) -> None:
     """The harder case: the share never falls to zero, so every verdict is made against the ambient level.
 
-    Below about 80 attempts/s the verdicts have too few answers to tell 5% from 10%; docs/adaptive.md says so.
+    The goodput holds (at most 0.95 R: the prefix's tokens go to answers that fail anyway); the share does not
+    yet stay within a point of the ambient one (docs/adaptive.md says how far it is).
     """
     run = simulate(Service(rate=rate, ambient=0.05), SECONDS, seed=seed, dt=STEP)
-    assert run.goodput(5) >= 0.6 * rate * 0.95
-    assert run.share(5) <= 0.05 + 0.12
+    assert run.goodput(5) >= 0.85 * rate
+    assert run.share(5) <= 0.05 + 0.13
     cuts = [c for c in run.changes if c.reason == "throttling" and c.at >= 5]
     assert len(cuts) <= SECONDS - 5
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    rate=st.floats(100.0, 250.0),
+    seed=st.integers(0, 10_000),
+    rtt=st.sampled_from([0.02, 0.03, 0.05]),
+    backoff=st.sampled_from([0.1, 1.0]),
+)
+@example(rate=100.0, seed=1, rtt=0.055, backoff=1.0)  # the benchmark's short job, at its round trip
+@example(rate=116.2920462244582, seed=6873, rtt=0.05, backoff=0.1)  # found earlier: a first cut undone
+def test_a_short_job_at_a_new_prefix_sees_few_503s_from_its_first_second(
+    rate: float, seed: int, rtt: float, backoff: float
+) -> None:
+    """Cold start: 600 calls from 32 workers at a new prefix that takes ``rate`` a second after a burst of one
+    second's worth. Every attempt counts, the first seconds included."""
+    run = simulate(
+        Service(rate=rate), 600 / rate + 4, seed=seed, rtt=rtt, dt=0.002, calls=600, backoff=backoff, workers=32
+    )
+    assert run.finished_at is not None and 600 / run.finished_at >= 0.8 * rate
+    assert run.share() <= 0.02  # the old first cut (90% of the last second's goodput, burst included): 5 to 15%
 
 
 def test_a_capacity_drop_is_followed_down_and_back_up() -> None:

@@ -501,3 +501,44 @@ def test_one_queue_timeout_covers_the_gate_and_the_pool() -> None:
             call.finish()
         pool.shutdown()
     assert pool.stats().pending == 0 and pool.stats().active == 0
+
+
+class SignalLog(Limit):
+    """Records every signal it is handed; never changes anything."""
+
+    def __init__(self) -> None:
+        self.signals: list[LimitSignal] = []
+
+    @property
+    def limit(self) -> int:
+        return 4
+
+    def update(self, signal: LimitSignal) -> LimitDecision | None:
+        self.signals.append(signal)
+        return None
+
+
+def test_the_first_loss_after_a_calm_evaluation_is_evaluated_at_once_and_later_ones_wait_a_gap() -> None:
+    clock, timers = FakeClock(), Timers()
+    algorithm = SignalLog()
+    controller = LimitController(
+        AutoTuning(adjustment_interval=0.5, target_memory_percent=None),
+        _scheduler(),
+        lambda partition: algorithm,
+        clock,
+        timers,
+        lambda change: None,
+    )
+    for _ in range(10):  # a calm interval at 20 ms round trips, evaluated at its last success
+        clock.now += 0.051
+        controller.on_success(None, 0.02)
+    assert len(algorithm.signals) == 1 and not algorithm.signals[0].drops and algorithm.signals[0].at == clock.now
+    clock.now += 0.01  # a new prefix's burst runs out right after a calm evaluation
+    controller.on_drop(None, throttling=True)
+    assert len(algorithm.signals) == 2 and algorithm.signals[1].throttles == 1  # not held for the gap
+    clock.now += 0.01
+    controller.on_drop(None, throttling=True)  # within the gap after an evaluation that saw losses
+    assert len(algorithm.signals) == 2
+    clock.now += 0.05
+    controller.on_drop(None, throttling=True)
+    assert len(algorithm.signals) == 3 and algorithm.signals[2].throttles == 2

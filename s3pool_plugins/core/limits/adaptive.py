@@ -10,9 +10,17 @@ Each evaluation reacts to the strongest signal present, in this order:
    that rose clearly, or a cut that hardly lowered what was sent, cuts
    deeper. The pool
    starts pacing attempts at ``pace_margin`` (90%) of that rate and
-   remembers it as the ceiling. With less than half a second of successes
-   to measure (a cold start), it paces at half the rate attempts were
-   ending instead, and measures at the next throttling. Throttling that is
+   remembers it as the ceiling. Throttling while probing a little past the
+   ceiling (less than twice it) cuts back from the ceiling: the last
+   second's successes then count a burst allowance the service refilled
+   while the pool stayed below it. The first throttling of a new state
+   (a cold start) that comes after a throttle-free stretch (a burst
+   allowance spent) is estimated from all successes so far, taking the
+   burst as ``burst`` seconds of the rate (:meth:`AdaptiveLimit._cold_estimate`);
+   with less than half a second of successes otherwise, it paces at half
+   the rate attempts were ending, and measures at the next throttling. A cut
+   leaves the limit room for its pace (twice the pace times the round trip,
+   within ``max_concurrency``): the pace, not the limit, holds the rate. Throttling that is
    still in flight from before a cut (within ``settle_time`` of it) cuts
    no further: ``settle_time`` defaults to two adjustment intervals, long
    enough for retries that were waiting out a backoff to come back. The
@@ -42,10 +50,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..validation import seconds
 from .base import Limit
-from .cause import AMBIENT, NO_EFFECT, WORKS, WORSE, ThrottleCause, Verdict
+from .cause import AMBIENT, NO_EFFECT, UNKNOWN, WORKS, WORSE, ThrottleCause, Verdict
 from .options import AutoTuning
 from .signals import LimitDecision, LimitSignal
+
+_BURST_SEEN = (100, 40, 0.4)
+"""What shows a burst allowance spent at the first throttling: 100 successes before it, or 40 and 0.4 seconds
+(ambient 503s come much sooner: at 5%, 40 answers pass without one 13% of the time)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class AdaptiveLimit(Limit):
         unpace_after: float = 30.0,
         min_rate: float = 1.0,
         plateau: float = 2.0,
+        burst: float = 1.0,
     ) -> None:
         self.settings = settings or AutoTuning()
         self._tolerance = tolerance
@@ -95,7 +109,14 @@ class AdaptiveLimit(Limit):
         self._probe_step = 0.01
         self._last_cut = -math.inf
         self._calm = 0.0
+        self._trial_ceiling: float | None = None
+        self._cold_cut = False
         self._reported_rate: float | None = None
+        self._started_at: float | None = None
+        self._successes = 0
+        self._throttle_free: tuple[int, float] | None = None
+        """Successes and seconds before the first throttling (None before it)."""
+        self._burst: float = seconds("burst", burst, open_low=False) or 0.0
         self.cause: ThrottleCause[_Undo] = ThrottleCause()
         """Whether throttling is the pool's doing: the record of cuts tested, kept and undone."""
 
@@ -148,6 +169,11 @@ class AdaptiveLimit(Limit):
 
     def update(self, signal: LimitSignal) -> LimitDecision | None:
         old_limit, old_rate = self.limit, self._reported_rate
+        if self._started_at is None:
+            self._started_at = signal.at - signal.interval
+        self._successes += signal.successes
+        if signal.throttles and self._throttle_free is None:  # the first throttling: what came before it
+            self._throttle_free = (self._successes, signal.at - self._started_at)
         cause = self.cause
         if self._rate is not None and self._rate <= (self._ceiling or self._rate) * 0.98 + 1e-9:
             cause.calibrate(signal.at)  # at a kept cut, not probing past it: what throttling was left is ambient
@@ -183,7 +209,7 @@ class AdaptiveLimit(Limit):
             undo = self._snapshot()
             if self._on_throttling(signal):
                 rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
-                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo)
+                cause.start(signal.at, max(0.05, 2 * rtt), signal.offered, undo, signal.goodput, self._cold_cut)
             return "throttling"
         if signal.timeouts:
             self._limit = max(self.settings.min_concurrency, self._limit * self._backoff)
@@ -208,6 +234,7 @@ class AdaptiveLimit(Limit):
 
     def _on_throttling(self, signal: LimitSignal) -> bool:
         """Cut on throttling, unless it answers attempts sent before the last cut; True if it cut."""
+        self._cold_cut = False
         self._calm = 0.0
         self._probe_step = 0.01
         settle = self._settle_time if self._settle_time is not None else 2 * self.settings.adjustment_interval
@@ -220,22 +247,38 @@ class AdaptiveLimit(Limit):
         """Pace at what the service accepts (throttling at the ambient level does not count against it).
 
         ``measured``: the goodput since the last cut is what the service accepts, however short the span.
+        A first cut (no throttling judged yet, unpaced) uses :meth:`_cold_estimate` instead.
         """
         self._calm = 0.0
         self._probe_step = 0.01
-        if measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
+        before = self._rate
+        if not measured and self._rate is None and self.cause.state == UNKNOWN and self._burst_spent():
+            accepted = self._cold_estimate(signal)
+            self._cold_cut = True
+            self._rate = max(self._min_rate, accepted * self._pace_margin)
+        elif measured or signal.goodput_span >= 0.5 or signal.offered <= 0:
             accepted = signal.goodput / (1.0 - min(self.cause.ambient, 0.5))
             if signal.offered > 0:
                 accepted = min(accepted, max(signal.goodput, signal.offered))
+            known = self._ceiling
+            if not measured and known is not None and self._rate is not None and known < self._rate < 2 * known:
+                # throttling while probing a little past the known ceiling: the last second's goodput counts the
+                # service's burst allowance (refilled while below it), so it is no measure; the ceiling is
+                accepted = min(accepted, known)
             self._rate = max(self._min_rate, accepted * self._pace_margin)
-        else:  # a cold start: too little to measure what the service accepts; halve what was offered, and learn
+        else:  # too little to measure what the service accepts; halve what was offered, and learn
             rtt = signal.rtt_mean or self._baseline
             accepted = signal.offered
             if rtt and signal.peak_inflight:  # a rate over the first few ms says little; in flight / rtt says more
                 accepted = max(accepted, signal.peak_inflight / rtt)
             self._rate = max(self._min_rate, accepted * 0.5)
+        if measured and before is not None:
+            self._rate = min(self._rate, before)  # a deeper cut: never a higher pace than the one on trial
         ceiling = max(accepted, self._rate)
-        if self._ceiling is not None and abs(ceiling / self._ceiling - 1) < 0.15:
+        reference = self._trial_ceiling if measured else self._ceiling  # a deeper cut: the one from before
+        if not measured:
+            self._trial_ceiling = self._ceiling
+        if reference is not None and abs(ceiling / reference - 1) < 0.15:
             self._hold = min(self._hold * 2, 4 * self._plateau)  # the same ceiling again: probe less often
         else:
             self._hold = self._plateau
@@ -245,6 +288,33 @@ class AdaptiveLimit(Limit):
         if signal.peak_inflight and self._limit > signal.peak_inflight + 1:
             # a limit above what ran is no limit at all; but a short interval's peak can be far below what runs
             self._limit = max(float(signal.peak_inflight + 1), self._limit / 2)
+        rtt = signal.rtt_mean or self._baseline
+        if rtt and self._rate is not None:  # room for the pace at twice the round trip: the pace limits the rate
+            self._limit = max(self._limit, min(float(self.settings.max_concurrency), 2 * self._rate * rtt))
+
+    def _burst_spent(self) -> bool:
+        """True when the first throttling came after a throttle-free stretch long enough to be a burst
+        allowance spent (see ``_BURST_SEEN``)."""
+        if self._throttle_free is None or self._burst <= 0:  # burst=0: no allowance assumed
+            return False
+        many, some, after = _BURST_SEEN
+        successes, elapsed = self._throttle_free
+        return successes >= many or (successes >= some and elapsed >= after)
+
+    def _cold_estimate(self, signal: LimitSignal) -> float:
+        """What the service accepts, at the first throttling of a new state: see "Cold start" in docs/adaptive.md.
+
+        The first throttling comes when the service's burst allowance is spent: what it accepted until then is
+        that allowance plus its rate over the time. With the burst taken as ``burst`` seconds' worth of the
+        rate (one second: the common token-bucket convention, and ChaosProxy's), the rate is the successes
+        since the state began over ``elapsed + burst``; never more than the goodput, nor less than the
+        successes of the last second over ``1 + burst`` seconds (what a burst of that size allows in them).
+        Only used when :meth:`_burst_spent`: ambient 503s show much sooner.
+        """
+        elapsed = max(signal.at - (self._started_at if self._started_at is not None else signal.at), 0.0)
+        estimate = self._successes / (elapsed + self._burst)
+        floor = signal.goodput * min(signal.goodput_span, 1.0) / (1.0 + self._burst)
+        return max(floor, min(signal.goodput, estimate))
 
     def _on_calm(self, signal: LimitSignal) -> str:
         reason = "latency"

@@ -54,8 +54,11 @@ CAUSED = "caused"
 AMBIENT = "ambient"
 """The last tested cut changed nothing: the throttling is not the pool's doing."""
 
-MAX_AMBIENT = 0.5
+MAX_AMBIENT = 0.35
 """A share of throttling above this is never judged ambient: the cut goes deeper (and is kept) instead."""
+
+NEGLIGIBLE = 0.01
+"""Shares of throttling this small before and after a cut say nothing about its cause: the cut is kept."""
 
 WORKS = "works"
 WORSE = "worse"
@@ -74,10 +77,16 @@ class _Trial(Generic[S]):
     offered: float
     """Attempts per second before the cut."""
     undo: S
+    goodput: float = 0.0
+    """Successes per second before the cut (0: unknown)."""
     attempts: int = 0
     throttles: int = 0
     pending: int = 0
     deeper: int = 0
+    rose: bool = False
+    cold: bool = False
+    """The first cut of a state, after a burst allowance was spent: ambient throttling is unlikely."""
+    """The share rose clearly under a cut of this trial ("worse")."""
     """Deeper cuts made within this trial."""
     """Throttling answers not yet counted as caused or ambient (those since the cut, and those that led to it)."""
 
@@ -164,11 +173,12 @@ class ThrottleCause(Generic[S]):
         else:
             self._unjudged = throttles  # ambient, unless they lead to a cut (start)
 
-    def share(self, at: float) -> tuple[float, int]:
-        """The throttling share over the last ``window`` seconds, and the attempts it is measured on."""
+    def share(self, at: float, since: float = -math.inf) -> tuple[float, int]:
+        """The throttling share over the last ``window`` seconds (answers after ``since`` only), and the
+        attempts it is measured on."""
         self._trim(at)
-        attempts = sum(n for _, n, _ in self._window)
-        throttles = sum(t for _, _, t in self._window)
+        attempts = sum(n for t, n, _ in self._window if t > since)
+        throttles = sum(x for t, _, x in self._window if t > since)
         return (throttles / attempts if attempts else 0.0), attempts
 
     def excess(self, at: float) -> bool:
@@ -179,7 +189,7 @@ class ThrottleCause(Generic[S]):
         """
         if self._trial is not None:
             return False
-        share, attempts = self.share(at)
+        share, attempts = self.share(at, self._verdict_at)  # answers before the verdict came at another pace
         if self.state == UNKNOWN or at >= self._retest_at:  # a share measured on a handful says nothing yet
             return share > 0 and (attempts >= self._min_samples // 2 or share * attempts >= 3)
         ambient = self.ambient
@@ -202,14 +212,16 @@ class ThrottleCause(Generic[S]):
         if attempts >= self._min_samples:
             self.ambient = share
 
-    def start(self, at: float, settle: float, offered: float, undo: S) -> None:
-        """A cut was made at ``at`` when ``offered`` attempts per second ended; answers from ``settle`` seconds
-        later on judge it. Restore ``undo`` if it has no effect.
+    def start(
+        self, at: float, settle: float, offered: float, undo: S, goodput: float = 0.0, cold: bool = False
+    ) -> None:
+        """A cut was made at ``at`` when ``offered`` attempts per second ended, ``goodput`` of them successes
+        (0: unknown); answers from ``settle`` seconds later on judge it. Restore ``undo`` if it has no effect.
 
         Throttling in the window that led to the cut is part of the trial's count.
         """
-        before, n = self.share(at)
-        self._trial = _Trial(at, at + settle, before, n, offered, undo, pending=self._unjudged)
+        before, n = self.share(at, self._verdict_at)  # since the last verdict: it may have changed the rate
+        self._trial = _Trial(at, at + settle, before, n, offered, undo, goodput, cold=cold, pending=self._unjudged)
         self._unjudged = 0
         self.state = TESTING
 
@@ -226,6 +238,13 @@ class ThrottleCause(Generic[S]):
         )
         if due:
             outcome = self._compare(trial, after, offered)
+            thin = trial.throttles < 3 and trial.before * trial.attempts < 3  # fewer than three answers either way
+            if outcome in (WORKS, NO_EFFECT) and (thin or max(trial.before, after) <= NEGLIGIBLE):
+                if at < trial.cut_at + self._max_trial:
+                    return None  # measure longer: a verdict on one or two answers is chance
+                outcome = WORKS  # throttling all but stopped at the cut: keep it (the pace is probed up)
+            if outcome == NO_EFFECT and trial.cold and at < trial.cut_at + self._max_trial:
+                return None  # the share before a first cut is diluted by the burst before it: measure longer
             if outcome == NO_EFFECT and trial.before - after > self._error(trial, after):
                 # it seems to have fallen, not clearly: measure longer, then cut deeper to make it clear
                 if at < trial.cut_at + self._max_trial:
@@ -244,12 +263,14 @@ class ThrottleCause(Generic[S]):
         self.last_verdict = verdict
         if outcome in (WORSE, DEEPER):
             if outcome == WORSE:  # the capacity fell: judged again against the new share
+                trial.rose = True
                 trial.before, trial.before_n = after, trial.attempts
             else:  # against all seen so far: a share that was high by chance would make anything look lower
                 n = trial.before_n + trial.attempts
                 trial.before = (trial.before * trial.before_n + after * trial.attempts) / max(1, n)
                 trial.before_n = n
             trial.offered = offered
+            trial.goodput = offered * (1 - after)
             trial.deeper += 1
             trial.cut_at = trial.measure_from = at
             trial.attempts = trial.throttles = 0
@@ -308,9 +329,15 @@ class ThrottleCause(Generic[S]):
         if offered >= 0.95 * trial.offered:
             return DEEPER if trial.deeper < 3 else NO_EFFECT
         fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
-        if fell or after <= 0.5 * before:
+        if fell or (after <= 0.5 * before and before * trial.attempts >= 6):  # halved, on more than chance
             return WORKS
         if after > MAX_AMBIENT:  # more than half of all answers: not other clients' doing; cut until it shows
+            return DEEPER if trial.deeper < 3 else WORKS
+        if trial.goodput > 0 and offered * (1 - after) >= 0.95 * trial.goodput:
+            # the pool sent less and the service took as much as before: it takes no more, so the throttling
+            # that is left is the pool's too (ambient throttling takes its share of whatever is sent)
+            return DEEPER if trial.deeper < 3 else WORKS
+        if trial.rose:  # the share rose clearly under a cut before: a falling capacity, not ambient throttling
             return DEEPER if trial.deeper < 3 else WORKS
         return NO_EFFECT
 

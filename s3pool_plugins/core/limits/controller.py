@@ -9,7 +9,8 @@ waits at its own gate and never occupies the pool's slots meanwhile.
 
 Signals are folded into counters on the attempt's thread (one short lock);
 an evaluation runs on that same thread when the state's interval has passed,
-or at once on throttling or a timeout (at most once per ``min_gap``).
+or at once on throttling or a timeout (at most once per ``min_gap`` after an
+evaluation that saw losses: the first loss after a calm spell is acted on at once).
 
 Each change of an algorithm's ``state`` (``AdaptiveLimit.state``) is logged
 once at INFO with its reason, a change of pace or limit that cuts throughput
@@ -83,6 +84,8 @@ class _State:
             times.popleft()
 
     cut_at: float = -math.inf
+    lossy_at: float = -math.inf
+    """When an evaluation last saw losses: the next one for losses waits ``min_gap`` after it."""
 
     def per_second(self, times: deque[float], now: float) -> tuple[float, float]:
         """Events per second over the last second, or since the last throttling cut or the first event
@@ -367,7 +370,7 @@ class LimitController:
         now = self._clock()
         elapsed = now - state.since
         interval = self.settings.adjustment_interval
-        if elapsed < interval and not (dropped and elapsed >= self._min_gap(state)):
+        if elapsed < interval and not (dropped and now - state.lossy_at >= self._min_gap(state)):
             return
         successes = state.successes
         goodput, span = state.per_second(state.recent, now)
@@ -387,6 +390,8 @@ class LimitController:
             rate=state.algorithm.rate,
             memory_fraction=self._memory_fraction(now) if partition is None else None,
         )
+        if signal.drops:
+            state.lossy_at = now
         state.reset(now)
         old_limit, old_rate = state.scheduler.wanted_limit, state.algorithm.rate
         old_mode = getattr(state.algorithm, "state", None)
