@@ -36,7 +36,7 @@ def test_a_process_cluster_reads_parquet_through_install_fsspec(make_pool, local
     assert pool.stats().succeeded > 0
 
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         distributed.Client(cluster) as client,
     ):
         read = dd.read_parquet(f"s3://{s3_bucket}/dataset", storage_options=options).compute()

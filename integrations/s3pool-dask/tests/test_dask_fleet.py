@@ -27,7 +27,7 @@ def test_workers_join_one_redis_fleet_and_write_and_read_parquet(
         fleet_name="dask-etl",
     )
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster,
+        distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster,
         distributed.Client(cluster) as client,
     ):
         client.register_plugin(plugin)

@@ -24,7 +24,7 @@ dd = pytest.importorskip("dask.dataframe")
 
 
 def _cluster() -> Any:
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None)
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0")
 
 
 def _routes_in_this_worker(storage_options: dict[str, Any]) -> dict[str, Any]:
