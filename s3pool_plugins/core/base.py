@@ -178,12 +178,17 @@ class PoolBase:
             interval=0.5 if adaptive is None else adaptive.adjustment_interval,
             clock=self._clock,
             slots_on_pool=adaptive is None or adaptive.scope == "pool",
+            throttled=self._throttled_count,
         )
         agent.attach("", None, self._scheduler, slots=adaptive is None or adaptive.scope == "pool")
         if self._limits is not None:
             self._limits.on_gate = agent.on_gate
         agent.start()
         return agent
+
+    def _throttled_count(self) -> int:
+        """Attempts throttled so far (read without the lock: an int, for the fleet agent's calm check)."""
+        return self._throttled
 
     @property
     def fleet(self) -> FleetBackend | None:

@@ -134,7 +134,7 @@ def test_a_capped_paced_scheduler_grants_within_cap_limit_and_tokens(ops: list[t
 
 
 def test_the_retry_budget_is_fleet_wide() -> None:
-    """One pool spending retries drains the fleet's budget; another pool's share is all that is left."""
+    """One pool spending retries drains the fleet's budget; the other pools' shares are all that is left."""
     fleet = LocalFleet("budget")
     budget = RetryBudget(capacity=100, retry_cost=5, timeout_retry_cost=10, success_reward=0)
     options: dict[str, Any] = dict(
@@ -143,18 +143,18 @@ def test_the_retry_budget_is_fleet_wide() -> None:
         retry_budget=budget,
         retries=1000,
         retry_delay=0.001,
+        max_retry_delay=0.01,
         load_entrypoints=False,
         retryable_errors=[ConnectionError],
     )
-    quiet = OperationsPool(**options)
+    quiet = [OperationsPool(**options) for _ in range(2)]
     busy = OperationsPool(**options)
+    pools = [*quiet, busy]
     try:
         deadline = time.monotonic() + 5
-        while (
-            quiet.stats().retry_budget_tokens != 20 or busy.stats().retry_budget_tokens != 20
-        ) and time.monotonic() < deadline:
+        while any(p.stats().retry_budget_tokens != 20 for p in pools) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert quiet.stats().retry_budget_tokens == busy.stats().retry_budget_tokens == 20  # each its share
+        assert [p.stats().retry_budget_tokens for p in pools] == [20, 20, 20]  # each its share
 
         def always_fails() -> None:
             raise ConnectionError("down (test)")
@@ -169,10 +169,11 @@ def test_the_retry_budget_is_fleet_wide() -> None:
                 pass
             stalled = stalled + 1 if busy.stats().retries == retries else 0
             time.sleep(0.1)
-        # A pool alone would retry 100 / 5 = 20 times; the fleet had 100 - 20 (the quiet pool's share) for it.
-        assert 12 <= busy.stats().retries <= 16
-        assert quiet.stats().retry_budget_tokens == 20
+        # A pool alone would retry 100 / 5 = 20 times. The fleet (one member with work: 100 tokens) had
+        # 100 - 40 (the quiet pools' shares) for it, and it may spend a share (4 retries) ahead of its own.
+        assert 12 <= busy.stats().retries <= 60 // 5 + 4
+        assert [p.stats().retry_budget_tokens for p in quiet] == [20, 20]
         assert not fleet.partition("").take_retry(5, 100)
     finally:
-        quiet.shutdown()
-        busy.shutdown()
+        for pool in pools:
+            pool.shutdown()

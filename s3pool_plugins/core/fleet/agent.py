@@ -36,7 +36,7 @@ from .backend import FleetBackend
 from .budget import FleetRetryBudget
 from .stats import FleetStats
 from .timebox import TimeBox
-from .unit import LEAD_TIME, FleetUnit
+from .unit import FleetUnit
 
 log = logging.getLogger("s3pool_plugins.fleet")
 
@@ -45,8 +45,11 @@ T = TypeVar("T")
 REJOIN_INTERVAL = 1.0
 """Seconds between two tries of a store that is away."""
 
-BUSY_TICK = LEAD_TIME / 5
-"""Seconds between two rounds while some unit has work (a fifth of the lead time)."""
+BUSY_TICK = 0.01
+"""Seconds between two rounds while some unit has work."""
+
+REFUND_EVERY = 1.0
+"""Seconds between two returns of retry refunds and rewards to the fleet, unless half a share piled up first."""
 
 IDLE_TICK = 0.05
 """Seconds between two rounds while no unit has work."""
@@ -67,6 +70,7 @@ class FleetAgent:
         interval: float,
         clock: Callable[[], float],
         slots_on_pool: bool,
+        throttled: Callable[[], int] = lambda: 0,
     ) -> None:
         self.backend = backend
         self._owns_backend = owns_backend
@@ -76,8 +80,9 @@ class FleetAgent:
         self._budget = budget
         self._interval = interval
         self._clock = clock
+        self._throttled = throttled
         self.member = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:8]}"
-        self._box = TimeBox(f"{name}-fleet", min(1.0, interval / 2))
+        self._box = TimeBox(f"{name}-fleet", min(1.0, 0.8 * interval))  # a fallback within one interval
         self._lock = threading.Lock()
         self._units: dict[str, FleetUnit] = {}
         self._wake = threading.Event()
@@ -91,7 +96,7 @@ class FleetAgent:
         self._fallbacks = 0
         self._rejoins = 0
         self._next_try = -math.inf
-        self._budget_refused = 0
+        self._refunded_at = -math.inf
 
     # -- wiring --------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class FleetAgent:
             interval=self._interval,
             clock=self._clock,
             wake=self._wake.set,
+            throttled=self._throttled,
         )
         with self._lock:
             self._units[key] = unit
@@ -184,18 +190,25 @@ class FleetAgent:
         if budget is None:
             return
         part = self.backend.partition("")
-        refunds = budget.take_refunds()
+        with self._lock:
+            pool = self._units.get("")
+        capacity = budget.capacity * (1 if pool is None else pool.members)  # the sum of its members' budgets
+        now = self._clock()
+        flush = now - self._refunded_at >= REFUND_EVERY
+        refunds = budget.take_refunds(1 if flush else max(budget.retry_cost, budget.share_size // 2))
+        if flush:
+            self._refunded_at = now
         if refunds:
             try:
-                self._call(lambda: part.give_retry(refunds, budget.capacity))
+                self._call(lambda: part.give_retry(refunds, capacity))
             except FleetUnavailable:
                 budget.on_success(refunds)  # kept for the next try (or the local bucket)
                 raise
         wanted = budget.wanted()
         if wanted:
-            if self._call(lambda: part.take_retry(wanted, budget.capacity)):
+            if self._call(lambda: part.take_retry(wanted, capacity)):
                 budget.take_share(wanted)
-            elif wanted > budget.retry_cost and self._call(lambda: part.take_retry(budget.retry_cost, budget.capacity)):
+            elif wanted > budget.retry_cost and self._call(lambda: part.take_retry(budget.retry_cost, capacity)):
                 budget.take_share(budget.retry_cost)
         if not budget.joined:  # spend the fleet's tokens from now on (the local bucket until the share was filled)
             budget.set_joined(True)

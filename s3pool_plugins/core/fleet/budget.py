@@ -2,7 +2,9 @@
 
 :class:`FleetRetryBudget` is a :class:`~s3pool_plugins.RetryBudget` with the
 same costs and rewards. While the fleet is joined a retry spends tokens the
-agent took from the fleet's budget ahead of need (:meth:`take_share`), and
+agent took from the fleet's budget ahead of need (:meth:`take_share`; when
+they run out between two rounds, up to a share's worth more, which the agent
+takes from the fleet at its next round), and
 refunds and rewards pile up locally until the agent gives them back in one
 call (:meth:`take_refunds`): no store call per retry. While the fleet is
 away it is an ordinary local budget.
@@ -31,7 +33,8 @@ class FleetRetryBudget(RetryBudget):
 
     @property
     def tokens(self) -> int:
-        """Tokens this pool can spend now: its share of the fleet's while joined, else its own."""
+        """Tokens this pool holds now: its share of the fleet's while joined (negative: spent ahead of the
+        share, at most a share's worth, until the agent's next round), else its own."""
         return self._share if self.joined else self._tokens
 
     def try_acquire(self, error: BaseException) -> int | None:
@@ -39,7 +42,7 @@ class FleetRetryBudget(RetryBudget):
             return super().try_acquire(error)
         cost = self.cost_of(error)
         with self._lock:
-            if self._share < cost:
+            if self._share - cost < -self.share_size:  # a share's worth of debt at most, repaid next round
                 self.refused += 1
                 return None
             self._share -= cost
@@ -55,7 +58,7 @@ class FleetRetryBudget(RetryBudget):
                 self._refunds = min(self.capacity, self._refunds + amount)
 
     def wanted(self) -> int:
-        """Fleet tokens to take now to fill the share."""
+        """Fleet tokens to take now to fill the share (and repay what was spent ahead of it)."""
         with self._lock:
             return max(0, self.share_size - self._share)
 
@@ -64,9 +67,12 @@ class FleetRetryBudget(RetryBudget):
         with self._lock:
             self._share += count
 
-    def take_refunds(self) -> int:
-        """The refunds and rewards gathered since the last call (to give back to the fleet)."""
+    def take_refunds(self, at_least: int = 1) -> int:
+        """The refunds and rewards gathered since the last call (to give back to the fleet), or 0 (keeping
+        them) while fewer than ``at_least`` are gathered."""
         with self._lock:
+            if self._refunds < at_least:
+                return 0
             refunds, self._refunds = self._refunds, 0
             return refunds
 

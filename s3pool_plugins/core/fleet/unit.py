@@ -16,8 +16,9 @@ fleet's. It is proposed by compare-and-set on the version this member last
 saw: one change per version, and a member whose proposal lost adopts the
 winner's (its own rate becomes the fleet's divided by the members). One
 accepted change moves the fleet's rate by at most :data:`MAX_RISE` up or
-:data:`MAX_CUT` down; a rise is proposed only after the rate held for
-:data:`RISE_AFTER` adjustment intervals, so N members probing up do not
+:data:`MAX_CUT` down; a rise is proposed only after the rate held, and
+this member saw no throttling, for :data:`RISE_AFTER` adjustment intervals,
+so N members probing up (or undoing a cut they judged useless) do not
 compound; a cut is proposed at once, and adopting a cut counts as a cut for
 the local algorithm, so throttling still in flight from before it cuts no
 further.
@@ -40,8 +41,9 @@ Call = Callable[[Callable[[], T]], T]
 MEMBERS_LIMIT = 1 << 30
 """The limit of the membership lease (each member with work holds one slot of it)."""
 
-LEAD_TIME = 0.05
-"""Seconds of this member's share of the fleet rate that it leases ahead of need (the token batch)."""
+LEAD_TIME = 0.1
+"""Seconds of this member's share of the fleet rate that it leases ahead of need (the token batch); a
+member takes tokens at most once per half of it."""
 
 SLOT_TTL = 5.0
 """Seconds a slot lease lasts without renewal: the slots of a killed process come back within it."""
@@ -63,7 +65,8 @@ MAX_CUT = 0.5
 stall the fleet."""
 
 RISE_AFTER = 2.0
-"""Adjustment intervals the fleet's rate must have held before a member may raise it."""
+"""Adjustment intervals the fleet's rate must have held, and this member must have seen no throttling,
+before it may raise the fleet's rate."""
 
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
@@ -86,6 +89,7 @@ class FleetUnit:
         interval: float,
         clock: Callable[[], float],
         wake: Callable[[], None],
+        throttled: Callable[[], int],
     ) -> None:
         self.key = key
         self.partition = partition
@@ -99,7 +103,11 @@ class FleetUnit:
         self._clock = clock
         self.pacer = FleetPacer(1.0, LEAD_TIME / 2, clock)
         self._wake = wake
+        self._throttled = throttled
+        self._throttles_seen = throttled()
+        self._throttled_at = -math.inf
         self.fleet_rate: float | None = None
+        self.fleet_ceiling: float | None = None
         self.members = 1
         self.version = 0
         self._changed_at = -math.inf
@@ -166,6 +174,9 @@ class FleetUnit:
     def _serve_learned(self, call: Call[Any], now: float) -> None:
         controller = self.controller
         assert controller is not None
+        throttles = self._throttled()
+        if throttles != self._throttles_seen:
+            self._throttles_seen, self._throttled_at = throttles, now
         local = controller.learned(self.partition)
         if local is None:
             return
@@ -197,8 +208,9 @@ class FleetUnit:
         fleet_rate = None if rate is None else rate * members
         current = self.fleet_rate
         rising = current is not None and (fleet_rate is None or fleet_rate > current)
-        if rising and now - self._changed_at < RISE_AFTER * self.interval and self.version:
-            return  # the fleet's rate holds a while before a rise: members probing up do not compound
+        calm_since = max(self._changed_at, self._throttled_at)
+        if rising and now - calm_since < RISE_AFTER * self.interval and self.version:
+            return  # a rise only after a calm while: members probing up (or undoing a cut) do not compound
         if fleet_rate is not None and current is not None and self.version:
             fleet_rate = min(current * MAX_RISE, max(current * MAX_CUT, fleet_rate))
         proposal = SharedLimit(
@@ -218,6 +230,7 @@ class FleetUnit:
         if stored.version != self.version:
             self._changed_at = now
         self.version = stored.version
+        self.fleet_ceiling = stored.ceiling
         self.fleet_rate = stored.rate
         self._seen_rate = local_rate
 
@@ -284,8 +297,10 @@ class FleetUnit:
             with scheduler.lock:
                 self.pacer.deposit(grant.granted)
             scheduler.dispatch()
+        wait = LEAD_TIME / 2  # at most one take per half lead time: a batch covers the whole lead time
         if grant.granted < batch - tokens:
-            self.next_at = now + min(grant.retry_after, self.interval)
+            wait = max(wait, min(grant.retry_after, self.interval))
+        self.next_at = now + wait
 
     # -- joining and leaving -------------------------------------------------
 
