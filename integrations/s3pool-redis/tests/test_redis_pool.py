@@ -29,7 +29,10 @@ FLEET = "etl"
 
 @pytest.fixture
 def make_pool() -> Iterator[Callable[..., OperationsPool]]:
-    """Pools with the Redis plugin loaded explicitly (entry points off), shut down after the test."""
+    """Pools with the Redis plugin loaded explicitly (entry points off), shut down after the test.
+
+    Tests ask for a Redis server before this fixture, so the pools are shut down before the server stops.
+    """
     pools: list[OperationsPool] = []
 
     def make(**options: Any) -> OperationsPool:
@@ -109,7 +112,7 @@ class Workload:
 
 
 def test_pool_joins_through_the_url_and_its_calls_run(
-    make_pool: Callable[..., OperationsPool], redis_server: RedisServer, local_s3: LocalS3, s3_bucket: str
+    redis_server: RedisServer, make_pool: Callable[..., OperationsPool], local_s3: LocalS3, s3_bucket: str
 ) -> None:
     pool = make_pool(fleet=redis_server.url(), concurrency=8)
     fleet = pool.stats().fleet
@@ -125,8 +128,8 @@ def test_pool_joins_through_the_url_and_its_calls_run(
 
 
 def test_redis_killed_mid_run_falls_back_without_failed_calls_and_rejoins(
-    make_pool: Callable[..., OperationsPool],
     redis_server: RedisServer,
+    make_pool: Callable[..., OperationsPool],
     local_s3: LocalS3,
     s3_bucket: str,
     caplog: pytest.LogCaptureFixture,
@@ -180,8 +183,8 @@ def test_unreachable_at_start_runs_locally_then_joins(
 
 
 def test_fleet_concurrency_holds_across_pools_at_the_proxy(
-    make_pool: Callable[..., OperationsPool],
     redis_server: RedisServer,
+    make_pool: Callable[..., OperationsPool],
     local_s3: LocalS3,
     chaos_proxy: ChaosProxy,
     s3_bucket: str,
@@ -197,7 +200,7 @@ def test_fleet_concurrency_holds_across_pools_at_the_proxy(
     for work in workloads:
         work.__enter__()
     try:
-        assert wait_for(lambda: sum(w.calls for w in workloads) >= 150, 60)
+        assert wait_for(lambda: sum(w.calls for w in workloads) >= 150, 60), [p.stats().fleet for p in pools]
     finally:
         for work in workloads:
             work.__exit__()
