@@ -6,21 +6,19 @@ same key. Only the agent thread calls :meth:`FleetUnit.serve`; it calls the
 backend through the agent's time box and takes the scheduler's lock only
 for short bookkeeping, never around a backend call.
 
-How a local decision maps to the fleet (see docs/fleet.md): the local
-adaptive limit keeps deciding from what this member sees, at this member's
-scale (the fleet's bucket gives members with work about equal shares); the
-fleet's rate is that member's rate times the number of members that have
-work (``members``). Since a member's rate is the fleet's divided by the
-members, a change of the local rate is the same relative change of the
-fleet's. It is proposed by compare-and-set on the version this member last
-saw: one change per version, and a member whose proposal lost adopts the
-winner's (its own rate becomes the fleet's divided by the members). One
-accepted change moves the fleet's rate by at most :data:`MAX_RISE` up or
-:data:`MAX_CUT` down; a rise is proposed only after the rate held, and
-this member saw no throttling, for :data:`RISE_AFTER` adjustment intervals,
-so N members probing up (or undoing a cut they judged useless) do not
-compound; a cut is proposed at once, and adopting a cut counts as a cut for
-the local algorithm, so throttling still in flight from before it cuts no
+How a local decision maps to the fleet (see docs/fleet.md): the stored
+record is the fleet's rate, which the fleet's token bucket enforces; the
+local adaptive limit keeps deciding from what this member sees, at this
+member's scale (its share: the fleet's rate divided by the members with
+work). Members never convert an absolute local rate into a fleet rate: a
+local cut is proposed as the same *relative* cut of the fleet's rate, and
+rises are the fleet's own (:class:`~.rate.RatePolicy`: slow start while no
+ceiling is known, fast up to the ceiling, slow probes past it), proposed
+only while the fleet's rate holds this member back and after a calm spell
+with no throttling this member saw. Every proposal is a compare-and-set on
+the version this member last saw: one change per version, and a member whose
+proposal lost adopts the winner's. Adopting a cut counts as a cut for the
+local algorithm, so throttling still in flight from before it cuts no
 further.
 """
 
@@ -34,6 +32,7 @@ from ..limits.controller import LimitController
 from ..scheduler import Scheduler
 from .backend import FleetPartition, SharedLimit
 from .pacer import FleetPacer
+from .rate import FleetRate, RatePolicy
 
 T = TypeVar("T")
 Call = Callable[[Callable[[], T]], T]
@@ -56,17 +55,6 @@ COUNT_EVERY = 0.5
 
 IDLE_AFTER = 2.0
 """Seconds without work after which a member gives back its membership (it no longer shares the rate)."""
-
-MAX_RISE = 1.1
-"""The most one accepted change may raise the fleet's rate by (a factor)."""
-
-MAX_CUT = 0.5
-"""The most one accepted change may lower the fleet's rate to (a factor): one member's cold start cannot
-stall the fleet."""
-
-RISE_AFTER = 2.0
-"""Adjustment intervals the fleet's rate must have held, and this member must have seen no throttling,
-before it may raise the fleet's rate."""
 
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
@@ -113,6 +101,10 @@ class FleetUnit:
         self._changed_at = -math.inf
         self._read_at = -math.inf
         self._seen_rate: float | None = None
+        self._share: float | None = None
+        """This member's local rate when it last took on the fleet's (the base of its relative changes)."""
+        self._binding_at = -math.inf
+        self.policy = RatePolicy(interval)
         self._synced = False
         self.held = 0
         self._fresh = True
@@ -137,6 +129,8 @@ class FleetUnit:
         busy = queued > 0 or active > 0 or starved > 0
         if busy:
             self._busy_at = now
+        if starved:
+            self._binding_at = now
         self._serve_membership(call, now, busy)
         if self.controller is not None:
             self._serve_learned(call, now)
@@ -187,44 +181,63 @@ class FleetUnit:
             self._read_at = now
             if stored is not None:
                 self._adopt(stored, now, join=True)
-                return
-            self.version, self.fleet_rate, self._seen_rate = 0, None, None
-            if rate is not None:
-                self._propose(call, now, limit, rate, ceiling)
+            elif self.version and self.fleet_rate is not None:  # restarted empty: rebuild with the fleet's rate
+                self._rebuild(call, now, limit)
+            else:
+                self.version, self.fleet_rate, self._seen_rate = 0, None, None
+                proposal = self._from_local(limit, rate, ceiling)
+                if proposal is not None:
+                    self._offer(call, now, proposal)
             return
         if rate != self._seen_rate:
-            self._propose(call, now, limit, rate, ceiling)
-        elif now - self._read_at >= self.interval / 2:
+            proposal = self._from_local(limit, rate, ceiling)
+            self._seen_rate = rate
+            if proposal is not None:
+                self._offer(call, now, proposal)
+            return
+        if now - self._read_at >= self.interval / 2:
             stored = call(self.shared.shared_limit)
             self._read_at = now
             if stored is not None and stored.version != self.version:
                 self._adopt(stored, now)
-            elif stored is None and self.version:  # the store restarted empty: rebuild it from ours
-                self.version = 0
-                self._propose(call, now, limit, rate, ceiling)
-
-    def _propose(self, call: Call[Any], now: float, limit: int, rate: float | None, ceiling: float | None) -> None:
-        members = self.members
-        fleet_rate = None if rate is None else rate * members
+                return
+            if stored is None and self.version:  # the store restarted empty: rebuild it from ours
+                self._rebuild(call, now, limit)
+                return
         current = self.fleet_rate
-        rising = current is not None and (fleet_rate is None or fleet_rate > current)
-        calm_since = max(self._changed_at, self._throttled_at)
-        if rising and now - calm_since < RISE_AFTER * self.interval and self.version:
-            return  # a rise only after a calm while: members probing up (or undoing a cut) do not compound
-        if fleet_rate is not None and current is not None and self.version:
-            fleet_rate = min(current * MAX_RISE, max(current * MAX_CUT, fleet_rate))
-        proposal = SharedLimit(
-            rate=fleet_rate,
-            limit=limit,
-            ceiling=None if ceiling is None or fleet_rate is None else ceiling * members,
-            version=self.version,
-        )
+        if current is None or not self.version or now - self._binding_at > self.interval:
+            return  # a rise only while the fleet's rate holds this member back
+        calm_for = now - max(self._changed_at, self._throttled_at)
+        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for)
+        if risen is not None:
+            self._offer(call, now, SharedLimit(risen.rate, limit, risen.ceiling, self.version))
+
+    def _from_local(self, limit: int, rate: float | None, ceiling: float | None) -> SharedLimit | None:
+        """What the local limit's change (to ``rate``) proposes to the fleet; None: nothing (a local rise:
+        the fleet's rate rises by :meth:`RatePolicy.rise` alone, so N members' probes never compound)."""
+        current, share = self.fleet_rate, self._share
+        if rate is None:
+            if current is None:
+                return None
+            return SharedLimit(None, limit, None, self.version)  # a long calm unpaced this member: the fleet too
+        if current is None or share is None:
+            started = self.policy.start(rate)
+            return SharedLimit(started.rate, limit, started.ceiling, self.version)
+        if rate >= share:
+            return None
+        cut = self.policy.cut(FleetRate(current, self.fleet_ceiling), share, rate, ceiling)
+        return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
+
+    def _rebuild(self, call: Call[Any], now: float, limit: int) -> None:
+        """Put this member's last fleet state back into a store that restarted empty (the fleet's rate,
+        not this member's share of it)."""
+        self.version = 0
+        self._offer(call, now, SharedLimit(self.fleet_rate, limit, self.fleet_ceiling, 0))
+
+    def _offer(self, call: Call[Any], now: float, proposal: SharedLimit) -> None:
+        """Propose by compare-and-set, then take on whatever is stored (ours if it won)."""
         stored = call(lambda: self.shared.propose_limit(proposal))
-        won = stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit
-        if won and fleet_rate == (None if rate is None else rate * members):
-            self._accepted(stored, now, rate)
-            return
-        self._adopt(stored, now)  # lost, or bounded: this member's rate becomes its share of the stored one
+        self._adopt(stored, now)
 
     def _accepted(self, stored: SharedLimit, now: float, local_rate: float | None) -> None:
         if stored.version != self.version:
@@ -232,7 +245,7 @@ class FleetUnit:
         self.version = stored.version
         self.fleet_ceiling = stored.ceiling
         self.fleet_rate = stored.rate
-        self._seen_rate = local_rate
+        self._seen_rate = self._share = local_rate
 
     def _adopt(self, stored: SharedLimit, now: float, join: bool = False) -> None:
         controller = self.controller
