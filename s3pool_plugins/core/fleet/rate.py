@@ -18,7 +18,9 @@ they propose *relative* changes (see docs/fleet.md).
 - **Rise.** Below the ceiling, after a calm spell, the rate rises fast
   (:data:`FAST_RISE`, never past :data:`TOP` of the ceiling); at the
   ceiling it holds for :data:`PLATEAU` adjustment intervals and then probes
-  by :data:`PROBE`, raising the ceiling to the rate that held.
+  by :data:`PROBE`, a step that doubles with every further plateau without
+  throttling (up to :data:`MAX_PROBE`), raising the ceiling to the rate that
+  held.
 - **Rebuild.** A store restarted empty gets back the last fleet rate and
   ceiling a member knew (not its share).
 """
@@ -36,8 +38,16 @@ FAST_RISE = 1.25
 TOP = 0.98
 """The share of the ceiling a fast rise stops at."""
 
+BELOW_THROTTLED = 0.95
+"""A ceiling learned from a cut is at most this share of the rate that was throttled: what the service
+accepted is measured over a span that may include a burst it granted, so it can read above its rate."""
+
 PROBE = 0.03
-"""The relative step of a probe past the ceiling."""
+"""The relative step of the first probe past the ceiling; it doubles for every further plateau without
+throttling, up to :data:`MAX_PROBE` (a ceiling learned too low is left within seconds)."""
+
+MAX_PROBE = 0.25
+"""The largest relative step of a probe."""
 
 MAX_CUT = 0.5
 """The lowest factor one accepted cut multiplies the fleet's rate by: one member's noise cannot stall the fleet."""
@@ -77,23 +87,27 @@ class RatePolicy:
 
         Contract: the result is below ``fleet.rate`` (unless that is at the
         minimum) and at least ``MAX_CUT`` times it; the ceiling is never
-        below the new rate.
+        below the new rate, and never above ``BELOW_THROTTLED`` of the rate
+        that was throttled unless the new rate is.
         """
         factor = max(MAX_CUT, min(1.0, after / before)) if before > 0 else MAX_CUT
         rate = max(self.min_rate, fleet.rate * factor)
         ceiling = None
         if local_ceiling is not None and before > 0:
-            ceiling = max(rate, fleet.rate * min(1.0, local_ceiling / before))
+            ceiling = max(rate, fleet.rate * min(BELOW_THROTTLED, local_ceiling / before))
         return FleetRate(rate, ceiling)
 
-    def rise(self, fleet: FleetRate, calm_for: float) -> FleetRate | None:
-        """The fleet's next rate after ``calm_for`` seconds without a change or throttling, while the rate
-        binds; None: not yet.
+    def rise(self, fleet: FleetRate, calm_for: float, unthrottled_for: float | None = None) -> FleetRate | None:
+        """The fleet's next rate after ``calm_for`` seconds without a change or throttling, and
+        ``unthrottled_for`` seconds without throttling (default ``calm_for``), while the rate binds; None:
+        not yet.
 
         Contract: the result is above ``fleet.rate`` by at most
-        ``max(SLOW_START, FAST_RISE, 1 + PROBE)``; below the ceiling it never
-        passes ``TOP`` of it; the ceiling never drops.
+        ``max(SLOW_START, FAST_RISE, 1 + MAX_PROBE)``; below the ceiling it
+        never passes ``TOP`` of it; the ceiling never drops.
         """
+        if unthrottled_for is None:
+            unthrottled_for = calm_for
         rate, ceiling = fleet.rate, fleet.ceiling
         if ceiling is None:
             if calm_for < CALM * self.interval:
@@ -104,9 +118,12 @@ class RatePolicy:
             if calm_for < CALM * self.interval:
                 return None
             return FleetRate(min(top, rate * FAST_RISE), ceiling)
-        if calm_for < PLATEAU * self.interval:
+        plateau = PLATEAU * self.interval
+        if calm_for < plateau:
             return None
-        return FleetRate(rate * (1.0 + PROBE), max(ceiling, rate))
+        doublings = max(0.0, unthrottled_for / plateau - 1.0)
+        step = min(MAX_PROBE, PROBE * 2.0 ** min(doublings, 8.0))
+        return FleetRate(rate * (1.0 + step), max(ceiling, rate))
 
 
 __all__ = ["FleetRate", "RatePolicy"]

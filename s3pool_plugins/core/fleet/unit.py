@@ -97,6 +97,7 @@ class FleetUnit:
         self.fleet_rate: float | None = None
         self.fleet_ceiling: float | None = None
         self.members = 1
+        self._last_count = 1
         self.version = 0
         self._changed_at = -math.inf
         self._read_at = -math.inf
@@ -129,8 +130,6 @@ class FleetUnit:
         busy = queued > 0 or active > 0 or starved > 0
         if busy:
             self._busy_at = now
-        if starved:
-            self._binding_at = now
         self._serve_membership(call, now, busy)
         if self.controller is not None:
             self._serve_learned(call, now)
@@ -162,7 +161,11 @@ class FleetUnit:
             free = call(lambda: part.lease_slots(probe, MEMBERS_LIMIT, MEMBERS_LIMIT, 1.0))
             call(lambda: part.release_slots(probe, MEMBERS_LIMIT))
             if free > MEMBERS_LIMIT // 2:  # else another member's count held the slots meanwhile: count again later
-                self.members = max(1, MEMBERS_LIMIT - free)
+                count = max(1, MEMBERS_LIMIT - free)
+                # a drop counts from the second count that shows it: after a store restarted empty, members
+                # lease their membership again one round apart, and one low count would inflate this share
+                self.members = max(count, min(self.members, self._last_count))
+                self._last_count = count
                 self._counted_at = now
 
     def _serve_learned(self, call: Call[Any], now: float) -> None:
@@ -194,6 +197,8 @@ class FleetUnit:
             self._seen_rate = rate
             if proposal is not None:
                 self._offer(call, now, proposal)
+            elif rate is None and self.fleet_rate is not None:  # a local undo unpaced it: the fleet's pace holds
+                self._adopt(SharedLimit(self.fleet_rate, limit, self.fleet_ceiling, self.version), now)
             return
         if now - self._read_at >= self.interval / 2:
             stored = call(self.shared.shared_limit)
@@ -206,9 +211,9 @@ class FleetUnit:
                 return
         current = self.fleet_rate
         if current is None or not self.version or now - self._binding_at > self.interval:
-            return  # a rise only while the fleet's rate holds this member back
+            return  # a rise only while the fleet uses all of its rate (its bucket ran dry lately)
         calm_for = now - max(self._changed_at, self._throttled_at)
-        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for)
+        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for, now - self._throttled_at)
         if risen is not None:
             self._offer(call, now, SharedLimit(risen.rate, limit, risen.ceiling, self.version))
 
@@ -217,9 +222,7 @@ class FleetUnit:
         the fleet's rate rises by :meth:`RatePolicy.rise` alone, so N members' probes never compound)."""
         current, share = self.fleet_rate, self._share
         if rate is None:
-            if current is None:
-                return None
-            return SharedLimit(None, limit, None, self.version)  # a long calm unpaced this member: the fleet too
+            return None  # unpaced locally (an undone cold-start cut, a long calm): the fleet keeps its pace
         if current is None or share is None:
             started = self.policy.start(rate)
             return SharedLimit(started.rate, limit, started.ceiling, self.version)
@@ -311,7 +314,8 @@ class FleetUnit:
                 self.pacer.deposit(grant.granted)
             scheduler.dispatch()
         wait = LEAD_TIME / 2  # at most one take per half lead time: a batch covers the whole lead time
-        if grant.granted < batch - tokens:
+        if grant.granted < batch - tokens:  # the fleet's bucket ran dry: the fleet uses all of its rate
+            self._binding_at = now
             wait = max(wait, min(grant.retry_after, self.interval))
         self.next_at = now + wait
 
