@@ -8,7 +8,8 @@ they propose *relative* changes (see docs/fleet.md).
 - **Start.** A fleet with no record starts at one member's cold-start rate
   (what that member alone judged, not times the members: conservative), with
   no ceiling, and then *slow-starts*: it multiplies its rate by
-  :data:`SLOW_START` after every calm spell until something throttles.
+  :data:`SLOW_START` after every calm adjustment interval until something
+  throttles.
 - **Cut.** A member whose local limit cut from its share ``before`` to
   ``after`` proposes the fleet's rate times ``after / before`` (at most down
   to :data:`MAX_CUT` of it): the local limit measured what the service
@@ -46,7 +47,7 @@ PROBE = 0.03
 """The relative step of the first probe past the ceiling; it doubles for every further plateau without
 throttling, up to :data:`MAX_PROBE` (a ceiling learned too low is left within seconds)."""
 
-MAX_PROBE = 0.25
+MAX_PROBE = 0.1
 """The largest relative step of a probe."""
 
 MAX_CUT = 0.5
@@ -55,7 +56,11 @@ MAX_CUT = 0.5
 CALM = 2.0
 """Adjustment intervals without a change and without throttling before a rise below the ceiling."""
 
-PLATEAU = 4.0
+PACE_MARGIN = 0.9
+"""The share of what the service accepted that a cut paces at (the local limit's own margin): a ceiling is
+at least the new rate divided by it."""
+
+PLATEAU = 2.0
 """Adjustment intervals without a change and without throttling before a probe past the ceiling."""
 
 
@@ -94,7 +99,8 @@ class RatePolicy:
         rate = max(self.min_rate, fleet.rate * factor)
         ceiling = None
         if local_ceiling is not None and before > 0:
-            ceiling = max(rate, fleet.rate * min(BELOW_THROTTLED, local_ceiling / before))
+            measured = max(rate / PACE_MARGIN, fleet.rate * local_ceiling / before)
+            ceiling = max(rate, min(fleet.rate * BELOW_THROTTLED, measured))
         return FleetRate(rate, ceiling)
 
     def rise(self, fleet: FleetRate, calm_for: float, unthrottled_for: float | None = None) -> FleetRate | None:
@@ -110,7 +116,7 @@ class RatePolicy:
             unthrottled_for = calm_for
         rate, ceiling = fleet.rate, fleet.ceiling
         if ceiling is None:
-            if calm_for < CALM * self.interval:
+            if calm_for < self.interval:  # one interval: throttling shows within it
                 return None
             return FleetRate(rate * SLOW_START, None)
         top = ceiling * TOP

@@ -188,12 +188,12 @@ class FleetUnit:
                 self._rebuild(call, now, limit)
             else:
                 self.version, self.fleet_rate, self._seen_rate = 0, None, None
-                proposal = self._from_local(limit, rate, ceiling)
+                proposal = self._from_local(now, limit, rate, ceiling)
                 if proposal is not None:
                     self._offer(call, now, proposal)
             return
         if rate != self._seen_rate:
-            proposal = self._from_local(limit, rate, ceiling)
+            proposal = self._from_local(now, limit, rate, ceiling)
             self._seen_rate = rate
             if proposal is not None:
                 self._offer(call, now, proposal)
@@ -217,7 +217,7 @@ class FleetUnit:
         if risen is not None:
             self._offer(call, now, SharedLimit(risen.rate, limit, risen.ceiling, self.version))
 
-    def _from_local(self, limit: int, rate: float | None, ceiling: float | None) -> SharedLimit | None:
+    def _from_local(self, now: float, limit: int, rate: float | None, ceiling: float | None) -> SharedLimit | None:
         """What the local limit's change (to ``rate``) proposes to the fleet; None: nothing (a local rise:
         the fleet's rate rises by :meth:`RatePolicy.rise` alone, so N members' probes never compound)."""
         current, share = self.fleet_rate, self._share
@@ -226,8 +226,8 @@ class FleetUnit:
         if current is None or share is None:
             started = self.policy.start(rate)
             return SharedLimit(started.rate, limit, started.ceiling, self.version)
-        if rate >= share:
-            return None
+        if rate >= share or now - self._throttled_at > self.interval:
+            return None  # a local rise, or a cut without throttling this member saw: no evidence for the fleet
         cut = self.policy.cut(FleetRate(current, self.fleet_ceiling), share, rate, ceiling)
         return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
 
