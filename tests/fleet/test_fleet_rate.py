@@ -21,6 +21,7 @@ from s3pool_plugins.core.fleet.rate import (
     FAST_RISE,
     MAX_CUT,
     MAX_PROBE,
+    PACE_MARGIN,
     PLATEAU,
     PROBE,
     SLOW_START,
@@ -128,3 +129,17 @@ def test_a_fleet_converges_under_the_limit_from_a_cold_start(
     goodput = (sent - throttled) / len(steady)  # rates per interval: their mean
     assert goodput >= 0.9 * capacity, (goodput, capacity)
     assert throttled <= 0.02 * sent, (throttled / sent, capacity)
+
+
+@given(rate=rates, ceiling=ceilings, share=st.floats(min_value=0.0, max_value=1.0))
+def test_a_cut_by_the_throttled_share_paces_under_what_was_accepted(
+    rate: float, ceiling: float | None, share: float
+) -> None:
+    cut = RatePolicy(INTERVAL).cut_from_share(FleetRate(rate, ceiling), share)
+    accepted = rate * (1 - share)
+    assert (
+        max(1.0, rate * MAX_CUT) * (1 - 1e-12)
+        <= cut.rate
+        <= max(1.0, rate * MAX_CUT, accepted * PACE_MARGIN) * (1 + 1e-12)
+    )
+    assert cut.ceiling is not None and cut.rate <= cut.ceiling <= max(cut.rate, rate * BELOW_THROTTLED) * (1 + 1e-12)

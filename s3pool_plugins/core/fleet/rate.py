@@ -47,7 +47,7 @@ PROBE = 0.03
 """The relative step of the first probe past the ceiling; it doubles for every further plateau without
 throttling, up to :data:`MAX_PROBE` (a ceiling learned too low is left within seconds)."""
 
-MAX_PROBE = 0.1
+MAX_PROBE = 0.06
 """The largest relative step of a probe."""
 
 MAX_CUT = 0.5
@@ -102,6 +102,17 @@ class RatePolicy:
             measured = max(rate / PACE_MARGIN, fleet.rate * local_ceiling / before)
             ceiling = max(rate, min(fleet.rate * BELOW_THROTTLED, measured))
         return FleetRate(rate, ceiling)
+
+    def cut_from_share(self, fleet: FleetRate, throttled_share: float) -> FleetRate:
+        """The fleet's rate after a member saw ``throttled_share`` (0 to 1) of the attempts it sent at the
+        fleet's rate throttled lately: all members send to one limit, so the service accepted about
+        ``1 - throttled_share`` of what the fleet sent; the cut paces at :data:`PACE_MARGIN` of that.
+
+        Contract: as :meth:`cut`; the ceiling is what was accepted (under the rate that was throttled).
+        """
+        accepted = fleet.rate * (1.0 - max(0.0, min(1.0, throttled_share)))
+        rate = max(self.min_rate, fleet.rate * MAX_CUT, min(fleet.rate, accepted * PACE_MARGIN))
+        return FleetRate(rate, max(rate, min(fleet.rate * BELOW_THROTTLED, accepted)))
 
     def rise(self, fleet: FleetRate, calm_for: float, unthrottled_for: float | None = None) -> FleetRate | None:
         """The fleet's next rate after ``calm_for`` seconds without a change or throttling, and

@@ -25,6 +25,7 @@ further.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -55,6 +56,14 @@ COUNT_EVERY = 0.5
 
 IDLE_AFTER = 2.0
 """Seconds without work after which a member gives back its membership (it no longer shares the rate)."""
+
+SHARE_SAMPLE = 10
+"""Attempts at the fleet's pace a member must have sent within an interval to judge a cut by the share of
+them throttled (fewer: by its local limit's own measure)."""
+
+SETTLE = 2.0
+"""Adjustment intervals after a cut of the fleet's rate during which no member proposes another (answers to
+attempts sent before it are still coming back; the local limit's own settle time)."""
 
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
@@ -105,6 +114,10 @@ class FleetUnit:
         self._share: float | None = None
         """This member's local rate when it last took on the fleet's (the base of its relative changes)."""
         self._binding_at = -math.inf
+        self._cut_at = -math.inf
+        self._granted = self._spent = 0
+        self._history: deque[tuple[float, int, int]] = deque()
+        """(when, fleet tokens spent, throttled attempts) per round, over about two intervals."""
         self.policy = RatePolicy(interval)
         self._synced = False
         self.held = 0
@@ -127,6 +140,10 @@ class FleetUnit:
     def serve(self, call: Call[Any], now: float) -> None:
         """One round while the fleet is joined (every backend call through ``call``)."""
         queued, active, starved, tokens = self._look()
+        self._spent = self._granted - tokens
+        self._history.append((now, self._spent, self._throttled()))
+        while len(self._history) > 2 and self._history[1][0] <= now - 2 * self.interval:
+            self._history.popleft()
         busy = queued > 0 or active > 0 or starved > 0
         if busy:
             self._busy_at = now
@@ -228,8 +245,30 @@ class FleetUnit:
             return SharedLimit(started.rate, limit, started.ceiling, self.version)
         if rate >= share or now - self._throttled_at > self.interval:
             return None  # a local rise, or a cut without throttling this member saw: no evidence for the fleet
-        cut = self.policy.cut(FleetRate(current, self.fleet_ceiling), share, rate, ceiling)
+        if now - self._cut_at < SETTLE * self.interval:
+            return None  # throttling from before the fleet's last cut: one cut per settle time, fleet-wide
+        fleet = FleetRate(current, self.fleet_ceiling)
+        throttled = self._throttled_share(now)
+        if throttled is not None:
+            cut = self.policy.cut_from_share(fleet, throttled)
+        else:
+            cut = self.policy.cut(fleet, share, rate, ceiling)
         return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
+
+    def _throttled_share(self, now: float) -> float | None:
+        """The share of this member's attempts at the fleet's pace throttled over about the last adjustment
+        interval (fleet tokens spent are its attempts), or None if it sent too few to tell."""
+        since = now - self.interval
+        base = None
+        for at, spent, throttles in self._history:
+            if at <= since:
+                base = (spent, throttles)
+        if base is None:
+            return None
+        spent = self._spent - base[0]
+        if spent < SHARE_SAMPLE:
+            return None
+        return min(1.0, (self._throttles_seen - base[1]) / spent)
 
     def _rebuild(self, call: Call[Any], now: float, limit: int) -> None:
         """Put this member's last fleet state back into a store that restarted empty (the fleet's rate,
@@ -245,6 +284,9 @@ class FleetUnit:
     def _accepted(self, stored: SharedLimit, now: float, local_rate: float | None) -> None:
         if stored.version != self.version:
             self._changed_at = now
+            old = self.fleet_rate
+            if stored.rate is not None and (old is None or stored.rate < old):
+                self._cut_at = now
         self.version = stored.version
         self.fleet_ceiling = stored.ceiling
         self.fleet_rate = stored.rate
@@ -310,6 +352,7 @@ class FleetUnit:
         burst = max(1.0, rate * 0.1, float(batch))
         grant = call(lambda: self.shared.take_tokens(batch - tokens, rate, burst))
         if grant.granted:
+            self._granted += grant.granted
             with scheduler.lock:
                 self.pacer.deposit(grant.granted)
             scheduler.dispatch()
