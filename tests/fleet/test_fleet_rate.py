@@ -79,8 +79,11 @@ def test_a_cut_is_relative_and_bounded(
     assert cut.ceiling is None or cut.ceiling <= max(cut.rate, rate * BELOW_THROTTLED) * (1 + 1e-12)
 
 
-def _simulate(members: int, capacity: float, unpaced: float, seconds: float, seed: int) -> list[tuple[float, float]]:
-    """Run the fleet; returns (sent, throttled) per interval."""
+def _simulate(
+    members: int, capacity: float, unpaced: float, seconds: float, seed: int, by_share: bool = False
+) -> list[tuple[float, float]]:
+    """Run the fleet; returns (sent, throttled) per interval. ``by_share``: members judge a cut by the share
+    of their attempts throttled, else by their local limit's measure of what was accepted."""
     rng = random.Random(seed)
     policy = RatePolicy(INTERVAL)
     # The cold start: every member ran unpaced until the first throttling; one member's local limit then
@@ -97,9 +100,12 @@ def _simulate(members: int, capacity: float, unpaced: float, seconds: float, see
         if throttled > 0:
             throttled_at = now
             if now - changed_at >= SETTLE:  # a member's local limit cuts; the first proposal wins
-                share = fleet.rate / members
-                accepted = capacity / members * rng.uniform(0.9, 1.1)  # one member's measure: noisy
-                fleet = policy.cut(fleet, share, 0.9 * accepted, accepted)
+                if by_share:  # the member's throttled share of its attempts (noisy: a sample of them)
+                    fleet = policy.cut_from_share(fleet, min(1.0, throttled / sent * rng.uniform(0.8, 1.2)))
+                else:
+                    share = fleet.rate / members
+                    accepted = capacity / members * rng.uniform(0.9, 1.1)  # one member's measure: noisy
+                    fleet = policy.cut(fleet, share, 0.9 * accepted, accepted)
                 changed_at = now
             continue
         risen = policy.rise(fleet, now - max(changed_at, throttled_at), now - throttled_at)
@@ -114,14 +120,16 @@ def _simulate(members: int, capacity: float, unpaced: float, seconds: float, see
     capacity=st.floats(min_value=20.0, max_value=5000.0),
     unpaced=st.floats(min_value=1.0, max_value=20.0),
     seed=st.integers(0, 2**16),
+    by_share=st.booleans(),
 )
 def test_a_fleet_converges_under_the_limit_from_a_cold_start(
-    members: int, capacity: float, unpaced: float, seed: int
+    members: int, capacity: float, unpaced: float, seed: int, by_share: bool
 ) -> None:
     """From a cold start at any offered load (1 to 20 times the limit), after a warm-up: goodput >= 0.9 of
     the limit, and what is sent past the limit (all of it throttled for a whole interval, in this model)
-    is at most 2% of what is sent (measured: at most 1.3% over 600 random cases)."""
-    runs = _simulate(members, capacity, unpaced * capacity, 90.0, seed)
+    is at most 2% of what is sent (measured over 600 random cases of either kind: at most 1.2%, and a goodput of
+    at least 0.93 of the limit)."""
+    runs = _simulate(members, capacity, unpaced * capacity, 90.0, seed, by_share)
     warm = 30.0  # a cold start from 1/40 of the limit needs about ten slow-start steps; then the steady state
     steady = runs[int(warm / INTERVAL) :]
     sent = sum(s for s, _ in steady)
