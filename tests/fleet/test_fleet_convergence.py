@@ -158,3 +158,29 @@ def test_a_store_restarted_empty_gets_the_fleets_rate_back_not_a_share(
     assert rebuilt.version == 1 and rebuilt.rate is not None, watch.records
     # the last fleet rate a member knew (0.25 of it would be one member's share)
     assert rebuilt.rate >= 0.6 * before.rate, (before, watch.records)
+
+
+def test_a_saturated_member_gives_back_its_surplus_slots(make_pool: Any) -> None:
+    """One pool keeps all of a fleet's slots busy; a second pool that gets work must get its fair share
+    (before, the first gave back only slots it was not using: never, while saturated)."""
+    fleet = LocalFleet("slots")
+    busy = make_pool(concurrency=8, fleet=fleet, fleet_concurrency=2, name="busy")
+    stop = threading.Event()
+
+    def feed() -> None:  # short tasks, always 8 queued or running: the busy pool stays saturated
+        while not stop.is_set():
+            batch = [busy.submit(time.sleep, 0.01) for _ in range(8)]
+            for future in batch:
+                future.result(timeout=60)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        time.sleep(1.0)  # the busy pool alone: it holds both slots
+        late = make_pool(concurrency=8, fleet=fleet, fleet_concurrency=2, name="late")
+        futures = [late.submit(time.sleep, 0.01) for _ in range(5)]
+        for future in futures:
+            future.result(timeout=30)  # a hang here is the starvation
+    finally:
+        stop.set()
+        feeder.join(60)

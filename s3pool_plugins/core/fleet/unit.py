@@ -322,12 +322,15 @@ class FleetUnit:
             if self._surplus_since is None:
                 self._surplus_since = now
             elif now - self._surplus_since >= RELEASE_AFTER:
-                keep = scheduler.set_cap(target, at_least_active=True)
-                assert keep is not None
+                # no new grants above the target; slots in use go back as their attempts finish (a saturated
+                # member always has as many active as it holds: waiting for it to idle would starve the others)
+                scheduler.set_cap(target)
+                with scheduler.lock:
+                    keep = max(target, scheduler.active)
                 if keep < self.held:
                     self.held = call(lambda: shared.release_slots(me, self.held - keep))
-                    scheduler.set_cap(self.held)
-                self._surplus_since = None
+                if self.held <= target:
+                    self._surplus_since = None
         else:
             self._surplus_since = None
         if self.held and now - self._renewed_at >= RENEW_EVERY:
