@@ -233,6 +233,46 @@ class Sample:
     ok: int
 
 
+class _RecordWatch:
+    """Reads the fleet's stored record (rate, ceiling, version) while a run goes on; keeps each change."""
+
+    def __init__(self, options: dict[str, Any], plugins: list[Any]) -> None:
+        self.changes: list[tuple[float, float | None, float | None, int]] = []
+        self._backend: Any = None
+        self._last: tuple[float | None, float | None, int] | None = None
+        url = options.get("fleet")
+        for plugin in plugins if isinstance(url, str) else []:
+            hook = getattr(plugin, "s3pool_fleet_backend", None)
+            backend = None if hook is None else hook(url=url, fleet_name=options["fleet_name"])
+            if backend is not None:
+                self._backend = backend
+                break
+
+    def sample(self, now: float) -> None:
+        if self._backend is None:
+            return
+        try:
+            stored = self._backend.partition("").shared_limit()
+        except Exception:  # the store is away (the kill scenario): nothing to read
+            return
+        key = (None, None, 0) if stored is None else (stored.rate, stored.ceiling, stored.version)
+        if key != self._last:
+            self._last = key
+            rate, ceiling, version = key
+            self.changes.append(
+                (
+                    round(now, 2),
+                    None if rate is None else round(rate, 1),
+                    None if ceiling is None else round(ceiling, 1),
+                    version,
+                )
+            )
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
 @dataclass
 class Run:
     scenario: str
@@ -409,6 +449,7 @@ class Bench:
             count = members + (1 if joiner_at is not None else 0)
             specs = self.specs(variant, count, bucket, proxy.endpoint_url, **more)
             samples: list[Sample] = []
+            record = _RecordWatch(specs[0].pool_options, self.plugin_objects() if variant == "redis" else [])
             with _members(specs) as (gos, stop, collect):
                 proxy.reset_counts()
                 started = time.monotonic()
@@ -422,6 +463,7 @@ class Bench:
                         schedule.pop(0)[1]()
                     stats = proxy.stats()
                     samples.append(Sample(now, stats.requests, stats.throttled, stats.by_status.get(200, 0)))
+                    record.sample(now)
                     time.sleep(0.1)
                 stop.set()
                 stats = proxy.stats()
@@ -430,11 +472,15 @@ class Bench:
                 )
                 results = collect()
                 final = proxy.stats()  # every call has ended: what each took is all counted
+            record.close()
         try:
             self.server.delete_bucket(bucket)
         except Exception:
             pass
-        return _summarise(scenario, variant, members, rate, samples, final, results, joiner_at)
+        run = _summarise(scenario, variant, members, rate, samples, final, results, joiner_at)
+        if record.changes:
+            run.extra["record"] = record.changes
+        return run
 
 
 def _unavailable(scenario: str, variant: str, members: int, rate: float | None, why: str) -> Run:

@@ -6,27 +6,26 @@ same key. Only the agent thread calls :meth:`FleetUnit.serve`; it calls the
 backend through the agent's time box and takes the scheduler's lock only
 for short bookkeeping, never around a backend call.
 
-How a local decision maps to the fleet (see docs/fleet.md): the local
-adaptive limit keeps deciding from what this member sees, at this member's
-scale (the fleet's bucket gives members with work about equal shares); the
-fleet's rate is that member's rate times the number of members that have
-work (``members``). Since a member's rate is the fleet's divided by the
-members, a change of the local rate is the same relative change of the
-fleet's. It is proposed by compare-and-set on the version this member last
-saw: one change per version, and a member whose proposal lost adopts the
-winner's (its own rate becomes the fleet's divided by the members). One
-accepted change moves the fleet's rate by at most :data:`MAX_RISE` up or
-:data:`MAX_CUT` down; a rise is proposed only after the rate held, and
-this member saw no throttling, for :data:`RISE_AFTER` adjustment intervals,
-so N members probing up (or undoing a cut they judged useless) do not
-compound; a cut is proposed at once, and adopting a cut counts as a cut for
-the local algorithm, so throttling still in flight from before it cuts no
+How a local decision maps to the fleet (see docs/fleet.md): the stored
+record is the fleet's rate, which the fleet's token bucket enforces; the
+local adaptive limit keeps deciding from what this member sees, at this
+member's scale (its share: the fleet's rate divided by the members with
+work). Members never convert an absolute local rate into a fleet rate: a
+local cut is proposed as the same *relative* cut of the fleet's rate, and
+rises are the fleet's own (:class:`~.rate.RatePolicy`: slow start while no
+ceiling is known, fast up to the ceiling, slow probes past it), proposed
+only while the fleet's rate holds this member back and after a calm spell
+with no throttling this member saw. Every proposal is a compare-and-set on
+the version this member last saw: one change per version, and a member whose
+proposal lost adopts the winner's. Adopting a cut counts as a cut for the
+local algorithm, so throttling still in flight from before it cuts no
 further.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +33,7 @@ from ..limits.controller import LimitController
 from ..scheduler import Scheduler
 from .backend import FleetPartition, SharedLimit
 from .pacer import FleetPacer
+from .rate import FleetRate, RatePolicy
 
 T = TypeVar("T")
 Call = Callable[[Callable[[], T]], T]
@@ -57,16 +57,13 @@ COUNT_EVERY = 0.5
 IDLE_AFTER = 2.0
 """Seconds without work after which a member gives back its membership (it no longer shares the rate)."""
 
-MAX_RISE = 1.1
-"""The most one accepted change may raise the fleet's rate by (a factor)."""
+SHARE_SAMPLE = 10
+"""Attempts at the fleet's pace a member must have sent within an interval to judge a cut by the share of
+them throttled (fewer: by its local limit's own measure)."""
 
-MAX_CUT = 0.5
-"""The most one accepted change may lower the fleet's rate to (a factor): one member's cold start cannot
-stall the fleet."""
-
-RISE_AFTER = 2.0
-"""Adjustment intervals the fleet's rate must have held, and this member must have seen no throttling,
-before it may raise the fleet's rate."""
+SETTLE = 2.0
+"""Adjustment intervals after a cut of the fleet's rate during which no member proposes another (answers to
+attempts sent before it are still coming back; the local limit's own settle time)."""
 
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
@@ -109,10 +106,19 @@ class FleetUnit:
         self.fleet_rate: float | None = None
         self.fleet_ceiling: float | None = None
         self.members = 1
+        self._last_count = 1
         self.version = 0
         self._changed_at = -math.inf
         self._read_at = -math.inf
         self._seen_rate: float | None = None
+        self._share: float | None = None
+        """This member's local rate when it last took on the fleet's (the base of its relative changes)."""
+        self._binding_at = -math.inf
+        self._cut_at = -math.inf
+        self._granted = self._spent = 0
+        self._history: deque[tuple[float, int, int]] = deque()
+        """(when, fleet tokens spent, throttled attempts) per round, over about two intervals."""
+        self.policy = RatePolicy(interval)
         self._synced = False
         self.held = 0
         self._fresh = True
@@ -134,6 +140,10 @@ class FleetUnit:
     def serve(self, call: Call[Any], now: float) -> None:
         """One round while the fleet is joined (every backend call through ``call``)."""
         queued, active, starved, tokens = self._look()
+        self._spent = self._granted - tokens
+        self._history.append((now, self._spent, self._throttled()))
+        while len(self._history) > 2 and self._history[1][0] <= now - 2 * self.interval:
+            self._history.popleft()
         busy = queued > 0 or active > 0 or starved > 0
         if busy:
             self._busy_at = now
@@ -168,7 +178,11 @@ class FleetUnit:
             free = call(lambda: part.lease_slots(probe, MEMBERS_LIMIT, MEMBERS_LIMIT, 1.0))
             call(lambda: part.release_slots(probe, MEMBERS_LIMIT))
             if free > MEMBERS_LIMIT // 2:  # else another member's count held the slots meanwhile: count again later
-                self.members = max(1, MEMBERS_LIMIT - free)
+                count = max(1, MEMBERS_LIMIT - free)
+                # a drop counts from the second count that shows it: after a store restarted empty, members
+                # lease their membership again one round apart, and one low count would inflate this share
+                self.members = max(count, min(self.members, self._last_count))
+                self._last_count = count
                 self._counted_at = now
 
     def _serve_learned(self, call: Call[Any], now: float) -> None:
@@ -187,52 +201,96 @@ class FleetUnit:
             self._read_at = now
             if stored is not None:
                 self._adopt(stored, now, join=True)
-                return
-            self.version, self.fleet_rate, self._seen_rate = 0, None, None
-            if rate is not None:
-                self._propose(call, now, limit, rate, ceiling)
+            elif self.version and self.fleet_rate is not None:  # restarted empty: rebuild with the fleet's rate
+                self._rebuild(call, now, limit)
+            else:
+                self.version, self.fleet_rate, self._seen_rate = 0, None, None
+                proposal = self._from_local(now, limit, rate, ceiling)
+                if proposal is not None:
+                    self._offer(call, now, proposal)
             return
         if rate != self._seen_rate:
-            self._propose(call, now, limit, rate, ceiling)
-        elif now - self._read_at >= self.interval / 2:
+            proposal = self._from_local(now, limit, rate, ceiling)
+            self._seen_rate = rate
+            if proposal is not None:
+                self._offer(call, now, proposal)
+            elif rate is None and self.fleet_rate is not None:  # a local undo unpaced it: the fleet's pace holds
+                self._adopt(SharedLimit(self.fleet_rate, limit, self.fleet_ceiling, self.version), now)
+            return
+        if now - self._read_at >= self.interval / 2:
             stored = call(self.shared.shared_limit)
             self._read_at = now
             if stored is not None and stored.version != self.version:
                 self._adopt(stored, now)
-            elif stored is None and self.version:  # the store restarted empty: rebuild it from ours
-                self.version = 0
-                self._propose(call, now, limit, rate, ceiling)
-
-    def _propose(self, call: Call[Any], now: float, limit: int, rate: float | None, ceiling: float | None) -> None:
-        members = self.members
-        fleet_rate = None if rate is None else rate * members
+                return
+            if stored is None and self.version:  # the store restarted empty: rebuild it from ours
+                self._rebuild(call, now, limit)
+                return
         current = self.fleet_rate
-        rising = current is not None and (fleet_rate is None or fleet_rate > current)
-        calm_since = max(self._changed_at, self._throttled_at)
-        if rising and now - calm_since < RISE_AFTER * self.interval and self.version:
-            return  # a rise only after a calm while: members probing up (or undoing a cut) do not compound
-        if fleet_rate is not None and current is not None and self.version:
-            fleet_rate = min(current * MAX_RISE, max(current * MAX_CUT, fleet_rate))
-        proposal = SharedLimit(
-            rate=fleet_rate,
-            limit=limit,
-            ceiling=None if ceiling is None or fleet_rate is None else ceiling * members,
-            version=self.version,
-        )
+        if current is None or not self.version or now - self._binding_at > self.interval:
+            return  # a rise only while the fleet uses all of its rate (its bucket ran dry lately)
+        calm_for = now - max(self._changed_at, self._throttled_at)
+        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for, now - self._throttled_at)
+        if risen is not None:
+            self._offer(call, now, SharedLimit(risen.rate, limit, risen.ceiling, self.version))
+
+    def _from_local(self, now: float, limit: int, rate: float | None, ceiling: float | None) -> SharedLimit | None:
+        """What the local limit's change (to ``rate``) proposes to the fleet; None: nothing (a local rise:
+        the fleet's rate rises by :meth:`RatePolicy.rise` alone, so N members' probes never compound)."""
+        current, share = self.fleet_rate, self._share
+        if rate is None:
+            return None  # unpaced locally (an undone cold-start cut, a long calm): the fleet keeps its pace
+        if current is None or share is None:
+            started = self.policy.start(rate)
+            return SharedLimit(started.rate, limit, started.ceiling, self.version)
+        if rate >= share or now - self._throttled_at > self.interval:
+            return None  # a local rise, or a cut without throttling this member saw: no evidence for the fleet
+        if now - self._cut_at < SETTLE * self.interval:
+            return None  # throttling from before the fleet's last cut: one cut per settle time, fleet-wide
+        fleet = FleetRate(current, self.fleet_ceiling)
+        throttled = self._throttled_share(now)
+        if throttled is not None:
+            cut = self.policy.cut_from_share(fleet, throttled)
+        else:
+            cut = self.policy.cut(fleet, share, rate, ceiling)
+        return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
+
+    def _throttled_share(self, now: float) -> float | None:
+        """The share of this member's attempts at the fleet's pace throttled over about the last adjustment
+        interval (fleet tokens spent are its attempts), or None if it sent too few to tell."""
+        since = now - self.interval
+        base = None
+        for at, spent, throttles in self._history:
+            if at <= since:
+                base = (spent, throttles)
+        if base is None:
+            return None
+        spent = self._spent - base[0]
+        if spent < SHARE_SAMPLE:
+            return None
+        return min(1.0, (self._throttles_seen - base[1]) / spent)
+
+    def _rebuild(self, call: Call[Any], now: float, limit: int) -> None:
+        """Put this member's last fleet state back into a store that restarted empty (the fleet's rate,
+        not this member's share of it)."""
+        self.version = 0
+        self._offer(call, now, SharedLimit(self.fleet_rate, limit, self.fleet_ceiling, 0))
+
+    def _offer(self, call: Call[Any], now: float, proposal: SharedLimit) -> None:
+        """Propose by compare-and-set, then take on whatever is stored (ours if it won)."""
         stored = call(lambda: self.shared.propose_limit(proposal))
-        won = stored.version == self.version + 1 and stored.rate == proposal.rate and stored.limit == proposal.limit
-        if won and fleet_rate == (None if rate is None else rate * members):
-            self._accepted(stored, now, rate)
-            return
-        self._adopt(stored, now)  # lost, or bounded: this member's rate becomes its share of the stored one
+        self._adopt(stored, now)
 
     def _accepted(self, stored: SharedLimit, now: float, local_rate: float | None) -> None:
         if stored.version != self.version:
             self._changed_at = now
+            old = self.fleet_rate
+            if stored.rate is not None and (old is None or stored.rate < old):
+                self._cut_at = now
         self.version = stored.version
         self.fleet_ceiling = stored.ceiling
         self.fleet_rate = stored.rate
-        self._seen_rate = local_rate
+        self._seen_rate = self._share = local_rate
 
     def _adopt(self, stored: SharedLimit, now: float, join: bool = False) -> None:
         controller = self.controller
@@ -264,11 +322,11 @@ class FleetUnit:
             if self._surplus_since is None:
                 self._surplus_since = now
             elif now - self._surplus_since >= RELEASE_AFTER:
-                # No new grant above the target; what is active still runs under the slots kept for it, and
-                # each round gives back what has finished since. A saturated member (active == held) thus
-                # shrinks to its share instead of keeping its slots for good and starving the others.
+                # no new grants above the target; slots in use go back as their attempts finish (a saturated
+                # member always has as many active as it holds: waiting for it to idle would starve the others)
                 scheduler.set_cap(target)
-                keep = max(target, scheduler.active)
+                with scheduler.lock:
+                    keep = max(target, scheduler.active)
                 if keep < self.held:
                     self.held = call(lambda: shared.release_slots(me, self.held - keep))
                 if self.held <= target:
@@ -297,11 +355,13 @@ class FleetUnit:
         burst = max(1.0, rate * 0.1, float(batch))
         grant = call(lambda: self.shared.take_tokens(batch - tokens, rate, burst))
         if grant.granted:
+            self._granted += grant.granted
             with scheduler.lock:
                 self.pacer.deposit(grant.granted)
             scheduler.dispatch()
         wait = LEAD_TIME / 2  # at most one take per half lead time: a batch covers the whole lead time
-        if grant.granted < batch - tokens:
+        if grant.granted < batch - tokens:  # the fleet's bucket ran dry: the fleet uses all of its rate
+            self._binding_at = now
             wait = max(wait, min(grant.retry_after, self.interval))
         self.next_at = now + wait
 
