@@ -276,6 +276,13 @@ class FleetBackendContract:
         assert first.shared_limit() == won
         assert won.updated_at >= stored.updated_at
 
+    def test_an_empty_store_takes_a_proposal_based_on_any_version(self, members: Members) -> None:
+        """A store restarted empty takes what a member last knew (its version is from before the restart)."""
+        (part,) = members.partitions(1)
+        stored = part.propose_limit(SharedLimit(rate=42.0, limit=5, ceiling=50.0, version=7))
+        assert (stored.rate, stored.limit, stored.ceiling, stored.version) == (42.0, 5, 50.0, 1)
+        assert part.shared_limit() == stored
+
     def test_concurrent_proposals_have_one_winner(self, members: Members) -> None:
         parts = members.partitions(4)
         answers: list[SharedLimit] = [SharedLimit(rate=None, limit=0, ceiling=None)] * 8

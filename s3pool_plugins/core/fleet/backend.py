@@ -108,11 +108,14 @@ class FleetPartition(ABC):
 
     @abstractmethod
     def propose_limit(self, proposal: SharedLimit) -> SharedLimit:
-        """Store ``proposal`` if ``proposal.version`` is the version stored now (0: nothing stored).
+        """Store ``proposal`` if ``proposal.version`` is the version stored now, or if nothing is stored.
 
-        Compare-and-set: the stored record then gets version + 1 and the
-        backend's time. Returns the record stored after the call, accepted or
-        not, so a member whose proposal lost adopts the winner's.
+        Compare-and-set: the stored record then gets version + 1 (1 when
+        nothing was stored) and the backend's time. A store with nothing
+        stored (new, or restarted empty) takes any proposal, whatever version
+        it was based on, so the fleet rebuilds its state from what a member
+        last knew. Returns the record stored after the call, accepted or not,
+        so a member whose proposal lost adopts the winner's.
         """
 
     @abstractmethod

@@ -79,11 +79,10 @@ class _LocalPartition(FleetPartition):
     def propose_limit(self, proposal: SharedLimit) -> SharedLimit:
         with self._lock:
             stored = self._limit
-            version = 0 if stored is None else stored.version
-            if proposal.version == version:
+            if stored is None or proposal.version == stored.version:
+                version = 0 if stored is None else stored.version
                 stored = replace(proposal, version=version + 1, updated_at=self._clock())
                 self._limit = stored
-            assert stored is not None
             return stored
 
     def take_retry(self, cost: int, capacity: int) -> bool:
