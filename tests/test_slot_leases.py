@@ -109,6 +109,18 @@ def test_an_idle_lease_is_reclaimed_once_and_touching_postpones_it(make_pool) ->
     assert lease.release() is False
 
 
+def test_a_lease_with_a_shorter_idle_bound_than_an_open_one_is_reclaimed_on_its_own_bound(make_pool) -> None:
+    pool = make_pool(concurrency=4)
+    patient = _leased(pool, idle_timeout=60.0)  # the watch's timer is armed for 60 s from now
+    idled = []
+    hasty = _leased(pool, idle_timeout=0.2, on_idle=idled.append)
+    assert _wait_for(lambda: hasty.released, timeout=10.0)  # not after the 60 s of the other lease
+    assert idled == [hasty] and not patient.released
+    assert pool.stats().leases_reclaimed == 1
+    assert patient.release() is True
+    assert (pool.stats().active, pool.stats().leases) == (0, 0)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     releasers=st.integers(1, 6),

@@ -10,6 +10,7 @@ costs a dict entry, not a timer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -97,8 +98,9 @@ class IdleWatch:
     """The open leases of one pool, and one timer that reclaims those idle for their bound.
 
     The timer is armed for the earliest moment a lease could have been idle
-    for its bound; when it fires it reclaims the leases that were, and arms
-    again while any lease is open. ``call_later(delay, fn)`` is the pool's
+    for its bound (also when a lease with a shorter bound opens while it is
+    armed for later); when it fires it reclaims the leases that were, and
+    arms again while any lease is open. ``call_later(delay, fn)`` is the pool's
     timer service: a bound method of the pool, held weakly (the pool owns the
     watch; a strong reference back would make a cycle that outlives a
     ``del`` until the collector runs).
@@ -110,7 +112,8 @@ class IdleWatch:
         self.reclaimed = 0
         """Leases closed because they were idle for their bound (read only)."""
         self._open: dict[SlotLease, None] = {}
-        self._armed = False
+        self._due: float | None = None
+        """``time.monotonic()`` at which the live timer fires, or None when none is armed."""
 
     def add(self, lease: SlotLease) -> None:
         """Watch ``lease`` (just opened): count it, and mark its slot as kept by a lease."""
@@ -119,18 +122,15 @@ class IdleWatch:
             self._open[lease] = None
             if holder is not None:
                 holder.leases += 1
-            arm, self._armed = not self._armed, True
-        if arm:
-            try:
-                self._call_later(lease.idle_timeout)
-            except BaseException:  # not watched, so not open: the caller gives the slot back
-                with self._lock:
-                    self._armed = False
-                    self._open.pop(lease, None)
-                    lease._holder = None
-                    if holder is not None:
-                        holder.leases -= 1
-                raise
+        try:
+            self._arm(lease.idle_since + lease.idle_timeout)
+        except BaseException:  # not watched, so not open: the caller gives the slot back
+            with self._lock:
+                self._open.pop(lease, None)
+                lease._holder = None
+                if holder is not None:
+                    holder.leases -= 1
+            raise
 
     def close(self, lease: SlotLease, reclaimed: bool) -> SlotHolder | None:
         """Close ``lease`` once: its slot for the caller to give back, or None if it was closed before."""
@@ -149,24 +149,41 @@ class IdleWatch:
         with self._lock:
             return len(self._open), self.reclaimed
 
-    def _sweep(self) -> None:
+    def _arm(self, deadline: float) -> None:
+        """Have a sweep run at ``deadline`` (monotonic seconds) unless the live timer fires by then."""
+        with self._lock:
+            if not self._open or (self._due is not None and self._due <= deadline):
+                return
+            previous, self._due = self._due, deadline
+        try:
+            self._call_later(max(0.0, deadline - time.monotonic()), deadline)
+        except BaseException:
+            with self._lock:
+                if self._due == deadline:  # the timer armed before (if any) is still the live one
+                    self._due = previous
+            raise
+
+    def _sweep(self, due: float) -> None:
+        """Reclaim the leases idle for their bound; ``due``: when this timer was armed to fire."""
         now = time.monotonic()
         with self._lock:
-            due = [lease for lease in self._open if lease.idle_since + lease.idle_timeout <= now]
-        for lease in due:
+            if self._due == due:  # the live timer (not one superseded by an earlier one)
+                self._due = None
+            due_leases = [lease for lease in self._open if lease.idle_since + lease.idle_timeout <= now]
+        for lease in due_leases:
             try:
                 lease._reclaim()
             except Exception:  # an on_idle callback failed: the other leases are still watched
                 log.exception("reclaiming the idle %r failed", lease)
         with self._lock:
             if not self._open:
-                self._armed = False
                 return
             earliest = min(lease.idle_since + lease.idle_timeout for lease in self._open)
-        self._call_later(max(0.0, earliest - time.monotonic()))
+        self._arm(earliest)
 
-    def _call_later(self, delay: float) -> None:
-        """Arm the sweep in ``delay`` seconds on the pool's timer service (none once the pool is gone)."""
+    def _call_later(self, delay: float, due: float) -> None:
+        """Arm the sweep due at ``due`` in ``delay`` seconds on the pool's timer service (none once the pool
+        is gone)."""
         call_later = self._call_later_ref()
         if call_later is not None:
-            call_later(delay, self._sweep)
+            call_later(delay, functools.partial(self._sweep, due))
