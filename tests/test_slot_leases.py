@@ -20,6 +20,14 @@ def _leased(pool: OperationsPool, idle_timeout: float = 60.0, on_idle=None):
     return lease
 
 
+def _leased_in(pool: OperationsPool, partition: str | None, idle_timeout: float = 60.0, on_idle=None):
+    call = pool.begin_call("get", partition=partition)
+    call.start_attempt()
+    lease = call.keep_slot(idle_timeout, on_idle)
+    call.finish(None, "result")
+    return lease
+
+
 def _wait_for(predicate, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -119,6 +127,29 @@ def test_a_lease_with_a_shorter_idle_bound_than_an_open_one_is_reclaimed_on_its_
     assert pool.stats().leases_reclaimed == 1
     assert patient.release() is True
     assert (pool.stats().active, pool.stats().leases) == (0, 0)
+
+
+def test_a_kept_slot_keeps_its_partition_gate_slot_too(make_pool) -> None:
+    pool = make_pool(concurrency="auto", auto_tuning={"scope": "bucket", "min_concurrency": 1, "max_concurrency": 1})
+    partition = pool.partition_for("bucket", "key")
+    lease = _leased_in(pool, partition)
+    gate = pool._limits.gate(partition)
+    assert gate is not None and gate.active == 1  # the partition's limit (1) covers the kept result
+    other = pool.begin_call("next", partition=partition)
+    started = threading.Thread(target=other.start_attempt)
+    started.start()
+    time.sleep(0.05)
+    assert started.is_alive()  # waits at the partition's gate for the kept slot
+    assert lease.release() is True
+    started.join(5)
+    assert not started.is_alive()
+    other.finish()
+    assert lease.release() is False
+    assert (gate.active, pool.stats().active, pool.stats().leases) == (0, 0, 0)
+    idled = []
+    reclaimed = _leased_in(pool, partition, idle_timeout=0.05, on_idle=idled.append)
+    assert _wait_for(lambda: idled == [reclaimed])
+    assert (gate.active, pool.stats().active) == (0, 0)
 
 
 @settings(max_examples=30, deadline=None)

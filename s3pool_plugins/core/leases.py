@@ -16,9 +16,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import SlotHolder
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 log = logging.getLogger("s3pool_plugins.leases")
 
@@ -26,13 +29,25 @@ log = logging.getLogger("s3pool_plugins.leases")
 class SlotLease:
     """A slot kept past the end of its call (see ``Call.keep_slot``), until released once.
 
-    :meth:`release` gives it back the first time and does nothing later; it
-    is safe from any thread, but not from a finalizer (it takes the pool's
+    :meth:`release` gives it back the first time and does nothing later
+    (with the slot of the call's partition gate, if it held one); it is
+    safe from any thread, but not from a finalizer (it takes the pool's
     locks): a finalizer hands it to a thread of its own. While the lease is
     open it counts in ``stats().leases`` and ``stats().active``.
     """
 
-    __slots__ = ("__weakref__", "_holder", "_last_touch", "_on_idle", "_pool", "_watch", "idle_timeout", "own")
+    __slots__ = (
+        "__weakref__",
+        "_gate",
+        "_holder",
+        "_last_touch",
+        "_on_idle",
+        "_partition",
+        "_pool",
+        "_watch",
+        "idle_timeout",
+        "own",
+    )
 
     def __init__(
         self,
@@ -42,9 +57,13 @@ class SlotLease:
         on_idle: Callable[[SlotLease], object] | None,
         *,
         own: bool,
+        gate: Scheduler | None = None,
+        partition: str | None = None,
     ) -> None:
         self._pool = pool
         self._holder: SlotHolder | None = holder
+        self._gate = gate
+        self._partition = partition
         self.idle_timeout = idle_timeout
         """Seconds without :meth:`touch` after which the slot goes back by itself."""
         self._on_idle = on_idle
@@ -78,15 +97,24 @@ class SlotLease:
         holder = self._watch.close(self, reclaimed=False)
         if holder is None:
             return False
-        self._pool._scheduler.release(holder=holder)
+        self._give_back(holder)
         return True
+
+    def _give_back(self, holder: SlotHolder) -> None:
+        """Give back the pool's slot and, if the call held one, its partition gate's (once: after close)."""
+        try:
+            self._pool._scheduler.release(holder=holder)
+        finally:
+            if self._gate is not None:
+                self._gate.release()
+                self._pool._limits.leave(self._partition)
 
     def _reclaim(self) -> None:
         """For the watch: the lease was idle for its bound; give the slot back (once) and say so."""
         holder = self._watch.close(self, reclaimed=True)
         if holder is None:
             return
-        self._pool._scheduler.release(holder=holder)
+        self._give_back(holder)
         if self._on_idle is not None:
             self._on_idle(self)
 
