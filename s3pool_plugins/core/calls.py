@@ -253,8 +253,9 @@ class Call:
 
         For results that still cost while the caller holds them (a streamed
         response body). Call it while the last attempt runs, before
-        :meth:`finish`: the call then settles as usual, but its slot stays
-        taken until :meth:`SlotLease.release`. The lease gives the slot back
+        :meth:`finish`: the call then settles as usual, but its slot (and
+        its partition gate's slot, if it holds one) stays taken until
+        :meth:`SlotLease.release`. The lease gives the slot back
         by itself once it has not been :meth:`~SlotLease.touch`-ed for
         ``idle_timeout`` seconds (a number > 0, at most 7 days), counting it in ``stats().leases_reclaimed`` and calling
         ``on_idle(lease)`` on the pool's timer thread (which must return
