@@ -191,6 +191,40 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
         pool.shutdown()
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.sampled_from([0.002, 60.0])), max_size=25),
+)
+def test_leases_of_a_partition_never_exceed_its_limit_and_all_go_back(steps: list[tuple[bool, int, float]]) -> None:
+    pool = OperationsPool(
+        concurrency="auto",
+        auto_tuning={"scope": "bucket", "min_concurrency": 2, "max_concurrency": 2},
+        load_entrypoints=False,
+    )
+    partition = pool.partition_for("bucket", "key")
+    leases = []
+    try:
+        leases.append(_leased_in(pool, partition))  # the partition's gate exists from here on
+        gate = pool._limits.gate(partition)
+        assert gate is not None
+        for opens, index, idle_timeout in steps:
+            if opens and pool.stats().active < 2:
+                leases.append(_leased_in(pool, partition, idle_timeout))
+            elif leases:
+                leases[index % len(leases)].release()
+            assert pool._limits.gate(partition) is gate and gate.active <= 2
+            # Every open lease holds a slot of the pool and one of its partition (an idle one may be going back).
+            assert _wait_for(lambda: gate.active == pool.stats().active, timeout=1.0), (gate.active, pool.stats())
+        for lease in leases:
+            lease.release()
+        assert _wait_for(lambda: pool.stats().active == 0 and gate.active == 0)
+        assert pool.stats().leases == 0
+    finally:
+        for lease in leases:
+            lease.release()
+        pool.shutdown()
+
+
 def test_idle_timeout_must_be_seconds(make_pool) -> None:
     import pytest
 
