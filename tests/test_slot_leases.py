@@ -20,6 +20,14 @@ def _leased(pool: OperationsPool, idle_timeout: float = 60.0, on_idle=None):
     return lease
 
 
+def _leased_in(pool: OperationsPool, partition: str | None, idle_timeout: float = 60.0, on_idle=None):
+    call = pool.begin_call("get", partition=partition)
+    call.start_attempt()
+    lease = call.keep_slot(idle_timeout, on_idle)
+    call.finish(None, "result")
+    return lease
+
+
 def _wait_for(predicate, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -109,6 +117,41 @@ def test_an_idle_lease_is_reclaimed_once_and_touching_postpones_it(make_pool) ->
     assert lease.release() is False
 
 
+def test_a_lease_with_a_shorter_idle_bound_than_an_open_one_is_reclaimed_on_its_own_bound(make_pool) -> None:
+    pool = make_pool(concurrency=4)
+    patient = _leased(pool, idle_timeout=60.0)  # the watch's timer is armed for 60 s from now
+    idled = []
+    hasty = _leased(pool, idle_timeout=0.2, on_idle=idled.append)
+    assert _wait_for(lambda: hasty.released, timeout=10.0)  # not after the 60 s of the other lease
+    assert idled == [hasty] and not patient.released
+    assert pool.stats().leases_reclaimed == 1
+    assert patient.release() is True
+    assert (pool.stats().active, pool.stats().leases) == (0, 0)
+
+
+def test_a_kept_slot_keeps_its_partition_gate_slot_too(make_pool) -> None:
+    pool = make_pool(concurrency="auto", auto_tuning={"scope": "bucket", "min_concurrency": 1, "max_concurrency": 1})
+    partition = pool.partition_for("bucket", "key")
+    lease = _leased_in(pool, partition)
+    gate = pool._limits.gate(partition)
+    assert gate is not None and gate.active == 1  # the partition's limit (1) covers the kept result
+    other = pool.begin_call("next", partition=partition)
+    started = threading.Thread(target=other.start_attempt)
+    started.start()
+    time.sleep(0.05)
+    assert started.is_alive()  # waits at the partition's gate for the kept slot
+    assert lease.release() is True
+    started.join(5)
+    assert not started.is_alive()
+    other.finish()
+    assert lease.release() is False
+    assert (gate.active, pool.stats().active, pool.stats().leases) == (0, 0, 0)
+    idled = []
+    reclaimed = _leased_in(pool, partition, idle_timeout=0.05, on_idle=idled.append)
+    assert _wait_for(lambda: idled == [reclaimed])
+    assert (gate.active, pool.stats().active) == (0, 0)
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     releasers=st.integers(1, 6),
@@ -145,6 +188,40 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
         assert results.count(True) + stats.leases_reclaimed == 2, (results, stats)
         assert (stats.active, stats.leases, stats.peak_active) == (0, 0, 2)
     finally:
+        pool.shutdown()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.sampled_from([0.002, 60.0])), max_size=25),
+)
+def test_leases_of_a_partition_never_exceed_its_limit_and_all_go_back(steps: list[tuple[bool, int, float]]) -> None:
+    pool = OperationsPool(
+        concurrency="auto",
+        auto_tuning={"scope": "bucket", "min_concurrency": 2, "max_concurrency": 2},
+        load_entrypoints=False,
+    )
+    partition = pool.partition_for("bucket", "key")
+    leases = []
+    try:
+        leases.append(_leased_in(pool, partition))  # the partition's gate exists from here on
+        gate = pool._limits.gate(partition)
+        assert gate is not None
+        for opens, index, idle_timeout in steps:
+            if opens and pool.stats().active < 2:
+                leases.append(_leased_in(pool, partition, idle_timeout))
+            elif leases:
+                leases[index % len(leases)].release()
+            assert pool._limits.gate(partition) is gate and gate.active <= 2
+            # Every open lease holds a slot of the pool and one of its partition (an idle one may be going back).
+            assert _wait_for(lambda: gate.active == pool.stats().active, timeout=1.0), (gate.active, pool.stats())
+        for lease in leases:
+            lease.release()
+        assert _wait_for(lambda: pool.stats().active == 0 and gate.active == 0)
+        assert pool.stats().leases == 0
+    finally:
+        for lease in leases:
+            lease.release()
         pool.shutdown()
 
 

@@ -37,7 +37,7 @@ from .fair_queue import DEFAULT_TENANT, FairQueue, TenantStats, validate_weight
 from .fleet.agent import FleetAgent
 from .fleet.backend import FleetBackend
 from .fleet.budget import FleetRetryBudget
-from .fleet.options import resolve_fleet
+from .fleet.options import redact_url, resolve_fleet
 from .leases import IdleWatch
 from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
@@ -156,6 +156,9 @@ class PoolBase:
         self._fleet: FleetAgent | None = None
         if config.fleet is not None and config.enabled:
             self._fleet = self._join_fleet(config)
+        elif isinstance(config.fleet, str):
+            # A disabled pool joins no fleet, but every hook still gets the pool: keep the URL redacted.
+            self.config = _with_fleet(config, redact_url(config.fleet))
         _live_pools.add(self)
 
     def _join_fleet(self, config: PoolConfig) -> FleetAgent:
@@ -164,9 +167,7 @@ class PoolBase:
         backend, owned = resolve_fleet(config.fleet, config.fleet_name, self.plugin_manager)
         if owned:
             # The URL may carry a password, and every hook gets the pool: keep the backend, not the URL.
-            resolved = copy.copy(config)
-            object.__setattr__(resolved, "fleet", backend)
-            self.config = resolved
+            self.config = _with_fleet(config, backend)
         if self._budget is not None:
             self._budget = FleetRetryBudget(self._budget)
         adaptive = config.adaptive
@@ -528,3 +529,11 @@ class PoolBase:
     def off(self, event: str, callback: Callable[..., Any]) -> bool:
         """Unsubscribe ``callback`` from ``event``; False if it was not subscribed."""
         return self._events is not None and self._events.remove(event, callback)
+
+
+def _with_fleet(config: PoolConfig, fleet: str | FleetBackend) -> PoolConfig:
+    """A copy of ``config`` whose ``fleet`` is ``fleet`` (not checked again: a backend made from, or a
+    redaction of, the URL that was)."""
+    changed = copy.copy(config)
+    object.__setattr__(changed, "fleet", fleet)
+    return changed

@@ -253,8 +253,9 @@ class Call:
 
         For results that still cost while the caller holds them (a streamed
         response body). Call it while the last attempt runs, before
-        :meth:`finish`: the call then settles as usual, but its slot stays
-        taken until :meth:`SlotLease.release`. The lease gives the slot back
+        :meth:`finish`: the call then settles as usual, but its slot (and
+        its partition gate's slot, if it holds one) stays taken until
+        :meth:`SlotLease.release`. The lease gives the slot back
         by itself once it has not been :meth:`~SlotLease.touch`-ed for
         ``idle_timeout`` seconds (a number > 0, at most 7 days), counting it in ``stats().leases_reclaimed`` and calling
         ``on_idle(lease)`` on the pool's timer thread (which must return
@@ -272,10 +273,21 @@ class Call:
         scheduler = self._pool._scheduler
         if not scheduler.retain(holder):
             return None
+        gate = self._take_gate()  # the partition's slot stays taken with the pool's
+        partition = self.task.partition
+        limits = self._pool._limits
+        if gate is not None and limits is not None:
+            limits.enter(partition)  # the lease uses the partition's state (and its gate) until it ends
         try:
-            return SlotLease(self._pool, holder, idle_timeout, on_idle, own=self._parent is None)
+            return SlotLease(
+                self._pool, holder, idle_timeout, on_idle, own=self._parent is None, gate=gate, partition=partition
+            )
         except BaseException:
             scheduler.release(holder=holder)
+            if gate is not None:
+                gate.release()
+                if limits is not None:
+                    limits.leave(partition)
             raise
 
     def retry_delay(self, error: BaseException) -> float | None:
@@ -379,14 +391,19 @@ class Call:
         )
 
     def _release_gate(self) -> None:
+        gate = self._take_gate()
+        if gate is not None:
+            gate.release()
+
+    def _take_gate(self) -> Scheduler | None:
+        """The partition gate whose slot the running attempt holds, now the caller's to give back; or None."""
         unit = self._unit
         if unit is None:
             held, self._gate_held = self._gate_held, False
         else:  # the coroutine and the pool's reaper may both get here: one gives the gate back
             with unit.lock:
                 held, self._gate_held = self._gate_held, False
-        if held:
-            self._gate.release()  # type: ignore[union-attr]
+        return self._gate if held else None
 
     def _check_can_start(self) -> None:
         if self._phase == _DONE:

@@ -85,6 +85,27 @@ def test_credentials_never_show(caplog: Any) -> None:
     assert SECRET not in str(caught.value)
 
 
+def test_a_pool_handed_to_hooks_holds_no_fleet_password_enabled_or_not() -> None:
+    seen: list[Any] = []
+
+    class Watcher:
+        @hookimpl
+        def s3pool_task_completed(self, pool: Any, task: Any, result: Any) -> None:
+            seen.append(pool)
+
+    url = f"memory://user:{SECRET}@host:1/0?password={SECRET}"
+    for enabled in (True, False):
+        seen.clear()
+        with OperationsPool(
+            fleet=url, enabled=enabled, load_entrypoints=False, plugins=[MemoryScheme(), Watcher()]
+        ) as pool:
+            pool.submit(lambda: 1).result(timeout=10)
+        assert seen == [pool] or not enabled
+        assert SECRET not in repr(vars(pool.config)), enabled
+        if not enabled:
+            assert pool.config.fleet == "memory://host:1/0"
+
+
 def test_no_fleet_is_the_default_and_costs_no_thread(make_pool: Any) -> None:
     import threading
 
