@@ -602,6 +602,10 @@ class Scheduler:
                 self._drain_inbox_locked()
             return self.queue.items()
 
+    def waiting_locked(self) -> int:
+        """Waiters queued now, counting those not yet moved into the heap. Call with :attr:`lock` held."""
+        return len(self.queue) + len(self._inbox)
+
     def snapshot(self) -> dict[str, Any]:
         """Counters read under the lock, consistent with each other."""
         with self.lock:

@@ -157,7 +157,7 @@ class FleetUnit:
     def _look(self) -> tuple[int, int, int, int]:
         scheduler = self.scheduler
         with scheduler.lock:
-            queued = len(scheduler.queue) + len(scheduler._inbox)
+            queued = scheduler.waiting_locked()
             pacer = self.pacer
             starved, pacer.starved = pacer.starved, 0
             return queued, scheduler.active, starved, pacer.tokens
