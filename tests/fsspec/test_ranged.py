@@ -190,6 +190,8 @@ def test_an_object_overwritten_between_parts_raises_and_is_never_spliced(
                 with fs.open(f"{s3_bucket}/{key}", "rb", block_size=6 * PART, cache_type="bytes") as file:
                     file.read()
         assert overwrite.done.is_set(), read
+        # no file of the object's size with zeros where the parts never came
+        assert not (tmp_path / "torn").exists(), read
         assert_settled(pool)
 
 

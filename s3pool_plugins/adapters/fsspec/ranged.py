@@ -34,6 +34,7 @@ is raised; so is a cancellation of the read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import http.client
 import os
@@ -116,6 +117,16 @@ class FileSink:
         """Close the file, if it was made."""
         if self._file is not None:
             self._file.close()
+
+    def discard(self) -> None:
+        """Close and remove the file, if it was made: after a failed read it has the object's size with
+        holes of zeros where parts never came, and a file of the right size must mean the right bytes."""
+        if self._file is None:
+            return
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+        self._file = None
 
 
 @dataclass(frozen=True)
@@ -420,5 +431,7 @@ async def get_object(
     sink = FileSink(lpath)
     try:
         await reader.read("get_file", target, sink, callback=callback)
-    finally:
-        sink.close()
+    except BaseException:
+        sink.discard()
+        raise
+    sink.close()
