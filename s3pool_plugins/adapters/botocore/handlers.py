@@ -547,14 +547,14 @@ class ClientHandlers:
         if hedging is not None and session is not None:
             sender = HedgedSend(hedging, session, _call_of_request)
             for event in HedgedSend.events(service):
-                emitter.register_last(event, sender.send_async if is_async else sender.send, unique_id=_HEDGE_ID)
+                emitter.register_last(event, sender.send_async if is_async else sender.send, unique_id=f"{_HEDGE_ID}-{event}")
 
     def unregister(self, emitter: Any, service: str) -> None:
         """Remove the handlers :meth:`register` added."""
         for event, _handler, _where in self._handlers(False, False):
             emitter.unregister(f"{event}.{service}", unique_id=f"s3pool-{event}")
         for event in HedgedSend.events(service):
-            emitter.unregister(event, unique_id=_HEDGE_ID)
+            emitter.unregister(event, unique_id=f"{_HEDGE_ID}-{event}")
 
     def _handlers(self, is_async: bool, settled_by_class: bool) -> list[tuple[str, Callable[..., Any], str]]:
         if settled_by_class:
