@@ -547,7 +547,9 @@ class ClientHandlers:
         if hedging is not None and session is not None:
             sender = HedgedSend(hedging, session, _call_of_request)
             for event in HedgedSend.events(service):
-                emitter.register_last(event, sender.send_async if is_async else sender.send, unique_id=f"{_HEDGE_ID}-{event}")
+                emitter.register_last(
+                    event, sender.send_async if is_async else sender.send, unique_id=f"{_HEDGE_ID}-{event}"
+                )
 
     def unregister(self, emitter: Any, service: str) -> None:
         """Remove the handlers :meth:`register` added."""

@@ -156,7 +156,7 @@ class HedgedSend:
             return response
         first = _senders().submit(self.http_session.send, request)
         try:
-            done, _ = concurrent.futures.wait([first], timeout=delay)
+            done, _still = concurrent.futures.wait([first], timeout=delay)
             if done:
                 response, error = _outcome(first)
                 if error is not None:
@@ -255,7 +255,7 @@ class HedgedSend:
             return response
         first: asyncio.Task[Any] = asyncio.ensure_future(self.http_session.send(request))
         try:
-            done, _ = await asyncio.wait({first}, timeout=delay)
+            done, _still = await asyncio.wait({first}, timeout=delay)
             slot = None if done else self.hedging.try_hedge(call.task)
             if slot is None:
                 response = await first
