@@ -14,7 +14,9 @@ exactly as the endpoint would, and so can race a second copy of it:
   retry), the sync handler sends it on the caller's own thread.
 - If it has no response after the delay (:meth:`Hedging.plan`), and the
   pool grants a hedge now (a free slot, a budget token, no throttling:
-  :meth:`Hedging.try_hedge`), the same signed request is sent again. The
+  :meth:`Hedging.try_hedge`), the same signed request is sent again; if
+  not, it asks again after each further delay while the first copy runs
+  (the slowest reads are the ones worth a token earned meanwhile). The
   first response wins and goes back to botocore; an error wins only if no
   copy is left in flight.
 - The loser is ended: async, its task is cancelled (aiohttp drops the
@@ -156,30 +158,23 @@ class HedgedSend:
             return response
         first = _senders().submit(self.http_session.send, request)
         try:
-            done, _still = concurrent.futures.wait([first], timeout=delay)
-            if done:
-                response, error = _outcome(first)
-                if error is not None:
-                    raise error
-                self.hedging.observe(call.task, operation, time.monotonic() - started)
-                return response
-            slot = self.hedging.try_hedge(call.task)
+            wait = delay
+            while True:  # after the delay, and again every ``retry_every`` while no hedge could be had
+                done, _still = concurrent.futures.wait([first], timeout=wait)
+                if done:
+                    response, error = _outcome(first)
+                    if error is not None:
+                        raise error
+                    self.hedging.observe(call.task, operation, time.monotonic() - started)
+                    return response
+                slot = self.hedging.try_hedge(call.task)
+                if slot is not None:
+                    break
+                wait = _retry_every(delay)
         except BaseException:
             first.add_done_callback(_close_unread)
             raise
-        if slot is None:
-            return self._wait_first(first, call, operation, started)
         return self._race(request, first, slot, call, operation, started)
-
-    def _wait_first(self, first: concurrent.futures.Future[Any], call: Call, operation: str, started: float) -> Any:
-        try:
-            response = first.result()
-        except BaseException:
-            if not first.done():  # the caller was interrupted: the copy still in flight is closed when it ends
-                first.add_done_callback(_close_unread)
-            raise
-        self.hedging.observe(call.task, operation, time.monotonic() - started)
-        return response
 
     def _race(
         self,
@@ -255,12 +250,17 @@ class HedgedSend:
             return response
         first: asyncio.Task[Any] = asyncio.ensure_future(self.http_session.send(request))
         try:
-            done, _still = await asyncio.wait({first}, timeout=delay)
-            slot = None if done else self.hedging.try_hedge(call.task)
-            if slot is None:
-                response = await first
-                self.hedging.observe(call.task, operation, time.monotonic() - started)
-                return response
+            wait = delay
+            while True:
+                done, _still = await asyncio.wait({first}, timeout=wait)
+                if done:
+                    response = first.result()
+                    self.hedging.observe(call.task, operation, time.monotonic() - started)
+                    return response
+                slot = self.hedging.try_hedge(call.task)
+                if slot is not None:
+                    break
+                wait = _retry_every(delay)
         except BaseException:
             _cancel(first)
             raise
@@ -303,6 +303,19 @@ class HedgedSend:
             raise
         slot.release()
         raise errors[first]
+
+
+MIN_RETRY_EVERY = 0.01
+"""Seconds, at least, between two asks for a hedge of one read that got none (no token, no free slot)."""
+
+
+def _retry_every(delay: float) -> float:
+    """How long a read that got no hedge waits before it asks again: its delay (at least 10 ms).
+
+    A read still without a response after that is deep in the tail, and
+    the tokens earned meanwhile by other reads may now pay for its hedge.
+    """
+    return max(MIN_RETRY_EVERY, delay)
 
 
 def _close_unread(future: Any) -> None:
