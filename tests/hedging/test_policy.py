@@ -39,7 +39,7 @@ def test_window_quantile_of_nothing_is_none() -> None:
 @given(
     st.floats(0.001, 1.0),
     st.integers(1, 20),
-    st.lists(st.sampled_from(["earn", "spend"]), max_size=400),
+    st.lists(st.sampled_from(["earn", "spend", "spend-keeping-one"]), max_size=400),
 )
 def test_budget_never_allows_more_than_its_ratio_of_first_attempts(ratio: float, burst: int, steps: list[str]) -> None:
     budget = HedgeBudget(ratio, burst)
@@ -48,9 +48,10 @@ def test_budget_never_allows_more_than_its_ratio_of_first_attempts(ratio: float,
         if step == "earn":
             budget.earn()
         else:
+            keep = 1 if step == "spend-keeping-one" else 0
             before = budget.tokens
-            ok = budget.try_spend()
-            assert ok == (before >= 1)  # a whole token is never refused
+            ok = budget.try_spend(keep)
+            assert ok == (before >= 1 + keep)  # a whole token beyond the reserve is never refused
             allowed += ok
         assert 0 <= budget.tokens <= burst
         earned_units = budget.earned * max(1, round(ratio * 1_000_000))
@@ -121,7 +122,10 @@ def _task(bucket: str = "b", attempt: int = 1) -> Task:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 4), st.lists(st.sampled_from(["plan", "hedge", "release", "throttle"]), max_size=120))
+@given(
+    st.integers(1, 4),
+    st.lists(st.sampled_from(["plan", "hedge", "hedge-late", "release", "throttle"]), max_size=120),
+)
 def test_hedge_slots_never_exceed_the_limit_or_the_budget_and_all_go_back(limit: int, steps: list[str]) -> None:
     pool = OperationsPool(concurrency=limit, hedge={"delay": 0.1, "budget": 0.25}, load_entrypoints=False)
     try:
@@ -133,8 +137,8 @@ def test_hedge_slots_never_exceed_the_limit_or_the_budget_and_all_go_back(limit:
             if step == "plan":
                 assert hedging.plan(_task(), "GetObject") in (0.1, None)
                 planned += 1
-            elif step == "hedge":
-                slot = hedging.try_hedge(_task())
+            elif step in ("hedge", "hedge-late"):
+                slot = hedging.try_hedge(_task(), first_ask=step == "hedge")
                 if slot is not None:
                     held.append(slot)
             elif step == "release" and held:

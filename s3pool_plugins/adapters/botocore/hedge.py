@@ -158,7 +158,7 @@ class HedgedSend:
             return response
         first = _senders().submit(self.http_session.send, request)
         try:
-            wait = delay
+            wait, first_ask = delay, True
             while True:  # after the delay, and again every ``retry_every`` while no hedge could be had
                 done, _still = concurrent.futures.wait([first], timeout=wait)
                 if done:
@@ -167,10 +167,10 @@ class HedgedSend:
                         raise error
                     self.hedging.observe(call.task, operation, time.monotonic() - started)
                     return response
-                slot = self.hedging.try_hedge(call.task)
+                slot = self.hedging.try_hedge(call.task, first_ask)
                 if slot is not None:
                     break
-                wait = _retry_every(delay)
+                wait, first_ask = _retry_every(delay), False
         except BaseException:
             first.add_done_callback(_close_unread)
             raise
@@ -250,17 +250,17 @@ class HedgedSend:
             return response
         first: asyncio.Task[Any] = asyncio.ensure_future(self.http_session.send(request))
         try:
-            wait = delay
+            wait, first_ask = delay, True
             while True:
                 done, _still = await asyncio.wait({first}, timeout=wait)
                 if done:
                     response = first.result()
                     self.hedging.observe(call.task, operation, time.monotonic() - started)
                     return response
-                slot = self.hedging.try_hedge(call.task)
+                slot = self.hedging.try_hedge(call.task, first_ask)
                 if slot is not None:
                     break
-                wait = _retry_every(delay)
+                wait, first_ask = _retry_every(delay), False
         except BaseException:
             _cancel(first)
             raise

@@ -30,6 +30,7 @@ from ...core.terminal_log import keep_warnings_off_the_status_line
 from .. import parser as types
 from ..progress import ProgressLine
 from .competitors import COMPETITORS, variants
+from .hedged import duration as hedged_duration
 from .hedged import run_hedged_reads
 from .hedged import table as hedged_table
 from .measures import goodput, throttled_share
@@ -301,11 +302,12 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     competitors = list(dict.fromkeys(args.competitor or COMPETITORS))
     runs = [(p, v) for p in plans for name in competitors for v in variants(name, p, settings)]
     estimate = int(sum((p.job / settings.rate if p.job else p.duration) + 1 for p, _ in runs))
-    print(
-        f"s3pool bench: {len(runs)} runs ({len(plans)} scenarios x {len(competitors)} competitors), "
-        f"about {estimate} s; seed {settings.seed}",
-        flush=True,
-    )
+    if HEDGED_READS in names:
+        estimate += 4 * (hedged_duration(settings) + 2)
+    parts = [f"{len(runs)} runs ({len(plans)} scenarios x {len(competitors)} competitors)"] if runs else []
+    if HEDGED_READS in names:
+        parts.append("hedged-reads (4 runs)")
+    print(f"s3pool bench: {' and '.join(parts)}, about {estimate} s; seed {settings.seed}", flush=True)
     progress = ProgressLine()
     if progress.live:
         keep_warnings_off_the_status_line()  # the pools' warnings on a line of their own, not in the progress line

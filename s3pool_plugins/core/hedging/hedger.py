@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from ..task import Task
 
 
+RESERVE = 1
+"""Tokens a first ask for a hedge leaves for reads that are still running one delay later."""
+
+
 def _where(task: Task) -> Hashable:
     """The partition a task's hedging state is kept for: its adaptive partition, else its bucket, else None."""
     if task.partition is not None:
@@ -125,12 +129,15 @@ class Hedging:
                 return True
         return False
 
-    def try_hedge(self, task: Task) -> HedgeSlot | None:
+    def try_hedge(self, task: Task, first_ask: bool = True) -> HedgeSlot | None:
         """A slot for one hedge of ``task`` now, or None (throttled, no free slot, or no budget).
 
         Takes the partition gate's slot and the pool's only if both are free
         at once, then a budget token; the caller must :meth:`HedgeSlot.release`
-        the slot when the hedge's request (winner or loser) is over.
+        the slot when the hedge's request (winner or loser) is over. The
+        ``first_ask`` at the delay leaves one token in reserve; a later ask
+        (the attempt is still running one more delay on) may take the last
+        one, so scarce tokens go to the reads that have waited longest.
         """
         if self.blocked(task):
             return None
@@ -143,7 +150,7 @@ class Hedging:
                 gate.release()
             return None
         slot = HedgeSlot(self._scheduler, gate)
-        if not self.policy.try_spend():
+        if not self.policy.try_spend(RESERVE if first_ask else 0):
             slot.release()
             return None
         with self._lock:

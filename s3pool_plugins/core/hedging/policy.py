@@ -85,9 +85,9 @@ class HedgeBudget:
         self.earned += 1
         self._tokens = min(self._burst, self._tokens + self._earn)
 
-    def try_spend(self) -> bool:
-        """Take one token for a hedge: False if there is not a whole one."""
-        if self._tokens < _UNIT:
+    def try_spend(self, keep: int = 0) -> bool:
+        """Take one token for a hedge: False unless there is a whole one beyond the ``keep`` held in reserve."""
+        if self._tokens < (1 + keep) * _UNIT:
             return False
         self._tokens -= _UNIT
         self.spent += 1
@@ -161,7 +161,7 @@ class HedgePolicy:
         with self._lock:
             self.budget.earn()
 
-    def try_spend(self) -> bool:
-        """Take a token for one hedge (False: the budget allows none now)."""
+    def try_spend(self, keep: int = 0) -> bool:
+        """Take a token for one hedge, leaving ``keep`` in reserve (False: the budget allows none now)."""
         with self._lock:
-            return self.budget.try_spend()
+            return self.budget.try_spend(keep)
