@@ -16,8 +16,11 @@ Two parts, each with both runs:
   warm-up, and the extra requests the hedges cost (requests at the proxy per
   call, minus one). Targets: hedged p99 <= 0.3 x unhedged p99, extra
   requests <= 5%.
-- *throttled*: the prefix also takes only R reads per second. Figure: the
-  share of 503s at the proxy. Target: hedging adds at most 0.5 points.
+- *throttled*: the prefix also takes only R reads per second, and the
+  workers offer 1.5 R calls per second at a fixed pace (an open loop: a
+  closed loop would offer more calls as hedging makes them faster, and
+  measure that instead of the hedges). Figure: the share of 503s at the
+  proxy. Target: hedging adds at most 0.5 points.
 
 Everything is measured, nothing estimated. Times are seconds.
 """
@@ -38,6 +41,8 @@ TAIL_DELAY = 1.0
 P99_RATIO = 0.3
 EXTRA_REQUESTS = 0.05
 THROTTLED_POINTS = 0.5
+OFFERED = 1.5
+"""The throttled part offers this many times the prefix's rate, at a fixed pace (an open loop)."""
 OBJECTS = 64
 OBJECT_SIZE = 1024
 DEFAULT_DURATION = 30
@@ -231,9 +236,15 @@ def _run(server: Any, settings: Settings, part: str, hedged: bool) -> HedgeRun:
         proxy.reset_counts()
         started = time.monotonic()
 
+        pace = OFFERED * settings.rate if part == "throttled" else None
+
         def work(worker: int) -> None:
             n = 0
             while not stop.is_set():
+                if pace is not None:  # an open loop: the same requests offered per second with or without hedging
+                    due = started + (n * workers + worker) / pace
+                    if stop.wait(max(0.0, due - time.monotonic())):
+                        break
                 key = f"{PREFIX}read/{(worker * 7 + n) % OBJECTS:03d}"
                 began = time.monotonic()
                 failed = False
