@@ -26,10 +26,6 @@ if TYPE_CHECKING:
     from ..task import Task
 
 
-RESERVE = 1
-"""Tokens a first ask for a hedge leaves for reads that are still running one delay later."""
-
-
 def _where(task: Task) -> Hashable:
     """The partition a task's hedging state is kept for: its adaptive partition, else its bucket, else None."""
     if task.partition is not None:
@@ -135,9 +131,11 @@ class Hedging:
         Takes the partition gate's slot and the pool's only if both are free
         at once, then a budget token; the caller must :meth:`HedgeSlot.release`
         the slot when the hedge's request (winner or loser) is over. The
-        ``first_ask`` at the delay leaves one token in reserve; a later ask
-        (the attempt is still running one more delay on) may take the last
-        one, so scarce tokens go to the reads that have waited longest.
+        ``first_ask`` at the delay is granted only while the budget is at
+        least half full (``burst // 2`` tokens stay in reserve); a later ask
+        (the attempt still runs one more delay on) may take the last token.
+        So when tokens are scarce they go to the reads that have waited
+        longest, the real stragglers, not to reads just past the p95.
         """
         if self.blocked(task):
             return None
@@ -150,7 +148,7 @@ class Hedging:
                 gate.release()
             return None
         slot = HedgeSlot(self._scheduler, gate)
-        if not self.policy.try_spend(RESERVE if first_ask else 0):
+        if not self.policy.try_spend(self.options.burst // 2 if first_ask else 0):
             slot.release()
             return None
         with self._lock:
