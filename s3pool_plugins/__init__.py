@@ -18,6 +18,7 @@ from .core.environment import config_from_environment, default_pool, set_default
 from .core.events import EVENT_SIGNATURES
 from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
 from .core.fleet import FleetBackend, FleetPartition, FleetStats, LocalFleet, SharedLimit, TokenGrant, redact_url
+from .core.hedging import HedgeOptions, Hedging
 from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
 from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
 from .core.pool import BoundPool, Call, OperationsPool, Slot
@@ -104,6 +105,8 @@ __all__ = [
     "FleetStats",
     "LocalFleet",
     "FleetUnavailable",
+    "HedgeOptions",
+    "Hedging",
     "OperationsPool",
     "PoolConfig",
     "PoolStats",

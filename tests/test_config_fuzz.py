@@ -176,6 +176,15 @@ def _valid_auto_tuning(draw: st.DrawFn) -> dict[str, object]:
     return tuning
 
 
+HEDGE_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "delay": st.none() | SECONDS,
+    "quantile": st.floats(min_value=0.5, max_value=1.0, exclude_min=True, exclude_max=True),
+    "min_samples": st.integers(min_value=1, max_value=10_000),
+    "budget": st.floats(min_value=0.0, max_value=1.0, exclude_min=True),
+    "burst": st.integers(min_value=1, max_value=10_000),
+    "quiet": SECONDS,
+}
+
 VALID_POOL_OPTIONS: dict[str, st.SearchStrategy[object]] = {
     "enabled": st.booleans(),
     "concurrency": st.integers(min_value=1, max_value=100_000),
@@ -195,6 +204,7 @@ VALID_POOL_OPTIONS: dict[str, st.SearchStrategy[object]] = {
     "name": st.text(min_size=1, max_size=8),
     "seed": st.none() | st.integers(),
     "fleet_name": st.from_regex(r"[A-Za-z0-9._:-]{1,12}", fullmatch=True),
+    "hedge": st.booleans() | st.none() | st.fixed_dictionaries({}, optional=HEDGE_FIELDS),
 }
 
 
@@ -466,6 +476,13 @@ VALID_TEXTS: dict[str, st.SearchStrategy[str]] = {
     "S3POOL_FLEET": st.just("none"),
     "S3POOL_FLEET_NAME": st.from_regex(r"[A-Za-z0-9._:-]{1,12}", fullmatch=True),
     "S3POOL_FLEET_CONCURRENCY": st.just("none"),
+    "S3POOL_HEDGE": BOOLEAN_TEXTS,
+    "S3POOL_HEDGE_DELAY": _texts(st.none() | SECONDS),
+    "S3POOL_HEDGE_QUANTILE": _texts(HEDGE_FIELDS["quantile"]),
+    "S3POOL_HEDGE_MIN_SAMPLES": _texts(HEDGE_FIELDS["min_samples"]),
+    "S3POOL_HEDGE_BUDGET": _texts(HEDGE_FIELDS["budget"]),
+    "S3POOL_HEDGE_BURST": _texts(HEDGE_FIELDS["burst"]),
+    "S3POOL_HEDGE_QUIET": _texts(SECONDS),
 }
 
 

@@ -79,6 +79,8 @@ POOL_OPTIONS: dict[str, str] = {
     "fleet": "--fleet",
     "fleet_name": "--fleet-name",
     "fleet_concurrency": "--fleet-concurrency",
+    "hedge": "--hedge",
+    "hedge_delay": "--hedge-delay",
 }
 """Pool options of ``s3pool run``: argparse destination -> flag. Each sets ``S3POOL_<DESTINATION>``."""
 
@@ -106,6 +108,8 @@ def pool_defaults() -> dict[str, str]:
         "fleet": config.fleet_description,
         "fleet_name": config.fleet_name,
         "fleet_concurrency": config.fleet_concurrency,
+        "hedge": "off",
+        "hedge_delay": "learned",
     }
     return {option: "none" if value is None else _text(value) for option, value in values.items()}
 
@@ -247,6 +251,21 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         type=types.integer(1),
         metavar="N",
         help=helped("fleet_concurrency", "most S3 requests in flight across the whole fleet, per partition"),
+    )
+    hedge = parser.add_argument_group("hedged reads (GetObject, HeadObject, ListObjectsV2)")
+    hedge.add_argument(
+        "--hedge",
+        action="store_true",
+        default=None,
+        help=helped("hedge", "send one more attempt of a read that is slow to answer; at most 5%% extra requests"),
+    )
+    hedge.add_argument(
+        "--hedge-delay",
+        type=types.seconds(),
+        metavar="SECONDS",
+        help=helped(
+            "hedge_delay", "hedge a read after SECONDS without a response (with --hedge; default: learned, its p95)"
+        ),
     )
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -478,6 +497,8 @@ def fleet_settings(environment: Mapping[str, str]) -> dict[str, Any] | None:
         "description": config.fleet_description,
         "fleet_name": config.fleet_name,
         "fleet_concurrency": config.fleet_concurrency,
+        "hedge": "off",
+        "hedge_delay": "learned",
     }
 
 

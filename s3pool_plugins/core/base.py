@@ -38,6 +38,7 @@ from .fleet.agent import FleetAgent
 from .fleet.backend import FleetBackend
 from .fleet.budget import FleetRetryBudget
 from .fleet.options import redact_url, resolve_fleet
+from .hedging.hedger import Hedging
 from .leases import IdleWatch
 from .limits.adaptive import AdaptiveLimit
 from .limits.base import Limit
@@ -153,6 +154,9 @@ class PoolBase:
                 aging_rate=config.aging_rate,
                 make_queue=self._gate_queue,
             )
+        self._hedging: Hedging | None = None
+        if config.hedging is not None and config.enabled:
+            self._hedging = Hedging(config.hedging, self._scheduler, self._limits)
         self._fleet: FleetAgent | None = None
         if config.fleet is not None and config.enabled:
             self._fleet = self._join_fleet(config)
@@ -192,6 +196,11 @@ class PoolBase:
     def _throttled_count(self) -> int:
         """Attempts throttled so far (read without the lock: an int, for the fleet agent's calm check)."""
         return self._throttled
+
+    @property
+    def hedging(self) -> Hedging | None:
+        """The pool's hedged reads (the ``hedge`` option; see docs/hedging.md), or None when off."""
+        return self._hedging
 
     @property
     def fleet(self) -> FleetBackend | None:
@@ -238,6 +247,7 @@ class PoolBase:
         succeeded, failed, cancelled = snap["succeeded"], snap["failed"], snap["cancelled"]
         caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
         leases, reclaimed = self._lease_watch.counts()
+        hedges, hedges_won, hedge_time_saved = (0, 0, 0.0) if self._hedging is None else self._hedging.counts()
         return PoolStats(
             enabled=self._enabled,
             limit=snap["limit"],
@@ -264,6 +274,9 @@ class PoolBase:
             fleet=None if self._fleet is None else self._fleet.stats(),
             leases=leases,
             leases_reclaimed=reclaimed,
+            hedges=hedges,
+            hedges_won=hedges_won,
+            hedge_time_saved=hedge_time_saved,
         )
 
     def _reap_closed_loops(self) -> None:

@@ -17,6 +17,7 @@ from .context import validate_priority, validate_tenant
 from .fair_queue import MAX_WEIGHT, MIN_WEIGHT, WEIGHT_ACCEPTED
 from .fleet.backend import FleetBackend
 from .fleet.options import check_fleet_options, redact_url
+from .hedging.options import HedgeOptions
 from .limits.options import AutoTuning
 from .metrics.options import MonitoringConfig
 from .queue import validate_aging_rate
@@ -108,6 +109,13 @@ class PoolConfig:
       default ``"s3pool"``): pools with the same store and name share.
     - ``fleet_concurrency``: with ``fleet``, the most attempts in flight per
       partition across the whole fleet (an int >= 1), or None.
+    - ``hedge``: hedged reads (off by default): True, a
+      :class:`~s3pool_plugins.HedgeOptions` or a mapping of its fields
+      (``delay``, ``quantile``, ``budget`` ...) sends one more attempt of an
+      idempotent read (GetObject, HeadObject, ListObjectsV2) that has no
+      response after a learned or fixed delay, takes whichever answers first
+      and cancels the other; at most 5% extra requests by default. See
+      docs/hedging.md.
     - ``clock``: monotonic clock in seconds used for aging and task times
       (tests inject a fake one).
 
@@ -139,6 +147,7 @@ class PoolConfig:
     fleet: str | FleetBackend | None = field(default=None, repr=False)
     fleet_name: str = "s3pool"
     fleet_concurrency: int | None = None
+    hedge: HedgeOptions | bool | Mapping[str, Any] | None = False
     clock: Callable[[], float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -209,6 +218,7 @@ class PoolConfig:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigurationError("seed", "an int or None", self.seed)
         check_fleet_options(self.fleet, self.fleet_name, self.fleet_concurrency)
+        object.__setattr__(self, "hedge", HedgeOptions.coerce(self.hedge) or False)
         if self.clock is not None and not callable(self.clock):
             raise ConfigurationError("clock", "a callable returning monotonic seconds, or None", self.clock)
 
@@ -231,6 +241,11 @@ class PoolConfig:
             return adaptive.start
         assert isinstance(self.concurrency, int)
         return self.concurrency
+
+    @property
+    def hedging(self) -> HedgeOptions | None:
+        """The hedged-read settings when the ``hedge`` option is on, else None."""
+        return self.hedge if isinstance(self.hedge, HedgeOptions) else None
 
     @property
     def retries_chosen(self) -> bool:
@@ -268,6 +283,7 @@ class PoolConfig:
             "fleet": self.fleet_description,
             "fleet_name": self.fleet_name,
             "fleet_concurrency": self.fleet_concurrency,
+            "hedge": None if self.hedging is None else self.hedging.as_dict(),
         }
 
     @property

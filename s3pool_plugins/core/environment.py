@@ -111,16 +111,37 @@ _AUTO_PARSERS: dict[str, Callable[[str, str], Any]] = {
 }
 """``auto_tuning`` fields settable as ``S3POOL_AUTO_<FIELD>`` (with ``S3POOL_CONCURRENCY=auto``): every field."""
 
+HEDGE_PREFIX = "hedge_"
+_HEDGE_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "enabled": _boolean,
+    "delay": _optional(_number),
+    "quantile": _number,
+    "min_samples": _integer,
+    "budget": _number,
+    "burst": _integer,
+    "quiet": _number,
+}
+"""``hedge`` fields: ``S3POOL_HEDGE`` turns hedged reads on or off, ``S3POOL_HEDGE_<FIELD>`` sets a field (and
+turns them on unless ``S3POOL_HEDGE`` says off)."""
+
 
 def known_variables() -> list[str]:
     """Every ``S3POOL_*`` variable that sets a pool option, in the order of the documentation."""
-    return [variable_for(name) for name in _PARSERS] + [variable_for(f"auto_tuning.{name}") for name in _AUTO_PARSERS]
+    return (
+        [variable_for(name) for name in _PARSERS]
+        + [variable_for(f"auto_tuning.{name}") for name in _AUTO_PARSERS]
+        + [variable_for(f"hedge.{name}") for name in _HEDGE_PARSERS]
+    )
 
 
 def _key(option: str) -> str | None:
     """The option key an ``S3POOL_*`` variable's lower-cased suffix sets, or None if it sets none."""
     if option.startswith(AUTO_PREFIX) and option[len(AUTO_PREFIX) :] in _AUTO_PARSERS:
         return "auto_tuning." + option[len(AUTO_PREFIX) :]
+    if option == "hedge":
+        return "hedge.enabled"
+    if option.startswith(HEDGE_PREFIX) and option[len(HEDGE_PREFIX) :] in _HEDGE_PARSERS.keys() - {"enabled"}:
+        return "hedge." + option[len(HEDGE_PREFIX) :]
     return option if option in _PARSERS else None
 
 
@@ -144,7 +165,8 @@ def _parse(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         if key is None:
             raise unknown_option(variable, known_variables(), text, kind="variables")
         top, _, field = key.partition(".")
-        parse = _AUTO_PARSERS[field] if field else _PARSERS[top]
+        parsers = _HEDGE_PARSERS if top == "hedge" else _AUTO_PARSERS
+        parse = parsers[field] if field else _PARSERS[top]
         try:
             value = parse(variable, text)
         except ConfigurationError as error:
@@ -167,6 +189,8 @@ def variable_for(key: str) -> str:
     top, _, field = key.partition(".")
     if top == "auto_tuning" and field:
         return PREFIX + (AUTO_PREFIX + field).upper()
+    if top == "hedge" and field and field != "enabled":
+        return PREFIX + (HEDGE_PREFIX + field).upper()
     return PREFIX + top.upper()
 
 

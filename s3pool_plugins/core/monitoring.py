@@ -23,6 +23,9 @@ class MonitoringMixin(PoolBase):
         """
         recorder = self._recorder
         caused, ambient = (None, None) if self._limits is None else self._limits.throttling()
+        hedged: dict[str, float | int | None] = {}
+        if self._hedging is not None:
+            hedged = dict(zip(("hedges", "hedges_won", "hedge_time_saved"), self._hedging.counts()))
         if recorder is None:
             stats = self.stats()
             return PoolMetrics(
@@ -43,12 +46,13 @@ class MonitoringMixin(PoolBase):
                 throttled_caused=caused,
                 throttled_ambient=ambient,
                 fleet=stats.fleet,
+                **hedged,  # type: ignore[arg-type]
             )
         snapshot = recorder.snapshot(self._scheduler.limit)
         fleet = None if self._fleet is None else self._fleet.stats()
-        if caused is None and fleet is None:
+        if caused is None and fleet is None and not hedged:
             return snapshot
-        return dataclasses.replace(snapshot, throttled_caused=caused, throttled_ambient=ambient, fleet=fleet)
+        return dataclasses.replace(snapshot, throttled_caused=caused, throttled_ambient=ambient, fleet=fleet, **hedged)  # type: ignore[arg-type]
 
     def task_metrics(self, task_id: int) -> TaskRecord | None:
         """The record of a settled task (``monitoring="full"``), or None if unknown or evicted.

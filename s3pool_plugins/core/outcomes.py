@@ -61,6 +61,8 @@ class OutcomesMixin(PoolBase):
         if verdict.throttling:
             task.throttles += 1
             self._count("_throttled")
+            if self._hedging is not None:
+                self._hedging.note_throttled(task)
             if recorder is not None:
                 recorder.retried(throttling=True)
         if not verdict.retryable:

@@ -36,6 +36,11 @@ class PoolStats:
       response body not yet read to its end, closed or collected; they count
       in ``active`` too); ``leases_reclaimed``: those given back because
       nobody touched them for their idle bound.
+    - ``hedges``: hedged reads sent (the ``hedge`` option; extra attempts,
+      each holding a slot); ``hedges_won``: those that answered before the
+      first attempt; ``hedge_time_saved``: seconds by which won hedges
+      answered sooner than their first attempts did, where that is known
+      (see docs/hedging.md).
     """
 
     enabled: bool
@@ -63,6 +68,9 @@ class PoolStats:
     fleet: FleetStats | None = None
     leases: int = 0
     leases_reclaimed: int = 0
+    hedges: int = 0
+    hedges_won: int = 0
+    hedge_time_saved: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a plain dict."""

@@ -61,6 +61,8 @@ class Task:
         "attempt_log",
         "partition",
         "expected",
+        "hedges",
+        "hedge_won",
     )
 
     def __init__(
@@ -97,6 +99,10 @@ class Task:
         self.partition: str | None = None
         self.expected = False
         """Failed with an error its caller expects as an answer (see ``expected_errors``): counted apart."""
+        self.hedges = 0
+        """Hedged copies of its attempts sent (the ``hedge`` option)."""
+        self.hedge_won = False
+        """True if a hedge answered before the attempt it copied."""
 
     @property
     def retries(self) -> int:

@@ -194,9 +194,12 @@ class ChaosProxy(LoopbackServer):
     def remove_limit(self, prefix: str) -> None:
         self._plan.remove_limit(prefix)
 
-    def inject(self, action: Action, count: int = 1) -> None:
-        """Force ``action`` on the next ``count`` requests to arrive, whatever the rates and limits say."""
-        self._plan.inject(action, count)
+    def inject(self, action: Action, count: int = 1, *, latency: float | None = None) -> None:
+        """Force ``action`` on the next ``count`` requests to arrive, whatever the rates and limits say.
+
+        ``latency``: seconds each of them waits before it is forwarded (None: the configured latency's draw).
+        """
+        self._plan.inject(action, count, latency=latency)
 
     def clear_faults(self) -> None:
         """No latency, no random faults, no rate limits, nothing injected; counters stay."""

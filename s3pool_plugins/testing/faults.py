@@ -287,7 +287,7 @@ class FaultPlan:
         self._limits: dict[str, PrefixLimit] = {}
         self._read_buckets: dict[str, TokenBucket] = {}
         self._write_buckets: dict[str, TokenBucket] = {}
-        self._injected: deque[Action] = deque()
+        self._injected: deque[tuple[Action, float | None]] = deque()
         self._index = 0
 
     @property
@@ -359,14 +359,21 @@ class FaultPlan:
             self._read_buckets.pop(prefix, None)
             self._write_buckets.pop(prefix, None)
 
-    def inject(self, action: Action, count: int = 1) -> None:
-        """Force ``action`` on the next ``count`` requests (after any already injected)."""
+    def inject(self, action: Action, count: int = 1, *, latency: float | None = None) -> None:
+        """Force ``action`` on the next ``count`` requests (after any already injected).
+
+        ``latency``: seconds each of them waits before it is forwarded (a
+        slow answer to its headers), instead of the configured distribution's
+        draw; None keeps the draw. A throttled request never waits.
+        """
         if not isinstance(action, Action):
             raise ConfigurationError("action", "an Action", action)
         if not (isinstance(count, int) and count >= 0):
             raise ConfigurationError("count", "an int >= 0", count)
+        if latency is not None:
+            _check_non_negative("latency", latency)
         with self._lock:
-            self._injected.extend([action] * count)
+            self._injected.extend([(action, latency)] * count)
 
     def clear(self) -> None:
         """No random faults, no rate limits, nothing injected. The random sequence goes on."""
@@ -394,7 +401,9 @@ class FaultPlan:
             config = self._config
             latency = config.latency.sample(u_n1, u_n2, u_tail, u_size) if config.latency is not None else 0.0
             if self._injected:
-                action = self._injected.popleft()
+                action, forced = self._injected.popleft()
+                if forced is not None:
+                    latency = forced
                 return Decision(index, action, 0.0 if action is Action.THROTTLE else latency)
             buckets = self._read_buckets if is_read(method) else self._write_buckets
             if buckets:

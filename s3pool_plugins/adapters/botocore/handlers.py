@@ -50,6 +50,7 @@ from .bodies import BODY_IDLE_TIMEOUT, cover, flow_body_slot, share_in_flow, str
 from .caller_retries import client_policy
 from .classify import response_error, s3_retry_policy
 from .connections import warn_if_too_small
+from .hedge import HedgedSend, http_session_of
 from .redact import for_hooks, result_for_hooks
 
 log = logging.getLogger("s3pool_plugins.botocore")
@@ -64,6 +65,17 @@ _current_call: ContextVar[Call | None] = ContextVar("s3pool_current_call", defau
 """The call a pooled client class is making in this context (calls nest: the innermost)."""
 
 BOTOCORE_RETRY_HANDLER_ID = "retry-config-{service}"
+
+_HEDGE_ID = "s3pool-hedge"
+
+
+def _call_of_request(request: Any) -> Call | None:
+    """The call a prepared request is an attempt of: in its request context (clients installed one by one),
+    else the pooled client class's current call."""
+    context = getattr(request, "context", None)
+    call = context.get(CALL_KEY) if isinstance(context, dict) else None
+    return call if isinstance(call, Call) else _current_call.get()
+
 
 _thread_attempt = threading.local()
 """``.call``: a weak reference to the events-only call whose attempt last started on this thread (sync
@@ -513,24 +525,38 @@ class ClientHandlers:
 
     # -- registration -----------------------------------------------------
 
-    def register(self, emitter: Any, service: str, is_async: bool, *, settled_by_class: bool = False) -> None:
+    def register(
+        self, emitter: Any, service: str, is_async: bool, *, settled_by_class: bool = False, client: Any = None
+    ) -> None:
         """Register the handlers on a client's event ``emitter`` (idempotent per unique id).
 
         ``settled_by_class``: the client's class begins and settles each call
         (a pooled client class), so only ``request-created`` and
         ``needs-retry`` are needed, and they read the call from the context
-        variable the class sets.
+        variable the class sets. ``client``: the client of ``emitter``; with
+        the pool's ``hedge`` option its hedged reads are sent through its
+        HTTP session (see :mod:`.hedge`).
         """
         self.is_async = self.is_async or is_async
         emitter.unregister(f"needs-retry.{service}", unique_id=BOTOCORE_RETRY_HANDLER_ID.format(service=service))
         for event, handler, where in self._handlers(is_async, settled_by_class):
             add: Callable[..., None] = emitter.register_first if where == "first" else emitter.register_last
             add(f"{event}.{service}", handler, unique_id=f"s3pool-{event}")
+        hedging = self.pool.hedging
+        session = None if client is None or hedging is None else http_session_of(client)
+        if hedging is not None and session is not None:
+            sender = HedgedSend(hedging, session, _call_of_request)
+            for event in HedgedSend.events(service):
+                emitter.register_last(
+                    event, sender.send_async if is_async else sender.send, unique_id=f"{_HEDGE_ID}-{event}"
+                )
 
     def unregister(self, emitter: Any, service: str) -> None:
         """Remove the handlers :meth:`register` added."""
         for event, _handler, _where in self._handlers(False, False):
             emitter.unregister(f"{event}.{service}", unique_id=f"s3pool-{event}")
+        for event in HedgedSend.events(service):
+            emitter.unregister(event, unique_id=f"{_HEDGE_ID}-{event}")
 
     def _handlers(self, is_async: bool, settled_by_class: bool) -> list[tuple[str, Callable[..., Any], str]]:
         if settled_by_class:

@@ -162,7 +162,7 @@ def install(
             target._s3pool_handlers = handlers  # the instance's handlers win over its class's until uninstall
         else:
             handlers.adopt_client(target)
-            handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target))
+            handlers.register(target.meta.events, SERVICE, is_async=_is_async_client(target), client=target)
         warn_if_too_small(target, pool.concurrency)
     _installed[target] = handlers
     return pool

@@ -45,7 +45,7 @@ class _PooledClient:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         handlers = type(self)._s3pool_handlers
-        handlers.register(self.meta.events, "s3", is_async=self._s3pool_async, settled_by_class=True)
+        handlers.register(self.meta.events, "s3", is_async=self._s3pool_async, settled_by_class=True, client=self)
         handlers.check_connections(self)
         self._s3pool_own_retries_removed = False
         self._s3pool_server = endpoint_host(self)

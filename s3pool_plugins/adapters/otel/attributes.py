@@ -68,6 +68,9 @@ def end_attributes(task: Task, result: Any, error: BaseException | None, record_
     }
     if task.limit_at_start is not None:
         attributes["s3pool.limit_at_start"] = task.limit_at_start
+    if task.hedges:
+        attributes["s3pool.hedges"] = task.hedges
+        attributes["s3pool.hedge_won"] = task.hedge_won
     metadata = task.metadata
     tenant = task.tenant if task.tenant is not None else metadata.get("tenant")
     if isinstance(tenant, str):

@@ -60,6 +60,21 @@ class PoolInstruments:
             unit="{response}",
             description="Throttling answers judged by concurrency='auto': caused by the pool's rate, or ambient",
         )
+        meter.create_observable_counter(
+            "s3pool.hedges", [self._observe("hedges")], unit="{request}", description="Hedged reads sent"
+        )
+        meter.create_observable_counter(
+            "s3pool.hedges.won",
+            [self._observe("hedges_won")],
+            unit="{request}",
+            description="Hedged reads that answered before the attempt they copied",
+        )
+        meter.create_observable_counter(
+            "s3pool.hedges.time_saved",
+            [self._observe("hedge_time_saved")],
+            unit="s",
+            description="Seconds by which won hedges answered sooner than the attempts they copied (where known)",
+        )
 
     def watch(self, pool: Any) -> None:
         """Report ``pool``'s queue size, active count and limit from now on (while it lives)."""
@@ -72,7 +87,7 @@ class PoolInstruments:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             with self._pools_lock:  # a pool added while the exporter reads would change the set mid-iteration
                 pools = list(self._pools)
-            totals: dict[str, int] = {}
+            totals: dict[str, float] = {}
             for pool in pools:
                 name = pool.config.name
                 totals[name] = totals.get(name, 0) + getattr(pool.stats(), field)

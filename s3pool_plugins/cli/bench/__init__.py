@@ -30,6 +30,9 @@ from ...core.terminal_log import keep_warnings_off_the_status_line
 from .. import parser as types
 from ..progress import ProgressLine
 from .competitors import COMPETITORS, variants
+from .hedged import duration as hedged_duration
+from .hedged import run_hedged_reads
+from .hedged import table as hedged_table
 from .measures import goodput, throttled_share
 from .report import document, tables
 from .runner import RunRecord, run_one
@@ -40,6 +43,9 @@ MIN_DURATION = 3.0
 QUICK_WARMUP = 1.0
 MAX_JOB = 1_000_000
 DEFAULTS = Settings()
+HEDGED_READS = "hedged-reads"
+"""A scenario of its own kind (:mod:`.hedged`): the pool with and without hedged reads, not the competitors."""
+SCENARIO_NAMES = [*SCENARIOS, HEDGED_READS]
 
 
 def milliseconds(text: str) -> float:
@@ -106,9 +112,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=list(SCENARIOS),
+        choices=SCENARIO_NAMES,
         metavar="NAME",
-        help=types.with_default(f"a scenario to run, repeatable: {', '.join(SCENARIOS)}", "all"),
+        help=types.with_default(f"a scenario to run, repeatable: {', '.join(SCENARIO_NAMES)}", "all"),
     )
     parser.add_argument(
         "--competitor",
@@ -239,9 +245,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def check(args: argparse.Namespace, parser: argparse.ArgumentParser, settings: Settings) -> None:
     """The checks that need several options; ``parser.error`` (exit 2) on the first problem."""
-    scenarios = args.scenario or list(SCENARIOS)
+    scenarios = args.scenario or SCENARIO_NAMES
     for name in dict.fromkeys(scenarios):
-        if SCENARIOS[name].job:
+        if name == HEDGED_READS or SCENARIOS[name].job:
             continue  # measured whole: no warm-up to leave out
         length = duration_of(SCENARIOS[name], settings)
         if settings.warmup >= length - 1 + 1e-9:
@@ -291,26 +297,43 @@ def execute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return 1
-    plans = [plan(SCENARIOS[name], settings) for name in dict.fromkeys(args.scenario or SCENARIOS)]
+    names = list(dict.fromkeys(args.scenario or SCENARIO_NAMES))
+    plans = [plan(SCENARIOS[name], settings) for name in names if name != HEDGED_READS]
     competitors = list(dict.fromkeys(args.competitor or COMPETITORS))
     runs = [(p, v) for p in plans for name in competitors for v in variants(name, p, settings)]
     estimate = int(sum((p.job / settings.rate if p.job else p.duration) + 1 for p, _ in runs))
-    print(
-        f"s3pool bench: {len(runs)} runs ({len(plans)} scenarios x {len(competitors)} competitors), "
-        f"about {estimate} s; seed {settings.seed}",
-        flush=True,
-    )
+    if HEDGED_READS in names:
+        estimate += 4 * (hedged_duration(settings) + 2)
+    parts = [f"{len(runs)} runs ({len(plans)} scenarios x {len(competitors)} competitors)"] if runs else []
+    if HEDGED_READS in names:
+        parts.append("hedged-reads (4 runs)")
+    print(f"s3pool bench: {' and '.join(parts)}, about {estimate} s; seed {settings.seed}", flush=True)
     progress = ProgressLine()
     if progress.live:
         keep_warnings_off_the_status_line()  # the pools' warnings on a line of their own, not in the progress line
     records = bench(runs, settings, progress)
+    hedged = hedged_reads(settings, progress) if HEDGED_READS in names else None
     doc = document(settings, plans, records, wall_time=sum(r.wall_time for r in records))
+    if hedged is not None:
+        doc["hedged_reads"] = hedged
     print()
     print(tables(doc))
+    if hedged is not None:
+        print()
+        print(hedged_table(hedged))
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
         print(f"\nJSON: {args.json}")
     return 0
+
+
+def hedged_reads(settings: Settings, progress: ProgressLine) -> dict[str, Any]:
+    """Run the hedged-reads scenario against a local S3 of its own; returns its JSON section."""
+    from ...testing import LocalS3
+    from ..demo import _without_aws_configuration
+
+    with _without_aws_configuration(), _quiet_connection_pools(), LocalS3() as server:
+        return run_hedged_reads(server, settings, progress)
 
 
 def bench(runs: list[tuple[Plan, Any]], settings: Settings, progress: ProgressLine) -> list[RunRecord]:

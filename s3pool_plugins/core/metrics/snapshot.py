@@ -44,6 +44,9 @@ class PoolMetrics:
       rate and those judged ambient, with ``concurrency="auto"``; else None.
     - ``fleet``: with the ``fleet`` option, the fleet's state (see
       :class:`~s3pool_plugins.FleetStats`); else None.
+    - ``hedges``, ``hedges_won``, ``hedge_time_saved``: since the pool
+      started, with the ``hedge`` option, as in ``stats()`` (see
+      docs/hedging.md); else None.
     """
 
     mode: str
@@ -64,6 +67,9 @@ class PoolMetrics:
     throttled_caused: int | None = None
     throttled_ambient: int | None = None
     fleet: FleetStats | None = None
+    hedges: int | None = None
+    hedges_won: int | None = None
+    hedge_time_saved: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict of the snapshot."""

@@ -1,0 +1,219 @@
+"""Hedged reads through the botocore adapter, against LocalS3 behind a ChaosProxy (sync and async clients).
+
+The proxy makes one chosen request slow (``inject(..., latency=...)``): the
+hedge, a second copy of it, is answered at once and wins; the proxy counts
+both copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import urllib3
+from aiobotocore.session import get_session
+
+from s3pool_plugins import OperationsPool, hookimpl
+from s3pool_plugins.adapters.botocore import install
+from s3pool_plugins.adapters.botocore.hedge import close_response
+from s3pool_plugins.testing import ChaosProxy, LocalS3
+from s3pool_plugins.testing.faults import Action, Latency
+
+BODY = b"0123456789abcdef" * 4096  # 64 KiB
+SLOW = 3.0
+"""Seconds the slow copy waits at the proxy: far beyond the hedge delay."""
+
+
+class Settled:
+    """Records the hedges of every settled task."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tasks: list[tuple[str, int, bool]] = []
+
+    @hookimpl
+    def s3pool_task_completed(self, pool: Any, task: Any, result: Any) -> None:
+        with self.lock:
+            self.tasks.append((task.name, task.hedges, task.hedge_won))
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _get(client: Any, bucket: str, key: str = "k", **params: Any) -> bytes:
+    return bytes(client.get_object(Bucket=bucket, Key=key, **params)["Body"].read())
+
+
+def _warm(client: Any, bucket: str, count: int = 60) -> None:
+    """First attempts earn hedge tokens (5% each by default; a loaded machine may hedge one of these too)."""
+    for _ in range(count):
+        _get(client, bucket)
+
+
+@pytest.fixture
+def hedged(boto3_session, s3_client_for, s3_bucket, chaos_proxy: ChaosProxy, make_pool):
+    def make(**hedge: Any) -> tuple[OperationsPool, Any, Settled]:
+        settled = Settled()
+        pool = make_pool(concurrency=4, hedge={"delay": 0.2, **hedge}, plugins=[settled])
+        client = s3_client_for(boto3_session, chaos_proxy.endpoint_url)
+        install(client, pool)
+        client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+        return pool, client, settled
+
+    return make
+
+
+def test_a_slow_get_is_hedged_the_hedge_wins_and_the_loser_is_closed(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, settled = hedged()
+    _warm(client, s3_bucket)
+    before = pool.stats()
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)
+    assert _get(client, s3_bucket) == BODY
+    stats = pool.stats()
+    assert (stats.hedges - before.hedges, stats.hedges_won - before.hedges_won) == (1, 1)
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 2  # the proxy counts the hedge
+    assert settled.tasks[-1] == ("S3.GetObject", 1, True)
+    # The loser runs to its (slow) response, is closed, and its slot goes back; its time is then known.
+    assert _until(lambda: pool.stats().active == 0)
+    assert pool.stats().hedge_time_saved > 0
+    assert chaos_proxy.wait_idle(10)
+    assert _get(client, s3_bucket) == BODY  # the connection pool is clean afterwards
+
+
+def test_a_ranged_get_a_head_and_a_list_are_hedged_with_the_right_answers(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged()
+    _warm(client, s3_bucket, 80)
+    won = pool.stats().hedges_won
+    chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)
+    assert _get(client, s3_bucket, Range="bytes=16-47") == BODY[16:48]
+    chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)
+    assert client.head_object(Bucket=s3_bucket, Key="k")["ContentLength"] == len(BODY)
+    chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)
+    listed = client.list_objects_v2(Bucket=s3_bucket)
+    assert [item["Key"] for item in listed["Contents"]] == ["k"]
+    assert pool.stats().hedges_won - won == 3
+    assert _until(lambda: pool.stats().active == 0)
+
+
+def test_no_hedge_for_a_put(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged(delay=0.05)
+    _warm(client, s3_bucket)
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.FORWARD, 1, latency=0.5)
+    client.put_object(Bucket=s3_bucket, Key="p", Body=b"x")
+    assert chaos_proxy.stats().attempts[("PUT", f"{s3_bucket}/p")] == 1
+    assert pool.stats().hedges == 0
+
+
+def test_no_hedge_while_the_partition_was_just_throttled(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged(quiet=60)
+    _warm(client, s3_bucket)
+    chaos_proxy.inject(Action.THROTTLE, 1)
+    assert _get(client, s3_bucket) == BODY  # throttled, then retried
+    assert pool.stats().throttled == 1
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.FORWARD, 1, latency=1.0)
+    assert _get(client, s3_bucket) == BODY
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 1
+    assert pool.stats().hedges == 0
+
+
+def test_the_budget_caps_hedges_at_its_share_of_first_attempts(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged(delay=0.01)  # every request is slower than that: each one would be hedged
+    chaos_proxy.configure(latency=Latency(0.05, sigma=0.0))
+    chaos_proxy.reset_counts()
+    calls = 80
+    with ThreadPoolExecutor(4) as threads:
+        assert all(body == BODY for body in threads.map(lambda _: _get(client, s3_bucket), range(calls)))
+    assert _until(lambda: pool.stats().active == 0)
+    hedges = pool.stats().hedges
+    assert 1 <= hedges <= calls * 0.05
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == calls + hedges
+
+
+def test_hedges_never_put_more_requests_in_flight_than_the_limit(
+    boto3_session, s3_client_for, s3_bucket, chaos_proxy, make_pool
+) -> None:
+    pool = make_pool(concurrency=3, hedge={"delay": 0.02, "budget": 1.0, "burst": 1000})
+    client = s3_client_for(boto3_session, chaos_proxy.endpoint_url, max_pool_connections=16)
+    install(client, pool)
+    client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+    chaos_proxy.configure(latency=Latency(0.01, sigma=1.0, tail_probability=0.2, tail_scale=0.2))
+    chaos_proxy.reset_counts()
+    # Two callers and three slots: one hedge fits, a second would go beyond the limit (and is not sent).
+    with ThreadPoolExecutor(2) as threads:
+        assert all(body == BODY for body in threads.map(lambda _: _get(client, s3_bucket), range(120)))
+    assert pool.stats().hedges > 0
+    assert _until(lambda: pool.stats().active == 0)
+    assert chaos_proxy.wait_idle(10)
+    assert chaos_proxy.stats().in_flight_peak <= 3
+
+
+def test_close_response_closes_an_unread_body_and_returns_its_connection_empty(
+    local_s3: LocalS3, s3_bucket, chaos_proxy
+) -> None:
+    import boto3
+
+    boto3.client("s3", **local_s3.client_kwargs()).put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+    http = urllib3.PoolManager(maxsize=1)
+    raw = http.request("GET", f"{chaos_proxy.endpoint_url}/{s3_bucket}/k", preload_content=False)
+    connection = raw.connection
+    assert connection is not None and connection.sock is not None  # the proxy keeps connections alive
+
+    class Response:  # botocore's AWSResponse keeps the urllib3 response as ``raw``
+        pass
+
+    response = Response()
+    response.raw = raw  # type: ignore[attr-defined]
+    close_response(response)
+    assert raw.closed
+    assert connection.sock is None  # closed, not handed back with an unread body on it
+    pool = http.connection_from_url(chaos_proxy.endpoint_url)
+    assert pool.num_connections == 1 and pool.pool is not None and pool.pool.qsize() == 1  # given back to its pool
+
+
+def test_async_client_hedges_and_cancels_the_loser(local_s3: LocalS3, s3_bucket, chaos_proxy, make_pool) -> None:
+    settled = Settled()
+    pool = make_pool(concurrency=4, hedge={"delay": 0.2}, plugins=[settled])
+
+    async def main() -> tuple[bytes, int]:
+        session = get_session()
+        install(session, pool)
+        kwargs = {**local_s3.client_kwargs(), "endpoint_url": chaos_proxy.endpoint_url}
+        async with session.create_client("s3", **kwargs) as client:
+            await client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+            for _ in range(40):
+                response = await client.get_object(Bucket=s3_bucket, Key="k")
+                await response["Body"].read()
+            chaos_proxy.reset_counts()
+            chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)
+            response = await client.get_object(Bucket=s3_bucket, Key="k")
+            body = await response["Body"].read()
+            for _ in range(100):  # the cancelled loser ends within a few turns of the loop
+                if pool.stats().active == 0:
+                    break
+                await asyncio.sleep(0.01)
+            active = pool.stats().active
+            head = await client.head_object(Bucket=s3_bucket, Key="k")
+            assert head["ContentLength"] == len(BODY)
+            return body, active
+
+    body, active_after = asyncio.run(main())
+    assert body == BODY
+    assert active_after == 0  # the loser was cancelled, not waited for (its answer was SLOW seconds away)
+    stats = pool.stats()
+    assert (stats.hedges, stats.hedges_won) == (1, 1)
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 2
+    assert ("S3.GetObject", 1, True) in settled.tasks
