@@ -18,10 +18,16 @@ they propose *relative* changes (see docs/fleet.md).
   ceiling scales the same way.
 - **Rise.** Below the ceiling, after a calm spell, the rate rises fast
   (:data:`FAST_RISE`, never past :data:`TOP` of the ceiling); at the
-  ceiling it holds for :data:`PLATEAU` adjustment intervals and then probes
-  by :data:`PROBE`, a step that doubles with every further plateau without
-  throttling (up to :data:`MAX_PROBE`), raising the ceiling to the rate that
-  held.
+  ceiling it probes by :data:`PROBE` after every calm spell of
+  :data:`PROBE_HOLD` adjustment intervals, raising the ceiling to the rate
+  that held. A probe's step stays small and its hold long because a service
+  may grant a burst (S3 does; ChaosProxy grants one second's worth): an
+  overshoot drains that burst silently, so throttling shows only
+  ``burst / overshoot`` seconds after it began. Probes that compound faster
+  than that run far past the limit before the first 503, and the cut that
+  follows lands low. With steps of 3% every 3 s, the overshoot hidden after
+  k probes is about ``0.03 * 3 * k**2 / 2`` seconds of the rate: a burst of
+  one second's worth lasts about five probes (15 s).
 - **Rebuild.** A store restarted empty gets back the last fleet rate and
   ceiling a member knew (not its share).
 """
@@ -44,11 +50,11 @@ BELOW_THROTTLED = 0.95
 accepted is measured over a span that may include a burst it granted, so it can read above its rate."""
 
 PROBE = 0.03
-"""The relative step of the first probe past the ceiling; it doubles for every further plateau without
-throttling, up to :data:`MAX_PROBE` (a ceiling learned too low is left within seconds)."""
+"""The relative step of a probe past the ceiling."""
 
-MAX_PROBE = 0.06
-"""The largest relative step of a probe."""
+PROBE_HOLD = 6.0
+"""Adjustment intervals without a change and without throttling before a probe past the ceiling (each
+probe holds this long, so an overshoot a service's burst hides stays small; see the module docstring)."""
 
 MAX_CUT = 0.5
 """The lowest factor one accepted cut multiplies the fleet's rate by: one member's noise cannot stall the fleet."""
@@ -59,10 +65,6 @@ CALM = 2.0
 PACE_MARGIN = 0.9
 """The share of what the service accepted that a cut paces at (the local limit's own margin): a ceiling is
 at least the new rate divided by it."""
-
-PLATEAU = 2.0
-"""Adjustment intervals without a change and without throttling before a probe past the ceiling."""
-
 
 @dataclass(frozen=True)
 class FleetRate:
@@ -114,17 +116,15 @@ class RatePolicy:
         rate = max(self.min_rate, fleet.rate * MAX_CUT, min(fleet.rate, accepted * PACE_MARGIN))
         return FleetRate(rate, max(rate, min(fleet.rate * BELOW_THROTTLED, accepted)))
 
-    def rise(self, fleet: FleetRate, calm_for: float, unthrottled_for: float | None = None) -> FleetRate | None:
-        """The fleet's next rate after ``calm_for`` seconds without a change or throttling, and
-        ``unthrottled_for`` seconds without throttling (default ``calm_for``), while the rate binds; None:
-        not yet.
+    def rise(self, fleet: FleetRate, calm_for: float) -> FleetRate | None:
+        """The fleet's next rate after ``calm_for`` seconds without a change or throttling, while the rate
+        binds; None: not yet.
 
         Contract: the result is above ``fleet.rate`` by at most
-        ``max(SLOW_START, FAST_RISE, 1 + MAX_PROBE)``; below the ceiling it
-        never passes ``TOP`` of it; the ceiling never drops.
+        ``max(SLOW_START, FAST_RISE, 1 + PROBE)``; below the ceiling it
+        never passes ``TOP`` of it; past it, one step of ``PROBE`` per
+        ``PROBE_HOLD`` calm intervals; the ceiling never drops.
         """
-        if unthrottled_for is None:
-            unthrottled_for = calm_for
         rate, ceiling = fleet.rate, fleet.ceiling
         if ceiling is None:
             if calm_for < self.interval:  # one interval: throttling shows within it
@@ -135,12 +135,9 @@ class RatePolicy:
             if calm_for < CALM * self.interval:
                 return None
             return FleetRate(min(top, rate * FAST_RISE), ceiling)
-        plateau = PLATEAU * self.interval
-        if calm_for < plateau:
+        if calm_for < PROBE_HOLD * self.interval:
             return None
-        doublings = max(0.0, unthrottled_for / plateau - 1.0)
-        step = min(MAX_PROBE, PROBE * 2.0 ** min(doublings, 8.0))
-        return FleetRate(rate * (1.0 + step), max(ceiling, rate))
+        return FleetRate(rate * (1.0 + PROBE), max(ceiling, rate))
 
 
 __all__ = ["FleetRate", "RatePolicy"]

@@ -230,7 +230,7 @@ class FleetUnit:
         if current is None or not self.version or now - self._binding_at > self.interval:
             return  # a rise only while the fleet uses all of its rate (its bucket ran dry lately)
         calm_for = now - max(self._changed_at, self._throttled_at)
-        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for, now - self._throttled_at)
+        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for)
         if risen is not None:
             self._offer(call, now, SharedLimit(risen.rate, limit, risen.ceiling, self.version))
 
@@ -256,19 +256,22 @@ class FleetUnit:
         return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
 
     def _throttled_share(self, now: float) -> float | None:
-        """The share of this member's attempts at the fleet's pace throttled over about the last adjustment
-        interval (fleet tokens spent are its attempts), or None if it sent too few to tell."""
+        """The share of this member's attempts at the fleet's pace throttled lately (fleet tokens spent are
+        its attempts), or None if it sent too few to tell.
+
+        The span is the last adjustment interval, stretched back up to the
+        history's two intervals until it holds :data:`SHARE_SAMPLE` attempts:
+        a member of a large fleet sends few per interval, and its local
+        limit's own cut (the fallback) can be far off the fleet's measure.
+        """
         since = now - self.interval
-        base = None
-        for at, spent, throttles in self._history:
-            if at <= since:
-                base = (spent, throttles)
-        if base is None:
-            return None
-        spent = self._spent - base[0]
-        if spent < SHARE_SAMPLE:
-            return None
-        return min(1.0, (self._throttles_seen - base[1]) / spent)
+        for at, spent, throttles in reversed(self._history):
+            if at > since:
+                continue
+            sent = self._spent - spent
+            if sent >= SHARE_SAMPLE:
+                return min(1.0, (self._throttles_seen - throttles) / sent)
+        return None
 
     def _rebuild(self, call: Call[Any], now: float, limit: int) -> None:
         """Put this member's last fleet state back into a store that restarted empty (the fleet's rate,
