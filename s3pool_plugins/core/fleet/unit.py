@@ -65,6 +65,12 @@ SETTLE = 2.0
 """Adjustment intervals after a cut of the fleet's rate during which no member proposes another (answers to
 attempts sent before it are still coming back; the local limit's own settle time)."""
 
+USED = 0.8
+"""The share of its part of the fleet's rate a member must have sent over the last adjustment interval for
+the fleet's rate to rise: the fleet's bucket running dry is not enough (members take tokens in batches, and a
+fleet held back by its hosts' CPU would climb to rates it never sends, then send them all at once when the
+hosts free up)."""
+
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
 
@@ -85,7 +91,6 @@ class FleetUnit:
         fleet_concurrency: int | None,
         interval: float,
         clock: Callable[[], float],
-        wake: Callable[[], None],
         throttled: Callable[[], int],
     ) -> None:
         self.key = key
@@ -99,7 +104,6 @@ class FleetUnit:
         self.interval = interval
         self._clock = clock
         self.pacer = FleetPacer(1.0, LEAD_TIME / 2, clock)
-        self._wake = wake
         self._throttled = throttled
         self._throttles_seen = throttled()
         self._throttled_at = -math.inf
@@ -229,6 +233,9 @@ class FleetUnit:
         current = self.fleet_rate
         if current is None or not self.version or now - self._binding_at > self.interval:
             return  # a rise only while the fleet uses all of its rate (its bucket ran dry lately)
+        used = self._used_share(now, current)
+        if used is None or used < USED:
+            return  # ... and this member sent about its share: a fleet held back elsewhere (CPU) must not climb
         calm_for = now - max(self._changed_at, self._throttled_at)
         risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for)
         if risen is not None:
@@ -265,12 +272,26 @@ class FleetUnit:
         limit's own cut (the fallback) can be far off the fleet's measure.
         """
         since = now - self.interval
+        start = self._cut_at + self.interval / 2  # answers to attempts sent at the rate before the cut: not this rate's
         for at, spent, throttles in reversed(self._history):
             if at > since:
                 continue
+            if at < start:
+                break
             sent = self._spent - spent
             if sent >= SHARE_SAMPLE:
                 return min(1.0, (self._throttles_seen - throttles) / sent)
+        return None
+
+    def _used_share(self, now: float, fleet_rate: float) -> float | None:
+        """How much of its share of ``fleet_rate`` this member spent over about the last adjustment interval
+        (1.0: all of it), or None before an interval of history."""
+        since = now - self.interval
+        for at, spent, _ in reversed(self._history):
+            if at <= since:
+                elapsed = now - at
+                share = fleet_rate / self.members
+                return (self._spent - spent) / (share * elapsed) if share * elapsed > 0 else None
         return None
 
     def _rebuild(self, call: Call[Any], now: float, limit: int) -> None:
@@ -397,6 +418,29 @@ class FleetUnit:
             self.scheduler.set_cap(max(self.held, math.ceil(limit / self.members)))
         self.scheduler.dispatch()
         return dropped
+
+    def after_fork(self, member: str) -> None:
+        """This is a forked child's copy (with a single thread): rejoin as ``member``, holding nothing.
+
+        The parent's fleet tokens, slots and membership are forgotten here,
+        never released (the parent holds them). The slot cap drops to 0 until
+        this member's own lease. A scheduler whose lock a parent thread held
+        at fork is left alone: it can never be used in the child anyway.
+        """
+        self.member = member
+        self.held = 0
+        self._member_held = False
+        self._granted = self._spent = 0
+        self._history.clear()
+        self._throttles_seen = self._throttled()
+        mutex = self.scheduler.mutex
+        if not mutex.acquire(False):
+            return
+        mutex.release()
+        with self.scheduler.lock:
+            self.pacer.tokens = 0
+            self.pacer.starved = 0
+        self.join()
 
     def release(self, call: Call[Any]) -> None:
         """Give back this member's slots and membership (the pool is closing)."""
