@@ -331,7 +331,12 @@ class FleetUnit:
         assert limit is not None
         scheduler, shared, me = self.scheduler, self.shared, self.member
         if self._fresh:  # (re)joining: hold what the store says this member holds
-            self.held = call(lambda: shared.lease_slots(me, 0, limit, SLOT_TTL))
+            held = call(lambda: shared.lease_slots(me, 0, limit, SLOT_TTL))
+            with scheduler.lock:
+                running = scheduler.active
+            if running > held:  # attempts started under local control: the store counts them as far as it can
+                held = call(lambda: shared.lease_slots(me, running - held, limit, SLOT_TTL))
+            self.held = held
             self._renewed_at = now
             self._fresh = False
             scheduler.set_cap(self.held)
@@ -392,11 +397,16 @@ class FleetUnit:
     # -- joining and leaving -------------------------------------------------
 
     def join(self) -> None:
-        """The fleet answers: spend fleet tokens, and read the learned state again at the next round."""
+        """The fleet answers: spend fleet tokens, and read the learned state again at the next round.
+
+        With a fleet-wide limit, no new attempt starts until the next round
+        has read what the store says this member holds: a lease that expired
+        while the store was away may be another member's by now.
+        """
         with self.scheduler.lock:
             self.pacer.set_joined(True)
         if self.fleet_concurrency is not None:
-            self.scheduler.set_cap(self.held)
+            self.scheduler.set_cap(0)
         self._fresh = True
         self._synced = False
         self._member_held = False
