@@ -42,8 +42,9 @@ SLOW_START = 1.5
 FAST_RISE = 1.25
 """The most one rise below the ceiling raises the fleet's rate by (a factor)."""
 
-TOP = 0.98
-"""The share of the ceiling a fast rise stops at."""
+TOP = 0.95
+"""The share of the ceiling a fast rise stops at: a ceiling is one member's measure (a few dozen attempts), off
+by several percent either way, and a rise to it must not be an overshoot; probes go on from there."""
 
 BELOW_THROTTLED = 0.95
 """A ceiling learned from a cut is at most this share of the rate that was throttled: what the service
@@ -58,6 +59,11 @@ probe holds this long, so an overshoot a service's burst hides stays small; see 
 
 MAX_CUT = 0.5
 """The lowest factor one accepted cut multiplies the fleet's rate by: one member's noise cannot stall the fleet."""
+
+MAX_START_CUT = 1 / 3
+"""The lowest factor a cut by the throttled share multiplies the rate by while no ceiling is known: the slow
+start's rate was never shown to hold, and a burst the service granted hid its overshoot until the rate was
+two or three steps past the limit; halving it would leave the fleet over the limit for another settle time."""
 
 CALM = 2.0
 """Adjustment intervals without a change and without throttling before a rise below the ceiling."""
@@ -110,10 +116,13 @@ class RatePolicy:
         fleet's rate throttled lately: all members send to one limit, so the service accepted about
         ``1 - throttled_share`` of what the fleet sent; the cut paces at :data:`PACE_MARGIN` of that.
 
-        Contract: as :meth:`cut`; the ceiling is what was accepted (under the rate that was throttled).
+        Contract: as :meth:`cut`, except that while no ceiling is known (slow start) the result may go
+        down to ``MAX_START_CUT`` of the rate; the ceiling is what was accepted (under the rate that was
+        throttled).
         """
         accepted = fleet.rate * (1.0 - max(0.0, min(1.0, throttled_share)))
-        rate = max(self.min_rate, fleet.rate * MAX_CUT, min(fleet.rate, accepted * PACE_MARGIN))
+        bound = MAX_CUT if fleet.ceiling is not None else MAX_START_CUT
+        rate = max(self.min_rate, fleet.rate * bound, min(fleet.rate, accepted * PACE_MARGIN))
         return FleetRate(rate, max(rate, min(fleet.rate * BELOW_THROTTLED, accepted)))
 
     def rise(self, fleet: FleetRate, calm_for: float) -> FleetRate | None:
