@@ -24,7 +24,7 @@ class Renewable(Protocol):
     def after_fork_in_child(self) -> None: ...
 
 
-_registered: weakref.WeakSet[Renewable] = weakref.WeakSet()  # type: ignore[type-var]
+_registered: weakref.WeakSet[Renewable] = weakref.WeakSet()
 
 
 def renew_after_fork(item: Renewable) -> None:

@@ -152,9 +152,7 @@ def test_a_cut_by_the_throttled_share_paces_under_what_was_accepted(
     accepted = rate * (1 - share)
     bound = MAX_CUT if ceiling is not None else MAX_START_CUT  # a slow start's rate never held: deeper
     assert (
-        max(1.0, rate * bound) * (1 - 1e-12)
-        <= cut.rate
-        <= max(1.0, rate * bound, accepted * PACE_MARGIN) * (1 + 1e-12)
+        max(1.0, rate * bound) * (1 - 1e-12) <= cut.rate <= max(1.0, rate * bound, accepted * PACE_MARGIN) * (1 + 1e-12)
     )
     assert cut.ceiling is not None and cut.rate <= cut.ceiling <= max(cut.rate, rate * BELOW_THROTTLED) * (1 + 1e-12)
 

@@ -159,3 +159,4 @@ class FleetBackend(ABC):
         Quick, never blocking, never touching the store; it must not raise.
         The default does nothing (a backend with no connection and no lock).
         """
+        return None  # an optional hook, not abstract: most backends have nothing to drop

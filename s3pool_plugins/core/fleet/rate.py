@@ -72,6 +72,7 @@ PACE_MARGIN = 0.9
 """The share of what the service accepted that a cut paces at (the local limit's own margin): a ceiling is
 at least the new rate divided by it."""
 
+
 @dataclass(frozen=True)
 class FleetRate:
     """A fleet's pace: ``rate`` in attempts per second for the whole fleet, and its ``ceiling`` (None: unknown)."""
