@@ -25,9 +25,9 @@ they propose *relative* changes (see docs/fleet.md).
   overshoot drains that burst silently, so throttling shows only
   ``burst / overshoot`` seconds after it began. Probes that compound faster
   than that run far past the limit before the first 503, and the cut that
-  follows lands low. With steps of 3% every 3 s, the overshoot hidden after
-  k probes is about ``0.03 * 3 * k**2 / 2`` seconds of the rate: a burst of
-  one second's worth lasts about five probes (15 s).
+  follows lands low. With steps of 3% every 2 s, the overshoot hidden after
+  k probes is about ``0.03 * 2 * k**2 / 2`` seconds of the rate: a burst of
+  one second's worth lasts about six probes (12 s).
 - **Rebuild.** A store restarted empty gets back the last fleet rate and
   ceiling a member knew (not its share).
 """
@@ -53,7 +53,7 @@ accepted is measured over a span that may include a burst it granted, so it can 
 PROBE = 0.03
 """The relative step of a probe past the ceiling."""
 
-PROBE_HOLD = 6.0
+PROBE_HOLD = 4.0
 """Adjustment intervals without a change and without throttling before a probe past the ceiling (each
 probe holds this long, so an overshoot a service's burst hides stays small; see the module docstring)."""
 

@@ -258,7 +258,12 @@ class FleetUnit:
         throttled = self._throttled_share(now)
         if throttled is not None:
             cut = self.policy.cut_from_share(fleet, throttled)
-        else:
+        elif now - self._cut_at < (SETTLE + 2) * self.interval:
+            # too few answers to the rate in force yet (the span starts after the last cut): the local limit's
+            # own cut is a reaction (it halves on 503s), not a measure, and would land the fleet far too low.
+            # The next local cut (throttling goes on) judges again, with more answers.
+            return None
+        else:  # a fleet too slow for a sample of its own within two intervals: the local limit's factor
             cut = self.policy.cut(fleet, share, rate, ceiling)
         return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
 
