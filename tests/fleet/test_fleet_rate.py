@@ -64,9 +64,12 @@ def test_a_cut_is_relative_and_bounded(
     rate: float, ceiling: float | None, before: float, after: float, local_ceiling: float | None
 ) -> None:
     cut = RatePolicy(INTERVAL).cut(FleetRate(rate, ceiling), before, after, local_ceiling)
-    assert max(1.0, rate * MAX_CUT) * (1 - 1e-12) <= cut.rate <= rate * (1 + 1e-12)
-    if MAX_CUT * before <= after <= before and rate * after / before >= 1.0:
+    deepest = MAX_CUT if ceiling is not None else 1 / SLOW_START**2  # a slow start goes back two steps
+    assert max(1.0, rate * deepest) * (1 - 1e-12) <= cut.rate <= rate * (1 + 1e-12)
+    if ceiling is not None and MAX_CUT * before <= after <= before and rate * after / before >= 1.0:
         assert abs(cut.rate - rate * after / before) <= 1e-9 * rate  # the member's own factor, not a count
+    if ceiling is None:
+        assert cut.rate <= max(1.0, rate / SLOW_START**2) * (1 + 1e-12)
     assert cut.ceiling is None or cut.ceiling >= cut.rate
     assert cut.ceiling is None or cut.ceiling <= max(cut.rate, rate * BELOW_THROTTLED) * (1 + 1e-12)
 
@@ -154,6 +157,8 @@ def test_a_cut_by_the_throttled_share_paces_under_what_was_accepted(
     assert (
         max(1.0, rate * bound) * (1 - 1e-12) <= cut.rate <= max(1.0, rate * bound, accepted * PACE_MARGIN) * (1 + 1e-12)
     )
+    if ceiling is None:  # at least two slow-start steps back
+        assert cut.rate <= max(1.0, rate * bound, rate / SLOW_START**2) * (1 + 1e-12)
     assert cut.ceiling is not None and cut.rate <= cut.ceiling <= max(cut.rate, rate * BELOW_THROTTLED) * (1 + 1e-12)
 
 

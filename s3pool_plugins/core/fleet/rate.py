@@ -10,7 +10,9 @@ they propose *relative* changes (see docs/fleet.md).
   no ceiling, and then *slow-starts*: it multiplies its rate by
   :data:`SLOW_START` after every calm adjustment interval until something
   throttles.
-- **Cut.** A member whose local limit cut from its share ``before`` to
+- **Cut.** The first cut of a slow start (no ceiling yet) goes at least two
+  slow-start steps back (the last rate that held: a burst the service
+  granted hid the step after it). A member whose local limit cut from its share ``before`` to
   ``after`` proposes the fleet's rate times ``after / before`` (at most down
   to :data:`MAX_CUT` of it): the local limit measured what the service
   accepted from this member, its share of what the fleet sent, so the same
@@ -100,12 +102,13 @@ class RatePolicy:
         """The fleet's rate after a member's local limit cut its share from ``before`` to ``after``.
 
         Contract: the result is below ``fleet.rate`` (unless that is at the
-        minimum) and at least ``MAX_CUT`` times it; the ceiling is never
+        minimum) and at least ``MAX_CUT`` times it (during a slow start, at
+        most ``1 / SLOW_START**2`` times it and no less); the ceiling is never
         below the new rate, and never above ``BELOW_THROTTLED`` of the rate
         that was throttled unless the new rate is.
         """
         factor = max(MAX_CUT, min(1.0, after / before)) if before > 0 else MAX_CUT
-        rate = max(self.min_rate, fleet.rate * factor)
+        rate = max(self.min_rate, min(fleet.rate * factor, self._held_in_slow_start(fleet)))
         ceiling = None
         if local_ceiling is not None and before > 0:
             measured = max(rate / PACE_MARGIN, fleet.rate * local_ceiling / before)
@@ -123,8 +126,15 @@ class RatePolicy:
         """
         accepted = fleet.rate * (1.0 - max(0.0, min(1.0, throttled_share)))
         bound = MAX_CUT if fleet.ceiling is not None else MAX_START_CUT
-        rate = max(self.min_rate, fleet.rate * bound, min(fleet.rate, accepted * PACE_MARGIN))
+        paced = min(fleet.rate, accepted * PACE_MARGIN, self._held_in_slow_start(fleet))
+        rate = max(self.min_rate, fleet.rate * bound, paced)
         return FleetRate(rate, max(rate, min(fleet.rate * BELOW_THROTTLED, accepted)))
+
+    @staticmethod
+    def _held_in_slow_start(fleet: FleetRate) -> float:
+        """The highest rate a cut may keep: during the slow start (no ceiling yet), the rate two steps back,
+        the last one that held (a burst the service granted hid the step after it); else no bound."""
+        return fleet.rate / SLOW_START**2 if fleet.ceiling is None else fleet.rate
 
     def rise(self, fleet: FleetRate, calm_for: float) -> FleetRate | None:
         """The fleet's next rate after ``calm_for`` seconds without a change or throttling, while the rate
