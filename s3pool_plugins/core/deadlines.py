@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
+from .forks import renew_after_fork
 from .waits import clamp_wait
 
 log = logging.getLogger("s3pool_plugins.deadlines")
@@ -138,6 +139,20 @@ class ThreadDeadlines:
         self._adds = 0
         self._generation = 0
         self._running = False
+        renew_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new lock; the thread starts again with the next :meth:`add` (or now, for
+        deadlines live at fork)."""
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._generation += 1
+        self._running = False
+        self._armed_at = math.inf
+        if self._active:
+            self._armed_at = -math.inf  # the new thread scans at once
+            self._running = True
+            threading.Thread(target=self._run, args=(self._generation,), name=self._name, daemon=True).start()
 
     def add(self, deadline: Expirable) -> None:
         """Start watching ``deadline`` (restarting the thread after :meth:`close`)."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .forks import renew_after_fork
 from .waits import clamp_wait
 
 log = logging.getLogger("s3pool_plugins.timers")
@@ -53,6 +54,16 @@ class TimerService:
         self._counter = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
+        renew_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new lock, and a thread of its own for the timers pending (the next
+        :meth:`call_at` starts one if none are)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._thread = None
+        if self._heap and not self._closed:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
 
     def call_later(
         self,

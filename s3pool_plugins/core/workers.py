@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .forks import renew_after_fork
 from .waits import clamp_wait
 
 Job = Callable[[], Any]
@@ -37,6 +38,14 @@ class WorkerThreads:
         self._threads = 0
         self._counter = 0
         self._local = threading.local()
+        renew_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no thread of the parent's is here, and jobs queued for them are the parent's
+        work (never run here): start from no thread, a new lock and an empty queue."""
+        self._work = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = self._threads = 0
 
     def on_worker_thread(self) -> bool:
         """True when called from one of these threads (from a job, or a callback it runs)."""

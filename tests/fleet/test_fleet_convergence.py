@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from s3pool_plugins import LocalFleet, SharedLimit
-from s3pool_plugins.core.fleet.rate import FAST_RISE, MAX_CUT, MAX_PROBE, SLOW_START
+from s3pool_plugins.core.fleet.rate import FAST_RISE, MAX_CUT, MAX_START_CUT, PROBE, SLOW_START
 from s3pool_plugins.testing import ChaosProxy, LocalS3
 
 from .conftest import FlakyFleet, Store, s3_client
@@ -112,9 +112,12 @@ def test_a_new_fleet_starts_under_the_limit_and_moves_in_bounded_steps(
         rates[0],
         local_cuts,
     )
-    top = max(SLOW_START, FAST_RISE, 1 + MAX_PROBE)
-    for before, after in itertools.pairwise(rates):
-        assert MAX_CUT * before * (1 - 1e-9) <= after <= top * before * (1 + 1e-9), watch.records
+    top = max(SLOW_START, FAST_RISE, 1 + PROBE)
+    paced = [record for record in watch.records if record.rate is not None]
+    for before, after in itertools.pairwise(paced):
+        assert before.rate is not None and after.rate is not None
+        deepest = MAX_CUT if before.ceiling is not None else MAX_START_CUT  # a slow start's rate never held
+        assert deepest * before.rate * (1 - 1e-9) <= after.rate <= top * before.rate * (1 + 1e-9), watch.records
     assert 0.5 * R <= rates[-1] <= 1.5 * R, watch.records
 
 

@@ -210,6 +210,12 @@ class RedisFleetBackend(FleetBackend):
         self._client.connection_pool.disconnect()
         self._client.close()
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the connections inherited from the parent (its sockets: never closed
+        or written to here) and open new ones on next use; a new lock. The store's state is untouched."""
+        self._lock = threading.Lock()
+        self._client.connection_pool.reset()
+
     def run(self, what: str, call: Callable[[redis.Redis], _T]) -> _T:
         """``call(client)``; any Redis error or timeout becomes :class:`~s3pool_plugins.FleetUnavailable`."""
         if self._closed:

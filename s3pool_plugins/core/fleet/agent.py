@@ -15,6 +15,14 @@ member held, the local retry budget. That is logged once at WARNING. The
 agent tries the store again every :data:`REJOIN_INTERVAL` seconds and, when
 it answers, rejoins (logged at INFO). The thread survives anything one round
 does (it logs and goes on).
+
+Fork: a process that forks keeps its agents in the child as copies with no
+thread, the parent's member id, the parent's leased tokens and slots, and
+the parent's connections. A fork handler (:mod:`..forks`) turns each
+live agent's copy into a new member (:meth:`FleetAgent.after_fork_in_child`):
+it drops what the parent leased without giving it back (the parent still
+holds and uses it), has the backend drop the parent's connections
+(:meth:`FleetBackend.after_fork`), and starts a thread of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ...errors import FleetUnavailable
+from ..forks import forget_after_fork, renew_after_fork
 from ..limits.controller import LimitController
 from ..scheduler import Scheduler
 from ..waits import clamp_wait
@@ -53,6 +62,10 @@ REFUND_EVERY = 1.0
 
 IDLE_TICK = 0.05
 """Seconds between two rounds while no unit has work."""
+
+
+def _member_id(name: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:8]}"
 
 
 class FleetAgent:
@@ -81,8 +94,9 @@ class FleetAgent:
         self._interval = interval
         self._clock = clock
         self._throttled = throttled
-        self.member = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:8]}"
-        self._box = TimeBox(f"{name}-fleet", min(1.0, 0.8 * interval))  # a fallback within one interval
+        self._name = name
+        self.member = _member_id(name)
+        self._box = self._make_box()
         self._lock = threading.Lock()
         self._units: dict[str, FleetUnit] = {}
         self._wake = threading.Event()
@@ -97,6 +111,9 @@ class FleetAgent:
         self._rejoins = 0
         self._next_try = -math.inf
         self._refunded_at = -math.inf
+
+    def _make_box(self) -> TimeBox:
+        return TimeBox(f"{self._name}-fleet", min(1.0, 0.8 * self._interval))  # a fallback within one interval
 
     # -- wiring --------------------------------------------------------------
 
@@ -116,7 +133,6 @@ class FleetAgent:
             fleet_concurrency=self._fleet_concurrency if slots else None,
             interval=self._interval,
             clock=self._clock,
-            wake=self._wake.set,
             throttled=self._throttled,
         )
         with self._lock:
@@ -146,6 +162,39 @@ class FleetAgent:
         """Start the service thread."""
         self._thread = threading.Thread(target=self._run, name=f"{self.member}-fleet-agent", daemon=True)
         self._thread.start()
+        renew_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """Make this copy, in a process that just forked from the one that built it, a member of its own.
+
+        Runs in the child while it has a single thread. The copy gets a new
+        member id, new locks, a new time box, and a backend that dropped the
+        parent's connections (:meth:`FleetBackend.after_fork`). Tokens,
+        slots, membership and retry tokens the parent leased are dropped
+        here and never given back from here: the parent still holds and
+        spends them. Each unit rejoins as a new member holding nothing (its
+        slot cap is 0 until its own lease), reads the learned state again,
+        and a new service thread starts. Counters restart from 0.
+        """
+        if self._closed:
+            return
+        self.member = _member_id(self._name)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._box = self._make_box()  # the parent's helper thread does not exist here
+        self._thread = None
+        self._calls = self._failures = self._fallbacks = self._rejoins = 0
+        self._next_try = self._refunded_at = -math.inf
+        self.joined = True
+        try:
+            self.backend.after_fork()
+        except Exception:
+            log.exception("s3pool: fleet %s could not drop the parent's connections", self.backend.description)
+        for unit in list(self._units.values()):
+            unit.after_fork(self.member)
+        if self._budget is not None:
+            self._budget.after_fork()
+        self.start()
 
     # -- the service thread --------------------------------------------------
 
@@ -274,6 +323,7 @@ class FleetAgent:
         if self._closed:
             return
         self._closed = True
+        forget_after_fork(self)
         self._stopping = True
         self._wake.set()
         thread = self._thread

@@ -146,3 +146,17 @@ class FleetBackend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Let go of connections and threads. Idempotent; the backend is not used afterwards."""
+
+    def after_fork(self) -> None:
+        """The process forked and this is the child's copy of the backend: drop what the parent shares.
+
+        Called in the child, once, before its pools use the backend again
+        (from ``os.register_at_fork``'s ``after_in_child``, while the child
+        has a single thread). Connections inherited from the parent are the
+        parent's sockets: forget them without closing or writing to them (the
+        parent still uses them) and open new ones on next use; locks a parent
+        thread held at fork are held forever in the child: make new ones.
+        Quick, never blocking, never touching the store; it must not raise.
+        The default does nothing (a backend with no connection and no lock).
+        """
+        return None  # an optional hook, not abstract: most backends have nothing to drop

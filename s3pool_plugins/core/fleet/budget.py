@@ -12,6 +12,8 @@ away it is an ordinary local budget.
 
 from __future__ import annotations
 
+import threading
+
 from ..retry import RetryBudget
 
 
@@ -75,6 +77,13 @@ class FleetRetryBudget(RetryBudget):
                 return 0
             refunds, self._refunds = self._refunds, 0
             return refunds
+
+    def after_fork(self) -> None:
+        """A forked child's copy (with a single thread): a new lock, and none of the parent's fleet tokens or
+        refunds (the parent spends and gives back its own); the local budget until the agent fills a share."""
+        self._lock = threading.Lock()
+        self.joined = False
+        self._share = self._refunds = self.refused = 0
 
     def set_joined(self, joined: bool) -> int:
         """Spend the fleet's share (True) or the local bucket (False). Returns what is owed to the fleet when

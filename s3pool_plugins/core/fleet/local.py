@@ -99,6 +99,12 @@ class _LocalPartition(FleetPartition):
             tokens = capacity if self._retry is None else self._retry
             self._retry = min(capacity, tokens + max(0, amount))
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock, and no leases (every member that held one is the parent's: this
+        copy is no longer shared with it)."""
+        self._lock = threading.Lock()
+        self._leases.clear()
+
     def _expire(self, now: float) -> None:
         expired = [name for name, (_, expires) in self._leases.items() if expires <= now]
         for name in expired:
@@ -138,6 +144,14 @@ class LocalFleet(FleetBackend):
 
     def close(self) -> None:
         """Nothing to let go of: the state stays in memory for the pools that still share it."""
+
+    def after_fork(self) -> None:
+        """In a forked child, this is the child's own copy: new locks, and the leases of the parent's
+        members dropped (they would hold slots here until they expired). The pace, learned state and retry
+        budget stay as the parent left them."""
+        self._lock = threading.Lock()
+        for partition in self._partitions.values():
+            partition.after_fork()
 
     def __repr__(self) -> str:
         return f"LocalFleet({self.fleet_name!r})"

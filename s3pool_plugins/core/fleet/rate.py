@@ -10,7 +10,9 @@ they propose *relative* changes (see docs/fleet.md).
   no ceiling, and then *slow-starts*: it multiplies its rate by
   :data:`SLOW_START` after every calm adjustment interval until something
   throttles.
-- **Cut.** A member whose local limit cut from its share ``before`` to
+- **Cut.** The first cut of a slow start (no ceiling yet) goes at least two
+  slow-start steps back (the last rate that held: a burst the service
+  granted hid the step after it). A member whose local limit cut from its share ``before`` to
   ``after`` proposes the fleet's rate times ``after / before`` (at most down
   to :data:`MAX_CUT` of it): the local limit measured what the service
   accepted from this member, its share of what the fleet sent, so the same
@@ -18,10 +20,16 @@ they propose *relative* changes (see docs/fleet.md).
   ceiling scales the same way.
 - **Rise.** Below the ceiling, after a calm spell, the rate rises fast
   (:data:`FAST_RISE`, never past :data:`TOP` of the ceiling); at the
-  ceiling it holds for :data:`PLATEAU` adjustment intervals and then probes
-  by :data:`PROBE`, a step that doubles with every further plateau without
-  throttling (up to :data:`MAX_PROBE`), raising the ceiling to the rate that
-  held.
+  ceiling it probes by :data:`PROBE` after every calm spell of
+  :data:`PROBE_HOLD` adjustment intervals, raising the ceiling to the rate
+  that held. A probe's step stays small and its hold long because a service
+  may grant a burst (S3 does; ChaosProxy grants one second's worth): an
+  overshoot drains that burst silently, so throttling shows only
+  ``burst / overshoot`` seconds after it began. Probes that compound faster
+  than that run far past the limit before the first 503, and the cut that
+  follows lands low. With steps of 3% every 2 s, the overshoot hidden after
+  k probes is about ``0.03 * 2 * k**2 / 2`` seconds of the rate: a burst of
+  one second's worth lasts about six probes (12 s).
 - **Rebuild.** A store restarted empty gets back the last fleet rate and
   ceiling a member knew (not its share).
 """
@@ -36,22 +44,28 @@ SLOW_START = 1.5
 FAST_RISE = 1.25
 """The most one rise below the ceiling raises the fleet's rate by (a factor)."""
 
-TOP = 0.98
-"""The share of the ceiling a fast rise stops at."""
+TOP = 0.95
+"""The share of the ceiling a fast rise stops at: a ceiling is one member's measure (a few dozen attempts), off
+by several percent either way, and a rise to it must not be an overshoot; probes go on from there."""
 
 BELOW_THROTTLED = 0.95
 """A ceiling learned from a cut is at most this share of the rate that was throttled: what the service
 accepted is measured over a span that may include a burst it granted, so it can read above its rate."""
 
 PROBE = 0.03
-"""The relative step of the first probe past the ceiling; it doubles for every further plateau without
-throttling, up to :data:`MAX_PROBE` (a ceiling learned too low is left within seconds)."""
+"""The relative step of a probe past the ceiling."""
 
-MAX_PROBE = 0.06
-"""The largest relative step of a probe."""
+PROBE_HOLD = 4.0
+"""Adjustment intervals without a change and without throttling before a probe past the ceiling (each
+probe holds this long, so an overshoot a service's burst hides stays small; see the module docstring)."""
 
 MAX_CUT = 0.5
 """The lowest factor one accepted cut multiplies the fleet's rate by: one member's noise cannot stall the fleet."""
+
+MAX_START_CUT = 1 / 3
+"""The lowest factor a cut by the throttled share multiplies the rate by while no ceiling is known: the slow
+start's rate was never shown to hold, and a burst the service granted hid its overshoot until the rate was
+two or three steps past the limit; halving it would leave the fleet over the limit for another settle time."""
 
 CALM = 2.0
 """Adjustment intervals without a change and without throttling before a rise below the ceiling."""
@@ -59,9 +73,6 @@ CALM = 2.0
 PACE_MARGIN = 0.9
 """The share of what the service accepted that a cut paces at (the local limit's own margin): a ceiling is
 at least the new rate divided by it."""
-
-PLATEAU = 2.0
-"""Adjustment intervals without a change and without throttling before a probe past the ceiling."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +102,13 @@ class RatePolicy:
         """The fleet's rate after a member's local limit cut its share from ``before`` to ``after``.
 
         Contract: the result is below ``fleet.rate`` (unless that is at the
-        minimum) and at least ``MAX_CUT`` times it; the ceiling is never
+        minimum) and at least ``MAX_CUT`` times it (during a slow start, at
+        most ``1 / SLOW_START**2`` times it and no less); the ceiling is never
         below the new rate, and never above ``BELOW_THROTTLED`` of the rate
         that was throttled unless the new rate is.
         """
         factor = max(MAX_CUT, min(1.0, after / before)) if before > 0 else MAX_CUT
-        rate = max(self.min_rate, fleet.rate * factor)
+        rate = max(self.min_rate, min(fleet.rate * factor, self._held_in_slow_start(fleet)))
         ceiling = None
         if local_ceiling is not None and before > 0:
             measured = max(rate / PACE_MARGIN, fleet.rate * local_ceiling / before)
@@ -108,23 +120,31 @@ class RatePolicy:
         fleet's rate throttled lately: all members send to one limit, so the service accepted about
         ``1 - throttled_share`` of what the fleet sent; the cut paces at :data:`PACE_MARGIN` of that.
 
-        Contract: as :meth:`cut`; the ceiling is what was accepted (under the rate that was throttled).
+        Contract: as :meth:`cut`, except that while no ceiling is known (slow start) the result may go
+        down to ``MAX_START_CUT`` of the rate; the ceiling is what was accepted (under the rate that was
+        throttled).
         """
         accepted = fleet.rate * (1.0 - max(0.0, min(1.0, throttled_share)))
-        rate = max(self.min_rate, fleet.rate * MAX_CUT, min(fleet.rate, accepted * PACE_MARGIN))
+        bound = MAX_CUT if fleet.ceiling is not None else MAX_START_CUT
+        paced = min(fleet.rate, accepted * PACE_MARGIN, self._held_in_slow_start(fleet))
+        rate = max(self.min_rate, fleet.rate * bound, paced)
         return FleetRate(rate, max(rate, min(fleet.rate * BELOW_THROTTLED, accepted)))
 
-    def rise(self, fleet: FleetRate, calm_for: float, unthrottled_for: float | None = None) -> FleetRate | None:
-        """The fleet's next rate after ``calm_for`` seconds without a change or throttling, and
-        ``unthrottled_for`` seconds without throttling (default ``calm_for``), while the rate binds; None:
-        not yet.
+    @staticmethod
+    def _held_in_slow_start(fleet: FleetRate) -> float:
+        """The highest rate a cut may keep: during the slow start (no ceiling yet), the rate two steps back,
+        the last one that held (a burst the service granted hid the step after it); else no bound."""
+        return fleet.rate / SLOW_START**2 if fleet.ceiling is None else fleet.rate
+
+    def rise(self, fleet: FleetRate, calm_for: float) -> FleetRate | None:
+        """The fleet's next rate after ``calm_for`` seconds without a change or throttling, while the rate
+        binds; None: not yet.
 
         Contract: the result is above ``fleet.rate`` by at most
-        ``max(SLOW_START, FAST_RISE, 1 + MAX_PROBE)``; below the ceiling it
-        never passes ``TOP`` of it; the ceiling never drops.
+        ``max(SLOW_START, FAST_RISE, 1 + PROBE)``; below the ceiling it
+        never passes ``TOP`` of it; past it, one step of ``PROBE`` per
+        ``PROBE_HOLD`` calm intervals; the ceiling never drops.
         """
-        if unthrottled_for is None:
-            unthrottled_for = calm_for
         rate, ceiling = fleet.rate, fleet.ceiling
         if ceiling is None:
             if calm_for < self.interval:  # one interval: throttling shows within it
@@ -135,12 +155,9 @@ class RatePolicy:
             if calm_for < CALM * self.interval:
                 return None
             return FleetRate(min(top, rate * FAST_RISE), ceiling)
-        plateau = PLATEAU * self.interval
-        if calm_for < plateau:
+        if calm_for < PROBE_HOLD * self.interval:
             return None
-        doublings = max(0.0, unthrottled_for / plateau - 1.0)
-        step = min(MAX_PROBE, PROBE * 2.0 ** min(doublings, 8.0))
-        return FleetRate(rate * (1.0 + step), max(ceiling, rate))
+        return FleetRate(rate * (1.0 + PROBE), max(ceiling, rate))
 
 
 __all__ = ["FleetRate", "RatePolicy"]

@@ -65,6 +65,12 @@ SETTLE = 2.0
 """Adjustment intervals after a cut of the fleet's rate during which no member proposes another (answers to
 attempts sent before it are still coming back; the local limit's own settle time)."""
 
+USED = 0.8
+"""The share of its part of the fleet's rate a member must have sent over the last adjustment interval for
+the fleet's rate to rise: the fleet's bucket running dry is not enough (members take tokens in batches, and a
+fleet held back by its hosts' CPU would climb to rates it never sends, then send them all at once when the
+hosts free up)."""
+
 RELEASE_AFTER = 0.5
 """Seconds slots stay unused before they are given back."""
 
@@ -85,7 +91,6 @@ class FleetUnit:
         fleet_concurrency: int | None,
         interval: float,
         clock: Callable[[], float],
-        wake: Callable[[], None],
         throttled: Callable[[], int],
     ) -> None:
         self.key = key
@@ -99,7 +104,6 @@ class FleetUnit:
         self.interval = interval
         self._clock = clock
         self.pacer = FleetPacer(1.0, LEAD_TIME / 2, clock)
-        self._wake = wake
         self._throttled = throttled
         self._throttles_seen = throttled()
         self._throttled_at = -math.inf
@@ -229,8 +233,11 @@ class FleetUnit:
         current = self.fleet_rate
         if current is None or not self.version or now - self._binding_at > self.interval:
             return  # a rise only while the fleet uses all of its rate (its bucket ran dry lately)
+        used = self._used_share(now, current)
+        if used is None or used < USED:
+            return  # ... and this member sent about its share: a fleet held back elsewhere (CPU) must not climb
         calm_for = now - max(self._changed_at, self._throttled_at)
-        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for, now - self._throttled_at)
+        risen = self.policy.rise(FleetRate(current, self.fleet_ceiling), calm_for)
         if risen is not None:
             self._offer(call, now, SharedLimit(risen.rate, limit, risen.ceiling, self.version))
 
@@ -251,24 +258,46 @@ class FleetUnit:
         throttled = self._throttled_share(now)
         if throttled is not None:
             cut = self.policy.cut_from_share(fleet, throttled)
-        else:
+        elif now - self._cut_at < (SETTLE + 2) * self.interval:
+            # too few answers to the rate in force yet (the span starts after the last cut): the local limit's
+            # own cut is a reaction (it halves on 503s), not a measure, and would land the fleet far too low.
+            # The next local cut (throttling goes on) judges again, with more answers.
+            return None
+        else:  # a fleet too slow for a sample of its own within two intervals: the local limit's factor
             cut = self.policy.cut(fleet, share, rate, ceiling)
         return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
 
     def _throttled_share(self, now: float) -> float | None:
-        """The share of this member's attempts at the fleet's pace throttled over about the last adjustment
-        interval (fleet tokens spent are its attempts), or None if it sent too few to tell."""
+        """The share of this member's attempts at the fleet's pace throttled lately (fleet tokens spent are
+        its attempts), or None if it sent too few to tell.
+
+        The span is the last adjustment interval, stretched back up to the
+        history's two intervals until it holds :data:`SHARE_SAMPLE` attempts:
+        a member of a large fleet sends few per interval, and its local
+        limit's own cut (the fallback) can be far off the fleet's measure.
+        """
         since = now - self.interval
-        base = None
-        for at, spent, throttles in self._history:
+        start = self._cut_at + self.interval / 2  # answers to attempts sent at the rate before the cut: not this rate's
+        for at, spent, throttles in reversed(self._history):
+            if at > since:
+                continue
+            if at < start:
+                break
+            sent = self._spent - spent
+            if sent >= SHARE_SAMPLE:
+                return min(1.0, (self._throttles_seen - throttles) / sent)
+        return None
+
+    def _used_share(self, now: float, fleet_rate: float) -> float | None:
+        """How much of its share of ``fleet_rate`` this member spent over about the last adjustment interval
+        (1.0: all of it), or None before an interval of history."""
+        since = now - self.interval
+        for at, spent, _ in reversed(self._history):
             if at <= since:
-                base = (spent, throttles)
-        if base is None:
-            return None
-        spent = self._spent - base[0]
-        if spent < SHARE_SAMPLE:
-            return None
-        return min(1.0, (self._throttles_seen - base[1]) / spent)
+                elapsed = now - at
+                share = fleet_rate / self.members
+                return (self._spent - spent) / (share * elapsed) if share * elapsed > 0 else None
+        return None
 
     def _rebuild(self, call: Call[Any], now: float, limit: int) -> None:
         """Put this member's last fleet state back into a store that restarted empty (the fleet's rate,
@@ -307,7 +336,12 @@ class FleetUnit:
         assert limit is not None
         scheduler, shared, me = self.scheduler, self.shared, self.member
         if self._fresh:  # (re)joining: hold what the store says this member holds
-            self.held = call(lambda: shared.lease_slots(me, 0, limit, SLOT_TTL))
+            held = call(lambda: shared.lease_slots(me, 0, limit, SLOT_TTL))
+            with scheduler.lock:
+                running = scheduler.active
+            if running > held:  # attempts started under local control: the store counts them as far as it can
+                held = call(lambda: shared.lease_slots(me, running - held, limit, SLOT_TTL))
+            self.held = held
             self._renewed_at = now
             self._fresh = False
             scheduler.set_cap(self.held)
@@ -368,11 +402,16 @@ class FleetUnit:
     # -- joining and leaving -------------------------------------------------
 
     def join(self) -> None:
-        """The fleet answers: spend fleet tokens, and read the learned state again at the next round."""
+        """The fleet answers: spend fleet tokens, and read the learned state again at the next round.
+
+        With a fleet-wide limit, no new attempt starts until the next round
+        has read what the store says this member holds: a lease that expired
+        while the store was away may be another member's by now.
+        """
         with self.scheduler.lock:
             self.pacer.set_joined(True)
         if self.fleet_concurrency is not None:
-            self.scheduler.set_cap(self.held)
+            self.scheduler.set_cap(0)
         self._fresh = True
         self._synced = False
         self._member_held = False
@@ -394,6 +433,29 @@ class FleetUnit:
             self.scheduler.set_cap(max(self.held, math.ceil(limit / self.members)))
         self.scheduler.dispatch()
         return dropped
+
+    def after_fork(self, member: str) -> None:
+        """This is a forked child's copy (with a single thread): rejoin as ``member``, holding nothing.
+
+        The parent's fleet tokens, slots and membership are forgotten here,
+        never released (the parent holds them). The slot cap drops to 0 until
+        this member's own lease. A scheduler whose lock a parent thread held
+        at fork is left alone: it can never be used in the child anyway.
+        """
+        self.member = member
+        self.held = 0
+        self._member_held = False
+        self._granted = self._spent = 0
+        self._history.clear()
+        self._throttles_seen = self._throttled()
+        mutex = self.scheduler.mutex
+        if not mutex.acquire(False):
+            return
+        mutex.release()
+        with self.scheduler.lock:
+            self.pacer.tokens = 0
+            self.pacer.starved = 0
+        self.join()
 
     def release(self, call: Call[Any]) -> None:
         """Give back this member's slots and membership (the pool is closing)."""
