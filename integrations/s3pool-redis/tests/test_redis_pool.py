@@ -204,16 +204,29 @@ def test_fleet_concurrency_holds_across_pools_at_the_proxy(
     chaos_proxy.configure(latency=0.02)
     for pool in pools:
         assert wait_for(lambda p=pool: fleet_state(p) == "joined", 15)  # type: ignore[misc]
-    chaos_proxy.reset_counts()
-    workloads = [Workload(client, s3_bucket, threads=4) for client in clients]
-    for work in workloads:
-        work.__enter__()
-    try:
-        assert wait_for(lambda: sum(w.calls for w in workloads) >= 150, 60), [p.stats().fleet for p in pools]
-    finally:
+
+    def fallbacks() -> int:
+        counts = [member.stats().fleet for member in pools]
+        return sum(fleet.fallbacks for fleet in counts if fleet is not None)
+
+    # The fleet-wide bound holds while every member is joined. On a loaded machine a healthy store call can
+    # outlive its time box and a member falls back (under local control it may run its fair share beside
+    # what the others hold, so that nothing hangs): such a try says nothing about the bound; it is run again.
+    for _ in range(3):
+        before = fallbacks()
+        chaos_proxy.reset_counts()
+        workloads = [Workload(client, s3_bucket, threads=4) for client in clients]
         for work in workloads:
-            work.__exit__()
-    assert not [f for w in workloads for f in w.failures]
+            work.__enter__()
+        try:
+            assert wait_for(lambda: sum(w.calls for w in workloads) >= 150, 60), [p.stats().fleet for p in pools]  # noqa: B023
+        finally:
+            for work in workloads:
+                work.__exit__()
+        assert not [f for w in workloads for f in w.failures]
+        if fallbacks() == before:
+            break
+    assert fallbacks() == before, "a member fell back in each of 3 tries; the store never failed"
     assert chaos_proxy.stats().in_flight_peak <= 3
 
 
