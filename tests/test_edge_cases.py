@@ -21,6 +21,8 @@ from s3pool_plugins import (
     hookimpl,
 )
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 
 class Boom(BaseException):
     """Not an Exception: the kind of error a careless plugin could let escape."""
