@@ -79,13 +79,13 @@ def ctrl_c() -> Iterator[None]:
 def young_heap() -> Iterator[None]:
     """The module's ``gc.collect()`` calls traverse only what its tests made, not the whole session's heap.
 
-    Everything alive when the module starts is moved to the permanent generation (``gc.freeze``) and back at
-    its end. A full collection costs time in proportion to every tracked object: late in a full run (over a
-    gigabyte of objects), on a loaded machine, one took seconds, and a property test collecting in each
+    Everything tracked when the module starts is moved to the permanent generation (``gc.freeze``, no
+    collection first: that alone took seconds) and back at its end, where garbage among it is collected
+    as usual. A full collection costs time in proportion to every tracked object: late in a full run (over
+    a gigabyte of objects), on a loaded machine, one took seconds, and a property test collecting in each
     example outlived its timeout. What the tests check is unchanged: their own garbage is still collected.
     Use with ``pytestmark = pytest.mark.usefixtures("young_heap")`` in a module that calls ``gc.collect()``.
     """
-    gc.collect()
     gc.freeze()
     try:
         yield
