@@ -165,6 +165,9 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
     pool = OperationsPool(concurrency=2, load_entrypoints=False)
     try:
         leases = [_leased(pool, idle_timeout) for _ in range(2)]
+        # Read after the second was admitted: still held, the first overlapped it. With a bound of a few
+        # milliseconds a loaded machine may reclaim the first before the second is made (then peak 1).
+        overlapped = not leases[0].released
         results: list[bool] = []
         lock = threading.Lock()
         barrier = threading.Barrier(releasers)
@@ -187,7 +190,8 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
         stats = pool.stats()
         # Each slot went back once: by one release (True) or by the idle bound (counted), never both.
         assert results.count(True) + stats.leases_reclaimed == 2, (results, stats)
-        assert (stats.active, stats.leases, stats.peak_active) == (0, 0, 2)
+        assert (stats.active, stats.leases) == (0, 0)
+        assert stats.peak_active == 2 if overlapped else stats.peak_active in (1, 2)
     finally:
         pool.shutdown()
 
