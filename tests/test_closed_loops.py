@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 
 from s3pool_plugins import OperationsPool, RetryPolicy, hookimpl
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 
 class Settlements:
     """Counts how often each task settles (completed or error), and the errors."""

@@ -21,6 +21,8 @@ from s3pool_plugins import (
     hookimpl,
 )
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 
 class Boom(BaseException):
     """Not an Exception: the kind of error a careless plugin could let escape."""
@@ -146,14 +148,14 @@ def test_timeouts_are_not_delayed_by_a_slow_callback(make_pool) -> None:
     second_timed_out = threading.Event()
 
     def slow_callback(_future: object) -> None:
-        unblock.wait(5)  # a careless done-callback
+        unblock.wait(30)  # a careless done-callback (set free right after the check below)
 
     first = pool.submit(time.sleep, 0.5)
     first.add_done_callback(slow_callback)
     time.sleep(0.01)
     second = pool.submit(time.sleep, 0.5)
     second.add_done_callback(lambda f: second_timed_out.set())
-    assert second_timed_out.wait(2), "the second deadline waited for the first task's callback"
+    assert second_timed_out.wait(15), "the second deadline waited for the first task's callback"
     unblock.set()
     with pytest.raises(TaskTimeout):
         second.result(0)
@@ -176,7 +178,7 @@ def test_a_queue_that_fills_up_again_before_dispatch_still_honours_queue_timeout
     queued: the second wait for room is bounded by queue_timeout too, as the first one is."""
     pool = make_pool(concurrency=1, max_queue=1, queue_full="block")
     release = threading.Event()
-    pool.submit(release.wait, 5)  # holds the only slot
+    pool.submit(release.wait, 30)  # holds the only slot (set free at the end)
     admit = pool._admit_new
     filled: list[bool] = []
 
@@ -197,7 +199,7 @@ def test_a_queue_that_fills_up_again_before_dispatch_still_honours_queue_timeout
 
     submitter = threading.Thread(target=submit, daemon=True)
     submitter.start()
-    submitter.join(3)  # without the bound it waits until the slot holder ends (5 s)
+    submitter.join(15)  # without the bound it waits until the slot holder ends (30 s)
     try:
         assert not submitter.is_alive(), "the second wait for room ignored queue_timeout"
         assert len(outcome) == 1 and isinstance(outcome[0], QueueWaitTimeout)

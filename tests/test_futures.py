@@ -457,7 +457,7 @@ def test_wait_when_a_concurrent_reader_stores_a_condition_after_the_future_settl
     pending.set_running_or_notify_cancel()
     done = threading.Thread(target=pending.set_result, args=(1,), daemon=True)
     done.start()
-    done.join(2)
+    done.join(30)
     assert not done.is_alive(), "wait() left the pending future's condition held"
 
 

@@ -28,7 +28,7 @@ def _leased_in(pool: OperationsPool, partition: str | None, idle_timeout: float 
     return lease
 
 
-def _wait_for(predicate, timeout: float = 5.0) -> bool:
+def _wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -107,8 +107,9 @@ def test_an_idle_lease_is_reclaimed_once_and_touching_postpones_it(make_pool) ->
     for _ in range(8):  # touched every 0.1 s for 0.8 s: never idle for 0.5 s, unless this thread stalls
         touched = lease.idle_since
         time.sleep(0.1)
+        released = lease.released  # read first: a reclaim after the clock reading below is not a failure
         if time.monotonic() - touched < 0.5:
-            assert not lease.released
+            assert not released
         lease.touch()
     assert _wait_for(lambda: lease.released)
     assert idled == [lease]
@@ -122,7 +123,7 @@ def test_a_lease_with_a_shorter_idle_bound_than_an_open_one_is_reclaimed_on_its_
     patient = _leased(pool, idle_timeout=60.0)  # the watch's timer is armed for 60 s from now
     idled = []
     hasty = _leased(pool, idle_timeout=0.2, on_idle=idled.append)
-    assert _wait_for(lambda: hasty.released, timeout=10.0)  # not after the 60 s of the other lease
+    assert _wait_for(lambda: hasty.released, timeout=30.0)  # not after the 60 s of the other lease
     assert idled == [hasty] and not patient.released
     assert pool.stats().leases_reclaimed == 1
     assert patient.release() is True
@@ -164,6 +165,9 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
     pool = OperationsPool(concurrency=2, load_entrypoints=False)
     try:
         leases = [_leased(pool, idle_timeout) for _ in range(2)]
+        # Read after the second was admitted: still held, the first overlapped it. With a bound of a few
+        # milliseconds a loaded machine may reclaim the first before the second is made (then peak 1).
+        overlapped = not leases[0].released
         results: list[bool] = []
         lock = threading.Lock()
         barrier = threading.Barrier(releasers)
@@ -186,7 +190,8 @@ def test_racing_releases_and_the_idle_bound_give_the_slot_back_exactly_once(
         stats = pool.stats()
         # Each slot went back once: by one release (True) or by the idle bound (counted), never both.
         assert results.count(True) + stats.leases_reclaimed == 2, (results, stats)
-        assert (stats.active, stats.leases, stats.peak_active) == (0, 0, 2)
+        assert (stats.active, stats.leases) == (0, 0)
+        assert stats.peak_active == 2 if overlapped else stats.peak_active in (1, 2)
     finally:
         pool.shutdown()
 
@@ -214,7 +219,7 @@ def test_leases_of_a_partition_never_exceed_its_limit_and_all_go_back(steps: lis
                 leases[index % len(leases)].release()
             assert pool._limits.gate(partition) is gate and gate.active <= 2
             # Every open lease holds a slot of the pool and one of its partition (an idle one may be going back).
-            assert _wait_for(lambda: gate.active == pool.stats().active, timeout=1.0), (gate.active, pool.stats())
+            assert _wait_for(lambda: gate.active == pool.stats().active), (gate.active, pool.stats())
         for lease in leases:
             lease.release()
         assert _wait_for(lambda: pool.stats().active == 0 and gate.active == 0)

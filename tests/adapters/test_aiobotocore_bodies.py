@@ -18,6 +18,8 @@ from s3pool_plugins.testing import Action, ChaosProxy, LocalS3
 
 from .test_botocore_bodies import MIB, assert_settled
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 Body = Any
 
 

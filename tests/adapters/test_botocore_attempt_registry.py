@@ -7,10 +7,13 @@ import sys
 import textwrap
 
 import boto3
+import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from s3pool_plugins import install
+
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
 
 PATH_STYLE = Config(s3={"addressing_style": "path"})
 

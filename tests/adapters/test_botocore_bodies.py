@@ -26,6 +26,8 @@ from s3pool_plugins import ConfigurationError, OperationsPool, install
 from s3pool_plugins.adapters.botocore.bodies import CoveredBody, CoveredEventStream, streamed_member
 from s3pool_plugins.testing import Action, ChaosProxy, LocalS3
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 MIB = 1024 * 1024
 PATH_STYLE = Config(s3={"addressing_style": "path"}, max_pool_connections=32)
 

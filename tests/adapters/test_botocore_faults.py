@@ -20,6 +20,8 @@ from s3pool_plugins import hookimpl, install
 from s3pool_plugins.adapters.botocore import S3ResponseError
 from s3pool_plugins.testing import Latency
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 PATH_STYLE = Config(s3={"addressing_style": "path"})
 
 

@@ -80,12 +80,13 @@ def test_store_faults_fall_back_within_an_interval_and_rejoin(
         store.mode = mode
         broke_at = time.monotonic()
         assert _wait_for(lambda: pool.stats().fleet.state == "local", 10)
-        # One interval (the time box) plus a round's tick; the slack is for a loaded machine's scheduling.
-        assert time.monotonic() - broke_at <= INTERVAL + 1.0
+        # The promise (one interval: every call's time box is shorter, and the first failed call falls back) is
+        # checked without a clock in test_fleet_fallback_bound.py; here a loose bound a loaded machine keeps.
+        assert time.monotonic() - broke_at <= INTERVAL + 5.0
         done = load.done
         assert _wait_for(lambda: load.done >= done + 30, 30), "calls stopped while the store was away"
         store.mode = "up"
-        assert _wait_for(lambda: pool.stats().fleet.state == "joined", 5)
+        assert _wait_for(lambda: pool.stats().fleet.state == "joined", 30)
         done = load.done
         assert _wait_for(lambda: load.done >= done + 20, 30)
     finally:
@@ -115,7 +116,7 @@ def test_a_store_away_at_start_never_blocks_and_the_pool_joins_later(make_pool: 
     assert time.monotonic() - started < 10
     assert pool.stats().fleet.state == "local"
     store.mode = "up"
-    assert _wait_for(lambda: pool.stats().fleet.state == "joined", 5)
+    assert _wait_for(lambda: pool.stats().fleet.state == "joined", 30)
     assert [pool.submit(lambda: 1).result(timeout=10) for _ in range(5)] == [1] * 5
 
 

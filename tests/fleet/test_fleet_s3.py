@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from s3pool_plugins import LocalFleet
 from s3pool_plugins.testing import ChaosProxy, LocalS3
 
-from .conftest import s3_client
+from .conftest import s3_client, while_joined
 
 
 def _put(client: Any, bucket: str, prefix: str, calls: int, threads: int) -> int:
@@ -31,6 +32,15 @@ def _put(client: Any, bucket: str, prefix: str, calls: int, threads: int) -> int
     return done[0]
 
 
+def _wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _run_fleet(clients: list[Any], bucket: str, calls: int, threads: int) -> list[int]:
     with ThreadPoolExecutor(len(clients)) as executor:
         futures = [executor.submit(_put, c, bucket, f"data/{i}/", calls, threads) for i, c in enumerate(clients)]
@@ -44,14 +54,13 @@ def test_fleet_concurrency_is_never_exceeded_at_the_proxy(
     fleet = LocalFleet("etl")
     pools = [make_pool(concurrency=8, fleet=fleet, fleet_concurrency=5, name=f"member-{i}") for i in range(3)]
     clients = [s3_client(local_s3, chaos_proxy, pool) for pool in pools]
-    chaos_proxy.reset_counts()
-    done = _run_fleet(clients, s3_bucket, 60, 8)
+    done = while_joined(pools, chaos_proxy, lambda: _run_fleet(clients, s3_bucket, 60, 8))
     assert done == [60, 60, 60]
     stats = chaos_proxy.stats()
     assert stats.in_flight_peak <= 5, stats
     assert stats.in_flight_peak >= 2  # the fleet did run calls at once
     assert all(pool.stats().errors == 0 for pool in pools)
-    assert all(pool.stats().fleet.state == "joined" for pool in pools)  # type: ignore[union-attr]
+    assert _wait_for(lambda: all(pool.stats().fleet.state == "joined" for pool in pools))  # type: ignore[union-attr]
 
 
 def test_a_fleet_limit_per_prefix(local_s3: LocalS3, chaos_proxy: ChaosProxy, s3_bucket: str, make_pool: Any) -> None:
@@ -64,12 +73,15 @@ def test_a_fleet_limit_per_prefix(local_s3: LocalS3, chaos_proxy: ChaosProxy, s3
         for i in range(2)
     ]
     clients = [s3_client(local_s3, chaos_proxy, pool) for pool in pools]
-    chaos_proxy.reset_counts()
-    with ThreadPoolExecutor(2) as executor:
-        futures = [executor.submit(_put, c, s3_bucket, f"data/{i}-", 40, 8) for i, c in enumerate(clients)]
-        assert [f.result(timeout=300) for f in futures] == [40, 40]
+
+    def run() -> list[int]:
+        with ThreadPoolExecutor(2) as executor:
+            futures = [executor.submit(_put, c, s3_bucket, f"data/{i}-", 40, 8) for i, c in enumerate(clients)]
+            return [f.result(timeout=300) for f in futures]
+
+    assert while_joined(pools, chaos_proxy, run) == [40, 40]
     assert chaos_proxy.stats().in_flight_peak <= 3
-    assert all(pool.stats().fleet.state == "joined" for pool in pools)  # type: ignore[union-attr]
+    assert _wait_for(lambda: all(pool.stats().fleet.state == "joined" for pool in pools))  # type: ignore[union-attr]
     key = pools[0].partition_for(s3_bucket, "data/x")
     assert key is not None
     for pool in pools:
@@ -104,8 +116,8 @@ def test_shared_rate_converges_and_a_joining_pool_starts_from_it(
     stored = fleet.partition("").shared_limit()
     assert stored is not None and stored.rate is not None and stored.version >= 1
     assert 60 * 0.3 <= stored.rate <= 60 * 2, stored  # the fleet's rate, near the prefix's limit
-    time.sleep(0.6)  # a round of reads: every member holds the stored version
-    assert {pool.stats().fleet.rate for pool in pools} == {fleet.partition("").shared_limit().rate}  # type: ignore[union-attr]
+    # A round of reads (each member's agent, on a loaded machine whenever it gets a core): all hold the stored version.
+    assert _wait_for(lambda: {pool.stats().fleet.rate for pool in pools} == {fleet.partition("").shared_limit().rate})  # type: ignore[union-attr]
 
     # A pool joining the running fleet starts paced at its share of the learned rate, not from scratch.
     stop = threading.Event()
@@ -124,7 +136,7 @@ def test_shared_rate_converges_and_a_joining_pool_starts_from_it(
     try:
         time.sleep(1.0)
         joiner = make_pool(name="joiner", **options)
-        time.sleep(0.3)  # its agent's first rounds
+        assert _wait_for(lambda: joiner.limit_history())  # its agent's first rounds
         first = joiner.limit_history()[0]
         assert first.reason == "fleet" and first.old_rate is None and first.new_rate is not None
         assert first.new_rate < 60, first  # its share of the fleet's rate, not the whole of it
@@ -170,10 +182,13 @@ def test_a_saturated_member_gives_a_joiner_its_share(
         while first.stats().fleet.slots < 3 and time.monotonic() < deadline:  # type: ignore[union-attr]
             time.sleep(0.05)
         assert first.stats().fleet.slots == 3  # type: ignore[union-attr]  # alone, it holds the fleet's limit
-        chaos_proxy.reset_counts()
-        with ThreadPoolExecutor(1) as executor:
-            joiner = executor.submit(_put, s3_client(local_s3, chaos_proxy, second), s3_bucket, "joiner/", 20, 4)
-            assert joiner.result(timeout=90) == 20
+        joiner_client = s3_client(local_s3, chaos_proxy, second)
+
+        def join() -> int:
+            with ThreadPoolExecutor(1) as executor:
+                return executor.submit(_put, joiner_client, s3_bucket, "joiner/", 20, 4).result(timeout=90)
+
+        assert while_joined([first, second], chaos_proxy, join) == 20
     finally:
         stop.set()
         for runner in runners:

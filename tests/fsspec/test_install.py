@@ -22,6 +22,8 @@ from s3pool_plugins.adapters.fsspec.pools import shared_pool
 
 from .conftest import assert_settled
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 
 def test_install_registers_an_s3fs_subclass_and_leaves_the_configuration_alone(
     make_pool, tasks, local_s3, s3_bucket

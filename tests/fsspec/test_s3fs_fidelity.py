@@ -13,6 +13,8 @@ from s3pool_plugins.adapters.fsspec import install_fsspec
 
 from .conftest import assert_settled
 
+pytestmark = pytest.mark.usefixtures("young_heap")  # gc.collect() traverses only what the tests made
+
 
 def test_the_wrapper_uses_s3fs_methods_where_s3fs_has_its_own(make_pool, tasks, pooled, s3_bucket) -> None:
     pool = make_pool(plugins=[tasks])

@@ -480,22 +480,26 @@ def test_one_queue_timeout_covers_the_gate_and_the_pool() -> None:
     pool._acquire_slot_sync = recording_acquire  # type: ignore[method-assign]
     busy = pool.begin_call("S3.PutObject", partition="bkt", contextual=False)
     blocker = pool.begin_call("S3.ListBuckets", contextual=False)
-    waiting = pool.begin_call("S3.PutObject", partition="bkt", queue_timeout=0.6, contextual=False)
+    # queue_timeout 2 s, the gate opens after 0.5 s: a loaded machine's late timer has 1.5 s of slack.
+    waiting = pool.begin_call("S3.PutObject", partition="bkt", queue_timeout=2.0, contextual=False)
     try:
         busy.start_attempt()  # holds the bucket's gate (limit 1) and the pool's only slot
         pool.set_concurrency(1)
         blocker_thread = threading.Thread(target=blocker.start_attempt)  # queued first for the pool's slot
         blocker_thread.start()
-        time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while pool.stats().queued < 1 and time.monotonic() < deadline:  # the blocker waits for the slot
+            time.sleep(0.005)
+        assert pool.stats().queued == 1
         threading.Timer(0.5, busy.finish).start()  # after 0.5 s: the gate to `waiting`, the slot to `blocker`
         budgets.clear()
-        with pytest.raises(QueueWaitTimeout, match=r"queue_timeout=0\.6 s .*gate of bkt and the pool"):
+        with pytest.raises(QueueWaitTimeout, match=r"queue_timeout=2 s .*gate of bkt and the pool"):
             waiting.start_attempt()
         blocker_thread.join(5)
         (at_gate, gate_budget), (at_pool_gate, pool_budget) = budgets  # the waiting call's two waits
-        assert (at_gate, gate_budget, at_pool_gate) == (True, 0.6, False)
-        # the gate took at least 0.5 s (a timer never fires early): the pool got what was left, not another 0.6 s
-        assert pool_budget is not None and pool_budget <= 0.1 + 1e-3
+        assert (at_gate, gate_budget, at_pool_gate) == (True, 2.0, False)
+        # the gate took at least 0.5 s (a timer never fires early): the pool got what was left, not another 2 s
+        assert pool_budget is not None and pool_budget <= 1.5 + 1e-3
     finally:
         for call in (waiting, blocker, busy):
             call.finish()

@@ -83,7 +83,16 @@ def test_killed_mid_run_only_fleet_unavailable_and_back_after_restart(redis_serv
     redis_server.kill()
     time.sleep(0.5)
     redis_server.start()
-    time.sleep(0.5)
+
+    def recovered() -> bool:
+        with lock:
+            return len(outcomes) >= 6 and all(error is None for _, _, error in outcomes[-6:])
+
+    # Until the calls answer again (a call that began before the restart may still time out after it; on a
+    # loaded machine that takes a while): a wait that succeeds returns early, one that never does fails below.
+    deadline = time.monotonic() + 30
+    while not recovered() and time.monotonic() < deadline:
+        time.sleep(0.05)
     stop.set()
     for thread in threads:
         thread.join(10)

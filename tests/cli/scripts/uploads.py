@@ -16,7 +16,9 @@ def upload(i: int) -> None:
     s3.put_object(Bucket=bucket, Key=f"uploads/{i}", Body=f"object {i}".encode())
 
 
-with ThreadPoolExecutor(8) as executor:
-    list(executor.map(upload, range(count)))
+with ThreadPoolExecutor(8) as executor:  # every upload runs, also after one failed (map would cancel the rest)
+    futures = [executor.submit(upload, i) for i in range(count)]
+for future in futures:
+    future.result()
 assert s3.head_object(Bucket=bucket, Key="uploads/0")["ContentLength"] == len("object 0")
 print("uploads done")
