@@ -60,6 +60,9 @@ _BURST_SEEN = (100, 40, 0.4)
 """What shows a burst allowance spent at the first throttling: 100 successes before it, or 40 and 0.4 seconds
 (ambient 503s come much sooner: at 5%, 40 answers pass without one 13% of the time)."""
 
+_SETTLE_RTTS = 4.0
+"""Round trips a new state runs before its first throttling share is measured (see ``_share_settled``)."""
+
 
 @dataclass(frozen=True)
 class _Undo:
@@ -205,7 +208,7 @@ class AdaptiveLimit(Limit):
         target_memory = self.settings.target_memory_percent
         if signal.throttles and cause.testing:
             return "throttling"  # the cut on trial is judged first
-        if signal.throttles and cause.excess(signal.at):
+        if signal.throttles and cause.excess(signal.at) and self._share_settled(signal):
             undo = self._snapshot()
             if self._on_throttling(signal):
                 rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
@@ -291,6 +294,19 @@ class AdaptiveLimit(Limit):
         rtt = signal.rtt_mean or self._baseline
         if rtt and self._rate is not None:  # room for the pace at twice the round trip: the pace limits the rate
             self._limit = max(self._limit, min(float(self.settings.max_concurrency), 2 * self._rate * rtt))
+
+    def _share_settled(self, signal: LimitSignal) -> bool:
+        """True when the throttling share so far can be taken as the share of what is sent.
+
+        A 503 comes back at once, a success only after its round trip, so over a state's first round trips the
+        answers that ended are mostly 503s whatever the share: a cut made on them, and judged against them, looks
+        like it works. Before the first verdict the pool waits for ``_SETTLE_RTTS`` round trips (the bias is
+        then at most a third), unless a burst allowance was spent (those 503s are the pool's own).
+        """
+        if self.cause.state != UNKNOWN or self._started_at is None or self._burst_spent():
+            return True
+        rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
+        return signal.at - self._started_at >= _SETTLE_RTTS * rtt
 
     def _burst_spent(self) -> bool:
         """True when the first throttling came after a throttle-free stretch long enough to be a burst

@@ -191,7 +191,7 @@ class ThrottleCause(Generic[S]):
             return False
         share, attempts = self.share(at, self._verdict_at)  # answers before the verdict came at another pace
         if self.state == UNKNOWN or at >= self._retest_at:  # a share measured on a handful says nothing yet
-            return share > 0 and (attempts >= self._min_samples // 2 or share * attempts >= 3)
+            return share > 0 and attempts >= self._min_samples // 2
         ambient = self.ambient
         margin = self._excess_z * math.sqrt(max(ambient * (1 - ambient), 1e-4) / max(attempts, 1))
         return share > ambient + max(0.005, margin)
