@@ -341,14 +341,18 @@ class AdaptiveLimit(Limit):
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
                 ambient = self.cause.state == AMBIENT  # the last cut had no effect: this pace is no known limit
+                # each throttling answer may evaluate (ambient ones too), so evaluations can come many times per
+                # interval: past a known ceiling the climb is per interval of time, not per evaluation (a pace
+                # whose cut had no effect is no known limit: it climbs at every evaluation)
+                part = 1.0 if ambient else min(1.0, signal.interval / self.settings.adjustment_interval)
                 if self._rate < ceiling * 0.98:
-                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
+                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25 * part)
                 elif self._plateau_left > 0 and not ambient:
                     self._plateau_left -= signal.interval
                 else:
-                    self._rate *= 1.0 + self._probe_step
+                    self._rate *= (1.0 + self._probe_step) ** part
                     far = ambient or self._rate >= 1.5 * ceiling  # far past the ceiling: the service grew
-                    self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2)
+                    self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2**part)
             elif self._calm >= self._unpace_after:
                 self._rate = self._ceiling = None
                 return "unpaced"
