@@ -19,11 +19,14 @@ HEAVY = ("botocore", "boto3", "fsspec", "s3fs", "pluggy", "asyncio", "s3pool_plu
 
 
 def _loaded_after(code: str) -> list[str]:
-    """The modules loaded in a fresh interpreter after running ``code``, among :data:`HEAVY`."""
+    """The modules among :data:`HEAVY` that running ``code`` loads in a fresh interpreter (not those its start-up
+    already loaded, such as a ``.pth`` file's imports)."""
     probe = (
-        f"{code}\nimport json, sys\n"
+        "import sys\nbefore = set(sys.modules)\n"
+        f"{code}\nimport json\n"
         f"heavy = {HEAVY!r}\n"
-        "print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy))))"
+        "new = set(sys.modules) - before\n"
+        "print(json.dumps(sorted(m for m in new if any(m == h or m.startswith(h + '.') for h in heavy))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
