@@ -6,67 +6,143 @@ The public API of the core::
 
     with OperationsPool(concurrency=8, retries=3) as pool:
         futures = [pool.submit(work, item) for item in items]
+
+Importing the package imports none of its modules: each public name loads
+the module that defines it on first use (PEP 562), so a program that only
+needs the botocore plugin (``s3pool run``, aws-cli) pays only for what that
+plugin uses. ``from s3pool_plugins import X``, ``dir()`` and star imports
+see every name of ``__all__``; type checkers see the imports below.
 """
 
-from typing import Any
+from __future__ import annotations
 
-from .core.batch import BatchCallbackError, BatchItemError, BatchResult
-from .core.cancellation import CancellationToken, current_token
-from .core.config import PoolConfig
-from .core.context import current_tenant, expected_errors, priority_scope, scope_priority, tenant
-from .core.environment import config_from_environment, default_pool, set_default_pool
-from .core.events import EVENT_SIGNATURES
-from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
-from .core.fleet import FleetBackend, FleetPartition, FleetStats, LocalFleet, SharedLimit, TokenGrant, redact_url
-from .core.hedging import HedgeOptions, Hedging
-from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
-from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
-from .core.pool import BoundPool, Call, OperationsPool, Slot
-from .core.queue import PriorityTaskQueue, QueueHandle
-from .core.retry import (
-    DEFAULT_RETRYABLE_ERRORS,
-    NOT_RETRYABLE,
-    THROTTLING,
-    THROTTLING_ERROR_NAMES,
-    TRANSIENT,
-    ErrorClassification,
-    RetryBudget,
-    RetryPolicy,
-)
-from .core.stats import PoolStats
-from .core.task import Task
-from .errors import (
-    AttemptCancelled,
-    ConfigurationError,
-    FleetUnavailable,
-    PoolStopped,
-    QueueFull,
-    QueueWaitTimeout,
-    S3PoolError,
-    ServiceFailed,
-    TaskTimeout,
-)
-from .hooks import hookimpl, hookspec
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .core.batch import BatchCallbackError, BatchItemError, BatchResult
+    from .core.cancellation import CancellationToken, current_token
+    from .core.config import PoolConfig
+    from .core.context import current_tenant, expected_errors, priority_scope, scope_priority, tenant
+    from .core.environment import config_from_environment, default_pool, set_default_pool
+    from .core.events import EVENT_SIGNATURES
+    from .core.fair_queue import DEFAULT_TENANT, FairQueue, TenantStats
+    from .core.fleet import FleetBackend, FleetPartition, FleetStats, LocalFleet, SharedLimit, TokenGrant, redact_url
+    from .core.hedging import HedgeOptions, Hedging
+    from .core.limits import AdaptiveLimit, AutoTuning, FixedLimit, Limit, LimitChange, LimitDecision, LimitSignal
+    from .core.metrics import AttemptRecord, Distribution, MonitoringConfig, PoolMetrics, QuantileSketch, TaskRecord
+    from .core.pool import BoundPool, Call, OperationsPool, Slot
+    from .core.queue import PriorityTaskQueue, QueueHandle
+    from .core.retry import (
+        DEFAULT_RETRYABLE_ERRORS,
+        NOT_RETRYABLE,
+        THROTTLING,
+        THROTTLING_ERROR_NAMES,
+        TRANSIENT,
+        ErrorClassification,
+        RetryBudget,
+        RetryPolicy,
+    )
+    from .core.stats import PoolStats
+    from .core.task import Task
+    from .errors import (
+        AttemptCancelled,
+        ConfigurationError,
+        FleetUnavailable,
+        PoolStopped,
+        QueueFull,
+        QueueWaitTimeout,
+        S3PoolError,
+        ServiceFailed,
+        TaskTimeout,
+    )
+    from .hooks import hookimpl, hookspec
 
 __version__ = "0.1.0"
 
-_ADAPTER_EXPORTS = {
-    "install": "s3pool_plugins.adapters.botocore",
-    "uninstall": "s3pool_plugins.adapters.botocore",
-    "installed_pool": "s3pool_plugins.adapters.botocore",
-    "install_fsspec": "s3pool_plugins.adapters.fsspec",
-    "uninstall_fsspec": "s3pool_plugins.adapters.fsspec",
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    ".core.batch": ("BatchCallbackError", "BatchItemError", "BatchResult"),
+    ".core.cancellation": ("CancellationToken", "current_token"),
+    ".core.config": ("PoolConfig",),
+    ".core.context": ("current_tenant", "expected_errors", "priority_scope", "scope_priority", "tenant"),
+    ".core.environment": ("config_from_environment", "default_pool", "set_default_pool"),
+    ".core.events": ("EVENT_SIGNATURES",),
+    ".core.fair_queue": ("DEFAULT_TENANT", "FairQueue", "TenantStats"),
+    ".core.fleet": (
+        "FleetBackend",
+        "FleetPartition",
+        "FleetStats",
+        "LocalFleet",
+        "SharedLimit",
+        "TokenGrant",
+        "redact_url",
+    ),
+    ".core.hedging": ("HedgeOptions", "Hedging"),
+    ".core.limits": (
+        "AdaptiveLimit",
+        "AutoTuning",
+        "FixedLimit",
+        "Limit",
+        "LimitChange",
+        "LimitDecision",
+        "LimitSignal",
+    ),
+    ".core.metrics": (
+        "AttemptRecord",
+        "Distribution",
+        "MonitoringConfig",
+        "PoolMetrics",
+        "QuantileSketch",
+        "TaskRecord",
+    ),
+    ".core.pool": ("BoundPool", "Call", "OperationsPool", "Slot"),
+    ".core.queue": ("PriorityTaskQueue", "QueueHandle"),
+    ".core.retry": (
+        "DEFAULT_RETRYABLE_ERRORS",
+        "NOT_RETRYABLE",
+        "THROTTLING",
+        "THROTTLING_ERROR_NAMES",
+        "TRANSIENT",
+        "ErrorClassification",
+        "RetryBudget",
+        "RetryPolicy",
+    ),
+    ".core.stats": ("PoolStats",),
+    ".core.task": ("Task",),
+    ".errors": (
+        "AttemptCancelled",
+        "ConfigurationError",
+        "FleetUnavailable",
+        "PoolStopped",
+        "QueueFull",
+        "QueueWaitTimeout",
+        "S3PoolError",
+        "ServiceFailed",
+        "TaskTimeout",
+    ),
+    ".hooks": ("hookimpl", "hookspec"),
+    ".adapters.botocore": ("install", "uninstall", "installed_pool"),
+    ".adapters.fsspec": ("install_fsspec", "uninstall_fsspec"),
 }
+"""The module that defines each public name, relative to this package."""
+
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    """``install``/``uninstall`` load the botocore adapter on first use (the core does not import botocore)."""
-    module = _ADAPTER_EXPORTS.get(name)
+    """Load the module that defines ``name`` on first use, and keep the name here (later look-ups are plain)."""
+    module = _MODULE_OF.get(name)
     if module is None:
-        raise AttributeError(f"module 's3pool_plugins' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes with every public name, loaded or not."""
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -60,6 +60,9 @@ _BURST_SEEN = (100, 40, 0.4)
 """What shows a burst allowance spent at the first throttling: 100 successes before it, or 40 and 0.4 seconds
 (ambient 503s come much sooner: at 5%, 40 answers pass without one 13% of the time)."""
 
+_SETTLE_RTTS = 4.0
+"""Round trips a new state runs before its first throttling share is measured (see ``_share_settled``)."""
+
 
 @dataclass(frozen=True)
 class _Undo:
@@ -205,7 +208,7 @@ class AdaptiveLimit(Limit):
         target_memory = self.settings.target_memory_percent
         if signal.throttles and cause.testing:
             return "throttling"  # the cut on trial is judged first
-        if signal.throttles and cause.excess(signal.at):
+        if signal.throttles and cause.excess(signal.at) and self._share_settled(signal):
             undo = self._snapshot()
             if self._on_throttling(signal):
                 rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
@@ -292,6 +295,19 @@ class AdaptiveLimit(Limit):
         if rtt and self._rate is not None:  # room for the pace at twice the round trip: the pace limits the rate
             self._limit = max(self._limit, min(float(self.settings.max_concurrency), 2 * self._rate * rtt))
 
+    def _share_settled(self, signal: LimitSignal) -> bool:
+        """True when the throttling share so far can be taken as the share of what is sent.
+
+        A 503 comes back at once, a success only after its round trip, so over a state's first round trips the
+        answers that ended are mostly 503s whatever the share: a cut made on them, and judged against them, looks
+        like it works. Before the first verdict the pool waits for ``_SETTLE_RTTS`` round trips (the bias is
+        then at most a third), unless a burst allowance was spent (those 503s are the pool's own).
+        """
+        if self.cause.state != UNKNOWN or self._started_at is None or self._burst_spent():
+            return True
+        rtt = signal.rtt_mean if signal.rtt_mean is not None else (self._baseline or 0.0)
+        return signal.at - self._started_at >= _SETTLE_RTTS * rtt
+
     def _burst_spent(self) -> bool:
         """True when the first throttling came after a throttle-free stretch long enough to be a burst
         allowance spent (see ``_BURST_SEEN``)."""
@@ -325,14 +341,18 @@ class AdaptiveLimit(Limit):
                 reason = "probe"
                 ceiling = self._ceiling or self._rate
                 ambient = self.cause.state == AMBIENT  # the last cut had no effect: this pace is no known limit
+                # each throttling answer may evaluate (ambient ones too), so evaluations can come many times per
+                # interval: past a known ceiling the climb is per interval of time, not per evaluation (a pace
+                # whose cut had no effect is no known limit: it climbs at every evaluation)
+                part = 1.0 if ambient else min(1.0, signal.interval / self.settings.adjustment_interval)
                 if self._rate < ceiling * 0.98:
-                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25)
+                    self._rate = min(ceiling * 0.98, self._rate + (ceiling - self._rate) * 0.25 * part)
                 elif self._plateau_left > 0 and not ambient:
                     self._plateau_left -= signal.interval
                 else:
-                    self._rate *= 1.0 + self._probe_step
+                    self._rate *= (1.0 + self._probe_step) ** part
                     far = ambient or self._rate >= 1.5 * ceiling  # far past the ceiling: the service grew
-                    self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2)
+                    self._probe_step = min(0.25 if far else 0.1, self._probe_step * 2**part)
             elif self._calm >= self._unpace_after:
                 self._rate = self._ceiling = None
                 return "unpaced"

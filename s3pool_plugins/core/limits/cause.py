@@ -191,7 +191,7 @@ class ThrottleCause(Generic[S]):
             return False
         share, attempts = self.share(at, self._verdict_at)  # answers before the verdict came at another pace
         if self.state == UNKNOWN or at >= self._retest_at:  # a share measured on a handful says nothing yet
-            return share > 0 and (attempts >= self._min_samples // 2 or share * attempts >= 3)
+            return share > 0 and attempts >= self._min_samples // 2
         ambient = self.ambient
         margin = self._excess_z * math.sqrt(max(ambient * (1 - ambient), 1e-4) / max(attempts, 1))
         return share > ambient + max(0.005, margin)
@@ -331,8 +331,9 @@ class ThrottleCause(Generic[S]):
         fell = before - after > self._z * self._error(trial, after) and after < 0.8 * before
         if fell or (after <= 0.5 * before and before * trial.attempts >= 6):  # halved, on more than chance
             return WORKS
-        if after > MAX_AMBIENT:  # more than half of all answers: not other clients' doing; cut until it shows
-            return DEEPER if trial.deeper < 3 else WORKS
+        pooled = (before * trial.before_n + after * trial.attempts) / max(1, trial.before_n + trial.attempts)
+        if max(before, after, pooled) > MAX_AMBIENT:  # too much to be other clients' doing, and what "no effect"
+            return DEEPER if trial.deeper < 3 else WORKS  # would learn as ambient: cut until it shows
         if trial.goodput > 0 and offered * (1 - after) >= 0.95 * trial.goodput:
             # the pool sent less and the service took as much as before: it takes no more, so the throttling
             # that is left is the pool's too (ambient throttling takes its share of whatever is sent)
