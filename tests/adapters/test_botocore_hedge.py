@@ -217,3 +217,79 @@ def test_async_client_hedges_and_cancels_the_loser(local_s3: LocalS3, s3_bucket,
     assert (stats.hedges, stats.hedges_won) == (1, 1)
     assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 2
     assert ("S3.GetObject", 1, True) in settled.tasks
+
+
+def test_a_fast_server_error_of_the_hedge_does_not_beat_a_slow_success(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, settled = hedged()
+    _warm(client, s3_bucket)
+    before = pool.stats()
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.FORWARD, 1, latency=1.0)  # the first attempt: slow, but a success
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 1)  # the hedge: a 500 at once
+    assert _get(client, s3_bucket) == BODY
+    stats = pool.stats()
+    assert stats.hedges - before.hedges == 1
+    assert stats.hedges_won == before.hedges_won  # the first attempt's answer was used
+    assert settled.tasks[-1] == ("S3.GetObject", 1, False)
+    assert stats.retries == before.retries  # the 500 was not taken as the call's answer, so nothing was retried
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 2
+    assert _until(lambda: pool.stats().active == 0)
+
+
+def test_a_throttled_hedge_quiets_hedging_even_when_the_first_attempt_answers(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged(quiet=60)
+    _warm(client, s3_bucket)
+    chaos_proxy.inject(Action.FORWARD, 1, latency=1.0)
+    chaos_proxy.inject(Action.THROTTLE, 1)  # the hedge is told the partition is overloaded
+    assert _get(client, s3_bucket) == BODY
+    hedges = pool.stats().hedges
+    chaos_proxy.inject(Action.FORWARD, 1, latency=1.0)
+    assert _get(client, s3_bucket) == BODY
+    assert pool.stats().hedges == hedges  # no hedge into an overload seen by a hedge
+
+
+def test_retries_earn_no_hedge_tokens(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged()
+    assert pool.hedging is not None
+    earned = pool.hedging.policy.budget.earned
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 2)
+    assert _get(client, s3_bucket) == BODY  # two failed attempts, then a third that answers
+    assert pool.hedging.policy.budget.earned - earned == 1  # one first attempt
+
+
+def test_async_a_fast_server_error_does_not_win_and_a_cancelled_loser_is_still_timed(
+    local_s3: LocalS3, s3_bucket, chaos_proxy, make_pool
+) -> None:
+    settled = Settled()
+    pool = make_pool(concurrency=4, hedge={"delay": 0.2}, plugins=[settled])
+    hedging = pool.hedging
+    assert hedging is not None
+
+    async def main() -> tuple[bytes, bytes, int, int]:
+        session = get_session()
+        install(session, pool)
+        kwargs = {**local_s3.client_kwargs(), "endpoint_url": chaos_proxy.endpoint_url}
+        async with session.create_client("s3", **kwargs) as client:
+            await client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+            for _ in range(40):
+                response = await client.get_object(Bucket=s3_bucket, Key="k")
+                await response["Body"].read()
+            chaos_proxy.reset_counts()
+            chaos_proxy.inject(Action.FORWARD, 1, latency=1.0)  # the first attempt: slow, but a success
+            chaos_proxy.inject(Action.INTERNAL_ERROR, 1)  # the hedge: a 500 at once
+            response = await client.get_object(Bucket=s3_bucket, Key="k")
+            first_answered = await response["Body"].read()
+            seen = hedging.policy.samples("GetObject", s3_bucket)
+            chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)  # the hedge wins, the first attempt is cancelled
+            response = await client.get_object(Bucket=s3_bucket, Key="k")
+            hedge_answered = await response["Body"].read()
+            return first_answered, hedge_answered, seen, hedging.policy.samples("GetObject", s3_bucket)
+
+    first_answered, hedge_answered, seen, seen_after = asyncio.run(main())
+    assert first_answered == BODY and hedge_answered == BODY
+    assert settled.tasks[-2] == ("S3.GetObject", 1, False)  # the 500 did not answer the call
+    assert pool.stats().retries == 0
+    assert settled.tasks[-1] == ("S3.GetObject", 1, True)
+    # The cancelled first attempt is a sample of the tail (at least the delay long): the learned delay
+    # would otherwise forget exactly the slow attempts it is meant to catch.
+    assert seen_after == seen + 1

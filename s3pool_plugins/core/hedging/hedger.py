@@ -89,15 +89,15 @@ class Hedging:
     def plan(self, task: Task, operation: str) -> float | None:
         """For a first attempt of ``task`` about to be sent: seconds to wait for its response before a hedge.
 
-        Counts the attempt for the budget. None: no hedge for this attempt
+        Counts a first attempt for the budget (a retry earns nothing). None: no hedge for this attempt
         (not a hedged operation, a retry, a throttled or paced partition, or
         no delay learned yet); the attempt is still timed (:meth:`observe`).
         """
         if operation not in HEDGED_OPERATIONS:
             return None
-        self.policy.earn()
-        if task.attempt > 1:  # a retry: the call is backing off from a failure, never hedge into it
+        if task.attempt > 1:  # a retry: the call is backing off from a failure, never hedge into it, nor earn
             return None
+        self.policy.earn()
         where = _where(task)
         if self.blocked(task, where):
             return None
