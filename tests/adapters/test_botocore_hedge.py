@@ -293,3 +293,49 @@ def test_async_a_fast_server_error_does_not_win_and_a_cancelled_loser_is_still_t
     # The cancelled first attempt is a sample of the tail (at least the delay long): the learned delay
     # would otherwise forget exactly the slow attempts it is meant to catch.
     assert seen_after == seen + 1
+
+
+_EXITS_SCRIPT = """
+import sys, time
+import boto3
+from botocore.config import Config
+from s3pool_plugins import OperationsPool
+from s3pool_plugins.adapters.botocore import install
+from s3pool_plugins.testing import ChaosProxy
+from s3pool_plugins.testing.faults import Action
+import s3pool_plugins.core.pool
+
+s3pool_plugins.core.pool.EXIT_TIMEOUT = 2.0  # the pool's exit hook waits this long for active work, then warns
+upstream, bucket, key, secret, region = sys.argv[1:6]
+proxy = ChaosProxy(upstream, upstream_timeout=120.0).start()
+pool = OperationsPool(concurrency=4, hedge={"delay": 0.2}, load_entrypoints=False)
+client = boto3.client(
+    "s3", endpoint_url=proxy.endpoint_url, aws_access_key_id=key, aws_secret_access_key=secret,
+    region_name=region, config=Config(s3={"addressing_style": "path"}, read_timeout=120),
+)
+install(client, pool)
+client.put_object(Bucket=bucket, Key="k", Body=b"x" * 1000)
+for _ in range(60):
+    client.get_object(Bucket=bucket, Key="k")["Body"].read()
+proxy.inject(Action.FORWARD, 1, latency=90.0)  # the first attempt answers 90 s late; its hedge at once
+assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 1000
+assert pool.stats().hedges_won == 1
+print("done", flush=True)
+"""
+
+
+def test_a_sync_loser_still_in_flight_does_not_hold_the_interpreter_at_exit(local_s3: LocalS3, s3_bucket) -> None:
+    """The loser's slot counts as active work, so the pool's exit hook waits for it, within its bound; its
+    helper thread must not hold the interpreter beyond that (a ThreadPoolExecutor's threads are joined)."""
+    import subprocess
+    import sys
+
+    args = [local_s3.endpoint_url, s3_bucket, local_s3.access_key, local_s3.secret_key, local_s3.region]
+    try:
+        # The loser waits 90 s for its answer; an exit that waited for it would outlast this bound.
+        done = subprocess.run([sys.executable, "-c", _EXITS_SCRIPT, *args], capture_output=True, text=True, timeout=45)
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"the interpreter waited at exit for a hedged read that lost: {expired.stdout!r}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+    assert "1 active" in done.stderr  # the exit hook saw the loser's slot, and said so

@@ -29,14 +29,15 @@ exactly as the endpoint would, and so can race a second copy of it:
   request in flight.
 
 Sync clients send on the caller's thread; racing needs a second thread, so
-each hedged read with a delay to wait runs its copies on a shared pool of
-helper threads while the caller waits.
+each hedged read with a delay to wait runs its copies on daemon helper
+threads (in the caller's context) while the caller waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 import threading
@@ -53,18 +54,30 @@ log = logging.getLogger("s3pool_plugins.botocore")
 CallFinder = Callable[[Any], "Call | None"]
 """Finds the call a prepared request belongs to (its request context, or the pooled class's current call)."""
 
-_executor_lock = threading.Lock()
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-MAX_SENDER_THREADS = 1024
-"""Helper threads for sync hedged reads, at most (each one sends one copy; the pool's limit bounds how many)."""
 
+def _send_on_thread(send: Callable[[Any], Any], request: Any) -> concurrent.futures.Future[Any]:
+    """Run ``send(request)`` on a new daemon thread, in a copy of the caller's context; its future.
 
-def _senders() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(MAX_SENDER_THREADS, thread_name_prefix="s3pool-hedge")
-        return _executor
+    Daemon, so a loser still waiting for its answer never holds the
+    interpreter at exit (a ``ThreadPoolExecutor``'s threads are joined
+    then); one thread per copy, so nothing idles after a burst of hedges.
+    The pool's limit bounds how many run at once.
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            response = send(request)
+        except BaseException as error:  # the caller gets it from the future
+            future.set_exception(error)
+        else:
+            future.set_result(response)
+
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name="s3pool-hedge", daemon=True).start()
+    return future
 
 
 def http_session_of(client: Any) -> Any:
@@ -159,7 +172,7 @@ class HedgedSend:
             response = self.http_session.send(request)
             self.hedging.observe(call.task, operation, time.monotonic() - started)
             return response
-        first = _senders().submit(self.http_session.send, request)
+        first = _send_on_thread(self.http_session.send, request)
         try:
             wait, first_ask = delay, True
             while True:  # after the delay, and again every ``retry_every`` while no hedge could be had
@@ -189,7 +202,7 @@ class HedgedSend:
         started: float,
     ) -> Any:
         try:
-            hedge = _senders().submit(self.http_session.send, request)
+            hedge = _send_on_thread(self.http_session.send, request)
         except BaseException:
             slot.release()
             first.add_done_callback(_close_unread)
