@@ -339,3 +339,51 @@ def test_a_sync_loser_still_in_flight_does_not_hold_the_interpreter_at_exit(loca
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
     assert "1 active" in done.stderr  # the exit hook saw the loser's slot, and said so
+
+
+def test_both_copies_failing_give_the_hedge_slot_back_and_the_call_retries(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, settled = hedged()
+    _warm(client, s3_bucket)
+    before = pool.stats()
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.RESET, 1, latency=0.6)  # the first attempt: reset after the delay
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 1, latency=0.3)  # the hedge: a 500, sooner
+    assert _get(client, s3_bucket) == BODY  # the retry answers
+    stats = pool.stats()
+    assert stats.hedges - before.hedges == 1 and stats.retries - before.retries == 1
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 3
+    assert settled.tasks[-1] == ("S3.GetObject", 1, False)
+    assert _until(lambda: pool.stats().active == 0)
+    assert chaos_proxy.wait_idle(10)
+
+
+def test_async_caller_cancelled_mid_race_leaks_no_slot(local_s3: LocalS3, s3_bucket, chaos_proxy, make_pool) -> None:
+    pool = make_pool(concurrency=4, hedge={"delay": 0.2})
+
+    async def main() -> int:
+        session = get_session()
+        install(session, pool)
+        kwargs = {**local_s3.client_kwargs(), "endpoint_url": chaos_proxy.endpoint_url}
+        async with session.create_client("s3", **kwargs) as client:
+            await client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+            for _ in range(40):
+                response = await client.get_object(Bucket=s3_bucket, Key="k")
+                await response["Body"].read()
+            chaos_proxy.inject(Action.FORWARD, 2, latency=SLOW)  # both copies are slow
+            call = asyncio.ensure_future(client.get_object(Bucket=s3_bucket, Key="k"))
+            while pool.stats().hedges == 0:
+                await asyncio.sleep(0.01)
+            assert pool.stats().active == 2  # the call and its hedge
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            for _ in range(200):
+                if pool.stats().active == 0:
+                    break
+                await asyncio.sleep(0.01)
+            head = await client.head_object(Bucket=s3_bucket, Key="k")  # the client is still usable
+            assert head["ContentLength"] == len(BODY)
+            return pool.stats().active
+
+    assert asyncio.run(main()) == 0
+    assert pool.stats().queued == 0
