@@ -371,7 +371,9 @@ def test_async_caller_cancelled_mid_race_leaks_no_slot(local_s3: LocalS3, s3_buc
                 await response["Body"].read()
             chaos_proxy.inject(Action.FORWARD, 2, latency=SLOW)  # both copies are slow
             call = asyncio.ensure_future(client.get_object(Bucket=s3_bucket, Key="k"))
-            while pool.stats().hedges == 0:
+            for _ in range(200):  # the hedge goes out after its delay
+                if pool.stats().hedges:
+                    break
                 await asyncio.sleep(0.01)
             assert pool.stats().active == 2  # the call and its hedge
             call.cancel()
