@@ -389,3 +389,31 @@ def test_async_caller_cancelled_mid_race_leaks_no_slot(local_s3: LocalS3, s3_buc
 
     assert asyncio.run(main()) == 0
     assert pool.stats().queued == 0
+
+
+def test_a_losing_copy_keeps_its_partition_gate_remembered_until_it_ends(
+    boto3_session, s3_client_for, s3_bucket, chaos_proxy, make_pool
+) -> None:
+    """A partition's state (its gate) is forgotten only when nothing uses it: a fresh gate would not count
+    the loser still in flight, and that partition could then have more requests in flight than its limit."""
+    pool = make_pool(
+        concurrency="auto",
+        auto_tuning={"scope": "prefix", "max_partitions": 1, "initial_concurrency": 4, "max_concurrency": 8},
+        hedge={"delay": 0.2},
+    )
+    client = s3_client_for(boto3_session, chaos_proxy.endpoint_url)
+    install(client, pool)
+    for key in ("a/k", "b/k"):
+        client.put_object(Bucket=s3_bucket, Key=key, Body=BODY)
+    for _ in range(60):
+        _get(client, s3_bucket, "a/k")
+    partition = pool.partition_for(s3_bucket, "a/k")
+    assert partition is not None
+    chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)  # the first attempt loses and runs on SLOW seconds
+    assert _get(client, s3_bucket, "a/k") == BODY
+    assert pool.stats().hedges_won == 1
+    assert pool.stats().active == 1  # the loser
+    assert _get(client, s3_bucket, "b/k") == BODY  # a new partition: beyond max_partitions, idle ones go
+    assert partition in pool.partition_limits()  # still in use by the loser: kept
+    assert _until(lambda: pool.stats().active == 0)
+    assert chaos_proxy.wait_idle(10)
