@@ -222,7 +222,7 @@ class HedgedSend:
             hedge.add_done_callback(lambda _: slot.release())
             raise
         slot.release()  # both failed
-        return _both_failed(outcomes[first], outcomes[hedge])
+        return both_failed(outcomes[first], outcomes[hedge])
 
     def _judge(
         self, call: Call, order: tuple[Any, Any], done: set[Any], outcomes: dict[Any, tuple[Any, BaseException | None]]
@@ -239,12 +239,7 @@ class HedgedSend:
                 outcomes[future] = response, error = _outcome(future)
                 if error is None and _status(response) in THROTTLING_STATUS_CODES:
                     self.hedging.note_throttled(call.task)
-        for future in order:
-            if future in done:
-                response, error = outcomes[future]
-                if error is None and _status(response) < 500:
-                    return future
-        return None
+        return first_success(order, done, outcomes)
 
     def _settle(
         self,
@@ -336,7 +331,7 @@ class HedgedSend:
             _cancel(hedge)
             raise
         slot.release()
-        return _both_failed(outcomes[first], outcomes[hedge])
+        return both_failed(outcomes[first], outcomes[hedge])
 
 
 MIN_RETRY_EVERY = 0.01
@@ -358,7 +353,18 @@ def _status(response: Any) -> int:
     return status if isinstance(status, int) else 0
 
 
-def _both_failed(first: tuple[Any, BaseException | None], hedge: tuple[Any, BaseException | None]) -> Any:
+def first_success(order: tuple[Any, Any], done: set[Any], outcomes: dict[Any, tuple[Any, BaseException | None]]) -> Any:
+    """The first copy in ``order`` among ``done`` whose outcome (``(response, error)``) is a success: a
+    response below 500; None if none is."""
+    for future in order:
+        if future in done:
+            response, error = outcomes[future]
+            if error is None and _status(response) < 500:
+                return future
+    return None
+
+
+def both_failed(first: tuple[Any, BaseException | None], hedge: tuple[Any, BaseException | None]) -> Any:
     """The answer when both copies failed: a response if either has one (the first attempt's first), which
     botocore then parses and retries as usual, else the first attempt's error; the other response is closed."""
     answer, unused = (first, hedge) if first[1] is None or hedge[1] is not None else (hedge, first)
