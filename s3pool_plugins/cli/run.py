@@ -497,8 +497,6 @@ def fleet_settings(environment: Mapping[str, str]) -> dict[str, Any] | None:
         "description": config.fleet_description,
         "fleet_name": config.fleet_name,
         "fleet_concurrency": config.fleet_concurrency,
-        "hedge": "off",
-        "hedge_delay": "learned",
     }
 
 

@@ -217,3 +217,205 @@ def test_async_client_hedges_and_cancels_the_loser(local_s3: LocalS3, s3_bucket,
     assert (stats.hedges, stats.hedges_won) == (1, 1)
     assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 2
     assert ("S3.GetObject", 1, True) in settled.tasks
+
+
+def test_a_fast_server_error_of_the_hedge_does_not_beat_a_slow_success(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, settled = hedged()
+    _warm(client, s3_bucket)
+    before = pool.stats()
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.FORWARD, 1, latency=2.0)  # the first attempt: slow, but a success
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 1)  # the hedge: a 500 at once
+    assert _get(client, s3_bucket) == BODY
+    stats = pool.stats()
+    assert stats.hedges - before.hedges == 1
+    assert stats.hedges_won == before.hedges_won  # the first attempt's answer was used
+    assert settled.tasks[-1] == ("S3.GetObject", 1, False)
+    assert stats.retries == before.retries  # the 500 was not taken as the call's answer, so nothing was retried
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 2
+    assert _until(lambda: pool.stats().active == 0)
+
+
+def test_a_throttled_hedge_quiets_hedging_even_when_the_first_attempt_answers(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged(quiet=60)
+    _warm(client, s3_bucket)
+    chaos_proxy.inject(Action.FORWARD, 1, latency=2.0)
+    chaos_proxy.inject(Action.THROTTLE, 1)  # the hedge is told the partition is overloaded
+    assert _get(client, s3_bucket) == BODY
+    hedges = pool.stats().hedges
+    chaos_proxy.inject(Action.FORWARD, 1, latency=1.0)
+    assert _get(client, s3_bucket) == BODY
+    assert pool.stats().hedges == hedges  # no hedge into an overload seen by a hedge
+
+
+def test_retries_earn_no_hedge_tokens(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, _ = hedged()
+    assert pool.hedging is not None
+    earned = pool.hedging.policy.budget.earned
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 2)
+    assert _get(client, s3_bucket) == BODY  # two failed attempts, then a third that answers
+    assert pool.hedging.policy.budget.earned - earned == 1  # one first attempt
+
+
+def test_async_a_fast_server_error_does_not_win_and_a_cancelled_loser_is_still_timed(
+    local_s3: LocalS3, s3_bucket, chaos_proxy, make_pool
+) -> None:
+    settled = Settled()
+    pool = make_pool(concurrency=4, hedge={"delay": 0.2}, plugins=[settled])
+    hedging = pool.hedging
+    assert hedging is not None
+
+    async def main() -> tuple[bytes, bytes, int, int]:
+        session = get_session()
+        install(session, pool)
+        kwargs = {**local_s3.client_kwargs(), "endpoint_url": chaos_proxy.endpoint_url}
+        async with session.create_client("s3", **kwargs) as client:
+            await client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+            for _ in range(40):
+                response = await client.get_object(Bucket=s3_bucket, Key="k")
+                await response["Body"].read()
+            chaos_proxy.reset_counts()
+            chaos_proxy.inject(Action.FORWARD, 1, latency=2.0)  # the first attempt: slow, but a success
+            chaos_proxy.inject(Action.INTERNAL_ERROR, 1)  # the hedge: a 500 at once
+            response = await client.get_object(Bucket=s3_bucket, Key="k")
+            first_answered = await response["Body"].read()
+            seen = hedging.policy.samples("GetObject", s3_bucket)
+            chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)  # the hedge wins, the first attempt is cancelled
+            response = await client.get_object(Bucket=s3_bucket, Key="k")
+            hedge_answered = await response["Body"].read()
+            return first_answered, hedge_answered, seen, hedging.policy.samples("GetObject", s3_bucket)
+
+    first_answered, hedge_answered, seen, seen_after = asyncio.run(main())
+    assert first_answered == BODY and hedge_answered == BODY
+    assert settled.tasks[-2] == ("S3.GetObject", 1, False)  # the 500 did not answer the call
+    assert pool.stats().retries == 0
+    assert settled.tasks[-1] == ("S3.GetObject", 1, True)
+    # The cancelled first attempt is a sample of the tail (at least the delay long): the learned delay
+    # would otherwise forget exactly the slow attempts it is meant to catch.
+    assert seen_after == seen + 1
+
+
+_EXITS_SCRIPT = """
+import sys, time
+import boto3
+from botocore.config import Config
+from s3pool_plugins import OperationsPool
+from s3pool_plugins.adapters.botocore import install
+from s3pool_plugins.testing import ChaosProxy
+from s3pool_plugins.testing.faults import Action
+import s3pool_plugins.core.pool
+
+s3pool_plugins.core.pool.EXIT_TIMEOUT = 2.0  # the pool's exit hook waits this long for active work, then warns
+upstream, bucket, key, secret, region = sys.argv[1:6]
+proxy = ChaosProxy(upstream, upstream_timeout=120.0).start()
+pool = OperationsPool(concurrency=4, hedge={"delay": 0.2}, load_entrypoints=False)
+client = boto3.client(
+    "s3", endpoint_url=proxy.endpoint_url, aws_access_key_id=key, aws_secret_access_key=secret,
+    region_name=region, config=Config(s3={"addressing_style": "path"}, read_timeout=120),
+)
+install(client, pool)
+client.put_object(Bucket=bucket, Key="k", Body=b"x" * 1000)
+for _ in range(60):
+    client.get_object(Bucket=bucket, Key="k")["Body"].read()
+proxy.inject(Action.FORWARD, 1, latency=90.0)  # the first attempt answers 90 s late; its hedge at once
+assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 1000
+assert pool.stats().hedges_won == 1
+print("done", flush=True)
+"""
+
+
+def test_a_sync_loser_still_in_flight_does_not_hold_the_interpreter_at_exit(local_s3: LocalS3, s3_bucket) -> None:
+    """The loser's slot counts as active work, so the pool's exit hook waits for it, within its bound; its
+    helper thread must not hold the interpreter beyond that (a ThreadPoolExecutor's threads are joined)."""
+    import subprocess
+    import sys
+
+    args = [local_s3.endpoint_url, s3_bucket, local_s3.access_key, local_s3.secret_key, local_s3.region]
+    try:
+        # The loser waits 90 s for its answer; an exit that waited for it would outlast this bound.
+        done = subprocess.run([sys.executable, "-c", _EXITS_SCRIPT, *args], capture_output=True, text=True, timeout=45)
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"the interpreter waited at exit for a hedged read that lost: {expired.stdout!r}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+    assert "1 active" in done.stderr  # the exit hook saw the loser's slot, and said so
+
+
+def test_both_copies_failing_give_the_hedge_slot_back_and_the_call_retries(hedged, s3_bucket, chaos_proxy) -> None:
+    pool, client, settled = hedged()
+    _warm(client, s3_bucket)
+    before = pool.stats()
+    chaos_proxy.reset_counts()
+    chaos_proxy.inject(Action.RESET, 1, latency=1.5)  # the first attempt: reset, late
+    chaos_proxy.inject(Action.INTERNAL_ERROR, 1, latency=0.3)  # the hedge: a 500, sooner
+    assert _get(client, s3_bucket) == BODY  # the retry answers
+    stats = pool.stats()
+    assert stats.hedges - before.hedges == 1 and stats.retries - before.retries == 1
+    assert chaos_proxy.stats().attempts[("GET", f"{s3_bucket}/k")] == 3
+    assert settled.tasks[-1] == ("S3.GetObject", 1, False)
+    assert _until(lambda: pool.stats().active == 0)
+    assert chaos_proxy.wait_idle(10)
+
+
+def test_async_caller_cancelled_mid_race_leaks_no_slot(local_s3: LocalS3, s3_bucket, chaos_proxy, make_pool) -> None:
+    pool = make_pool(concurrency=4, hedge={"delay": 0.2})
+
+    async def main() -> int:
+        session = get_session()
+        install(session, pool)
+        kwargs = {**local_s3.client_kwargs(), "endpoint_url": chaos_proxy.endpoint_url}
+        async with session.create_client("s3", **kwargs) as client:
+            await client.put_object(Bucket=s3_bucket, Key="k", Body=BODY)
+            for _ in range(40):
+                response = await client.get_object(Bucket=s3_bucket, Key="k")
+                await response["Body"].read()
+            chaos_proxy.inject(Action.FORWARD, 2, latency=SLOW)  # both copies are slow
+            call = asyncio.ensure_future(client.get_object(Bucket=s3_bucket, Key="k"))
+            for _ in range(200):  # the hedge goes out after its delay
+                if pool.stats().hedges:
+                    break
+                await asyncio.sleep(0.01)
+            assert pool.stats().active == 2  # the call and its hedge
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            chaos_proxy.clear_faults()  # a copy cancelled before it reached the proxy leaves its slow answer unused
+            for _ in range(1000):
+                if pool.stats().active == 0:
+                    break
+                await asyncio.sleep(0.01)
+            active = pool.stats().active
+            head = await client.head_object(Bucket=s3_bucket, Key="k")  # the client is still usable
+            assert head["ContentLength"] == len(BODY)
+            return active
+
+    assert asyncio.run(main()) == 0
+    assert pool.stats().queued == 0
+
+
+def test_a_losing_copy_keeps_its_partition_gate_remembered_until_it_ends(
+    boto3_session, s3_client_for, s3_bucket, chaos_proxy, make_pool
+) -> None:
+    """A partition's state (its gate) is forgotten only when nothing uses it: a fresh gate would not count
+    the loser still in flight, and that partition could then have more requests in flight than its limit."""
+    pool = make_pool(
+        concurrency="auto",
+        auto_tuning={"scope": "prefix", "max_partitions": 1, "initial_concurrency": 4, "max_concurrency": 8},
+        hedge={"delay": 0.2},
+    )
+    client = s3_client_for(boto3_session, chaos_proxy.endpoint_url)
+    install(client, pool)
+    for key in ("a/k", "b/k"):
+        client.put_object(Bucket=s3_bucket, Key=key, Body=BODY)
+    for _ in range(60):
+        _get(client, s3_bucket, "a/k")
+    partition = pool.partition_for(s3_bucket, "a/k")
+    assert partition is not None
+    chaos_proxy.inject(Action.FORWARD, 1, latency=SLOW)  # the first attempt loses and runs on SLOW seconds
+    assert _get(client, s3_bucket, "a/k") == BODY
+    assert pool.stats().hedges_won == 1
+    assert pool.stats().active == 1  # the loser
+    assert _get(client, s3_bucket, "b/k") == BODY  # a new partition: beyond max_partitions, idle ones go
+    assert partition in pool.partition_limits()  # still in use by the loser: kept
+    assert _until(lambda: pool.stats().active == 0)
+    assert chaos_proxy.wait_idle(10)

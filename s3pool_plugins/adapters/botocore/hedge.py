@@ -17,8 +17,10 @@ exactly as the endpoint would, and so can race a second copy of it:
   :meth:`Hedging.try_hedge`), the same signed request is sent again; if
   not, it asks again after each further delay while the first copy runs
   (the slowest reads are the ones worth a token earned meanwhile). The
-  first response wins and goes back to botocore; an error wins only if no
-  copy is left in flight.
+  first response wins and goes back to botocore. A failure (an error, or
+  a server error's 5xx response) wins only if no copy is left in flight,
+  so a fast failure never beats a slow success; a 503 seen there still
+  quiets hedging of its partition.
 - The loser is ended: async, its task is cancelled (aiohttp drops the
   connection); sync, a request in flight on another thread cannot be
   interrupted, so it runs to its response, which is then closed (its
@@ -27,14 +29,15 @@ exactly as the endpoint would, and so can race a second copy of it:
   request in flight.
 
 Sync clients send on the caller's thread; racing needs a second thread, so
-each hedged read with a delay to wait runs its copies on a shared pool of
-helper threads while the caller waits.
+each hedged read with a delay to wait runs its copies on daemon helper
+threads (in the caller's context) while the caller waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 import threading
@@ -44,24 +47,37 @@ from typing import Any
 
 from ...core.calls import Call
 from ...core.hedging import HEDGED_OPERATIONS, HedgeSlot, Hedging
+from .classify import THROTTLING_STATUS_CODES
 
 log = logging.getLogger("s3pool_plugins.botocore")
 
 CallFinder = Callable[[Any], "Call | None"]
 """Finds the call a prepared request belongs to (its request context, or the pooled class's current call)."""
 
-_executor_lock = threading.Lock()
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-MAX_SENDER_THREADS = 1024
-"""Helper threads for sync hedged reads, at most (each one sends one copy; the pool's limit bounds how many)."""
 
+def _send_on_thread(send: Callable[[Any], Any], request: Any) -> concurrent.futures.Future[Any]:
+    """Run ``send(request)`` on a new daemon thread, in a copy of the caller's context; its future.
 
-def _senders() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(MAX_SENDER_THREADS, thread_name_prefix="s3pool-hedge")
-        return _executor
+    Daemon, so a loser still waiting for its answer never holds the
+    interpreter at exit (a ``ThreadPoolExecutor``'s threads are joined
+    then); one thread per copy, so nothing idles after a burst of hedges.
+    The pool's limit bounds how many run at once.
+    """
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            response = send(request)
+        except BaseException as error:  # the caller gets it from the future
+            future.set_exception(error)
+        else:
+            future.set_result(response)
+
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name="s3pool-hedge", daemon=True).start()
+    return future
 
 
 def http_session_of(client: Any) -> Any:
@@ -156,7 +172,7 @@ class HedgedSend:
             response = self.http_session.send(request)
             self.hedging.observe(call.task, operation, time.monotonic() - started)
             return response
-        first = _senders().submit(self.http_session.send, request)
+        first = _send_on_thread(self.http_session.send, request)
         try:
             wait, first_ask = delay, True
             while True:  # after the delay, and again every ``retry_every`` while no hedge could be had
@@ -186,31 +202,44 @@ class HedgedSend:
         started: float,
     ) -> Any:
         try:
-            hedge = _senders().submit(self.http_session.send, request)
+            hedge = _send_on_thread(self.http_session.send, request)
         except BaseException:
             slot.release()
             first.add_done_callback(_close_unread)
             raise
         call.task.hedges += 1
         pending: set[concurrent.futures.Future[Any]] = {first, hedge}
-        errors: dict[concurrent.futures.Future[Any], BaseException] = {}
+        outcomes: dict[Any, tuple[Any, BaseException | None]] = {}
         try:
             while pending:
                 done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in (first, hedge):  # the first attempt wins a tie
-                    if future not in done:
-                        continue
-                    response, error = _outcome(future)
-                    if error is None:
-                        return self._settle(future, response, first, hedge, slot, call, operation, started)
-                    errors[future] = error
+                winner = self._judge(call, (first, hedge), done, outcomes)
+                if winner is not None:
+                    return self._settle(winner, outcomes[winner][0], first, hedge, slot, call, operation, started)
         except BaseException:  # the caller was interrupted: both copies are closed when they end
             first.add_done_callback(_close_unread)
             hedge.add_done_callback(_close_unread)
             hedge.add_done_callback(lambda _: slot.release())
             raise
         slot.release()  # both failed
-        raise errors[first]
+        return both_failed(outcomes[first], outcomes[hedge])
+
+    def _judge(
+        self, call: Call, order: tuple[Any, Any], done: set[Any], outcomes: dict[Any, tuple[Any, BaseException | None]]
+    ) -> Any:
+        """The copy among ``done`` whose response is the answer (the first attempt wins a tie), or None.
+
+        A copy that failed (an error, or a server error's response: 5xx) is
+        no answer while another copy may still succeed, so a fast failure
+        never beats a slow success; a throttling answer (503) still stops
+        hedging of its partition for a while.
+        """
+        for future in order:
+            if future in done:
+                outcomes[future] = response, error = _outcome(future)
+                if error is None and _status(response) in THROTTLING_STATUS_CODES:
+                    self.hedging.note_throttled(call.task)
+        return first_success(order, done, outcomes)
 
     def _settle(
         self,
@@ -277,32 +306,32 @@ class HedgedSend:
             raise
         call.task.hedges += 1
         pending: set[asyncio.Task[Any]] = {first, hedge}
-        errors: dict[asyncio.Task[Any], BaseException] = {}
+        outcomes: dict[Any, tuple[Any, BaseException | None]] = {}
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for future in (first, hedge):
-                    if future not in done:
-                        continue
-                    response, error = _outcome(future)
-                    if error is None:
-                        loser = hedge if future is first else first
-                        if future is hedge:
-                            call.task.hedge_won = True
-                            self.hedging.won(call.task)
-                        else:
-                            self.hedging.observe(call.task, operation, time.monotonic() - started)
-                        loser.add_done_callback(_Loser(self.hedging, call, operation, slot, started, None))
-                        loser.cancel()
-                        return response
-                    errors[future] = error
+                winner = self._judge(call, (first, hedge), done, outcomes)
+                if winner is None:
+                    continue
+                loser = hedge if winner is first else first
+                now = time.monotonic()
+                if winner is hedge:
+                    call.task.hedge_won = True
+                    self.hedging.won(call.task)
+                    if not loser.done():  # cancelled now: its time to a response is at least this long
+                        self.hedging.observe(call.task, operation, now - started)
+                else:
+                    self.hedging.observe(call.task, operation, now - started)
+                loser.add_done_callback(_Loser(self.hedging, call, operation, slot, started, None))
+                loser.cancel()
+                return outcomes[winner][0]
         except BaseException:  # cancelled: both copies are cancelled, the slot goes back when the hedge ends
             hedge.add_done_callback(lambda _: slot.release())
             _cancel(first)
             _cancel(hedge)
             raise
         slot.release()
-        raise errors[first]
+        return both_failed(outcomes[first], outcomes[hedge])
 
 
 MIN_RETRY_EVERY = 0.01
@@ -316,6 +345,35 @@ def _retry_every(delay: float) -> float:
     the tokens earned meanwhile by other reads may now pay for its hedge.
     """
     return max(MIN_RETRY_EVERY, delay)
+
+
+def _status(response: Any) -> int:
+    """The HTTP status of a botocore/aiobotocore response (0 if it has none)."""
+    status = getattr(response, "status_code", 0)
+    return status if isinstance(status, int) else 0
+
+
+def first_success(order: tuple[Any, Any], done: set[Any], outcomes: dict[Any, tuple[Any, BaseException | None]]) -> Any:
+    """The first copy in ``order`` among ``done`` whose outcome (``(response, error)``) is a success: a
+    response below 500; None if none is."""
+    for future in order:
+        if future in done:
+            response, error = outcomes[future]
+            if error is None and _status(response) < 500:
+                return future
+    return None
+
+
+def both_failed(first: tuple[Any, BaseException | None], hedge: tuple[Any, BaseException | None]) -> Any:
+    """The answer when both copies failed: a response if either has one (the first attempt's first), which
+    botocore then parses and retries as usual, else the first attempt's error; the other response is closed."""
+    answer, unused = (first, hedge) if first[1] is None or hedge[1] is not None else (hedge, first)
+    if unused[0] is not None:
+        close_response(unused[0])
+    response, error = answer
+    if error is not None:
+        raise error
+    return response
 
 
 def _close_unread(future: Any) -> None:

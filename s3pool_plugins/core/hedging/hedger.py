@@ -12,6 +12,7 @@ already full). Nothing here knows about botocore.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -35,13 +36,19 @@ def _where(task: Task) -> Hashable:
 
 
 class HedgeSlot:
-    """The slot one hedge holds; :meth:`release` gives it back (once; later calls do nothing)."""
+    """The slot one hedge holds; :meth:`release` gives it back (once; later calls do nothing).
 
-    __slots__ = ("_gate", "_lock", "_scheduler", "released")
+    ``leave``: called after the slots are given back, to stop using the
+    partition whose gate slot the hedge held (so its gate is not forgotten
+    while the hedge is in flight); None when there is no partition gate.
+    """
 
-    def __init__(self, scheduler: Scheduler, gate: Scheduler | None) -> None:
+    __slots__ = ("_gate", "_leave", "_lock", "_scheduler", "released")
+
+    def __init__(self, scheduler: Scheduler, gate: Scheduler | None, leave: Callable[[], None] | None = None) -> None:
         self._scheduler = scheduler
         self._gate = gate
+        self._leave = leave
         self._lock = threading.Lock()
         self.released = False
 
@@ -54,8 +61,12 @@ class HedgeSlot:
         try:
             self._scheduler.release()
         finally:
-            if self._gate is not None:
-                self._gate.release()
+            try:
+                if self._gate is not None:
+                    self._gate.release()
+            finally:
+                if self._leave is not None:
+                    self._leave()
 
 
 class Hedging:
@@ -89,15 +100,15 @@ class Hedging:
     def plan(self, task: Task, operation: str) -> float | None:
         """For a first attempt of ``task`` about to be sent: seconds to wait for its response before a hedge.
 
-        Counts the attempt for the budget. None: no hedge for this attempt
+        Counts a first attempt for the budget (a retry earns nothing). None: no hedge for this attempt
         (not a hedged operation, a retry, a throttled or paced partition, or
         no delay learned yet); the attempt is still timed (:meth:`observe`).
         """
         if operation not in HEDGED_OPERATIONS:
             return None
-        self.policy.earn()
-        if task.attempt > 1:  # a retry: the call is backing off from a failure, never hedge into it
+        if task.attempt > 1:  # a retry: the call is backing off from a failure, never hedge into it, nor earn
             return None
+        self.policy.earn()
         where = _where(task)
         if self.blocked(task, where):
             return None
@@ -139,15 +150,22 @@ class Hedging:
         """
         if self.blocked(task):
             return None
-        limits = self._limits
-        gate = limits.gate(task.partition) if limits is not None and task.partition is not None else None
+        limits, partition = self._limits, task.partition
+        # The hedge uses its partition like a call (enter/leave), so the gate it holds a slot of is never
+        # forgotten (and replaced by a fresh one that would not count it) while the hedge is in flight.
+        gate = limits.enter(partition) if limits is not None and partition is not None else None
+        leave = functools.partial(limits.leave, partition) if limits is not None and gate is not None else None
         if gate is not None and not gate.try_acquire():
+            if leave is not None:
+                leave()
             return None
         if not self._scheduler.try_acquire():
             if gate is not None:
                 gate.release()
+            if leave is not None:
+                leave()
             return None
-        slot = HedgeSlot(self._scheduler, gate)
+        slot = HedgeSlot(self._scheduler, gate, leave)
         if not self.policy.try_spend(self.options.burst // 2 if first_ask else 0):
             slot.release()
             return None

@@ -138,6 +138,12 @@ class HedgePolicy:
                 self._times.move_to_end(key)
             times.add(seconds)
 
+    def samples(self, operation: str, partition: Hashable) -> int:
+        """Times to a response kept now for ``operation`` and ``partition`` (at most the window)."""
+        with self._lock:
+            times = self._times.get((operation, partition))
+            return 0 if times is None else len(times)
+
     def note_throttled(self, partition: Hashable) -> None:
         """``partition`` answered with throttling now: no hedges for it during ``quiet`` seconds."""
         with self._lock:
