@@ -177,7 +177,7 @@ def _valid_auto_tuning(draw: st.DrawFn) -> dict[str, object]:
 
 
 HEDGE_FIELDS: dict[str, st.SearchStrategy[Any]] = {
-    "delay": st.none() | SECONDS,
+    "delay": st.none() | st.floats(min_value=0.0, max_value=300.0, exclude_min=True),
     "quantile": st.floats(min_value=0.5, max_value=1.0, exclude_min=True, exclude_max=True),
     "min_samples": st.integers(min_value=1, max_value=10_000),
     "budget": st.floats(min_value=0.0, max_value=1.0, exclude_min=True),

@@ -193,3 +193,6 @@ def test_hedge_is_off_by_default_and_bad_values_name_the_option() -> None:
         with pytest.raises(ConfigurationError) as caught:
             PoolConfig(hedge=value)
         assert caught.value.option == option, (option, caught.value)
+    assert PoolConfig(hedge={"delay": 300}).hedging == HedgeOptions(delay=300.0)
+    with pytest.raises(ConfigurationError, match=r"hedge\.delay.*<= 300"):  # an older signature: S3 refuses it
+        PoolConfig(hedge={"delay": 301})

@@ -9,6 +9,10 @@ from typing import Any
 from ...errors import ConfigurationError
 from ..validation import count, number, seconds, unknown_option
 
+MAX_DELAY = 300.0
+"""The longest fixed ``delay`` (seconds): a hedge re-sends the first attempt's signed request, and S3 refuses a
+signature older than about 15 minutes, so a longer delay would only race an expired copy."""
+
 HEDGED_OPERATIONS = frozenset({"GetObject", "HeadObject", "ListObjectsV2"})
 """The idempotent reads that may be hedged (a ranged GetObject included)."""
 
@@ -19,7 +23,8 @@ class HedgeOptions:
 
     - ``delay``: seconds an attempt may go without a response before one more
       attempt is sent; None (default) learns it per operation and partition
-      as the ``quantile`` of the recent times to a response.
+      as the ``quantile`` of the recent times to a response. A fixed delay
+      is > 0 and <= 300 seconds (:data:`MAX_DELAY`).
     - ``quantile``: which quantile of the recent times to a response is the
       learned delay (a fraction > 0.5 and < 1; default 0.95, the p95).
     - ``min_samples``: times to a response seen for an operation and
@@ -42,7 +47,9 @@ class HedgeOptions:
     quiet: float = 5.0
 
     def __post_init__(self) -> None:
-        seconds("hedge.delay", self.delay, allow_none=True)
+        if self.delay is not None:
+            kind = "a number of seconds"
+            number("hedge.delay", self.delay, 0.0, MAX_DELAY, open_low=True, kind=kind, unit=" or None")
         number("hedge.quantile", self.quantile, 0.5, 1.0, open_low=True, open_high=True, kind="a fraction")
         count("hedge.min_samples", self.min_samples, 1, 10_000)
         number("hedge.budget", self.budget, 0.0, 1.0, open_low=True, kind="a fraction", unit=" (0.05 means 5%)")
