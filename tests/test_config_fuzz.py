@@ -477,7 +477,7 @@ VALID_TEXTS: dict[str, st.SearchStrategy[str]] = {
     "S3POOL_FLEET_NAME": st.from_regex(r"[A-Za-z0-9._:-]{1,12}", fullmatch=True),
     "S3POOL_FLEET_CONCURRENCY": st.just("none"),
     "S3POOL_HEDGE": BOOLEAN_TEXTS,
-    "S3POOL_HEDGE_DELAY": _texts(st.none() | SECONDS),
+    "S3POOL_HEDGE_DELAY": _texts(HEDGE_FIELDS["delay"]),
     "S3POOL_HEDGE_QUANTILE": _texts(HEDGE_FIELDS["quantile"]),
     "S3POOL_HEDGE_MIN_SAMPLES": _texts(HEDGE_FIELDS["min_samples"]),
     "S3POOL_HEDGE_BUDGET": _texts(HEDGE_FIELDS["budget"]),

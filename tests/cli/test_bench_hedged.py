@@ -49,7 +49,9 @@ def test_a_short_real_run_gives_consistent_figures(capsys, tmp_path) -> None:
     assert set(runs) == {("tail", False), ("tail", True), ("throttled", False), ("throttled", True)}
     for (_part, hedged), run in runs.items():
         assert run["calls"] > 0 and run["requests"] >= run["calls"] - run["failures"]
-        assert run["p99"] is not None and run["p99"] > 0
+        # A starved machine may finish no call of a 3 s run after its 1 s warm-up: then there is no p99.
+        assert (run["p99"] is None) == (run["measured_calls"] == 0)
+        assert run["p99"] is None or run["p99"] > 0
         assert 0 <= run["throttled_share"] <= 1
         assert (run["hedges"] == 0) or hedged  # the unhedged pool never hedges
         assert run["hedges_won"] <= run["hedges"]
