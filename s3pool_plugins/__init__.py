@@ -12,6 +12,11 @@ the module that defines it on first use (PEP 562), so a program that only
 needs the botocore plugin (``s3pool run``, aws-cli) pays only for what that
 plugin uses. ``from s3pool_plugins import X``, ``dir()`` and star imports
 see every name of ``__all__``; type checkers see the imports below.
+
+The adapters' names (``install``, ``install_fsspec``, ``installed_fsspec_pool``
+...) load the same way and are typed the same way, but stay out of
+``__all__``: the fsspec layer needs its extra, and a star import must work
+without it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    # ``X as X``: re-exported for type checkers without being in ``__all__`` (see the module docstring)
+    from .adapters.botocore import install as install
+    from .adapters.botocore import installed_pool as installed_pool
+    from .adapters.botocore import uninstall as uninstall
+    from .adapters.fsspec import install_fsspec as install_fsspec
+    from .adapters.fsspec import installed_fsspec_pool as installed_fsspec_pool
+    from .adapters.fsspec import uninstall_fsspec as uninstall_fsspec
     from .core.batch import BatchCallbackError, BatchItemError, BatchResult
     from .core.cancellation import CancellationToken, current_token
     from .core.config import PoolConfig
@@ -121,9 +133,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     ".hooks": ("hookimpl", "hookspec"),
     ".adapters.botocore": ("install", "uninstall", "installed_pool"),
-    ".adapters.fsspec": ("install_fsspec", "uninstall_fsspec"),
+    ".adapters.fsspec": ("install_fsspec", "uninstall_fsspec", "installed_fsspec_pool"),
 }
 """The module that defines each public name, relative to this package."""
+
+_ADAPTERS = (".adapters.botocore", ".adapters.fsspec")
+"""The modules of :data:`_EXPORTS` whose names are not in ``__all__`` (their layers may need an extra)."""
 
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -16,6 +16,7 @@ from s3pool_plugins import (
     RetryPolicy,
     config_from_environment,
 )
+from s3pool_plugins.core.environment import install_options_from_environment
 
 
 @pytest.mark.parametrize(
@@ -359,12 +360,35 @@ def test_an_unknown_variable_suggests_the_closest_known_one() -> None:
         ({"S3POOL_PRIORITY": "1" + "0" * 400}, "S3POOL_PRIORITY"),
         ({"S3POOL_MONITORING": "loud"}, "S3POOL_MONITORING"),
         ({"S3POOL_CONCURRENCY": "auto", "S3POOL_AUTO_MIN_CONCURRENCY": str(2**63)}, "S3POOL_AUTO_MIN_CONCURRENCY"),
+        ({"S3POOL_BODY_IDLE_TIMEOUT": "0"}, "S3POOL_BODY_IDLE_TIMEOUT"),
+        ({"S3POOL_BODY_IDLE_TIMEOUT": "-5"}, "S3POOL_BODY_IDLE_TIMEOUT"),
+        ({"S3POOL_BODY_IDLE_TIMEOUT": "soon"}, "S3POOL_BODY_IDLE_TIMEOUT"),
+        ({"S3POOL_BODY_IDLE_TIMEOUT": "inf"}, "S3POOL_BODY_IDLE_TIMEOUT"),
+        ({"S3POOL_BODY_IDLE_TIMEOUT": "1e9"}, "S3POOL_BODY_IDLE_TIMEOUT"),
     ],
 )
 def test_bad_variables_are_named(environment: dict[str, str], variable: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         config_from_environment(environment)
     assert info.value.option == variable
+
+
+def test_the_body_idle_bound_is_an_install_option_from_its_variable() -> None:
+    assert install_options_from_environment({"S3POOL_RETRIES": "2"}) == {}  # unset: install keeps its default
+    assert install_options_from_environment({"S3POOL_BODY_IDLE_TIMEOUT": " 12.5 "}) == {"body_idle_timeout": 12.5}
+    assert config_from_environment({"S3POOL_BODY_IDLE_TIMEOUT": "12.5"}) == PoolConfig()  # not a pool option
+    for text in ("0", "soon", "nan", str(7 * 24 * 3600 + 1)):
+        with pytest.raises(ConfigurationError) as info:
+            install_options_from_environment({"S3POOL_BODY_IDLE_TIMEOUT": text})
+        assert (info.value.option, info.value.key, info.value.got) == (
+            "S3POOL_BODY_IDLE_TIMEOUT",
+            "body_idle_timeout",
+            text,
+        )
+        assert info.value.accepted == "a number of seconds > 0 and <= 604800 (7 days)"
+    with pytest.raises(ConfigurationError) as info:
+        config_from_environment({"S3POOL_BODY_IDLE_TIMOUT": "5"})
+    assert info.value.suggestion == "S3POOL_BODY_IDLE_TIMEOUT"
 
 
 def test_misspelled_fields_and_task_options_suggest_the_closest(make_pool) -> None:

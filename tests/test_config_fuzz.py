@@ -483,6 +483,7 @@ VALID_TEXTS: dict[str, st.SearchStrategy[str]] = {
     "S3POOL_HEDGE_BUDGET": _texts(HEDGE_FIELDS["budget"]),
     "S3POOL_HEDGE_BURST": _texts(HEDGE_FIELDS["burst"]),
     "S3POOL_HEDGE_QUIET": _texts(SECONDS),
+    "S3POOL_BODY_IDLE_TIMEOUT": _texts(SECONDS),
 }
 
 

@@ -71,10 +71,24 @@ def test_type_checkers_see_the_names_the_package_loads() -> None:
     for node in guarded.body:
         assert isinstance(node, ast.ImportFrom)
         seen.setdefault("." * node.level + (node.module or ""), set()).update(a.name for a in node.names)
-    lazy = {module: set(names) for module, names in s3pool_plugins._EXPORTS.items() if module in seen}
-    assert seen == lazy
+    lazy = {module: set(names) for module, names in s3pool_plugins._EXPORTS.items()}
+    assert seen == lazy  # every lazily loaded name is typed, the adapters' too
     public = set(s3pool_plugins.__all__) - {"__version__"}
-    assert public == {name for names in seen.values() for name in names}
+    adapters = {name for module in s3pool_plugins._ADAPTERS for name in seen[module]}
+    assert public == {name for names in seen.values() for name in names} - adapters  # star imports need no extra
+
+
+def test_the_fsspec_adapters_public_names_are_the_packages() -> None:
+    from s3pool_plugins import OperationsPool, install_fsspec, installed_fsspec_pool, uninstall_fsspec
+
+    assert installed_fsspec_pool() is None
+    with OperationsPool(concurrency=1, load_entrypoints=False) as pool:
+        install_fsspec(pool)
+        try:
+            assert installed_fsspec_pool() is pool
+        finally:
+            uninstall_fsspec()
+    assert installed_fsspec_pool() is None
 
 
 def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..adapters.botocore.bodies import BODY_IDLE_TIMEOUT
 from ..core.config import PoolConfig
 from ..core.environment import PREFIX, config_from_environment, variable_for
 from ..core.fleet.options import redact_url, resolve_fleet
@@ -70,6 +71,7 @@ POOL_OPTIONS: dict[str, str] = {
     "queue_timeout": "--queue-timeout",
     "priority": "--priority",
     "monitoring": "--monitoring",
+    "body_idle_timeout": "--body-idle-timeout",
     "auto_min_concurrency": "--min-concurrency",
     "auto_max_concurrency": "--max-concurrency",
     "auto_target_latency": "--target-latency",
@@ -99,6 +101,7 @@ def pool_defaults() -> dict[str, str]:
         "queue_timeout": config.queue_timeout,
         "priority": config.priority,
         "monitoring": config.monitoring.mode,
+        "body_idle_timeout": BODY_IDLE_TIMEOUT,
         "auto_min_concurrency": auto.min_concurrency,
         "auto_max_concurrency": auto.max_concurrency,
         "auto_target_latency": auto.target_latency,
@@ -174,6 +177,16 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--monitoring",
         choices=("off", "light", "full"),
         help=helped("monitoring", "how much the pool measures"),
+    )
+    pool.add_argument(
+        "--body-idle-timeout",
+        type=types.seconds(),
+        metavar="SECONDS",
+        help=helped(
+            "body_idle_timeout",
+            "a streamed result (GetObject's body) keeps its request's slot until read to the end or closed, "
+            "or until left unread this long",
+        ),
     )
     auto = parser.add_argument_group("auto-tuning (with --concurrency auto)")
     auto.add_argument(

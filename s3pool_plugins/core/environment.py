@@ -1,10 +1,12 @@
 """Pool options from ``S3POOL_*`` environment variables, and the process-wide default pool.
 
 The zero-code routes (botocore's plugin variable, ``s3pool run``) configure
-the pool from the environment. Each variable is the upper-case option name
-with the prefix ``S3POOL_``; values are parsed strictly and a bad one raises
-:class:`~s3pool_plugins.ConfigurationError` naming the variable. An unknown
-``S3POOL_*`` variable is an error too (a typo would otherwise be ignored).
+the pool from the environment, and the installation they make (see
+:func:`install_options_from_environment`). Each variable is the upper-case
+option name with the prefix ``S3POOL_``; values are parsed strictly and a bad
+one raises :class:`~s3pool_plugins.ConfigurationError` naming the variable,
+wherever the environment is read. An unknown ``S3POOL_*`` variable is an
+error too (a typo would otherwise be ignored).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .config import PoolConfig
-from .validation import unknown_option
+from .validation import seconds, unknown_option
 
 PREFIX = "S3POOL_"
 OTHER_VARIABLES = frozenset({"S3POOL_DISABLE_PLUGIN_AUTOLOAD", "S3POOL_REPORT", "S3POOL_REPORT_REFRESH"})
@@ -52,6 +54,16 @@ def _number(name: str, text: str) -> float:
     if not math.isfinite(value):
         raise ConfigurationError(name, "a finite number", text)
     return value
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan  # refused below, with the accepted range in the message
+    checked = seconds(name, value)
+    assert checked is not None  # None is not accepted
+    return checked
 
 
 def _optional(parse: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
@@ -111,6 +123,12 @@ _AUTO_PARSERS: dict[str, Callable[[str, str], Any]] = {
 }
 """``auto_tuning`` fields settable as ``S3POOL_AUTO_<FIELD>`` (with ``S3POOL_CONCURRENCY=auto``): every field."""
 
+_INSTALL_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "body_idle_timeout": _seconds,
+}
+"""Options of the botocore adapter's ``install`` that the zero-code route takes from the environment (not pool
+options: :func:`install_options_from_environment` gives them)."""
+
 HEDGE_PREFIX = "hedge_"
 _HEDGE_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "enabled": _boolean,
@@ -126,11 +144,13 @@ turns them on unless ``S3POOL_HEDGE`` says off)."""
 
 
 def known_variables() -> list[str]:
-    """Every ``S3POOL_*`` variable that sets a pool option, in the order of the documentation."""
+    """Every ``S3POOL_*`` variable that sets a pool option (or an ``install`` option), in the order of the
+    documentation."""
     return (
         [variable_for(name) for name in _PARSERS]
         + [variable_for(f"auto_tuning.{name}") for name in _AUTO_PARSERS]
         + [variable_for(f"hedge.{name}") for name in _HEDGE_PARSERS]
+        + [variable_for(name) for name in _INSTALL_PARSERS]
     )
 
 
@@ -142,7 +162,7 @@ def _key(option: str) -> str | None:
         return "hedge.enabled"
     if option.startswith(HEDGE_PREFIX) and option[len(HEDGE_PREFIX) :] in _HEDGE_PARSERS.keys() - {"enabled"}:
         return "hedge." + option[len(HEDGE_PREFIX) :]
-    return option if option in _PARSERS else None
+    return option if option in _PARSERS or option in _INSTALL_PARSERS else None
 
 
 def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -152,6 +172,31 @@ def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[s
     one. Each error's ``key`` is the option the variable sets.
     """
     return _parse(os.environ if environ is None else environ)[0]
+
+
+def install_options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The options of the botocore adapter's ``install`` given as ``S3POOL_*`` variables, parsed.
+
+    ``S3POOL_BODY_IDLE_TIMEOUT`` -> ``body_idle_timeout`` (seconds > 0, at
+    most 7 days). Only the variables that are set: the others keep
+    ``install``'s defaults. A bad value raises
+    :class:`~s3pool_plugins.ConfigurationError` naming the variable (so does
+    :func:`config_from_environment`, which validates every variable).
+    """
+    options: dict[str, Any] = {}
+    for variable, text in (os.environ if environ is None else environ).items():
+        key = _key(variable[len(PREFIX) :].lower()) if variable.startswith(PREFIX) else None
+        if key in _INSTALL_PARSERS:
+            options[key] = _parsed(_INSTALL_PARSERS[key], variable, text, key)
+    return options
+
+
+def _parsed(parse: Callable[[str, str], Any], variable: str, text: str, key: str) -> Any:
+    """``parse(variable, text)``; its error names the variable, shows the text as set and keeps the option ``key``."""
+    try:
+        return parse(variable, text)
+    except ConfigurationError as error:
+        raise ConfigurationError(variable, error.accepted, text, key=key) from None
 
 
 def _parse(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -164,13 +209,13 @@ def _parse(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         key = _key(variable[len(PREFIX) :].lower())
         if key is None:
             raise unknown_option(variable, known_variables(), text, kind="variables")
+        if key in _INSTALL_PARSERS:  # not a pool option: only checked here, so a bad one stops every route
+            _parsed(_INSTALL_PARSERS[key], variable, text, key)
+            continue
         top, _, field = key.partition(".")
         parsers = _HEDGE_PARSERS if top == "hedge" else _AUTO_PARSERS
         parse = parsers[field] if field else _PARSERS[top]
-        try:
-            value = parse(variable, text)
-        except ConfigurationError as error:
-            raise ConfigurationError(variable, error.accepted, text, key=key) from None
+        value = _parsed(parse, variable, text, key)
         if field:
             options.setdefault(top, {})[field] = value
         else:

@@ -75,6 +75,17 @@ async def _readinto(body: Body) -> bytes:
     return bytes(out)
 
 
+async def _readlines(body: Body) -> bytes:
+    return b"".join(line + b"\n" for line in await body.readlines())
+
+
+async def _anext(body: Body) -> bytes:
+    out = b""
+    while chunk := await anext(body, b""):
+        out += chunk
+    return out
+
+
 @pytest.mark.parametrize(
     "consume",
     [
@@ -84,6 +95,8 @@ async def _readinto(body: Body) -> bytes:
         pytest.param(_chunks, id="iter_chunks"),
         pytest.param(_lines, id="iter_lines"),
         pytest.param(_readinto, id="readinto"),
+        pytest.param(_readlines, id="readlines"),
+        pytest.param(_anext, id="anext"),
     ],
 )
 def test_reading_an_async_body_to_its_end_gives_the_slot_back(
@@ -95,6 +108,24 @@ def test_reading_an_async_body_to_its_end_gives_the_slot_back(
         body = await _body(client, s3_bucket)
         assert isinstance(body, AsyncCoveredBody) and pool.stats().active == 1
         assert await consume(body) == data
+        assert pool.stats().active == 0
+
+    _run(pool, local_s3, local_s3.endpoint_url, work)
+    assert_settled(pool)
+
+
+def test_readline_of_an_async_body_is_refused_without_reading_and_its_lines_still_end_the_slot(
+    make_pool, local_s3, s3_bucket, data
+) -> None:
+    pool = make_pool(concurrency=2)
+
+    async def work(client: Any) -> None:
+        body = await _body(client, s3_bucket)
+        with pytest.raises(TypeError, match=r"iter_lines"):
+            body.readline()
+        assert pool.stats().active == 1
+        lines = [line async for line in body.iter_lines(keepends=True)]
+        assert b"".join(lines) == data and len(lines) == data.count(b"\n")
         assert pool.stats().active == 0
 
     _run(pool, local_s3, local_s3.endpoint_url, work)

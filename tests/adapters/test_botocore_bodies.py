@@ -174,6 +174,9 @@ def test_a_partly_read_body_gives_the_slot_back_when_closed(body_setup, s3_bucke
         pytest.param(lambda body: b"".join(body), id="iteration"),
         pytest.param(lambda body: b"".join(body.readlines()), id="readlines"),
         pytest.param(lambda body: _readinto_all(body), id="readinto"),
+        pytest.param(lambda body: b"".join(iter(body.readline, b"")), id="readline"),
+        pytest.param(lambda body: b"".join(iter(lambda: body.readline(5), b"")), id="readline-size"),
+        pytest.param(lambda body: b"".join(iter(lambda: next(body, b""), b"")), id="next"),
     ],
 )
 def test_every_way_of_reading_gives_the_slot_back_at_the_end(body_setup, s3_bucket, consume) -> None:
@@ -181,6 +184,47 @@ def test_every_way_of_reading_gives_the_slot_back_at_the_end(body_setup, s3_buck
     body = _get(client, s3_bucket, "body.txt")
     assert consume(body) == data
     assert pool.stats().active == 0
+    assert_settled(pool)
+
+
+def test_readline_reads_lines_as_the_original_and_gives_the_slot_back_at_the_last_one(
+    body_setup, s3_bucket, local_s3
+) -> None:
+    pool, client, data = body_setup
+    plain = boto3.client("s3", **local_s3.client_kwargs())
+    original = plain.get_object(Bucket=s3_bucket, Key="body.txt")["Body"]
+    body = _get(client, s3_bucket, "body.txt")
+    for size in (-1, None, 4, 0, 100):
+        assert body.readline(size) == original.readline(size)
+    lines = data.splitlines(True)
+    rest = lines[3:]
+    for line in rest[:-1]:
+        assert body.readline() == line
+        assert pool.stats().active == 1
+    assert body.readline() == rest[-1]
+    assert pool.stats().active == 0 and body.slot_released  # its last byte is in: no close needed
+    assert body.readline() == b""
+    original.close()
+    assert_settled(pool)
+
+
+def test_reading_lines_keeps_an_idle_bound_body_alive(make_pool, client_for, local_s3, s3_bucket) -> None:
+    _put(local_s3, s3_bucket, "lines.txt", b"a line\n" * 7)
+    pool = make_pool(concurrency=1)
+    client = client_for(pool, local_s3.endpoint_url, body_idle_timeout=2.0)
+    body = _get(client, s3_bucket, "lines.txt")
+    last, gaps = time.monotonic(), []
+    for _ in range(6):  # 3 s in all, past the 2 s bound, but a line read every 0.5 s
+        time.sleep(0.5)
+        assert body.readline() == b"a line\n"
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+    if max(gaps) >= 2.0:  # the machine stalled longer than the bound itself: the test proves nothing
+        pytest.skip(f"a gap between two reads was {max(gaps):.1f} s, past the 2 s bound")
+    assert pool.stats().leases_reclaimed == 0 and pool.stats().active == 1
+    assert body.readline() == b"a line\n"
+    assert pool.stats().active == 0 and pool.stats().leases_reclaimed == 0
     assert_settled(pool)
 
 

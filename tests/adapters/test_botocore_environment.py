@@ -77,3 +77,35 @@ def test_environment_settings_are_parsed_strictly() -> None:
         config_from_environment({"S3POOL_RETRY_DELAY": "soon"})
     with pytest.raises(ConfigurationError, match="S3POOL_ENABLED"):
         config_from_environment({"S3POOL_ENABLED": "maybe"})
+
+
+def test_the_body_idle_bound_comes_from_its_variable(local_s3, s3_bucket) -> None:
+    env = local_s3.subprocess_env()
+    env.update(BOTOCORE_EXPERIMENTAL__PLUGINS=PLUGIN, S3POOL_DISABLE_PLUGIN_AUTOLOAD="1")
+    waits = subprocess.run(  # the default bound (60 s) keeps the slot through a short wait
+        [sys.executable, str(SCRIPTS / "idle_body_program.py"), s3_bucket, "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert waits.returncode == 0 and waits.stdout.split() == ["held"], waits.stderr[-3000:]
+    env["S3POOL_BODY_IDLE_TIMEOUT"] = "0.2"
+    done = subprocess.run(  # a generous wait: only a loaded machine makes the 0.2 s bound take longer
+        [sys.executable, str(SCRIPTS / "idle_body_program.py"), s3_bucket, "30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["reclaimed"], done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "soon", "nan", "1e9"])
+def test_a_bad_body_idle_bound_stops_the_program_naming_its_variable(local_s3, s3_bucket, text) -> None:
+    env = local_s3.subprocess_env()
+    env.update(BOTOCORE_EXPERIMENTAL__PLUGINS=PLUGIN, S3POOL_DISABLE_PLUGIN_AUTOLOAD="1", S3POOL_BODY_IDLE_TIMEOUT=text)
+    done = _run("boto3_program.py", s3_bucket, env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "S3POOL_BODY_IDLE_TIMEOUT" in done.stderr and repr(text) in done.stderr
+    assert "accepted: a number of seconds > 0 and <= 604800 (7 days)" in done.stderr

@@ -53,6 +53,7 @@ def test_the_stand_ins_really_hide_the_packages(hidden: Path) -> None:
         "import s3pool_plugins.adapters.fsspec",
         "import s3pool_plugins.adapters.fsspec.filesystem",
         "import s3pool_plugins; s3pool_plugins.uninstall_fsspec",
+        "from s3pool_plugins import installed_fsspec_pool",
     ],
 )
 def test_the_fsspec_layer_names_the_extra_to_install(hidden: Path, statement: str) -> None:
@@ -120,3 +121,8 @@ def test_s3pool_run_needs_no_fsspec(hidden: Path, local_s3, s3_bucket, tmp_path:
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(report.read_text())
     assert data["calls"] == 1 and data["succeeded"] == 1
+
+
+def test_a_star_import_needs_no_fsspec(hidden: Path) -> None:
+    done = _python("from s3pool_plugins import *\nprint(OperationsPool.__name__)", _env(hidden))
+    assert done.returncode == 0 and done.stdout == "OperationsPool\n", done.stderr[-3000:]

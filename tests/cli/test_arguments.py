@@ -40,6 +40,13 @@ def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         ("--queue-timeout", "-3", "or 'none'"),
         ("--priority", "high", "a number"),
         ("--monitoring", "loud", "invalid choice"),
+        ("--body-idle-timeout", "0", "number of seconds > 0"),
+        ("--body-idle-timeout", "soon", "number of seconds > 0"),
+        (
+            "--body-idle-timeout",
+            "1e6",
+            "'1000000' is not accepted: expected a number of seconds > 0 and <= 604800 (7 days)",
+        ),
     ],
 )
 def test_each_bad_run_option_names_itself(capsys, tmp_path, option, value, expected) -> None:
@@ -127,8 +134,14 @@ def test_a_bad_inherited_variable_is_named(capsys, monkeypatch, tmp_path) -> Non
     monkeypatch.delenv("S3POOL_CONCURENCY")
     monkeypatch.setenv("S3POOL_RETRIES", "-2")
     assert "environment variable S3POOL_RETRIES" in _usage_error(capsys, "run", "--", sys.executable)
-    monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", "DISABLED")
     monkeypatch.delenv("S3POOL_RETRIES")
+    monkeypatch.setenv("S3POOL_BODY_IDLE_TIMEOUT", "soon")
+    error = _usage_error(capsys, "run", "--", sys.executable)
+    assert (
+        "environment variable S3POOL_BODY_IDLE_TIMEOUT: 'soon' is not accepted: expected a number of seconds" in error
+    )
+    monkeypatch.delenv("S3POOL_BODY_IDLE_TIMEOUT")
+    monkeypatch.setenv("BOTOCORE_EXPERIMENTAL__PLUGINS", "DISABLED")
     assert "DISABLED turns botocore's plugins off" in _usage_error(capsys, "run", "--", sys.executable)
     assert not marker.exists()
 
@@ -172,7 +185,15 @@ def _defaults(**given: object) -> dict[str, object]:
 
 def test_options_become_variables() -> None:
     args = argparse.Namespace(
-        **_defaults(concurrency=32, retry_delay=0.25, queue_timeout="none", priority=5.0, monitoring="off", otel=False)
+        **_defaults(
+            concurrency=32,
+            retry_delay=0.25,
+            queue_timeout="none",
+            priority=5.0,
+            monitoring="off",
+            body_idle_timeout=30.0,
+            otel=False,
+        )
     )
     assert pool_variables(args) == {
         "S3POOL_CONCURRENCY": "32",
@@ -180,6 +201,7 @@ def test_options_become_variables() -> None:
         "S3POOL_QUEUE_TIMEOUT": "none",
         "S3POOL_PRIORITY": "5",
         "S3POOL_MONITORING": "off",
+        "S3POOL_BODY_IDLE_TIMEOUT": "30",
         "S3POOL_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
     environment = child_environment(argparse.Namespace(**_defaults(otel=True)), {"S3POOL_DISABLE_PLUGIN_AUTOLOAD": "1"})

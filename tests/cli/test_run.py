@@ -161,3 +161,12 @@ def test_an_auto_pool_reports_what_its_limit_did(local_s3, s3_bucket, chaos_prox
     assert f"; paced at {adaptive['min_rate']:.3g}/s min, now: {s3_bucket} at" in done.stderr, done.stderr
     assert f"{data['throttles_caused']} caused by the pool's rate, {data['throttles_ambient']} ambient" in done.stderr
     assert "peak active" not in done.stderr
+
+
+def test_body_idle_timeout_reaches_the_programs_bodies(local_s3, s3_bucket) -> None:
+    program = [sys.executable, str(Path(__file__).parents[1] / "adapters" / "scripts" / "idle_body_program.py")]
+    env = local_s3.subprocess_env()
+    done = _s3pool(
+        "run", "--quiet", "--no-otel", "--body-idle-timeout", "0.2", "--", *program, s3_bucket, "30", env=env
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["reclaimed"], done.stderr[-3000:]

@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from s3pool_plugins import OperationsPool, install_fsspec, set_default_pool, uninstall_fsspec
-from s3pool_plugins.adapters.fsspec import installed_fsspec_pool
+from s3pool_plugins import OperationsPool, install_fsspec, installed_fsspec_pool, set_default_pool, uninstall_fsspec
 
 PLUGINS_VARIABLE = "BOTOCORE_EXPERIMENTAL__PLUGINS"
 PLUGIN_ENTRY = "s3pool=s3pool_plugins.adapters.botocore.plugin"

@@ -184,7 +184,26 @@ class CoveredBody(_Covered):
         self._got(count, count == 0 and len(b) > 0)
         return count
 
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line (up to ``size`` bytes), as the body's own ``readline`` (``io.IOBase``'s).
+
+        Read a byte at a time, as the original does (its ``readline`` calls
+        its own ``read(1)``, which this proxy would not see): the end of the
+        stream gives the slot back and every byte counts as activity.
+        """
+        limit = -1 if size is None else size.__index__()
+        line = bytearray()
+        while limit < 0 or len(line) < limit:
+            byte = self.read(1)
+            if not byte:
+                break
+            line += byte
+            if byte == b"\n":
+                break
+        return bytes(line)
+
     def readlines(self) -> list[bytes]:
+        """Every line left, ends kept, as botocore's ``readlines`` (one :meth:`read` to the end)."""
         return self.read().splitlines(True)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -257,7 +276,18 @@ class AsyncCoveredBody(_Covered):
         return count
 
     async def readlines(self) -> list[bytes]:
+        """Every line left, ends dropped, as aiobotocore's ``readlines`` (through :meth:`iter_lines`)."""
         return [line async for line in self.iter_lines()]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """Refused, without touching the body: an async body has no ``readline``.
+
+        The original inherits ``io.IOBase``'s synchronous one, which calls its
+        coroutine ``read`` and fails; this says what to use instead.
+        """
+        raise TypeError(
+            f"{type(self._wrapped).__name__} is async and has no readline(); use 'async for line in body.iter_lines()'"
+        )
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.iter_chunks(CHUNK_SIZE)

@@ -6,7 +6,8 @@ Run any program with::
 
 and botocore (and aiobotocore, hence s3fs) calls
 :func:`initialize_client_plugin` for every client it creates; S3 clients get
-the process-wide default pool, configured from ``S3POOL_*`` variables. The
+the process-wide default pool, configured from ``S3POOL_*`` variables, and
+the installation options those variables set (``S3POOL_BODY_IDLE_TIMEOUT``). The
 mechanism is **experimental in botocore**: the variable's name says so, and
 botocore may change or drop it without notice; ``s3pool run`` relies on it
 too.
@@ -23,7 +24,7 @@ import logging
 import sys
 from typing import Any
 
-from ...core.environment import default_pool
+from ...core.environment import default_pool, install_options_from_environment
 from ...errors import ConfigurationError
 from .install import SERVICE, install, installed_pool
 
@@ -36,8 +37,9 @@ def initialize_client_plugin(client: Any) -> None:
         return  # not S3, or already pooled by an installed session (whose pool it keeps)
     try:
         pool = default_pool()
+        options = install_options_from_environment()
     except ConfigurationError as error:
         message = f"s3pool: {error}"
         print(message, file=sys.stderr)
         raise SystemExit(2) from error
-    install(client, pool)
+    install(client, pool, **options)
