@@ -17,7 +17,11 @@ they propose *relative* changes (see docs/fleet.md).
   to :data:`MAX_CUT` of it): the local limit measured what the service
   accepted from this member, its share of what the fleet sent, so the same
   factor lands the fleet near what the service accepted fleet-wide. The
-  ceiling scales the same way.
+  ceiling scales the same way. A member's throttled share is a sample of
+  its own attempts (a dozen, in a fleet of eight): once a ceiling is known,
+  a cut is judged at the share's lower confidence bound
+  (:func:`share_lower_bound`), so one unlucky sample cannot take the fleet
+  far under the limit, where probes climb back at 3% per hold.
 - **Rise.** Below the ceiling, after a calm spell, the rate rises fast
   (:data:`FAST_RISE`, never past :data:`TOP` of the ceiling); at the
   ceiling it probes by :data:`PROBE` after every calm spell of
@@ -36,6 +40,7 @@ they propose *relative* changes (see docs/fleet.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SLOW_START = 1.5
@@ -66,6 +71,10 @@ MAX_START_CUT = 1 / 3
 """The lowest factor a cut by the throttled share multiplies the rate by while no ceiling is known: the slow
 start's rate was never shown to hold, and a burst the service granted hid its overshoot until the rate was
 two or three steps past the limit; halving it would leave the fleet over the limit for another settle time."""
+
+CONFIDENCE = 1.645
+"""Standard errors below a member's measured throttled share that a cut with a known ceiling is judged at
+(a one-sided 95% bound): with a sample of a dozen attempts, a share measured at 50% is judged at 29%."""
 
 CALM = 2.0
 """Adjustment intervals without a change and without throttling before a rise below the ceiling."""
@@ -115,16 +124,23 @@ class RatePolicy:
             ceiling = max(rate, min(fleet.rate * BELOW_THROTTLED, measured))
         return FleetRate(rate, ceiling)
 
-    def cut_from_share(self, fleet: FleetRate, throttled_share: float) -> FleetRate:
-        """The fleet's rate after a member saw ``throttled_share`` (0 to 1) of the attempts it sent at the
-        fleet's rate throttled lately: all members send to one limit, so the service accepted about
-        ``1 - throttled_share`` of what the fleet sent; the cut paces at :data:`PACE_MARGIN` of that.
+    def cut_from_share(self, fleet: FleetRate, throttled_share: float, sample: int | None = None) -> FleetRate:
+        """The fleet's rate after a member saw ``throttled_share`` (0 to 1) of the ``sample`` attempts it
+        sent at the fleet's rate throttled lately (None: a share known exactly): all members send to one
+        limit, so the service accepted about ``1 - throttled_share`` of what the fleet sent; the cut paces
+        at :data:`PACE_MARGIN` of that.
 
         Contract: as :meth:`cut`, except that while no ceiling is known (slow start) the result may go
         down to ``MAX_START_CUT`` of the rate; the ceiling is what was accepted (under the rate that was
-        throttled).
+        throttled). With a ceiling known and a ``sample``, the share taken is
+        :func:`share_lower_bound` of it (never more than the share measured): the smaller the sample,
+        the shallower the cut. During a slow start the measured share stands: that rate never held, and
+        its storm is deep enough to read in any sample.
         """
-        accepted = fleet.rate * (1.0 - max(0.0, min(1.0, throttled_share)))
+        share = max(0.0, min(1.0, throttled_share))
+        if sample is not None and fleet.ceiling is not None:
+            share = share_lower_bound(share, sample)
+        accepted = fleet.rate * (1.0 - share)
         bound = MAX_CUT if fleet.ceiling is not None else MAX_START_CUT
         paced = min(fleet.rate, accepted * PACE_MARGIN, self._held_in_slow_start(fleet))
         rate = max(self.min_rate, fleet.rate * bound, paced)
@@ -160,4 +176,16 @@ class RatePolicy:
         return FleetRate(rate * (1.0 + PROBE), max(ceiling, rate))
 
 
-__all__ = ["FleetRate", "RatePolicy"]
+def share_lower_bound(share: float, sample: int) -> float:
+    """The lower end of a one-sided confidence interval (:data:`CONFIDENCE` standard errors; Wilson's score
+    interval) for a share measured as ``share`` over ``sample`` attempts: between 0 and ``share``, and
+    ``share`` itself for a sample of 0 or less (nothing to widen)."""
+    share = max(0.0, min(1.0, share))
+    if sample <= 0:
+        return share
+    z2 = CONFIDENCE * CONFIDENCE
+    spread = CONFIDENCE * math.sqrt(share * (1.0 - share) / sample + z2 / (4.0 * sample * sample))
+    return max(0.0, min(share, (share + z2 / (2.0 * sample) - spread) / (1.0 + z2 / sample)))
+
+
+__all__ = ["FleetRate", "RatePolicy", "share_lower_bound"]
