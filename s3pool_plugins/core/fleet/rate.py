@@ -14,7 +14,8 @@ they propose *relative* changes (see docs/fleet.md).
   slow-start steps back (the last rate that held: a burst the service
   granted hid the step after it). A member whose local limit cut from its share ``before`` to
   ``after`` proposes the fleet's rate times ``after / before`` (at most down
-  to :data:`MAX_CUT` of it): the local limit measured what the service
+  to :data:`MAX_CUT` of it, or :data:`BLIND_CUT` once a ceiling is known):
+  the local limit measured what the service
   accepted from this member, its share of what the fleet sent, so the same
   factor lands the fleet near what the service accepted fleet-wide. The
   ceiling scales the same way. A member's throttled share is a sample of
@@ -67,6 +68,13 @@ probe holds this long, so an overshoot a service's burst hides stays small; see 
 MAX_CUT = 0.5
 """The lowest factor one accepted cut multiplies the fleet's rate by: one member's noise cannot stall the fleet."""
 
+BLIND_CUT = 0.81
+"""The lowest factor a cut by a member's local limit (no sample of the share throttled: see
+:meth:`RatePolicy.cut`) multiplies the rate by once a ceiling is known: that limit halves on 503s, a
+reaction rather than a measure, and a fleet near its ceiling is over it by a few probes; this is the cut a
+throttled share of 10% calls for (``PACE_MARGIN`` of the 90% accepted). Throttling that goes on cuts again
+after the settle time."""
+
 MAX_START_CUT = 1 / 3
 """The lowest factor a cut by the throttled share multiplies the rate by while no ceiling is known: the slow
 start's rate was never shown to hold, and a burst the service granted hid its overshoot until the rate was
@@ -111,12 +119,14 @@ class RatePolicy:
         """The fleet's rate after a member's local limit cut its share from ``before`` to ``after``.
 
         Contract: the result is below ``fleet.rate`` (unless that is at the
-        minimum) and at least ``MAX_CUT`` times it (during a slow start, at
-        most ``1 / SLOW_START**2`` times it and no less); the ceiling is never
+        minimum) and at least ``BLIND_CUT`` times it once a ceiling is known
+        (during a slow start, at least ``MAX_CUT`` times it, at most
+        ``1 / SLOW_START**2`` times it and no less); the ceiling is never
         below the new rate, and never above ``BELOW_THROTTLED`` of the rate
         that was throttled unless the new rate is.
         """
-        factor = max(MAX_CUT, min(1.0, after / before)) if before > 0 else MAX_CUT
+        deepest = MAX_CUT if fleet.ceiling is None else BLIND_CUT
+        factor = max(deepest, min(1.0, after / before)) if before > 0 else deepest
         rate = max(self.min_rate, min(fleet.rate * factor, self._held_in_slow_start(fleet)))
         ceiling = None
         if local_ceiling is not None and before > 0:
