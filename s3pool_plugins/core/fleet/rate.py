@@ -19,8 +19,8 @@ they propose *relative* changes (see docs/fleet.md).
   accepted from this member, its share of what the fleet sent, so the same
   factor lands the fleet near what the service accepted fleet-wide. The
   ceiling scales the same way. A member's throttled share is a sample of
-  its own attempts (a dozen, in a fleet of eight): once a ceiling is known,
-  a cut is judged at the share's lower confidence bound
+  its own attempts (a dozen, in a fleet of eight): a cut is judged at the
+  share's lower confidence bound
   (:func:`share_lower_bound`), so one unlucky sample cannot take the fleet
   far under the limit, where probes climb back at 3% per hold.
 - **Rise.** Below the ceiling, after a calm spell, the rate rises fast
@@ -81,7 +81,7 @@ start's rate was never shown to hold, and a burst the service granted hid its ov
 two or three steps past the limit; halving it would leave the fleet over the limit for another settle time."""
 
 CONFIDENCE = 1.645
-"""Standard errors below a member's measured throttled share that a cut with a known ceiling is judged at
+"""Standard errors below a member's measured throttled share that a cut is judged at
 (a one-sided 95% bound): with a sample of a dozen attempts, a share measured at 50% is judged at 29%."""
 
 CALM = 2.0
@@ -142,13 +142,12 @@ class RatePolicy:
 
         Contract: as :meth:`cut`, except that while no ceiling is known (slow start) the result may go
         down to ``MAX_START_CUT`` of the rate; the ceiling is what was accepted (under the rate that was
-        throttled). With a ceiling known and a ``sample``, the share taken is
-        :func:`share_lower_bound` of it (never more than the share measured): the smaller the sample,
-        the shallower the cut. During a slow start the measured share stands: that rate never held, and
-        its storm is deep enough to read in any sample.
+        throttled). With a ``sample``, the share taken is :func:`share_lower_bound` of it (never more
+        than the share measured): the smaller the sample, the shallower the cut (during a slow start, still
+        at least two steps back).
         """
         share = max(0.0, min(1.0, throttled_share))
-        if sample is not None and fleet.ceiling is not None:
+        if sample is not None:
             share = share_lower_bound(share, sample)
         accepted = fleet.rate * (1.0 - share)
         bound = MAX_CUT if fleet.ceiling is not None else MAX_START_CUT
