@@ -11,6 +11,7 @@ it, and throttling from before a cut (within two intervals) cuts no further.
 
 from __future__ import annotations
 
+import math
 import random
 
 from hypothesis import given, settings
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 
 from s3pool_plugins.core.fleet.rate import (
     BELOW_THROTTLED,
+    BLIND_CUT,
+    CONFIDENCE,
     FAST_RISE,
     MAX_CUT,
     MAX_START_CUT,
@@ -28,7 +31,9 @@ from s3pool_plugins.core.fleet.rate import (
     TOP,
     FleetRate,
     RatePolicy,
+    share_lower_bound,
 )
+from s3pool_plugins.core.fleet.unit import SHARE_SAMPLE
 
 INTERVAL = 0.5
 SETTLE = 2 * INTERVAL
@@ -64,9 +69,11 @@ def test_a_cut_is_relative_and_bounded(
     rate: float, ceiling: float | None, before: float, after: float, local_ceiling: float | None
 ) -> None:
     cut = RatePolicy(INTERVAL).cut(FleetRate(rate, ceiling), before, after, local_ceiling)
-    deepest = MAX_CUT if ceiling is not None else 1 / SLOW_START**2  # a slow start goes back two steps
+    # with a ceiling known, the local limit's reaction is not a measure: a bounded cut; a slow start goes
+    # back two steps
+    deepest = BLIND_CUT if ceiling is not None else 1 / SLOW_START**2
     assert max(1.0, rate * deepest) * (1 - 1e-12) <= cut.rate <= rate * (1 + 1e-12)
-    if ceiling is not None and MAX_CUT * before <= after <= before and rate * after / before >= 1.0:
+    if ceiling is not None and BLIND_CUT * before <= after <= before and rate * after / before >= 1.0:
         assert abs(cut.rate - rate * after / before) <= 1e-9 * rate  # the member's own factor, not a count
     if ceiling is None:
         assert cut.rate <= max(1.0, rate / SLOW_START**2) * (1 + 1e-12)
@@ -84,7 +91,9 @@ def _simulate(
     burst: float = 0.0,
 ) -> list[tuple[float, float]]:
     """Run the fleet; returns (sent, throttled) per interval. ``by_share``: members judge a cut by the share
-    of their attempts throttled, else by their local limit's measure of what was accepted. ``burst``: the
+    throttled among their own attempts (a random sample of the fleet's: one member's attempts over one
+    interval, stretched to two to reach ``SHARE_SAMPLE``, as the agent does; fewer: as below), else by
+    their local limit's measure of what was accepted. ``burst``: the
     service's token bucket holds ``burst`` seconds of its rate (0: it throttles whatever exceeds its rate in
     an interval); it starts empty (a cold start drained it) and refills while the fleet sends under its rate,
     hiding an overshoot until it is spent again, as S3's and ChaosProxy's limits do."""
@@ -108,8 +117,10 @@ def _simulate(
         if throttled > 1e-9:
             throttled_at = now
             if now - changed_at >= SETTLE:  # a member's local limit cuts; the first proposal wins
-                if by_share:  # the member's throttled share of its attempts (noisy: a sample of them)
-                    fleet = policy.cut_from_share(fleet, min(1.0, throttled / sent * rng.uniform(0.8, 1.2)))
+                sample = _sample(fleet.rate / members * INTERVAL)
+                if by_share and sample >= SHARE_SAMPLE:  # the share throttled among one member's attempts
+                    hits = sum(rng.random() < throttled / sent for _ in range(sample))
+                    fleet = policy.cut_from_share(fleet, hits / sample, sample)
                 else:
                     share = fleet.rate / members
                     measured = capacity / members * rng.uniform(0.9, 1.1)  # one member's measure: noisy
@@ -120,6 +131,11 @@ def _simulate(
         if risen is not None:
             fleet, changed_at = risen, now
     return out
+
+
+def _sample(per_interval: float) -> int:
+    """How many attempts one member judges a throttled share on, sending ``per_interval`` per interval."""
+    return round(per_interval if per_interval >= SHARE_SAMPLE else 2 * per_interval)
 
 
 @settings(max_examples=200, deadline=None)
@@ -182,3 +198,45 @@ def test_a_limit_that_grants_a_burst_does_not_lure_the_fleet_into_overshooting(
     throttled = sum(t for _, t in steady)
     assert (sent - throttled) / len(steady) >= 0.9 * capacity, ((sent - throttled) / len(steady), capacity)
     assert throttled <= 0.01 * sent, (throttled / sent, capacity)
+
+
+@given(share=st.floats(0.0, 1.0), sample=st.integers(1, 10_000))
+def test_a_share_s_lower_bound_stays_under_it_and_tightens_with_the_sample(share: float, sample: int) -> None:
+    low = share_lower_bound(share, sample)
+    assert 0.0 <= low <= share
+    assert share_lower_bound(share, sample * 4) >= low - 1e-12  # more attempts: a tighter bound
+    assert low >= share - 2 * CONFIDENCE / math.sqrt(sample)  # and about a standard error per z below it
+
+
+@settings(max_examples=300)
+@given(
+    share=st.floats(min_value=0.01, max_value=0.99),
+    sample=st.integers(min_value=SHARE_SAMPLE, max_value=60),
+    rate=st.floats(min_value=20.0, max_value=1e5),
+)
+def test_one_member_s_small_sample_rarely_cuts_the_fleet_far_under_the_limit(
+    share: float, sample: int, rate: float
+) -> None:
+    """A member judges a cut by the share throttled among its own ``sample``
+    attempts, a random draw of the fleet's (whose true throttled share is ``share``). Over every draw
+    (the exact binomial sum): the chance that the cut lands more than 10% under the pace a true measure
+    would give (``PACE_MARGIN`` of what the service accepted) is at most 5%. Judged at the share
+    measured, a dozen attempts at a true 20% land there one time in five (43% at worst)."""
+    policy = RatePolicy(INTERVAL)
+    fleet = FleetRate(rate, rate)
+    too_low = 0.9 * PACE_MARGIN * rate * (1 - share)
+    chance = 0.0
+    for hits in range(sample + 1):
+        if policy.cut_from_share(fleet, hits / sample, sample).rate < too_low:
+            chance += math.comb(sample, hits) * share**hits * (1 - share) ** (sample - hits)
+    assert chance <= 0.05, chance
+
+
+@given(rate=st.floats(20.0, 1e5), share=st.floats(0.0, 1.0), sample=st.integers(1, 100))
+def test_a_slow_start_cut_by_a_small_sample_still_goes_two_steps_back(rate: float, share: float, sample: int) -> None:
+    """No ceiling yet: the lower bound makes the cut no deeper than the share measured would, and it still
+    goes back at least two slow-start steps."""
+    policy = RatePolicy(INTERVAL)
+    bounded = policy.cut_from_share(FleetRate(rate, None), share, sample)
+    measured = policy.cut_from_share(FleetRate(rate, None), share)
+    assert measured.rate * (1 - 1e-12) <= bounded.rate <= rate / SLOW_START**2 * (1 + 1e-12)

@@ -14,10 +14,15 @@ they propose *relative* changes (see docs/fleet.md).
   slow-start steps back (the last rate that held: a burst the service
   granted hid the step after it). A member whose local limit cut from its share ``before`` to
   ``after`` proposes the fleet's rate times ``after / before`` (at most down
-  to :data:`MAX_CUT` of it): the local limit measured what the service
+  to :data:`MAX_CUT` of it, or :data:`BLIND_CUT` once a ceiling is known):
+  the local limit measured what the service
   accepted from this member, its share of what the fleet sent, so the same
   factor lands the fleet near what the service accepted fleet-wide. The
-  ceiling scales the same way.
+  ceiling scales the same way. A member's throttled share is a sample of
+  its own attempts (a dozen, in a fleet of eight): a cut is judged at the
+  share's lower confidence bound
+  (:func:`share_lower_bound`), so one unlucky sample cannot take the fleet
+  far under the limit, where probes climb back at 3% per hold.
 - **Rise.** Below the ceiling, after a calm spell, the rate rises fast
   (:data:`FAST_RISE`, never past :data:`TOP` of the ceiling); at the
   ceiling it probes by :data:`PROBE` after every calm spell of
@@ -36,6 +41,7 @@ they propose *relative* changes (see docs/fleet.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SLOW_START = 1.5
@@ -62,10 +68,21 @@ probe holds this long, so an overshoot a service's burst hides stays small; see 
 MAX_CUT = 0.5
 """The lowest factor one accepted cut multiplies the fleet's rate by: one member's noise cannot stall the fleet."""
 
+BLIND_CUT = 0.81
+"""The lowest factor a cut by a member's local limit (no sample of the share throttled: see
+:meth:`RatePolicy.cut`) multiplies the rate by once a ceiling is known: that limit halves on 503s, a
+reaction rather than a measure, and a fleet near its ceiling is over it by a few probes; this is the cut a
+throttled share of 10% calls for (``PACE_MARGIN`` of the 90% accepted). Throttling that goes on cuts again
+after the settle time."""
+
 MAX_START_CUT = 1 / 3
 """The lowest factor a cut by the throttled share multiplies the rate by while no ceiling is known: the slow
 start's rate was never shown to hold, and a burst the service granted hid its overshoot until the rate was
 two or three steps past the limit; halving it would leave the fleet over the limit for another settle time."""
+
+CONFIDENCE = 1.645
+"""Standard errors below a member's measured throttled share that a cut is judged at
+(a one-sided 95% bound): with a sample of a dozen attempts, a share measured at 50% is judged at 29%."""
 
 CALM = 2.0
 """Adjustment intervals without a change and without throttling before a rise below the ceiling."""
@@ -102,12 +119,14 @@ class RatePolicy:
         """The fleet's rate after a member's local limit cut its share from ``before`` to ``after``.
 
         Contract: the result is below ``fleet.rate`` (unless that is at the
-        minimum) and at least ``MAX_CUT`` times it (during a slow start, at
-        most ``1 / SLOW_START**2`` times it and no less); the ceiling is never
+        minimum) and at least ``BLIND_CUT`` times it once a ceiling is known
+        (during a slow start, at least ``MAX_CUT`` times it, at most
+        ``1 / SLOW_START**2`` times it and no less); the ceiling is never
         below the new rate, and never above ``BELOW_THROTTLED`` of the rate
         that was throttled unless the new rate is.
         """
-        factor = max(MAX_CUT, min(1.0, after / before)) if before > 0 else MAX_CUT
+        deepest = MAX_CUT if fleet.ceiling is None else BLIND_CUT
+        factor = max(deepest, min(1.0, after / before)) if before > 0 else deepest
         rate = max(self.min_rate, min(fleet.rate * factor, self._held_in_slow_start(fleet)))
         ceiling = None
         if local_ceiling is not None and before > 0:
@@ -115,16 +134,22 @@ class RatePolicy:
             ceiling = max(rate, min(fleet.rate * BELOW_THROTTLED, measured))
         return FleetRate(rate, ceiling)
 
-    def cut_from_share(self, fleet: FleetRate, throttled_share: float) -> FleetRate:
-        """The fleet's rate after a member saw ``throttled_share`` (0 to 1) of the attempts it sent at the
-        fleet's rate throttled lately: all members send to one limit, so the service accepted about
-        ``1 - throttled_share`` of what the fleet sent; the cut paces at :data:`PACE_MARGIN` of that.
+    def cut_from_share(self, fleet: FleetRate, throttled_share: float, sample: int | None = None) -> FleetRate:
+        """The fleet's rate after a member saw ``throttled_share`` (0 to 1) of the ``sample`` attempts it
+        sent at the fleet's rate throttled lately (None: a share known exactly): all members send to one
+        limit, so the service accepted about ``1 - throttled_share`` of what the fleet sent; the cut paces
+        at :data:`PACE_MARGIN` of that.
 
         Contract: as :meth:`cut`, except that while no ceiling is known (slow start) the result may go
         down to ``MAX_START_CUT`` of the rate; the ceiling is what was accepted (under the rate that was
-        throttled).
+        throttled). With a ``sample``, the share taken is :func:`share_lower_bound` of it (never more
+        than the share measured): the smaller the sample, the shallower the cut (during a slow start, still
+        at least two steps back).
         """
-        accepted = fleet.rate * (1.0 - max(0.0, min(1.0, throttled_share)))
+        share = max(0.0, min(1.0, throttled_share))
+        if sample is not None:
+            share = share_lower_bound(share, sample)
+        accepted = fleet.rate * (1.0 - share)
         bound = MAX_CUT if fleet.ceiling is not None else MAX_START_CUT
         paced = min(fleet.rate, accepted * PACE_MARGIN, self._held_in_slow_start(fleet))
         rate = max(self.min_rate, fleet.rate * bound, paced)
@@ -160,4 +185,16 @@ class RatePolicy:
         return FleetRate(rate * (1.0 + PROBE), max(ceiling, rate))
 
 
-__all__ = ["FleetRate", "RatePolicy"]
+def share_lower_bound(share: float, sample: int) -> float:
+    """The lower end of a one-sided confidence interval (:data:`CONFIDENCE` standard errors; Wilson's score
+    interval) for a share measured as ``share`` over ``sample`` attempts: between 0 and ``share``, and
+    ``share`` itself for a sample of 0 or less (nothing to widen)."""
+    share = max(0.0, min(1.0, share))
+    if sample <= 0:
+        return share
+    z2 = CONFIDENCE * CONFIDENCE
+    spread = CONFIDENCE * math.sqrt(share * (1.0 - share) / sample + z2 / (4.0 * sample * sample))
+    return max(0.0, min(share, (share + z2 / (2.0 * sample) - spread) / (1.0 + z2 / sample)))
+
+
+__all__ = ["FleetRate", "RatePolicy", "share_lower_bound"]

@@ -257,7 +257,7 @@ class FleetUnit:
         fleet = FleetRate(current, self.fleet_ceiling)
         throttled = self._throttled_share(now)
         if throttled is not None:
-            cut = self.policy.cut_from_share(fleet, throttled)
+            cut = self.policy.cut_from_share(fleet, *throttled)
         elif now - self._cut_at < (SETTLE + 2) * self.interval:
             # too few answers to the rate in force yet (the span starts after the last cut): the local limit's
             # own cut is a reaction (it halves on 503s), not a measure, and would land the fleet far too low.
@@ -267,9 +267,9 @@ class FleetUnit:
             cut = self.policy.cut(fleet, share, rate, ceiling)
         return SharedLimit(cut.rate, limit, cut.ceiling, self.version)
 
-    def _throttled_share(self, now: float) -> float | None:
+    def _throttled_share(self, now: float) -> tuple[float, int] | None:
         """The share of this member's attempts at the fleet's pace throttled lately (fleet tokens spent are
-        its attempts), or None if it sent too few to tell.
+        its attempts) and how many attempts it was measured on, or None if it sent too few to tell.
 
         The span is the last adjustment interval, stretched back up to the
         history's two intervals until it holds :data:`SHARE_SAMPLE` attempts:
@@ -285,7 +285,7 @@ class FleetUnit:
                 break
             sent = self._spent - spent
             if sent >= SHARE_SAMPLE:
-                return min(1.0, (self._throttles_seen - throttles) / sent)
+                return min(1.0, (self._throttles_seen - throttles) / sent), sent
         return None
 
     def _used_share(self, now: float, fleet_rate: float) -> float | None:
